@@ -1,0 +1,16 @@
+//! Kafka wire protocol for Inkless.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing about actors or storage.
+//! It turns bytes into requests and responses into bytes, and inspects record batches
+//! (header fields, CRC-32C) without decompressing them.
+//!
+//! - [`frame`]: length-prefixed framing with a size cap.
+//! - [`request`]: request header parsing, the table of supported APIs and versions, and
+//!   request decoding / response encoding.
+//! - [`batch`]: record-batch (magic 2) header inspection, validation and rewriting.
+
+pub mod batch;
+pub mod frame;
+pub mod request;
+
+pub use kafka_protocol;

@@ -1,0 +1,193 @@
+//! The shared test suite every [`MetadataStore`] implementation must pass.
+//!
+//! Call [`run_all`] from an implementation's tests with a fresh, empty store. It panics on
+//! the first failed expectation.
+
+use super::*;
+
+fn batch(base: i64, last: i64, key: &str, at: u64, producer: (i64, i16, i32)) -> BatchCoordinate {
+    BatchCoordinate {
+        base_offset: base,
+        last_offset: last,
+        object_key: key.to_string(),
+        object_size: 10_000,
+        byte_offset: at,
+        byte_len: 100,
+        max_timestamp: 1_000 + base,
+        producer_id: producer.0,
+        producer_epoch: producer.1,
+        base_sequence: producer.2,
+        last_sequence: if producer.2 < 0 { -1 } else { producer.2 + (last - base) as i32 },
+    }
+}
+
+/// Runs every check against `store`, which must be empty.
+pub async fn run_all(store: SharedMetadataStore) {
+    topics(&store).await;
+    appends_reads_and_fencing(&store).await;
+    producers_and_delete_records(&store).await;
+}
+
+async fn topics(s: &SharedMetadataStore) {
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "1000".to_string());
+    let t = s
+        .create_topic(NewTopic {
+            name: "alpha".into(),
+            partitions: 3,
+            configs: configs.clone(),
+        })
+        .await
+        .expect("create");
+    assert_eq!((t.partitions, &t.configs), (3, &configs));
+    let again = s
+        .create_topic(NewTopic {
+            name: "alpha".into(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+        })
+        .await;
+    assert!(matches!(again, Err(MetaError::TopicExists(_))));
+    let t = s
+        .alter_topic_configs(
+            "alpha",
+            vec![
+                ("retention.ms".into(), None),
+                ("cleanup.policy".into(), Some("delete".into())),
+            ],
+        )
+        .await
+        .expect("alter");
+    assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some("delete"));
+    assert!(!t.configs.contains_key("retention.ms"));
+    assert!(matches!(
+        s.create_partitions("alpha", 2).await,
+        Err(MetaError::Invalid(_))
+    ));
+    let t = s.create_partitions("alpha", 5).await.expect("grow");
+    assert_eq!(t.partitions, 5);
+    s.claim_partition(t.id, 4, 1).await.expect("new partition exists");
+    assert_eq!(s.list_topics().await.expect("list"), vec![t.clone()]);
+    s.delete_topic("alpha").await.expect("delete");
+    assert!(s.list_topics().await.expect("list").is_empty());
+    assert!(matches!(
+        s.delete_topic("alpha").await,
+        Err(MetaError::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        s.claim_partition(t.id, 0, 1).await,
+        Err(MetaError::UnknownPartition(..))
+    ));
+}
+
+async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "beta".into(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let first = s.claim_partition(t.id, 0, 1).await.expect("claim");
+    assert_eq!((first.high_watermark, first.log_start_offset), (0, 0));
+    let append = |epoch, batches| PartitionAppend {
+        topic_id: t.id,
+        partition: 0,
+        owner_epoch: epoch,
+        batches,
+        producers: vec![],
+    };
+    let out = s
+        .commit_appends(vec![
+            append(first.owner_epoch, vec![batch(0, 4, "o1", 0, (-1, -1, -1)), batch(5, 5, "o1", 100, (-1, -1, -1))]),
+            PartitionAppend {
+                partition: 7,
+                ..append(first.owner_epoch, vec![batch(0, 0, "o1", 200, (-1, -1, -1))])
+            },
+        ])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![AppendOutcome::Committed, AppendOutcome::UnknownPartition]);
+    let gap = s
+        .commit_appends(vec![append(first.owner_epoch, vec![batch(9, 9, "o2", 0, (-1, -1, -1))])])
+        .await
+        .expect("commit");
+    assert_eq!(gap, vec![AppendOutcome::OffsetMismatch { high_watermark: 6 }]);
+
+    let read = s.read_batches(t.id, 0, 3, 1 << 20).await.expect("read");
+    assert_eq!(read.iter().map(|b| b.base_offset).collect::<Vec<_>>(), vec![0, 5]);
+    assert_eq!(read[0].object_size, 10_000);
+    let one = s.read_batches(t.id, 0, 0, 1).await.expect("read");
+    assert_eq!(one.len(), 1, "at least one batch even over max_bytes");
+    assert!(s.read_batches(t.id, 0, 6, 1 << 20).await.expect("read").is_empty());
+
+    let ts = s.batch_for_timestamp(t.id, 0, 1_003).await.expect("ts");
+    assert_eq!(ts.map(|b| b.base_offset), Some(5));
+    let max = s.batch_with_max_timestamp(t.id, 0).await.expect("max");
+    assert_eq!(max.map(|b| b.base_offset), Some(5));
+
+    // A new owner fences the old one.
+    let second = s.claim_partition(t.id, 0, 2).await.expect("claim");
+    assert!(second.owner_epoch > first.owner_epoch);
+    assert_eq!(second.high_watermark, 6);
+    let stale = s
+        .commit_appends(vec![append(first.owner_epoch, vec![batch(6, 6, "o3", 0, (-1, -1, -1))])])
+        .await
+        .expect("commit");
+    assert_eq!(stale, vec![AppendOutcome::Fenced]);
+    assert!(matches!(
+        s.delete_records(t.id, 0, first.owner_epoch, 1).await,
+        Err(MetaError::Fenced(..))
+    ));
+}
+
+async fn producers_and_delete_records(s: &SharedMetadataStore) {
+    let a = s.allocate_producer_id().await.expect("pid");
+    let b = s.allocate_producer_id().await.expect("pid");
+    assert!(b > a && a >= 0);
+    let t = s
+        .create_topic(NewTopic {
+            name: "gamma".into(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let st = s.claim_partition(t.id, 0, 1).await.expect("claim");
+    let batches: Vec<_> = (0..7)
+        .map(|i| batch(i * 2, i * 2 + 1, "p", i as u64 * 100, (a, 3, i as i32 * 2)))
+        .collect();
+    let out = s
+        .commit_appends(vec![PartitionAppend {
+            topic_id: t.id,
+            partition: 0,
+            owner_epoch: st.owner_epoch,
+            batches,
+            producers: vec![ProducerRecord {
+                producer_id: a,
+                producer_epoch: 3,
+                last_sequence: 13,
+                last_offset: 13,
+            }],
+        }])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![AppendOutcome::Committed]);
+    let st = s.claim_partition(t.id, 0, 1).await.expect("reclaim");
+    assert_eq!(st.producers.len(), 1);
+    assert_eq!(st.producers[0].last_sequence, 13);
+    let seqs: Vec<i32> = st.producer_batches.iter().map(|b| b.base_sequence).collect();
+    assert_eq!(seqs, vec![4, 6, 8, 10, 12], "last five batches, oldest first");
+
+    assert_eq!(s.delete_records(t.id, 0, st.owner_epoch, 5).await.expect("delete"), 5);
+    let left = s.read_batches(t.id, 0, 0, 1 << 20).await.expect("read");
+    assert_eq!(left.first().map(|b| b.base_offset), Some(4), "batch 4..5 still holds offset 5");
+    assert_eq!(s.delete_records(t.id, 0, st.owner_epoch, 2).await.expect("no-op"), 5);
+    assert!(matches!(
+        s.delete_records(t.id, 0, st.owner_epoch, 99).await,
+        Err(MetaError::Invalid(_))
+    ));
+    let st = s.claim_partition(t.id, 0, 1).await.expect("reclaim");
+    assert_eq!((st.log_start_offset, st.high_watermark), (5, 14));
+}

@@ -1,0 +1,250 @@
+//! The metadata store: the control plane of Inkless.
+//!
+//! It holds topics and their configs; per partition the log start offset, high watermark and
+//! owner epoch; the coordinates of every stored batch; idempotent-producer state; and the
+//! objects those batches live in. One trait, [`MetadataStore`], with interchangeable
+//! implementations chosen by URL (`sqlite://` now, `postgres://` for clusters); all share
+//! one test suite ([`conformance`]).
+//!
+//! Fencing: every write to a partition carries the owner epoch its writer claimed with
+//! [`MetadataStore::claim_partition`]; a write with an older epoch is refused, so a stale
+//! owner can never write after its partition moved.
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A topic with this name exists.
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    /// No such topic.
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    /// No such partition.
+    #[error("unknown partition {1} of topic {0}")]
+    UnknownPartition(Uuid, i32),
+    /// The request is invalid (e.g. fewer partitions than exist).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The writer's owner epoch is stale.
+    #[error("partition {1} of topic {0} is owned by a newer epoch")]
+    Fenced(Uuid, i32),
+    /// The database failed.
+    #[error("metadata database: {0}")]
+    Database(String),
+    /// The URL names no supported store.
+    #[error("invalid metadata store URL {0:?}")]
+    InvalidUrl(String),
+}
+
+/// Result of metadata-store calls.
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// A topic as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRecord {
+    /// Stable topic id (Kafka's topic UUID).
+    pub id: Uuid,
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Topic-level configs that were set explicitly (Kafka names, e.g. `retention.ms`).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    /// Topic name (already validated).
+    pub name: String,
+    /// Partition count, at least 1.
+    pub partitions: i32,
+    /// Explicit configs.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Where one stored batch is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCoordinate {
+    /// Offset assigned to its first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// Object key.
+    pub object_key: String,
+    /// Size of the whole object (for block-aligned reads).
+    pub object_size: u64,
+    /// First byte of the batch in the object.
+    pub byte_offset: u64,
+    /// Bytes of the batch.
+    pub byte_len: u32,
+    /// Largest timestamp in the batch (after LogAppendTime stamping, if any).
+    pub max_timestamp: i64,
+    /// Producer id, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// First sequence, or -1.
+    pub base_sequence: i32,
+    /// Last sequence, or -1.
+    pub last_sequence: i32,
+}
+
+/// Latest known state of one idempotent producer on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Current epoch.
+    pub producer_epoch: i16,
+    /// Sequence of the last record written.
+    pub last_sequence: i32,
+    /// Offset of the last record written.
+    pub last_offset: i64,
+}
+
+/// State of a partition when its owner claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Owner epoch now held by the claimant.
+    pub owner_epoch: i64,
+    /// First offset still readable.
+    pub log_start_offset: i64,
+    /// Next offset to assign; everything below is committed.
+    pub high_watermark: i64,
+    /// Producer state of the partition.
+    pub producers: Vec<ProducerRecord>,
+    /// The most recent batches of each producer (newest last), for duplicate detection.
+    pub producer_batches: Vec<BatchCoordinate>,
+}
+
+/// Batches of one partition to commit atomically with its new high watermark.
+#[derive(Debug, Clone)]
+pub struct PartitionAppend {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// The writer's owner epoch.
+    pub owner_epoch: i64,
+    /// Batches in offset order; the first one's base offset must equal the stored high
+    /// watermark (appends are contiguous).
+    pub batches: Vec<BatchCoordinate>,
+    /// Producer states changed by these batches.
+    pub producers: Vec<ProducerRecord>,
+}
+
+impl PartitionAppend {
+    /// High watermark after this append.
+    pub fn end_offset(&self) -> Option<i64> {
+        self.batches.last().map(|b| b.last_offset + 1)
+    }
+}
+
+/// Outcome of one partition's append inside a group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Committed; the high watermark is now the end of the append.
+    Committed,
+    /// The writer's epoch is stale: it must stop.
+    Fenced,
+    /// The append does not start at the stored high watermark: the writer must reload.
+    OffsetMismatch {
+        /// The stored high watermark.
+        high_watermark: i64,
+    },
+    /// The topic or partition no longer exists.
+    UnknownPartition,
+}
+
+/// The metadata store. All methods are safe to call concurrently.
+#[async_trait::async_trait]
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    /// Creates a topic and its partitions.
+    async fn create_topic(&self, topic: NewTopic) -> MetaResult<TopicRecord>;
+    /// Deletes a topic, its partitions, batches, producer state and configs.
+    async fn delete_topic(&self, name: &str) -> MetaResult<TopicRecord>;
+    /// Every topic.
+    async fn list_topics(&self) -> MetaResult<Vec<TopicRecord>>;
+    /// Sets (`Some`) or removes (`None`) topic configs.
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+    ) -> MetaResult<TopicRecord>;
+    /// Raises the partition count to `total`.
+    async fn create_partitions(&self, name: &str, total: i32) -> MetaResult<TopicRecord>;
+    /// Takes ownership of a partition: bumps its owner epoch and returns its state.
+    async fn claim_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        node_id: i32,
+    ) -> MetaResult<PartitionState>;
+    /// Commits appends of many partitions in one transaction. Each partition is checked on
+    /// its own (epoch, contiguity); the others still commit.
+    async fn commit_appends(&self, appends: Vec<PartitionAppend>) -> MetaResult<Vec<AppendOutcome>>;
+    /// Batches that hold offsets at or after `from_offset`, in offset order, stopping once
+    /// `max_bytes` is reached (at least one batch is returned if any exists).
+    async fn read_batches(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        max_bytes: u64,
+    ) -> MetaResult<Vec<BatchCoordinate>>;
+    /// The first batch whose max timestamp is at or after `timestamp`.
+    async fn batch_for_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        timestamp: i64,
+    ) -> MetaResult<Option<BatchCoordinate>>;
+    /// The batch with the largest timestamp (the earliest such batch on ties).
+    async fn batch_with_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<Option<BatchCoordinate>>;
+    /// Raises the log start offset to `offset` (bounded by the high watermark) and drops
+    /// batches wholly below it. Returns the new log start offset.
+    async fn delete_records(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        owner_epoch: i64,
+        offset: i64,
+    ) -> MetaResult<i64>;
+    /// A new, never used producer id.
+    async fn allocate_producer_id(&self) -> MetaResult<i64>;
+}
+
+/// A shared metadata store.
+pub type SharedMetadataStore = Arc<dyn MetadataStore>;
+
+/// Opens the store named by `url`: `sqlite://path` (relative to `base_dir`) or
+/// `sqlite::memory:`.
+pub fn open(url: &str, base_dir: &std::path::Path) -> MetaResult<SharedMetadataStore> {
+    if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+        return Ok(Arc::new(SqliteStore::open_in_memory()?));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let p = std::path::Path::new(path);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        };
+        return Ok(Arc::new(SqliteStore::open(&p)?));
+    }
+    Err(MetaError::InvalidUrl(url.to_string()))
+}

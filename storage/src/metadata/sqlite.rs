@@ -1,0 +1,613 @@
+//! SQLite implementation of [`MetadataStore`]: the embedded default for one node.
+//!
+//! One connection behind a mutex, used from `spawn_blocking`; WAL journal with
+//! `synchronous=NORMAL`, so a committed transaction survives the process being killed
+//! (not an OS crash; see docs/configuration.md). Schema changes are numbered migrations
+//! recorded in `PRAGMA user_version`.
+
+use super::*;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// Numbered schema migrations; index + 1 is the schema version after applying it.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE topics (
+    topic_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE topic_configs (
+    topic_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (topic_id, key)
+);
+CREATE TABLE partitions (
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    log_start_offset BIGINT NOT NULL,
+    high_watermark BIGINT NOT NULL,
+    owner_node INTEGER NOT NULL,
+    owner_epoch BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+);
+CREATE TABLE objects (
+    object_key TEXT PRIMARY KEY,
+    size_bytes BIGINT NOT NULL,
+    live_bytes BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE batches (
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    object_key TEXT NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    byte_len INTEGER NOT NULL,
+    max_timestamp BIGINT NOT NULL,
+    producer_id BIGINT NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    base_sequence INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition, base_offset)
+);
+CREATE INDEX batches_by_last_offset ON batches (topic_id, partition, last_offset);
+CREATE INDEX batches_by_producer ON batches (topic_id, partition, producer_id, base_offset);
+CREATE TABLE producers (
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    last_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+);
+CREATE TABLE producer_id_sequence (next_id BIGINT NOT NULL);
+INSERT INTO producer_id_sequence (next_id) VALUES (1000);
+"#];
+
+/// Batches per producer kept for duplicate detection (Kafka keeps 5).
+pub(crate) const PRODUCER_BATCHES_KEPT: i64 = 5;
+
+/// The SQLite metadata store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db<E: std::fmt::Display>(e: E) -> MetaError {
+    MetaError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    pub fn open(path: &std::path::Path) -> MetaResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(db)?;
+        }
+        Self::init(Connection::open(path).map_err(db)?)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn open_in_memory() -> MetaResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(db)?)
+    }
+
+    fn init(mut conn: Connection) -> MetaResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "OFF").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db)?;
+        let tx = conn.transaction().map_err(db)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(db)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_tx<T, F>(&self, f: F) -> MetaResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> MetaResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock();
+            let tx = conn.transaction().map_err(db)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+        .map_err(db)?
+    }
+}
+
+fn topic_by_name(tx: &Transaction<'_>, name: &str) -> MetaResult<TopicRecord> {
+    let row = tx
+        .query_row(
+            "SELECT topic_id, partitions FROM topics WHERE name = ?1",
+            params![name],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i32>(1)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let (id, partitions) = row.ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
+    let id = Uuid::parse_str(&id).map_err(db)?;
+    Ok(TopicRecord {
+        id,
+        name: name.to_string(),
+        partitions,
+        configs: topic_configs(tx, id)?,
+    })
+}
+
+fn topic_configs(tx: &Transaction<'_>, id: Uuid) -> MetaResult<BTreeMap<String, String>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT key, value FROM topic_configs WHERE topic_id = ?1")
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
+}
+
+fn insert_partitions(tx: &Transaction<'_>, id: Uuid, from: i32, to: i32) -> MetaResult<()> {
+    for p in from..to {
+        tx.execute(
+            "INSERT INTO partitions (topic_id, partition, log_start_offset, high_watermark, owner_node, owner_epoch) VALUES (?1, ?2, 0, 0, -1, 0)",
+            params![id.to_string(), p],
+        )
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+const BATCH_COLUMNS: &str = "b.base_offset, b.last_offset, b.object_key, o.size_bytes, b.byte_offset, b.byte_len, b.max_timestamp, b.producer_id, b.producer_epoch, b.base_sequence, b.last_sequence";
+
+fn batch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchCoordinate> {
+    Ok(BatchCoordinate {
+        base_offset: r.get(0)?,
+        last_offset: r.get(1)?,
+        object_key: r.get(2)?,
+        object_size: r.get::<_, i64>(3)? as u64,
+        byte_offset: r.get::<_, i64>(4)? as u64,
+        byte_len: r.get::<_, i64>(5)? as u32,
+        max_timestamp: r.get(6)?,
+        producer_id: r.get(7)?,
+        producer_epoch: r.get::<_, i64>(8)? as i16,
+        base_sequence: r.get::<_, i64>(9)? as i32,
+        last_sequence: r.get::<_, i64>(10)? as i32,
+    })
+}
+
+fn query_batches(
+    tx: &Transaction<'_>,
+    sql_tail: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> MetaResult<Vec<BatchCoordinate>> {
+    let sql = format!(
+        "SELECT {BATCH_COLUMNS} FROM batches b JOIN objects o ON o.object_key = b.object_key {sql_tail}"
+    );
+    let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
+    let rows = stmt.query_map(args, batch_row).map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
+}
+
+fn partition_row(tx: &Transaction<'_>, id: Uuid, partition: i32) -> MetaResult<Option<(i64, i64, i64)>> {
+    tx.query_row(
+        "SELECT owner_epoch, log_start_offset, high_watermark FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+        params![id.to_string(), partition],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// Subtracts the bytes of the batches selected by `filter` from their objects' live bytes.
+fn release_object_bytes(tx: &Transaction<'_>, filter: &str, args: &[&dyn rusqlite::ToSql]) -> MetaResult<()> {
+    let sql = format!(
+        "UPDATE objects SET live_bytes = live_bytes - COALESCE((SELECT SUM(b.byte_len) FROM batches b WHERE b.object_key = objects.object_key AND {filter}), 0) WHERE object_key IN (SELECT b.object_key FROM batches b WHERE {filter})"
+    );
+    // The filter appears twice; rusqlite numbered parameters (?1, ?2…) bind both.
+    tx.execute(&sql, args).map_err(db)?;
+    Ok(())
+}
+
+fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOutcome> {
+    let Some((epoch, _, hwm)) = partition_row(tx, a.topic_id, a.partition)? else {
+        return Ok(AppendOutcome::UnknownPartition);
+    };
+    if epoch != a.owner_epoch {
+        return Ok(AppendOutcome::Fenced);
+    }
+    let (Some(first), Some(end)) = (a.batches.first(), a.end_offset()) else {
+        return Ok(AppendOutcome::Committed);
+    };
+    if first.base_offset != hwm {
+        return Ok(AppendOutcome::OffsetMismatch { high_watermark: hwm });
+    }
+    let topic = a.topic_id.to_string();
+    let now = crate::now_ms();
+    for b in &a.batches {
+        debug_assert!(b.last_offset >= b.base_offset);
+        tx.prepare_cached(
+            "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes",
+        )
+        .and_then(|mut s| s.execute(params![b.object_key, b.object_size as i64, b.byte_len as i64, now]))
+        .map_err(db)?;
+        tx.prepare_cached(
+            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                topic,
+                a.partition,
+                b.base_offset,
+                b.last_offset,
+                b.object_key,
+                b.byte_offset as i64,
+                b.byte_len as i64,
+                b.max_timestamp,
+                b.producer_id,
+                b.producer_epoch as i64,
+                b.base_sequence as i64,
+                b.last_sequence as i64
+            ])
+        })
+        .map_err(db)?;
+    }
+    for p in &a.producers {
+        tx.prepare_cached(
+            "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                topic,
+                a.partition,
+                p.producer_id,
+                p.producer_epoch as i64,
+                p.last_sequence as i64,
+                p.last_offset
+            ])
+        })
+        .map_err(db)?;
+    }
+    tx.execute(
+        "UPDATE partitions SET high_watermark = ?3 WHERE topic_id = ?1 AND partition = ?2",
+        params![topic, a.partition, end],
+    )
+    .map_err(db)?;
+    Ok(AppendOutcome::Committed)
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for SqliteStore {
+    async fn create_topic(&self, t: NewTopic) -> MetaResult<TopicRecord> {
+        if t.partitions < 1 {
+            return Err(MetaError::Invalid("partition count must be at least 1".into()));
+        }
+        self.with_tx(move |tx| {
+            let exists: Option<i64> = tx
+                .query_row("SELECT 1 FROM topics WHERE name = ?1", params![t.name], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            if exists.is_some() {
+                return Err(MetaError::TopicExists(t.name));
+            }
+            let id = Uuid::new_v4();
+            tx.execute(
+                "INSERT INTO topics (topic_id, name, partitions, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![id.to_string(), t.name, t.partitions, crate::now_ms()],
+            )
+            .map_err(db)?;
+            for (k, v) in &t.configs {
+                tx.execute(
+                    "INSERT INTO topic_configs (topic_id, key, value) VALUES (?1, ?2, ?3)",
+                    params![id.to_string(), k, v],
+                )
+                .map_err(db)?;
+            }
+            insert_partitions(tx, id, 0, t.partitions)?;
+            Ok(TopicRecord {
+                id,
+                name: t.name,
+                partitions: t.partitions,
+                configs: t.configs,
+            })
+        })
+        .await
+    }
+
+    async fn delete_topic(&self, name: &str) -> MetaResult<TopicRecord> {
+        let name = name.to_string();
+        self.with_tx(move |tx| {
+            let t = topic_by_name(tx, &name)?;
+            let id = t.id.to_string();
+            release_object_bytes(tx, "b.topic_id = ?1", &[&id])?;
+            for table in ["batches", "producers", "partitions", "topic_configs", "topics"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE topic_id = ?1"), params![id])
+                    .map_err(db)?;
+            }
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn list_topics(&self) -> MetaResult<Vec<TopicRecord>> {
+        self.with_tx(|tx| {
+            let names: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT name FROM topics ORDER BY name").map_err(db)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)?
+            };
+            names.iter().map(|n| topic_by_name(tx, n)).collect()
+        })
+        .await
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+    ) -> MetaResult<TopicRecord> {
+        let name = name.to_string();
+        self.with_tx(move |tx| {
+            let t = topic_by_name(tx, &name)?;
+            for (k, v) in changes {
+                match v {
+                    Some(v) => tx.execute(
+                        "INSERT INTO topic_configs (topic_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (topic_id, key) DO UPDATE SET value = excluded.value",
+                        params![t.id.to_string(), k, v],
+                    ),
+                    None => tx.execute(
+                        "DELETE FROM topic_configs WHERE topic_id = ?1 AND key = ?2",
+                        params![t.id.to_string(), k],
+                    ),
+                }
+                .map_err(db)?;
+            }
+            topic_by_name(tx, &name)
+        })
+        .await
+    }
+
+    async fn create_partitions(&self, name: &str, total: i32) -> MetaResult<TopicRecord> {
+        let name = name.to_string();
+        self.with_tx(move |tx| {
+            let t = topic_by_name(tx, &name)?;
+            if total <= t.partitions {
+                return Err(MetaError::Invalid(format!(
+                    "topic {name} has {} partitions; the new count {total} must be larger",
+                    t.partitions
+                )));
+            }
+            insert_partitions(tx, t.id, t.partitions, total)?;
+            tx.execute(
+                "UPDATE topics SET partitions = ?2 WHERE topic_id = ?1",
+                params![t.id.to_string(), total],
+            )
+            .map_err(db)?;
+            topic_by_name(tx, &name)
+        })
+        .await
+    }
+
+    async fn claim_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        node_id: i32,
+    ) -> MetaResult<PartitionState> {
+        self.with_tx(move |tx| {
+            let id = topic_id.to_string();
+            let n = tx
+                .execute(
+                    "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = ?3 WHERE topic_id = ?1 AND partition = ?2",
+                    params![id, partition, node_id],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(MetaError::UnknownPartition(topic_id, partition));
+            }
+            let (owner_epoch, log_start_offset, high_watermark) = partition_row(tx, topic_id, partition)?
+                .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
+            let producers: Vec<ProducerRecord> = {
+                let mut stmt = tx
+                    .prepare_cached("SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = ?1 AND partition = ?2")
+                    .map_err(db)?;
+                let rows = stmt
+                    .query_map(params![id, partition], |r| {
+                        Ok(ProducerRecord {
+                            producer_id: r.get(0)?,
+                            producer_epoch: r.get::<_, i64>(1)? as i16,
+                            last_sequence: r.get::<_, i64>(2)? as i32,
+                            last_offset: r.get(3)?,
+                        })
+                    })
+                    .map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)?
+            };
+            let mut producer_batches = Vec::new();
+            for p in &producers {
+                let mut recent = query_batches(
+                    tx,
+                    "WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.producer_id = ?3 ORDER BY b.base_offset DESC LIMIT ?4",
+                    &[&id, &partition, &p.producer_id, &PRODUCER_BATCHES_KEPT],
+                )?;
+                recent.reverse();
+                producer_batches.extend(recent);
+            }
+            Ok(PartitionState {
+                owner_epoch,
+                log_start_offset,
+                high_watermark,
+                producers,
+                producer_batches,
+            })
+        })
+        .await
+    }
+
+    async fn commit_appends(&self, appends: Vec<PartitionAppend>) -> MetaResult<Vec<AppendOutcome>> {
+        self.with_tx(move |tx| appends.iter().map(|a| commit_one(tx, a)).collect())
+            .await
+    }
+
+    async fn read_batches(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        max_bytes: u64,
+    ) -> MetaResult<Vec<BatchCoordinate>> {
+        self.with_tx(move |tx| {
+            let id = topic_id.to_string();
+            let mut out = Vec::new();
+            let mut bytes = 0u64;
+            let mut from = from_offset;
+            // Page through so a large max_bytes does not load the whole partition at once.
+            loop {
+                let page = query_batches(
+                    tx,
+                    "WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.last_offset >= ?3 ORDER BY b.base_offset LIMIT 256",
+                    &[&id, &partition, &from],
+                )?;
+                let full = page.len() == 256;
+                for b in page {
+                    if !out.is_empty() && bytes + b.byte_len as u64 > max_bytes {
+                        return Ok(out);
+                    }
+                    bytes += b.byte_len as u64;
+                    from = b.last_offset + 1;
+                    out.push(b);
+                }
+                if !full || bytes >= max_bytes {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn batch_for_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        timestamp: i64,
+    ) -> MetaResult<Option<BatchCoordinate>> {
+        self.with_tx(move |tx| {
+            let id = topic_id.to_string();
+            Ok(query_batches(
+                tx,
+                "WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.max_timestamp >= ?3 ORDER BY b.base_offset LIMIT 1",
+                &[&id, &partition, &timestamp],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn batch_with_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<Option<BatchCoordinate>> {
+        self.with_tx(move |tx| {
+            let id = topic_id.to_string();
+            Ok(query_batches(
+                tx,
+                "WHERE b.topic_id = ?1 AND b.partition = ?2 ORDER BY b.max_timestamp DESC, b.base_offset ASC LIMIT 1",
+                &[&id, &partition],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn delete_records(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        owner_epoch: i64,
+        offset: i64,
+    ) -> MetaResult<i64> {
+        self.with_tx(move |tx| {
+            let (epoch, start, hwm) = partition_row(tx, topic_id, partition)?
+                .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
+            if epoch != owner_epoch {
+                return Err(MetaError::Fenced(topic_id, partition));
+            }
+            if offset > hwm || offset < 0 {
+                return Err(MetaError::Invalid(format!(
+                    "offset {offset} is outside [0, {hwm}]"
+                )));
+            }
+            let new_start = start.max(offset);
+            let id = topic_id.to_string();
+            let filter = "b.topic_id = ?1 AND b.partition = ?2 AND b.last_offset < ?3";
+            release_object_bytes(tx, filter, &[&id, &partition, &new_start])?;
+            tx.execute(
+                "DELETE FROM batches WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3",
+                params![id, partition, new_start],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "UPDATE partitions SET log_start_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
+                params![id, partition, new_start],
+            )
+            .map_err(db)?;
+            Ok(new_start)
+        })
+        .await
+    }
+
+    async fn allocate_producer_id(&self) -> MetaResult<i64> {
+        self.with_tx(|tx| {
+            tx.query_row(
+                "UPDATE producer_id_sequence SET next_id = next_id + 1 RETURNING next_id - 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_conformance_suite() {
+        conformance::run_all(Arc::new(SqliteStore::open_in_memory().unwrap())).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta/inkless.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let t = s
+            .create_topic(NewTopic {
+                name: "t".into(),
+                partitions: 2,
+                configs: Default::default(),
+            })
+            .await
+            .unwrap();
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.list_topics().await.unwrap(), vec![t]);
+    }
+}
