@@ -1,1 +1,93 @@
-//! placeholder
+//! The actors of an Inkless node and their supervision tree.
+//!
+//! ```text
+//! NodeSupervisor
+//!  ├─ PartitionManager ── PartitionActor × owned partitions
+//!  ├─ ProduceBuffer      collects batches of all partitions into one open object
+//!  ├─ ObjectUploader     PUTs sealed objects, hands each partition its slice, in seal order
+//!  ├─ IndexWriter        group-commits appends of all partitions into the metadata store
+//!  └─ CacheShard         block cache of objects for fetches
+//! ```
+//! Architecture invariants:
+//! - only a PartitionActor assigns offsets of its partition;
+//! - nothing is acknowledged before the metadata commit that makes it durable;
+//! - every actor can be restarted from the metadata store and object store alone.
+//!
+//! Request handlers (in the node crate) talk to actors through [`Node`].
+
+pub mod cache;
+pub mod index_writer;
+pub mod partition;
+pub mod partition_manager;
+pub mod produce_buffer;
+pub mod registry;
+pub mod supervisor;
+pub mod uploader;
+
+pub use supervisor::{Node, NodeConfig};
+
+use uuid::Uuid;
+
+/// A partition of a topic, by topic id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition index.
+    pub partition: i32,
+}
+
+/// Why an append was not acknowledged. The node maps each to a Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// A sequence gap for an idempotent producer.
+    #[error("out of order sequence {got}, expected {expected}")]
+    OutOfOrderSequence {
+        /// Sequence the batch started with.
+        got: i32,
+        /// Sequence that was expected.
+        expected: i32,
+    },
+    /// The producer's epoch is older than the one the partition knows.
+    #[error("producer epoch {got} is older than {current}")]
+    InvalidProducerEpoch {
+        /// Epoch of the batch.
+        got: i16,
+        /// Current epoch.
+        current: i16,
+    },
+    /// This node does not (or no longer) own the partition.
+    #[error("not the owner of the partition")]
+    NotOwner,
+    /// The object could not be stored in time.
+    #[error("object store: {0}")]
+    Storage(String),
+    /// The metadata store refused or failed.
+    #[error("metadata store: {0}")]
+    Metadata(String),
+    /// The node is shutting down or an actor is gone.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The offset is below the log start or above the high watermark.
+    #[error("offset out of range [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// First readable offset.
+        log_start_offset: i64,
+        /// End of the log.
+        high_watermark: i64,
+    },
+    /// This node does not own the partition.
+    #[error("not the owner of the partition")]
+    NotOwner,
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+#[cfg(test)]
+mod tests;

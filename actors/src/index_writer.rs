@@ -1,0 +1,133 @@
+//! IndexWriter: group-commits the appends of every partition of this node.
+//!
+//! Takes [`IndexMsg::Commit`] from PartitionActors. While one transaction runs, new appends
+//! queue; when it finishes, everything queued (up to `max_appends_per_commit`) goes into the
+//! next transaction. One transaction at a time keeps each partition's commits in the order
+//! its actor sent them. Each partition is answered with [`PartitionMsg::Committed`].
+//! If the metadata store fails, every partition in that group is told so and reloads; the
+//! writer itself keeps running. If the writer crashes, the NodeSupervisor restarts it.
+
+use crate::partition::PartitionMsg;
+use inkless_storage::metadata::{AppendOutcome, PartitionAppend, SharedMetadataStore};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::VecDeque;
+
+/// Messages of the [`IndexWriter`].
+#[derive(Debug)]
+pub enum IndexMsg {
+    /// Commit one partition's append.
+    Commit {
+        /// The append.
+        append: PartitionAppend,
+        /// Who to answer.
+        reply_to: ActorRef<PartitionMsg>,
+        /// Echoed back in the answer.
+        token: u64,
+    },
+    /// A transaction finished (sent by the writer to itself).
+    Done {
+        /// Who to answer, in order.
+        waiters: Vec<(ActorRef<PartitionMsg>, u64)>,
+        /// The outcome per append, or the error of the whole transaction.
+        result: Result<Vec<AppendOutcome>, String>,
+    },
+}
+
+/// Arguments of the [`IndexWriter`].
+#[derive(Debug, Clone)]
+pub struct IndexWriterArgs {
+    /// The metadata store.
+    pub store: SharedMetadataStore,
+    /// Upper bound of appends in one transaction.
+    pub max_appends_per_commit: usize,
+}
+
+/// State of the writer.
+#[derive(Debug)]
+pub struct IndexWriterState {
+    args: IndexWriterArgs,
+    queued: VecDeque<(PartitionAppend, ActorRef<PartitionMsg>, u64)>,
+    committing: bool,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct IndexWriter;
+
+impl IndexWriterState {
+    fn start_commit(&mut self, myself: &ActorRef<IndexMsg>) {
+        if self.committing || self.queued.is_empty() {
+            return;
+        }
+        let n = self.queued.len().min(self.args.max_appends_per_commit);
+        let mut appends = Vec::with_capacity(n);
+        let mut waiters = Vec::with_capacity(n);
+        for (a, r, t) in self.queued.drain(..n) {
+            appends.push(a);
+            waiters.push((r, t));
+        }
+        self.committing = true;
+        let store = self.args.store.clone();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = store
+                .commit_appends(appends)
+                .await
+                .map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "metadata commit failed");
+            }
+            let _ = myself.cast(IndexMsg::Done { waiters, result });
+        });
+    }
+}
+
+impl Actor for IndexWriter {
+    type Msg = IndexMsg;
+    type State = IndexWriterState;
+    type Arguments = IndexWriterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: IndexWriterArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(IndexWriterState {
+            args,
+            queued: VecDeque::new(),
+            committing: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IndexMsg::Commit {
+                append,
+                reply_to,
+                token,
+            } => {
+                state.queued.push_back((append, reply_to, token));
+            }
+            IndexMsg::Done { waiters, result } => {
+                state.committing = false;
+                for (i, (reply_to, token)) in waiters.into_iter().enumerate() {
+                    let outcome = match &result {
+                        Ok(v) => v
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| "missing commit outcome".to_string()),
+                        Err(e) => Err(e.clone()),
+                    };
+                    let _ = reply_to.cast(PartitionMsg::Committed { token, outcome });
+                }
+            }
+        }
+        state.start_commit(&myself);
+        Ok(())
+    }
+}

@@ -1,0 +1,583 @@
+//! PartitionActor: the single sequencer of one partition.
+//!
+//! Owns the partition's offsets (log start, next offset, high watermark), its idempotent
+//! producer state and a small cache of its most recent batch coordinates. It takes:
+//! - [`PartitionMsg::Append`]: batches already stored in an object; checks producer
+//!   sequences, assigns offsets and sends the coordinates to the IndexWriter. The producer
+//!   is answered only when [`PartitionMsg::Committed`] comes back.
+//! - [`PartitionMsg::Read`]: coordinates of committed batches from an offset.
+//! - [`PartitionMsg::DeleteRecords`]: raises the log start offset.
+//!
+//! On start it claims the partition in the metadata store (bumping the owner epoch, which
+//! fences any older owner) and loads its state. If a commit is fenced it stops; if a commit
+//! fails otherwise it fails, and the PartitionManager restarts it from the metadata store.
+
+use crate::index_writer::IndexMsg;
+use crate::registry::ActorSlot;
+use crate::{AppendError, ReadError, TopicPartition};
+use inkless_protocol::batch::BatchHeader;
+use inkless_storage::metadata::{
+    AppendOutcome, BatchCoordinate, PartitionAppend, ProducerRecord, SharedMetadataStore,
+};
+use inkless_storage::object::BatchPosition;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
+
+/// Batches per producer remembered for duplicate detection (as Kafka).
+const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// Offsets visible to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionOffsets {
+    /// First readable offset.
+    pub log_start_offset: i64,
+    /// Everything below is committed and readable.
+    pub high_watermark: i64,
+}
+
+/// One batch of an append: its header and where it sits in the object.
+#[derive(Debug, Clone)]
+pub struct IncomingBatch {
+    /// Header as validated by the handler (LogAppendTime already stamped).
+    pub header: BatchHeader,
+    /// Position in the object.
+    pub position: BatchPosition,
+}
+
+/// A successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// Offset of the first record of the first batch.
+    pub base_offset: i64,
+    /// Log start offset at the time of the append.
+    pub log_start_offset: i64,
+}
+
+/// Reply channel of an append.
+pub type AppendReply = oneshot::Sender<Result<AppendAck, AppendError>>;
+
+/// Messages of a [`PartitionActor`].
+#[derive(Debug)]
+pub enum PartitionMsg {
+    /// Sequence and commit batches stored in `object_key`.
+    Append {
+        /// Object holding the batches.
+        object_key: String,
+        /// Size of that object.
+        object_size: u64,
+        /// The batches, in the order the producer sent them.
+        batches: Vec<IncomingBatch>,
+        /// Answered after the metadata commit.
+        reply: AppendReply,
+    },
+    /// Outcome of a commit sent to the IndexWriter.
+    Committed {
+        /// Token of the pending commit.
+        token: u64,
+        /// What the metadata store said.
+        outcome: Result<AppendOutcome, String>,
+    },
+    /// Coordinates of committed batches from `offset`, up to about `max_bytes`.
+    Read {
+        /// Fetch offset.
+        offset: i64,
+        /// Byte budget.
+        max_bytes: u64,
+        /// Answer.
+        reply: oneshot::Sender<Result<Vec<BatchCoordinate>, ReadError>>,
+    },
+    /// Raise the log start offset to `offset` (`-1` means the high watermark).
+    DeleteRecords {
+        /// New log start offset.
+        offset: i64,
+        /// The resulting log start offset.
+        reply: oneshot::Sender<Result<i64, ReadError>>,
+    },
+    /// Panics inside the actor (fault-injection tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectPanic,
+}
+
+/// What a PartitionActor starts from.
+#[derive(Debug)]
+pub struct PartitionArgs {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// This node's id, recorded as owner.
+    pub node_id: i32,
+    /// Metadata store.
+    pub store: SharedMetadataStore,
+    /// Where commits go.
+    pub index_writer: Arc<ActorSlot<IndexMsg>>,
+    /// Offsets published to readers (kept across restarts by the manager).
+    pub offsets: Arc<watch::Sender<PartitionOffsets>>,
+    /// Recent coordinates kept in memory.
+    pub recent_batches_max: usize,
+}
+
+#[derive(Debug, Clone)]
+struct ProducerEntry {
+    epoch: i16,
+    last_sequence: i32,
+    last_offset: i64,
+    /// (first sequence, last sequence, base offset), oldest first.
+    recent: VecDeque<(i32, i32, i64)>,
+}
+
+#[derive(Debug)]
+struct PendingCommit {
+    token: u64,
+    base_offset: i64,
+    end_offset: i64,
+    coords: Vec<BatchCoordinate>,
+    replies: Vec<(AppendReply, AppendAck)>,
+}
+
+/// State of a running partition.
+#[derive(Debug)]
+pub struct PartitionState {
+    args: PartitionArgs,
+    owner_epoch: i64,
+    next_offset: i64,
+    committed: PartitionOffsets,
+    producers: HashMap<i64, ProducerEntry>,
+    recent: VecDeque<BatchCoordinate>,
+    pending: VecDeque<PendingCommit>,
+    next_token: u64,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct PartitionActor;
+
+enum Sequenced {
+    New,
+    Duplicate(i64),
+}
+
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX {
+        0
+    } else {
+        last + 1
+    }
+}
+
+/// Checks one batch against a producer's state, updating the working copy on success.
+fn check_sequence(
+    entry: &mut Option<ProducerEntry>,
+    h: &BatchHeader,
+) -> Result<Sequenced, AppendError> {
+    let Some(e) = entry else {
+        return Ok(Sequenced::New);
+    };
+    if h.producer_epoch < e.epoch {
+        return Err(AppendError::InvalidProducerEpoch {
+            got: h.producer_epoch,
+            current: e.epoch,
+        });
+    }
+    if h.producer_epoch > e.epoch {
+        if h.base_sequence != 0 {
+            return Err(AppendError::OutOfOrderSequence {
+                got: h.base_sequence,
+                expected: 0,
+            });
+        }
+        return Ok(Sequenced::New);
+    }
+    if let Some(&(_, _, base)) = e
+        .recent
+        .iter()
+        .find(|(first, last, _)| *first == h.base_sequence && *last == h.last_sequence())
+    {
+        return Ok(Sequenced::Duplicate(base));
+    }
+    let expected = next_sequence(e.last_sequence);
+    if h.base_sequence != expected {
+        return Err(AppendError::OutOfOrderSequence {
+            got: h.base_sequence,
+            expected,
+        });
+    }
+    Ok(Sequenced::New)
+}
+
+fn record_sequence(entry: &mut Option<ProducerEntry>, h: &BatchHeader, base_offset: i64) {
+    let last_offset = base_offset + h.last_offset_delta as i64;
+    let e = entry.get_or_insert_with(|| ProducerEntry {
+        epoch: h.producer_epoch,
+        last_sequence: -1,
+        last_offset,
+        recent: VecDeque::new(),
+    });
+    if h.producer_epoch != e.epoch {
+        e.epoch = h.producer_epoch;
+        e.recent.clear();
+    }
+    e.last_sequence = h.last_sequence();
+    e.last_offset = last_offset;
+    e.recent
+        .push_back((h.base_sequence, h.last_sequence(), base_offset));
+    while e.recent.len() > PRODUCER_BATCHES_KEPT {
+        e.recent.pop_front();
+    }
+}
+
+impl PartitionState {
+    fn publish(&self) {
+        self.args.offsets.send_replace(self.committed);
+    }
+
+    fn ack(&self, base_offset: i64) -> AppendAck {
+        AppendAck {
+            base_offset,
+            log_start_offset: self.committed.log_start_offset,
+        }
+    }
+
+    fn fail_pending(&mut self, err: AppendError) {
+        for p in self.pending.drain(..) {
+            for (reply, _) in p.replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+
+    /// Routes a duplicate to the commit that holds it, or answers at once if committed.
+    fn answer_duplicate(&mut self, base: i64, reply: AppendReply) {
+        let ack = self.ack(base);
+        match self
+            .pending
+            .iter_mut()
+            .find(|p| base >= p.base_offset && base < p.end_offset)
+        {
+            Some(p) => p.replies.push((reply, ack)),
+            None => {
+                let _ = reply.send(Ok(ack));
+            }
+        }
+    }
+
+    fn append(
+        &mut self,
+        myself: &ActorRef<PartitionMsg>,
+        object_key: String,
+        object_size: u64,
+        batches: Vec<IncomingBatch>,
+        reply: AppendReply,
+    ) {
+        // Check every batch on working copies first: a refused part changes nothing.
+        let mut working: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
+        let mut offset = self.next_offset;
+        let mut coords = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let h = &b.header;
+            if !h.is_idempotent() {
+                coords.push((b, offset));
+                offset += h.record_count as i64;
+                continue;
+            }
+            let entry = working
+                .entry(h.producer_id)
+                .or_insert_with(|| self.producers.get(&h.producer_id).cloned());
+            match check_sequence(entry, h) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                Ok(Sequenced::Duplicate(base)) => {
+                    self.answer_duplicate(base, reply);
+                    return;
+                }
+                Ok(Sequenced::New) => {
+                    record_sequence(entry, h, offset);
+                    coords.push((b, offset));
+                    offset += h.record_count as i64;
+                }
+            }
+        }
+        let Some(writer) = self.args.index_writer.get() else {
+            let _ = reply.send(Err(AppendError::Unavailable("index writer".into())));
+            return;
+        };
+        let base_offset = self.next_offset;
+        debug_assert!(offset > base_offset, "an append assigns at least one offset");
+        let coords: Vec<BatchCoordinate> = coords
+            .into_iter()
+            .map(|(b, base)| BatchCoordinate {
+                base_offset: base,
+                last_offset: base + b.header.last_offset_delta as i64,
+                object_key: object_key.clone(),
+                object_size,
+                byte_offset: b.position.offset,
+                byte_len: b.position.len,
+                max_timestamp: b.header.max_timestamp,
+                producer_id: b.header.producer_id,
+                producer_epoch: b.header.producer_epoch,
+                base_sequence: b.header.base_sequence,
+                last_sequence: b.header.last_sequence(),
+            })
+            .collect();
+        let mut producers = Vec::new();
+        for (pid, entry) in working {
+            if let Some(e) = entry {
+                producers.push(ProducerRecord {
+                    producer_id: pid,
+                    producer_epoch: e.epoch,
+                    last_sequence: e.last_sequence,
+                    last_offset: e.last_offset,
+                });
+                self.producers.insert(pid, e);
+            }
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.next_offset = offset;
+        let append = PartitionAppend {
+            topic_id: self.args.tp.topic_id,
+            partition: self.args.tp.partition,
+            owner_epoch: self.owner_epoch,
+            batches: coords.clone(),
+            producers,
+        };
+        let ack = self.ack(base_offset);
+        self.pending.push_back(PendingCommit {
+            token,
+            base_offset,
+            end_offset: offset,
+            coords,
+            replies: vec![(reply, ack)],
+        });
+        if writer
+            .cast(IndexMsg::Commit {
+                append,
+                reply_to: myself.clone(),
+                token,
+            })
+            .is_err()
+        {
+            // The writer is gone: our offsets are now uncertain; let the failure path reload.
+            let _ = myself.cast(PartitionMsg::Committed {
+                token,
+                outcome: Err("index writer stopped".into()),
+            });
+        }
+    }
+
+    fn committed(
+        &mut self,
+        myself: &ActorRef<PartitionMsg>,
+        token: u64,
+        outcome: Result<AppendOutcome, String>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(front) = self.pending.front() else {
+            return Ok(());
+        };
+        if front.token != token {
+            return Err(format!("commit token {token} out of order (expected {})", front.token).into());
+        }
+        match outcome {
+            Ok(AppendOutcome::Committed) => {
+                let Some(p) = self.pending.pop_front() else {
+                    return Ok(());
+                };
+                debug_assert_eq!(p.base_offset, self.committed.high_watermark);
+                self.committed.high_watermark = p.end_offset;
+                self.recent.extend(p.coords);
+                while self.recent.len() > self.args.recent_batches_max {
+                    self.recent.pop_front();
+                }
+                self.publish();
+                for (reply, ack) in p.replies {
+                    let _ = reply.send(Ok(ack));
+                }
+                Ok(())
+            }
+            Ok(AppendOutcome::Fenced) | Ok(AppendOutcome::UnknownPartition) => {
+                tracing::warn!(tp = ?self.args.tp, "partition fenced or gone; stopping");
+                self.fail_pending(AppendError::NotOwner);
+                myself.stop(Some("fenced".into()));
+                Ok(())
+            }
+            Ok(AppendOutcome::OffsetMismatch { high_watermark }) => {
+                self.fail_pending(AppendError::Metadata("offset mismatch".into()));
+                Err(format!("stored high watermark {high_watermark} differs; reloading").into())
+            }
+            Err(e) => {
+                self.fail_pending(AppendError::Metadata(e.clone()));
+                Err(format!("commit failed: {e}; reloading").into())
+            }
+        }
+    }
+
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        reply: oneshot::Sender<Result<Vec<BatchCoordinate>, ReadError>>,
+    ) {
+        let c = self.committed;
+        if offset < c.log_start_offset || offset > c.high_watermark {
+            let _ = reply.send(Err(ReadError::OffsetOutOfRange {
+                log_start_offset: c.log_start_offset,
+                high_watermark: c.high_watermark,
+            }));
+            return;
+        }
+        if offset == c.high_watermark {
+            let _ = reply.send(Ok(Vec::new()));
+            return;
+        }
+        if self.recent.front().is_some_and(|b| b.base_offset <= offset) {
+            let mut out = Vec::new();
+            let mut bytes = 0u64;
+            for b in self.recent.iter().filter(|b| b.last_offset >= offset) {
+                if !out.is_empty() && bytes + b.byte_len as u64 > max_bytes {
+                    break;
+                }
+                bytes += b.byte_len as u64;
+                out.push(b.clone());
+            }
+            let _ = reply.send(Ok(out));
+            return;
+        }
+        let store = self.args.store.clone();
+        let tp = self.args.tp;
+        tokio::spawn(async move {
+            let r = store
+                .read_batches(tp.topic_id, tp.partition, offset, max_bytes)
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .filter(|b| b.base_offset < c.high_watermark)
+                        .collect()
+                })
+                .map_err(|e| ReadError::Storage(e.to_string()));
+            let _ = reply.send(r);
+        });
+    }
+
+    async fn delete_records(&mut self, offset: i64) -> Result<i64, ReadError> {
+        let c = self.committed;
+        let offset = if offset == -1 { c.high_watermark } else { offset };
+        if offset < 0 || offset > c.high_watermark {
+            return Err(ReadError::OffsetOutOfRange {
+                log_start_offset: c.log_start_offset,
+                high_watermark: c.high_watermark,
+            });
+        }
+        let tp = self.args.tp;
+        let start = self
+            .args
+            .store
+            .delete_records(tp.topic_id, tp.partition, self.owner_epoch, offset)
+            .await
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        self.committed.log_start_offset = start;
+        while self.recent.front().is_some_and(|b| b.last_offset < start) {
+            self.recent.pop_front();
+        }
+        self.publish();
+        Ok(start)
+    }
+}
+
+impl Actor for PartitionActor {
+    type Msg = PartitionMsg;
+    type State = PartitionState;
+    type Arguments = PartitionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: PartitionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let tp = args.tp;
+        let st = args
+            .store
+            .claim_partition(tp.topic_id, tp.partition, args.node_id)
+            .await?;
+        let mut producers: HashMap<i64, ProducerEntry> = st
+            .producers
+            .iter()
+            .map(|p| {
+                (
+                    p.producer_id,
+                    ProducerEntry {
+                        epoch: p.producer_epoch,
+                        last_sequence: p.last_sequence,
+                        last_offset: p.last_offset,
+                        recent: VecDeque::new(),
+                    },
+                )
+            })
+            .collect();
+        for b in &st.producer_batches {
+            if let Some(e) = producers.get_mut(&b.producer_id) {
+                if b.producer_epoch == e.epoch {
+                    e.recent
+                        .push_back((b.base_sequence, b.last_sequence, b.base_offset));
+                }
+            }
+        }
+        let committed = PartitionOffsets {
+            log_start_offset: st.log_start_offset,
+            high_watermark: st.high_watermark,
+        };
+        tracing::debug!(?tp, epoch = st.owner_epoch, hwm = st.high_watermark, "partition claimed");
+        let state = PartitionState {
+            args,
+            owner_epoch: st.owner_epoch,
+            next_offset: st.high_watermark,
+            committed,
+            producers,
+            recent: VecDeque::new(),
+            pending: VecDeque::new(),
+            next_token: 0,
+        };
+        state.publish();
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PartitionMsg::Append {
+                object_key,
+                object_size,
+                batches,
+                reply,
+            } => state.append(&myself, object_key, object_size, batches, reply),
+            PartitionMsg::Committed { token, outcome } => {
+                return state.committed(&myself, token, outcome)
+            }
+            PartitionMsg::Read {
+                offset,
+                max_bytes,
+                reply,
+            } => state.read(offset, max_bytes, reply),
+            PartitionMsg::DeleteRecords { offset, reply } => {
+                let _ = reply.send(state.delete_records(offset).await);
+            }
+            #[cfg(any(test, feature = "fault-injection"))]
+            PartitionMsg::InjectPanic => panic!("injected panic in partition actor"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.fail_pending(AppendError::NotOwner);
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! PartitionManager: starts, supervises and stops the PartitionActors of this node.
+//!
+//! Takes [`ManagerMsg::Ensure`] (start actors for these partitions if not running) and
+//! [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted). When a PartitionActor
+//! fails (panic or commit failure) the manager restarts it, which reloads its state from the
+//! metadata store; more than `max_restarts` failures of one partition within a minute
+//! escalate: the manager fails and the NodeSupervisor decides.
+
+use crate::index_writer::IndexMsg;
+use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
+use crate::registry::{ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::TopicPartition;
+use inkless_storage::metadata::SharedMetadataStore;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Messages of the [`PartitionManager`].
+#[derive(Debug)]
+pub enum ManagerMsg {
+    /// Make sure these partitions have running actors; answers when they do.
+    Ensure {
+        /// Partitions.
+        tps: Vec<TopicPartition>,
+        /// Answered with the partitions that failed to start.
+        reply: oneshot::Sender<Vec<(TopicPartition, String)>>,
+    },
+    /// Stop the actors of these partitions.
+    Remove {
+        /// Partitions.
+        tps: Vec<TopicPartition>,
+        /// Answered when they are stopped.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Arguments of the [`PartitionManager`].
+#[derive(Debug, Clone)]
+pub struct ManagerArgs {
+    /// This node.
+    pub node_id: i32,
+    /// Metadata store.
+    pub store: SharedMetadataStore,
+    /// Where partition actors are published.
+    pub partitions: PartitionRegistry,
+    /// Commit target of the partition actors.
+    pub index_writer: Arc<ActorSlot<IndexMsg>>,
+    /// Recent coordinates kept per partition.
+    pub recent_batches_max: usize,
+    /// Failures of one partition per minute before escalating.
+    pub max_restarts: u32,
+}
+
+/// State of the manager.
+pub struct ManagerState {
+    args: ManagerArgs,
+    children: HashMap<ActorId, TopicPartition>,
+    offsets: HashMap<TopicPartition, Arc<watch::Sender<PartitionOffsets>>>,
+    restarts: HashMap<TopicPartition, (u32, Instant)>,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct PartitionManager;
+
+impl ManagerState {
+    async fn start(&mut self, myself: &ActorRef<ManagerMsg>, tp: TopicPartition) -> Result<(), String> {
+        let sender = self
+            .offsets
+            .entry(tp)
+            .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
+            .clone();
+        let args = PartitionArgs {
+            tp,
+            node_id: self.args.node_id,
+            store: self.args.store.clone(),
+            index_writer: self.args.index_writer.clone(),
+            offsets: sender.clone(),
+            recent_batches_max: self.args.recent_batches_max,
+        };
+        let (actor, _) = Actor::spawn_linked(None, PartitionActor, args, myself.get_cell())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.children.insert(actor.get_id(), tp);
+        self.args.partitions.insert(
+            tp,
+            PartitionHandle {
+                actor,
+                offsets: sender.subscribe(),
+            },
+        );
+        Ok(())
+    }
+
+    fn stop(&mut self, tp: &TopicPartition) -> Option<ActorRef<PartitionMsg>> {
+        let h = self.args.partitions.remove(tp)?;
+        self.children.remove(&h.actor.get_id());
+        self.offsets.remove(tp);
+        self.restarts.remove(tp);
+        h.actor.stop(Some("removed".into()));
+        Some(h.actor)
+    }
+}
+
+impl Actor for PartitionManager {
+    type Msg = ManagerMsg;
+    type State = ManagerState;
+    type Arguments = ManagerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ManagerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ManagerState {
+            args,
+            children: HashMap::new(),
+            offsets: HashMap::new(),
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ManagerMsg::Ensure { tps, reply } => {
+                let mut failed = Vec::new();
+                for tp in tps {
+                    if state.args.partitions.get(&tp).is_some() {
+                        continue;
+                    }
+                    if let Err(e) = state.start(&myself, tp).await {
+                        tracing::error!(?tp, error = %e, "partition actor failed to start");
+                        failed.push((tp, e));
+                    }
+                }
+                let _ = reply.send(failed);
+            }
+            ManagerMsg::Remove { tps, reply } => {
+                for tp in &tps {
+                    if let Some(actor) = state.stop(tp) {
+                        // Wait until it is gone so a re-created topic never sees it.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                            while actor.get_status() != ractor::ActorStatus::Stopped {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        })
+                        .await;
+                    }
+                }
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some(tp) = state.children.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
+                let now = Instant::now();
+                let entry = state.restarts.entry(tp).or_insert((0, now));
+                if now.duration_since(entry.1) > RESTART_WINDOW {
+                    *entry = (0, now);
+                }
+                entry.0 += 1;
+                let count = entry.0;
+                tracing::warn!(?tp, error = %err, restarts = count, "partition actor failed; restarting");
+                state.args.partitions.remove(&tp);
+                if count > state.args.max_restarts {
+                    return Err(format!("partition {tp:?} failed {count} times within a minute").into());
+                }
+                if let Err(e) = state.start(&myself, tp).await {
+                    tracing::error!(?tp, error = %e, "partition actor restart failed");
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(tp) = state.children.remove(&cell.get_id()) {
+                    tracing::info!(?tp, ?reason, "partition actor stopped");
+                    if state
+                        .args
+                        .partitions
+                        .get(&tp)
+                        .is_some_and(|h| h.actor.get_id() == cell.get_id())
+                    {
+                        state.args.partitions.remove(&tp);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

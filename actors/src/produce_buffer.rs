@@ -1,0 +1,185 @@
+//! ProduceBuffer: gathers batches of all partitions and all clients into one open object.
+//!
+//! Takes [`BufferMsg::Append`] from request handlers. Seals the open object when its data
+//! reaches `max_object_bytes` or `flush_interval` after its first byte, and hands it to the
+//! ObjectUploader. Inside the object a partition's batches are contiguous, in arrival
+//! order. The buffer holds no acknowledged data: if it crashes, the producers waiting on
+//! its open object get an error and retry; the NodeSupervisor restarts it empty.
+
+use crate::partition::{AppendReply, IncomingBatch};
+use crate::registry::ActorSlot;
+use crate::uploader::{SealedObject, SealedPart, UploadMsg};
+use crate::{AppendError, TopicPartition};
+use inkless_protocol::batch::{BatchHeader, ValidatedBatch};
+use inkless_storage::object::ObjectBuilder;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The batches of one partition from one produce request.
+#[derive(Debug)]
+pub struct PartAppend {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Validated batches, in the order the producer sent them.
+    pub batches: Vec<ValidatedBatch>,
+    /// Answered once the batches are committed (or failed).
+    pub reply: AppendReply,
+}
+
+/// Messages of the [`ProduceBuffer`].
+#[derive(Debug)]
+pub enum BufferMsg {
+    /// Add batches to the open object.
+    Append(Vec<PartAppend>),
+    /// The flush timer of object `generation` fired.
+    FlushTimer {
+        /// Which open object armed the timer.
+        generation: u64,
+    },
+    /// Seal the open object now (shutdown).
+    FlushNow,
+}
+
+/// Arguments of the [`ProduceBuffer`].
+#[derive(Debug, Clone)]
+pub struct ProduceBufferArgs {
+    /// Seal when the data reaches this many bytes.
+    pub max_object_bytes: usize,
+    /// Seal this long after the first byte.
+    pub flush_interval: Duration,
+    /// Where sealed objects go.
+    pub uploader: Arc<ActorSlot<UploadMsg>>,
+}
+
+struct OpenPart {
+    tp: TopicPartition,
+    batches: Vec<(usize, BatchHeader)>,
+    reply: AppendReply,
+}
+
+/// State of the buffer.
+pub struct ProduceBufferState {
+    args: ProduceBufferArgs,
+    builder: ObjectBuilder,
+    parts: Vec<OpenPart>,
+    generation: u64,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct ProduceBuffer;
+
+impl ProduceBufferState {
+    fn seal(&mut self) {
+        if self.builder.is_empty() {
+            return;
+        }
+        self.generation += 1;
+        let builder = std::mem::take(&mut self.builder);
+        let parts = std::mem::take(&mut self.parts);
+        let (bytes, positions) = builder.finish();
+        let sealed_parts: Vec<SealedPart> = parts
+            .into_iter()
+            .map(|p| {
+                let pos = positions.get(&(p.tp.topic_id, p.tp.partition));
+                let batches = p
+                    .batches
+                    .into_iter()
+                    .filter_map(|(i, header)| {
+                        pos.and_then(|v| v.get(i)).map(|&position| IncomingBatch { header, position })
+                    })
+                    .collect();
+                SealedPart {
+                    tp: p.tp,
+                    batches,
+                    reply: p.reply,
+                }
+            })
+            .collect();
+        let key = format!("wal/{}", uuid::Uuid::now_v7());
+        let sealed = SealedObject {
+            key,
+            bytes,
+            parts: sealed_parts,
+        };
+        match self.args.uploader.get() {
+            Some(u) => {
+                if let Err(e) = u.cast(UploadMsg::Upload(sealed)) {
+                    tracing::error!(error = %e, "uploader unavailable; failing sealed object");
+                }
+            }
+            None => {
+                for p in sealed.parts {
+                    let _ = p
+                        .reply
+                        .send(Err(AppendError::Unavailable("object uploader".into())));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ProduceBuffer {
+    type Msg = BufferMsg;
+    type State = ProduceBufferState;
+    type Arguments = ProduceBufferArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ProduceBufferArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ProduceBufferState {
+            args,
+            builder: ObjectBuilder::new(),
+            parts: Vec::new(),
+            generation: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            BufferMsg::Append(parts) => {
+                let was_empty = state.builder.is_empty();
+                for part in parts {
+                    let batches = part
+                        .batches
+                        .into_iter()
+                        .map(|b| {
+                            let i = state
+                                .builder
+                                .push(part.tp.topic_id, part.tp.partition, b.bytes);
+                            (i, b.header)
+                        })
+                        .collect();
+                    state.parts.push(OpenPart {
+                        tp: part.tp,
+                        batches,
+                        reply: part.reply,
+                    });
+                }
+                if state.builder.data_bytes() >= state.args.max_object_bytes {
+                    state.seal();
+                } else if was_empty && !state.builder.is_empty() {
+                    let generation = state.generation;
+                    myself.send_after(state.args.flush_interval, move || BufferMsg::FlushTimer {
+                        generation,
+                    });
+                }
+            }
+            BufferMsg::FlushTimer { generation } => {
+                if generation == state.generation {
+                    state.seal();
+                }
+            }
+            BufferMsg::FlushNow => state.seal(),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,416 @@
+//! NodeSupervisor: the root of a node's supervision tree, and [`Node`], the handle request
+//! handlers use.
+//!
+//! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager and
+//! ProduceBuffer, publishes their references in slots, and restarts any that fails. Losing
+//! one of them never loses acknowledged data: they hold only work in progress, whose
+//! producers get an error and retry. More than `max_restarts` failures within a minute stop
+//! the node (the process exits non-zero so an orchestrator restarts it).
+
+use crate::cache::{CacheArgs, CacheMsg, CacheShard};
+use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
+use crate::partition::PartitionMsg;
+use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
+use crate::produce_buffer::{BufferMsg, PartAppend, ProduceBuffer, ProduceBufferArgs};
+use crate::registry::{ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::uploader::{ObjectUploader, UploadMsg, UploaderArgs};
+use crate::{AppendError, ReadError, TopicPartition};
+use bytes::Bytes;
+use inkless_storage::blob::BlobStore;
+use inkless_storage::metadata::{BatchCoordinate, SharedMetadataStore};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Tunables of the actors of a node. Every buffer and queue has a bound here.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: i32,
+    /// Seal an object when its data reaches this size.
+    pub max_object_bytes: usize,
+    /// Seal an object this long after its first byte.
+    pub flush_interval: Duration,
+    /// Concurrent object PUTs.
+    pub max_uploads_in_flight: usize,
+    /// Give up an upload after this long (producers then get an error).
+    pub upload_timeout: Duration,
+    /// Cache block size.
+    pub cache_block_bytes: u64,
+    /// Cache capacity.
+    pub cache_capacity_bytes: u64,
+    /// Batch coordinates kept in memory per partition.
+    pub recent_batches_per_partition: usize,
+    /// Appends per metadata transaction.
+    pub max_appends_per_commit: usize,
+    /// Restarts of one actor within a minute before escalating.
+    pub max_restarts: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            max_object_bytes: 8 * 1024 * 1024,
+            flush_interval: Duration::from_millis(250),
+            max_uploads_in_flight: 8,
+            upload_timeout: Duration::from_secs(20),
+            cache_block_bytes: 4 * 1024 * 1024,
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            recent_batches_per_partition: 64,
+            max_appends_per_commit: 4096,
+            max_restarts: 10,
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// An actor failed to spawn.
+    #[error("actor failed to start: {0}")]
+    Spawn(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Child {
+    IndexWriter,
+    Cache,
+    Uploader,
+    Manager,
+    Buffer,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    index: Arc<ActorSlot<IndexMsg>>,
+    cache: Arc<ActorSlot<CacheMsg>>,
+    uploader: Arc<ActorSlot<UploadMsg>>,
+    manager: Arc<ActorSlot<ManagerMsg>>,
+    buffer: Arc<ActorSlot<BufferMsg>>,
+}
+
+struct SupervisorArgs {
+    config: NodeConfig,
+    store: SharedMetadataStore,
+    blob: BlobStore,
+    partitions: PartitionRegistry,
+    slots: Arc<Slots>,
+}
+
+/// Root actor of a node; see the module documentation.
+struct NodeSupervisor;
+
+struct SupervisorState {
+    args: SupervisorArgs,
+    children: HashMap<ractor::ActorId, Child>,
+    restarts: HashMap<Child, (u32, Instant)>,
+}
+
+impl SupervisorState {
+    async fn spawn(&mut self, me: ActorCell, child: Child) -> Result<(), ActorProcessingErr> {
+        let a = &self.args;
+        let c = &a.config;
+        let cell = match child {
+            Child::IndexWriter => {
+                let args = IndexWriterArgs {
+                    store: a.store.clone(),
+                    max_appends_per_commit: c.max_appends_per_commit,
+                };
+                let (r, _) = Actor::spawn_linked(None, IndexWriter, args, me).await?;
+                a.slots.index.set(Some(r.clone()));
+                r.get_cell()
+            }
+            Child::Cache => {
+                let args = CacheArgs {
+                    blob: a.blob.clone(),
+                    block_bytes: c.cache_block_bytes,
+                    capacity_bytes: c.cache_capacity_bytes,
+                };
+                let (r, _) = Actor::spawn_linked(None, CacheShard, args, me).await?;
+                a.slots.cache.set(Some(r.clone()));
+                r.get_cell()
+            }
+            Child::Uploader => {
+                let args = UploaderArgs {
+                    blob: a.blob.clone(),
+                    partitions: a.partitions.clone(),
+                    cache: a.slots.cache.clone(),
+                    max_uploads_in_flight: c.max_uploads_in_flight,
+                    upload_timeout: c.upload_timeout,
+                };
+                let (r, _) = Actor::spawn_linked(None, ObjectUploader, args, me).await?;
+                a.slots.uploader.set(Some(r.clone()));
+                r.get_cell()
+            }
+            Child::Manager => {
+                let args = ManagerArgs {
+                    node_id: c.node_id,
+                    store: a.store.clone(),
+                    partitions: a.partitions.clone(),
+                    index_writer: a.slots.index.clone(),
+                    recent_batches_max: c.recent_batches_per_partition,
+                    max_restarts: c.max_restarts,
+                };
+                let (r, _) = Actor::spawn_linked(None, PartitionManager, args, me).await?;
+                a.slots.manager.set(Some(r.clone()));
+                r.get_cell()
+            }
+            Child::Buffer => {
+                let args = ProduceBufferArgs {
+                    max_object_bytes: c.max_object_bytes,
+                    flush_interval: c.flush_interval,
+                    uploader: a.slots.uploader.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, ProduceBuffer, args, me).await?;
+                a.slots.buffer.set(Some(r.clone()));
+                r.get_cell()
+            }
+        };
+        self.children.insert(cell.get_id(), child);
+        Ok(())
+    }
+}
+
+impl Actor for NodeSupervisor {
+    type Msg = ();
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = SupervisorState {
+            args,
+            children: HashMap::new(),
+            restarts: HashMap::new(),
+        };
+        for child in [
+            Child::IndexWriter,
+            Child::Cache,
+            Child::Uploader,
+            Child::Manager,
+            Child::Buffer,
+        ] {
+            state.spawn(myself.get_cell(), child).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        let Some(child) = state.children.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let entry = state.restarts.entry(child).or_insert((0, now));
+        if now.duration_since(entry.1) > Duration::from_secs(60) {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 > state.args.config.max_restarts {
+            return Err(format!("{child:?} failed {} times within a minute: {why}", entry.0).into());
+        }
+        tracing::warn!(?child, reason = %why, "node actor ended; restarting");
+        state.spawn(myself.get_cell(), child).await
+    }
+}
+
+/// A running node: the handle request handlers use to reach its actors.
+#[derive(Clone)]
+pub struct Node {
+    config: NodeConfig,
+    store: SharedMetadataStore,
+    blob: BlobStore,
+    partitions: PartitionRegistry,
+    slots: Arc<Slots>,
+    supervisor: ActorRef<()>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Node {
+    /// Starts the supervision tree.
+    pub async fn start(
+        config: NodeConfig,
+        store: SharedMetadataStore,
+        blob: BlobStore,
+    ) -> Result<Node, NodeError> {
+        let partitions = PartitionRegistry::default();
+        let slots = Arc::new(Slots::default());
+        let args = SupervisorArgs {
+            config: config.clone(),
+            store: store.clone(),
+            blob: blob.clone(),
+            partitions: partitions.clone(),
+            slots: slots.clone(),
+        };
+        let (supervisor, handle) = Actor::spawn(None, NodeSupervisor, args)
+            .await
+            .map_err(|e| NodeError::Spawn(e.to_string()))?;
+        let (tx, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            let _ = handle.await;
+            let _ = tx.send(true);
+        });
+        Ok(Node {
+            config,
+            store,
+            blob,
+            partitions,
+            slots,
+            supervisor,
+            stopped,
+        })
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &SharedMetadataStore {
+        &self.store
+    }
+
+    /// The object store.
+    pub fn blob(&self) -> &BlobStore {
+        &self.blob
+    }
+
+    /// Partition actors running here.
+    pub fn partitions(&self) -> &PartitionRegistry {
+        &self.partitions
+    }
+
+    /// The partition's actor handle, if it runs here.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
+        self.partitions.get(tp)
+    }
+
+    /// Resolves when the supervision tree has stopped (shutdown or escalation).
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Hands batches to the produce buffer. Each part is answered on its reply channel.
+    pub fn produce(&self, parts: Vec<PartAppend>) -> Result<(), AppendError> {
+        let buffer = self
+            .slots
+            .buffer
+            .get()
+            .ok_or_else(|| AppendError::Unavailable("produce buffer".into()))?;
+        buffer
+            .cast(BufferMsg::Append(parts))
+            .map_err(|_| AppendError::Unavailable("produce buffer".into()))
+    }
+
+    /// Seals the open object now.
+    pub fn flush(&self) {
+        if let Some(b) = self.slots.buffer.get() {
+            let _ = b.cast(BufferMsg::FlushNow);
+        }
+    }
+
+    /// Starts actors for these partitions; returns those that failed.
+    pub async fn ensure_partitions(&self, tps: Vec<TopicPartition>) -> Vec<(TopicPartition, String)> {
+        let Some(m) = self.slots.manager.get() else {
+            return tps.into_iter().map(|tp| (tp, "no partition manager".into())).collect();
+        };
+        let (tx, rx) = oneshot::channel();
+        let failed: Vec<(TopicPartition, String)> = tps.iter().map(|tp| (*tp, "partition manager stopped".into())).collect();
+        if m.cast(ManagerMsg::Ensure { tps, reply: tx }).is_err() {
+            return failed;
+        }
+        rx.await.unwrap_or(failed)
+    }
+
+    /// Stops the actors of these partitions.
+    pub async fn remove_partitions(&self, tps: Vec<TopicPartition>) {
+        if let Some(m) = self.slots.manager.get() {
+            let (tx, rx) = oneshot::channel();
+            if m.cast(ManagerMsg::Remove { tps, reply: tx }).is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Coordinates of committed batches of `tp` from `offset`.
+    pub async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<Vec<BatchCoordinate>, ReadError> {
+        let h = self.partitions.get(tp).ok_or(ReadError::NotOwner)?;
+        let (tx, rx) = oneshot::channel();
+        h.actor
+            .cast(PartitionMsg::Read {
+                offset,
+                max_bytes,
+                reply: tx,
+            })
+            .map_err(|_| ReadError::NotOwner)?;
+        rx.await.map_err(|_| ReadError::NotOwner)?
+    }
+
+    /// The stored bytes of one batch, through the cache.
+    pub async fn batch_bytes(&self, b: &BatchCoordinate) -> Result<Bytes, ReadError> {
+        let cache = self
+            .slots
+            .cache
+            .get()
+            .ok_or_else(|| ReadError::Storage("cache unavailable".into()))?;
+        let (tx, rx) = oneshot::channel();
+        cache
+            .cast(CacheMsg::Read {
+                key: b.object_key.clone(),
+                object_size: b.object_size,
+                range: b.byte_offset..b.byte_offset + b.byte_len as u64,
+                reply: tx,
+            })
+            .map_err(|_| ReadError::Storage("cache unavailable".into()))?;
+        rx.await
+            .map_err(|_| ReadError::Storage("cache stopped".into()))?
+    }
+
+    /// Raises the log start offset of `tp`.
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ReadError> {
+        let h = self.partitions.get(tp).ok_or(ReadError::NotOwner)?;
+        let (tx, rx) = oneshot::channel();
+        h.actor
+            .cast(PartitionMsg::DeleteRecords { offset, reply: tx })
+            .map_err(|_| ReadError::NotOwner)?;
+        rx.await.map_err(|_| ReadError::NotOwner)?
+    }
+
+    /// Injects a panic into a partition actor (fault-injection builds only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_partition_panic(&self, tp: &TopicPartition) -> bool {
+        self.partitions
+            .get(tp)
+            .is_some_and(|h| h.actor.cast(PartitionMsg::InjectPanic).is_ok())
+    }
+
+    /// Stops the whole tree and waits for it.
+    pub async fn stop(&self) {
+        self.supervisor.stop(Some("shutdown".into()));
+        self.stopped().await;
+    }
+}

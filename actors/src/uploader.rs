@@ -1,0 +1,231 @@
+//! ObjectUploader: PUTs sealed objects and hands each partition its slice.
+//!
+//! Takes [`UploadMsg::Upload`] from the ProduceBuffer. Up to `max_uploads_in_flight` PUTs
+//! run at once, each retried with exponential backoff until `upload_timeout`. Completed
+//! uploads are delivered in seal order, so an idempotent producer's batches reach their
+//! partition in the order it sent them even when PUTs finish out of order. After a PUT the
+//! object is written through to the cache and every partition's slice goes to its
+//! PartitionActor. A failed upload answers its producers with a storage error; nothing of it
+//! becomes visible. If the uploader crashes, producers waiting on it get an error and retry.
+
+use crate::cache::CacheMsg;
+use crate::partition::{AppendReply, IncomingBatch, PartitionMsg};
+use crate::registry::{ActorSlot, PartitionRegistry};
+use crate::{AppendError, TopicPartition};
+use bytes::Bytes;
+use inkless_storage::blob::BlobStore;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One partition's batches in a sealed object.
+#[derive(Debug)]
+pub struct SealedPart {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Its batches and their positions.
+    pub batches: Vec<IncomingBatch>,
+    /// The producer waiting for them.
+    pub reply: AppendReply,
+}
+
+/// An object ready to upload.
+#[derive(Debug)]
+pub struct SealedObject {
+    /// Object key (`wal/<uuid-v7>`).
+    pub key: String,
+    /// Whole object.
+    pub bytes: Bytes,
+    /// Partition slices.
+    pub parts: Vec<SealedPart>,
+}
+
+/// Messages of the [`ObjectUploader`].
+#[derive(Debug)]
+pub enum UploadMsg {
+    /// Upload a sealed object.
+    Upload(SealedObject),
+    /// An upload finished (sent by the uploader to itself).
+    Uploaded {
+        /// Sequence number given on receipt.
+        seq: u64,
+        /// Success or the last error.
+        result: Result<(), String>,
+    },
+}
+
+/// Arguments of the [`ObjectUploader`].
+#[derive(Debug, Clone)]
+pub struct UploaderArgs {
+    /// The object store.
+    pub blob: BlobStore,
+    /// Partition actors of this node.
+    pub partitions: PartitionRegistry,
+    /// Write-through target.
+    pub cache: Arc<ActorSlot<CacheMsg>>,
+    /// Concurrent PUTs.
+    pub max_uploads_in_flight: usize,
+    /// Give up on an object after this long.
+    pub upload_timeout: Duration,
+}
+
+struct Tracked {
+    key: String,
+    bytes: Bytes,
+    parts: Vec<SealedPart>,
+    result: Option<Result<(), String>>,
+}
+
+/// State of the uploader.
+pub struct UploaderState {
+    args: UploaderArgs,
+    next_seq: u64,
+    next_delivery: u64,
+    in_flight: usize,
+    waiting: VecDeque<u64>,
+    tracked: BTreeMap<u64, Tracked>,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct ObjectUploader;
+
+async fn put_with_retry(blob: BlobStore, key: String, bytes: Bytes, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let err = match tokio::time::timeout(left, blob.put(&key, bytes.clone())).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        if Instant::now() + delay >= deadline {
+            return Err(format!("upload of {key} failed: {err}"));
+        }
+        tracing::warn!(%key, error = %err, retry_in_ms = delay.as_millis() as u64, "object upload failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl UploaderState {
+    fn start_uploads(&mut self, myself: &ActorRef<UploadMsg>) {
+        while self.in_flight < self.args.max_uploads_in_flight {
+            let Some(seq) = self.waiting.pop_front() else {
+                return;
+            };
+            let Some(t) = self.tracked.get(&seq) else {
+                continue;
+            };
+            self.in_flight += 1;
+            let (blob, key, bytes) = (self.args.blob.clone(), t.key.clone(), t.bytes.clone());
+            let timeout = self.args.upload_timeout;
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let result = put_with_retry(blob, key, bytes, timeout).await;
+                let _ = myself.cast(UploadMsg::Uploaded { seq, result });
+            });
+        }
+    }
+
+    fn deliver_ready(&mut self) {
+        while let Some(entry) = self.tracked.first_entry() {
+            if *entry.key() != self.next_delivery || entry.get().result.is_none() {
+                return;
+            }
+            let t = entry.remove();
+            self.next_delivery += 1;
+            match t.result {
+                Some(Ok(())) => self.deliver(t),
+                Some(Err(e)) => {
+                    tracing::error!(key = %t.key, error = %e, "object upload gave up");
+                    for p in t.parts {
+                        let _ = p.reply.send(Err(AppendError::Storage(e.clone())));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn deliver(&self, t: Tracked) {
+        let size = t.bytes.len() as u64;
+        if let Some(cache) = self.args.cache.get() {
+            let _ = cache.cast(CacheMsg::Insert {
+                key: t.key.clone(),
+                bytes: t.bytes.clone(),
+            });
+        }
+        for p in t.parts {
+            let Some(h) = self.args.partitions.get(&p.tp) else {
+                let _ = p.reply.send(Err(AppendError::NotOwner));
+                continue;
+            };
+            let msg = PartitionMsg::Append {
+                object_key: t.key.clone(),
+                object_size: size,
+                batches: p.batches,
+                reply: p.reply,
+            };
+            if let Err(ractor::MessagingErr::SendErr(PartitionMsg::Append { reply, .. })) = h.actor.send_message(msg) {
+                let _ = reply.send(Err(AppendError::NotOwner));
+            }
+        }
+    }
+}
+
+impl Actor for ObjectUploader {
+    type Msg = UploadMsg;
+    type State = UploaderState;
+    type Arguments = UploaderArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: UploaderArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(UploaderState {
+            args,
+            next_seq: 0,
+            next_delivery: 0,
+            in_flight: 0,
+            waiting: VecDeque::new(),
+            tracked: BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            UploadMsg::Upload(obj) => {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.tracked.insert(
+                    seq,
+                    Tracked {
+                        key: obj.key,
+                        bytes: obj.bytes,
+                        parts: obj.parts,
+                        result: None,
+                    },
+                );
+                state.waiting.push_back(seq);
+            }
+            UploadMsg::Uploaded { seq, result } => {
+                state.in_flight = state.in_flight.saturating_sub(1);
+                if let Some(t) = state.tracked.get_mut(&seq) {
+                    t.result = Some(result);
+                }
+                state.deliver_ready();
+            }
+        }
+        state.start_uploads(&myself);
+        Ok(())
+    }
+}
