@@ -1,0 +1,272 @@
+//! The node's view of topics: an in-memory copy of the metadata store's topics, kept in step
+//! by the handlers that change them, plus Kafka's topic-config rules (names, defaults,
+//! validation).
+
+use inkless_storage::metadata::{MetaError, NewTopic, SharedMetadataStore, TopicRecord};
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Largest topic name Kafka accepts.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Kinds of config values, as DescribeConfigs reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    /// `true` / `false`.
+    Boolean = 1,
+    /// A string.
+    String = 2,
+    /// A 32-bit integer.
+    Int = 3,
+    /// A 64-bit integer.
+    Long = 5,
+}
+
+/// A topic config Inkless knows: its Kafka name, default, type and whether it is enforced.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigDef {
+    /// Kafka name.
+    pub name: &'static str,
+    /// Default value.
+    pub default: &'static str,
+    /// Value type.
+    pub kind: ConfigType,
+    /// Allowed values for enumerations.
+    pub allowed: &'static [&'static str],
+    /// One-line meaning.
+    pub doc: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    default: &'static str,
+    kind: ConfigType,
+    allowed: &'static [&'static str],
+    doc: &'static str,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        name,
+        default,
+        kind,
+        allowed,
+        doc,
+    }
+}
+
+/// Topic configs accepted by CreateTopics and IncrementalAlterConfigs.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    def("cleanup.policy", "delete", ConfigType::String, &["delete", "compact", "compact,delete", "delete,compact"], "Stored; compaction is not implemented yet."),
+    def("retention.ms", "604800000", ConfigType::Long, &[], "Stored; enforced by the retention issue."),
+    def("retention.bytes", "-1", ConfigType::Long, &[], "Stored; enforced by the retention issue."),
+    def("max.message.bytes", "1048588", ConfigType::Int, &[], "Largest record batch accepted."),
+    def("message.timestamp.type", "CreateTime", ConfigType::String, &["CreateTime", "LogAppendTime"], "Producer's timestamp or the broker's append time."),
+    def("compression.type", "producer", ConfigType::String, &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"], "Stored; batches are kept as the producer compressed them."),
+    def("segment.bytes", "1073741824", ConfigType::Int, &[], "Accepted for compatibility; objects replace segments."),
+    def("segment.ms", "604800000", ConfigType::Long, &[], "Accepted for compatibility; objects replace segments."),
+    def("min.insync.replicas", "1", ConfigType::Int, &[], "Accepted for compatibility; the object store replicates."),
+    def("unclean.leader.election.enable", "false", ConfigType::Boolean, &[], "Accepted for compatibility; there are no replicas."),
+    def("message.timestamp.before.max.ms", "9223372036854775807", ConfigType::Long, &[], "Stored."),
+    def("message.timestamp.after.max.ms", "3600000", ConfigType::Long, &[], "Stored."),
+    def("delete.retention.ms", "86400000", ConfigType::Long, &[], "Stored."),
+    def("min.compaction.lag.ms", "0", ConfigType::Long, &[], "Stored."),
+];
+
+/// The definition of a topic config.
+pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks a config name and value; the error is the message for INVALID_CONFIG.
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
+    let d = topic_config_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    let ok = match d.kind {
+        ConfigType::Boolean => value == "true" || value == "false",
+        ConfigType::Int => value.trim().parse::<i32>().is_ok(),
+        ConfigType::Long => value.trim().parse::<i64>().is_ok(),
+        ConfigType::String => d.allowed.is_empty() || d.allowed.contains(&value),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("Invalid value {value} for configuration {name}"))
+    }
+}
+
+/// Checks a topic name as Kafka does; the error is the message for INVALID_TOPIC_EXCEPTION.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!("Topic name is longer than {MAX_TOPIC_NAME_LEN} characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A topic with its effective settings.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// As stored.
+    pub record: TopicRecord,
+    /// Largest batch accepted.
+    pub max_message_bytes: i64,
+    /// True for `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+}
+
+impl Topic {
+    fn new(record: TopicRecord, default_max_message_bytes: i64) -> Self {
+        let max_message_bytes = record
+            .configs
+            .get("max.message.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default_max_message_bytes);
+        let log_append_time = record
+            .configs
+            .get("message.timestamp.type")
+            .is_some_and(|v| v == "LogAppendTime");
+        Self {
+            record,
+            max_message_bytes,
+            log_append_time,
+        }
+    }
+
+    /// The effective value of a config: explicit, else default.
+    pub fn config_value(&self, d: &TopicConfigDef, default_max_message_bytes: i64) -> (String, bool) {
+        match self.record.configs.get(d.name) {
+            Some(v) => (v.clone(), true),
+            None if d.name == "max.message.bytes" => (default_max_message_bytes.to_string(), false),
+            None => (d.default.to_string(), false),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+/// Topics known to this node.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: SharedMetadataStore,
+    tables: Arc<RwLock<Tables>>,
+    default_max_message_bytes: i64,
+}
+
+impl Catalog {
+    /// Loads every topic from the store.
+    pub async fn load(store: SharedMetadataStore, default_max_message_bytes: i64) -> Result<Self, MetaError> {
+        let c = Self {
+            store,
+            tables: Arc::default(),
+            default_max_message_bytes,
+        };
+        for t in c.store.list_topics().await? {
+            c.put(t);
+        }
+        Ok(c)
+    }
+
+    /// Default `max.message.bytes`.
+    pub fn default_max_message_bytes(&self) -> i64 {
+        self.default_max_message_bytes
+    }
+
+    fn put(&self, record: TopicRecord) -> Arc<Topic> {
+        let t = Arc::new(Topic::new(record, self.default_max_message_bytes));
+        let mut w = self.tables.write();
+        w.by_name.insert(t.record.name.clone(), t.clone());
+        w.by_id.insert(t.record.id, t.clone());
+        t
+    }
+
+    /// A topic by name.
+    pub fn by_name(&self, name: &str) -> Option<Arc<Topic>> {
+        self.tables.read().by_name.get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.tables.read().by_id.get(id).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.tables.read().by_name.values().cloned().collect();
+        v.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        v
+    }
+
+    /// Creates a topic in the store and the catalog.
+    pub async fn create(&self, t: NewTopic) -> Result<Arc<Topic>, MetaError> {
+        let r = self.store.create_topic(t).await?;
+        Ok(self.put(r))
+    }
+
+    /// Deletes a topic.
+    pub async fn delete(&self, name: &str) -> Result<Arc<Topic>, MetaError> {
+        let r = self.store.delete_topic(name).await?;
+        let mut w = self.tables.write();
+        w.by_name.remove(&r.name);
+        Ok(w.by_id.remove(&r.id).unwrap_or_else(|| Arc::new(Topic::new(r, self.default_max_message_bytes))))
+    }
+
+    /// Changes topic configs.
+    pub async fn alter(&self, name: &str, changes: Vec<(String, Option<String>)>) -> Result<Arc<Topic>, MetaError> {
+        let r = self.store.alter_topic_configs(name, changes).await?;
+        Ok(self.put(r))
+    }
+
+    /// Raises the partition count.
+    pub async fn grow(&self, name: &str, total: i32) -> Result<Arc<Topic>, MetaError> {
+        let r = self.store.create_partitions(name, total).await?;
+        Ok(self.put(r))
+    }
+
+    /// Topic configs requested at creation, defaulted and validated.
+    pub fn new_topic(name: &str, partitions: i32, configs: BTreeMap<String, String>) -> NewTopic {
+        NewTopic {
+            name: name.to_string(),
+            partitions,
+            configs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "has space", "ünïcode", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_values_are_typed() {
+        assert!(validate_topic_config("retention.ms", "1000").is_ok());
+        assert!(validate_topic_config("retention.ms", "soon").is_err());
+        assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate_topic_config("message.timestamp.type", "Whenever").is_err());
+        assert!(validate_topic_config("no.such.config", "1").is_err());
+    }
+}

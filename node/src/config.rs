@@ -1,0 +1,249 @@
+//! Node configuration: defaults, then an optional TOML file, then environment variables
+//! `INKLESS__SECTION__KEY` (e.g. `INKLESS__KAFKA__LISTEN=0.0.0.0:9092`).
+//!
+//! Every key, its default and its meaning are listed in `configs/single-node.toml` and
+//! `docs/configuration.md`.
+
+use inkless_storage::blob::S3Options;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Identity of this node.
+    pub node: NodeSection,
+    /// Kafka listener and protocol limits.
+    pub kafka: KafkaSection,
+    /// Where data and metadata live.
+    pub storage: StorageSection,
+    /// The produce path.
+    pub produce: ProduceSection,
+    /// The fetch path.
+    pub fetch: FetchSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Broker id given to clients.
+    pub id: i32,
+    /// Availability zone (Kafka's `broker.rack`); empty for none.
+    pub rack: String,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            rack: String::new(),
+        }
+    }
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Address to bind.
+    pub listen: String,
+    /// Address given to clients; empty means the bound address.
+    pub advertised: String,
+    /// Largest request frame (Kafka's `socket.request.max.bytes`).
+    pub max_frame_bytes: usize,
+    /// Requests of one connection processed at once (responses stay in order).
+    pub max_in_flight_requests_per_connection: usize,
+    /// Open connections at most; more are refused.
+    pub max_connections: usize,
+    /// Create topics on Metadata requests for unknown topics (`auto.create.topics.enable`).
+    pub auto_create_topics_enable: bool,
+    /// Partitions of automatically created topics (`num.partitions`).
+    pub num_partitions: i32,
+    /// Default `max.message.bytes` of topics (Kafka's `message.max.bytes`).
+    pub message_max_bytes: i64,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9092".into(),
+            advertised: String::new(),
+            max_frame_bytes: inkless_protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+            max_in_flight_requests_per_connection: 16,
+            max_connections: 10_000,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            message_max_bytes: 1_048_588,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Base directory for relative `file://` and `sqlite://` URLs.
+    pub data_dir: PathBuf,
+    /// Object store URL: `file://…`, `s3://bucket/prefix`, `memory://`.
+    pub object_store: String,
+    /// Metadata store URL: `sqlite://…`.
+    pub metadata: String,
+    /// S3 settings used with an `s3://` object store.
+    pub s3: S3Options,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            object_store: "file://objects".into(),
+            metadata: "sqlite://metadata.db".into(),
+            s3: S3Options::default(),
+        }
+    }
+}
+
+/// `[produce]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProduceSection {
+    /// Seal an object when it holds this many bytes.
+    pub max_object_bytes: usize,
+    /// Seal an object this long after its first byte.
+    pub flush_interval_ms: u64,
+    /// Concurrent object uploads.
+    pub max_uploads_in_flight: usize,
+    /// Give up an upload after this long; producers then get KAFKA_STORAGE_ERROR.
+    pub upload_timeout_ms: u64,
+    /// Produce bytes accepted but not yet answered, node-wide; beyond it requests wait.
+    pub max_bytes_in_flight: usize,
+    /// Appends in one metadata transaction.
+    pub max_appends_per_commit: usize,
+}
+
+impl Default for ProduceSection {
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 8 * 1024 * 1024,
+            flush_interval_ms: 5,
+            max_uploads_in_flight: 8,
+            upload_timeout_ms: 20_000,
+            max_bytes_in_flight: 256 * 1024 * 1024,
+            max_appends_per_commit: 4096,
+        }
+    }
+}
+
+/// `[fetch]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchSection {
+    /// Object block size read and cached at once.
+    pub cache_block_bytes: u64,
+    /// Block cache capacity.
+    pub cache_capacity_bytes: u64,
+    /// Batch coordinates kept in memory per partition.
+    pub recent_batches_per_partition: usize,
+}
+
+impl Default for FetchSection {
+    fn default() -> Self {
+        Self {
+            cache_block_bytes: 4 * 1024 * 1024,
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            recent_batches_per_partition: 64,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `tracing` filter, e.g. `info` or `inkless=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `INKLESS__…` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let defaults = config::Config::try_from(&Config::default())?;
+        let mut b = config::Config::builder().add_source(defaults);
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("INKLESS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let c: Config = b.build()?.try_deserialize()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.kafka.num_partitions >= 1, "kafka.num_partitions must be at least 1");
+        anyhow::ensure!(self.kafka.max_frame_bytes >= 1024, "kafka.max_frame_bytes is too small");
+        anyhow::ensure!(self.produce.max_object_bytes >= 1024, "produce.max_object_bytes is too small");
+        anyhow::ensure!(self.produce.max_uploads_in_flight >= 1, "produce.max_uploads_in_flight must be at least 1");
+        anyhow::ensure!(self.fetch.cache_block_bytes >= 4096, "fetch.cache_block_bytes must be at least 4096");
+        anyhow::ensure!(
+            self.kafka.max_in_flight_requests_per_connection >= 1,
+            "kafka.max_in_flight_requests_per_connection must be at least 1"
+        );
+        Ok(())
+    }
+
+    /// The actor tunables.
+    pub fn node_config(&self) -> inkless_actors::NodeConfig {
+        inkless_actors::NodeConfig {
+            node_id: self.node.id,
+            max_object_bytes: self.produce.max_object_bytes,
+            flush_interval: Duration::from_millis(self.produce.flush_interval_ms),
+            max_uploads_in_flight: self.produce.max_uploads_in_flight,
+            upload_timeout: Duration::from_millis(self.produce.upload_timeout_ms),
+            cache_block_bytes: self.fetch.cache_block_bytes,
+            cache_capacity_bytes: self.fetch.cache_capacity_bytes,
+            recent_batches_per_partition: self.fetch.recent_batches_per_partition,
+            max_appends_per_commit: self.produce.max_appends_per_commit,
+            ..inkless_actors::NodeConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[kafka]\nlisten = \"127.0.0.1:1234\"\n[produce]\nflush_interval_ms = 77\n").unwrap();
+        // SAFETY: this test is the only one touching this variable.
+        unsafe { std::env::set_var("INKLESS__STORAGE__DATA_DIR", "/tmp/elsewhere") };
+        let c = Config::load(Some(&f)).unwrap();
+        unsafe { std::env::remove_var("INKLESS__STORAGE__DATA_DIR") };
+        assert_eq!(c.kafka.listen, "127.0.0.1:1234");
+        assert_eq!(c.produce.flush_interval_ms, 77);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/elsewhere"));
+        assert_eq!(c.kafka.num_partitions, 1);
+        std::fs::write(&f, "[kafka]\nlisten_typo = 1\n").unwrap();
+        assert!(Config::load(Some(&f)).is_err(), "unknown keys are refused");
+    }
+}

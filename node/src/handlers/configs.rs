@@ -1,0 +1,205 @@
+//! DescribeConfigs (topics and the broker) and IncrementalAlterConfigs (topics).
+
+use super::{code, s, Ctx};
+use crate::catalog::{topic_config_def, validate_topic_config, TOPIC_CONFIGS};
+use inkless_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use inkless_protocol::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
+use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_response::{
+    AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
+};
+
+/// Kafka's resource type of topics.
+pub const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's resource type of brokers.
+pub const RESOURCE_BROKER: i8 = 4;
+/// Config source: set on the topic.
+pub const SOURCE_TOPIC: i8 = 1;
+/// Config source: static broker config.
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+/// Config source: default.
+pub const SOURCE_DEFAULT: i8 = 5;
+
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    kind: i8,
+    doc: &'static str,
+    read_only: bool,
+}
+
+fn entry_result(e: Entry, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(s(e.name.clone()))
+        .with_value(Some(s(e.value.clone())))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source)
+        .with_config_type(e.kind);
+    if synonyms {
+        r = r.with_synonyms(vec![DescribeConfigsSynonym::default()
+            .with_name(s(e.name))
+            .with_value(Some(s(e.value)))
+            .with_source(e.source)]);
+    }
+    if docs {
+        r = r.with_documentation(Some(s(e.doc)));
+    }
+    r
+}
+
+fn broker_entries(ctx: &Ctx) -> Vec<Entry> {
+    let k = &ctx.config.kafka;
+    let p = &ctx.config.produce;
+    let items: Vec<(&str, String, i8, &'static str)> = vec![
+        ("broker.id", ctx.config.node.id.to_string(), 3, "Node id."),
+        ("broker.rack", ctx.config.node.rack.clone(), 2, "Availability zone."),
+        ("auto.create.topics.enable", k.auto_create_topics_enable.to_string(), 1, "Create unknown topics on Metadata."),
+        ("num.partitions", k.num_partitions.to_string(), 3, "Partitions of auto-created topics."),
+        ("message.max.bytes", k.message_max_bytes.to_string(), 3, "Default max.message.bytes of topics."),
+        ("socket.request.max.bytes", k.max_frame_bytes.to_string(), 3, "Largest request."),
+        ("inkless.produce.max.object.bytes", p.max_object_bytes.to_string(), 3, "Object size that triggers a seal."),
+        ("inkless.produce.flush.interval.ms", p.flush_interval_ms.to_string(), 5, "Longest wait before a seal."),
+    ];
+    items
+        .into_iter()
+        .map(|(name, value, kind, doc)| Entry {
+            name: name.into(),
+            value,
+            source: SOURCE_STATIC_BROKER,
+            kind,
+            doc,
+            read_only: true,
+        })
+        .collect()
+}
+
+/// Answers DescribeConfigs.
+pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    let synonyms = version >= 1 && req.include_synonyms;
+    let docs = version >= 3 && req.include_documentation;
+    let mut results = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let base = DescribeConfigsResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        let entries = match res.resource_type {
+            RESOURCE_TOPIC => match ctx.catalog.by_name(&name) {
+                None => {
+                    results.push(
+                        base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(s(format!("Topic '{name}' does not exist.")))),
+                    );
+                    continue;
+                }
+                Some(t) => TOPIC_CONFIGS
+                    .iter()
+                    .map(|d| {
+                        let (value, explicit) = t.config_value(d, ctx.catalog.default_max_message_bytes());
+                        Entry {
+                            name: d.name.into(),
+                            value,
+                            source: if explicit { SOURCE_TOPIC } else { SOURCE_DEFAULT },
+                            kind: d.kind as i8,
+                            doc: d.doc,
+                            read_only: false,
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            },
+            RESOURCE_BROKER if name.is_empty() || name == ctx.config.node.id.to_string() => broker_entries(ctx),
+            RESOURCE_BROKER => {
+                results.push(base.with_error_code(code::INVALID_REQUEST).with_error_message(Some(s(format!("Unknown broker {name}")))));
+                continue;
+            }
+            other => {
+                results.push(
+                    base.with_error_code(code::INVALID_REQUEST)
+                        .with_error_message(Some(s(format!("Resource type {other} is not supported")))),
+                );
+                continue;
+            }
+        };
+        let keys = res.configuration_keys.map(|k| k.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        let configs = entries
+            .into_iter()
+            .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
+            .map(|e| entry_result(e, synonyms, docs))
+            .collect();
+        results.push(base.with_configs(configs));
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Operations of IncrementalAlterConfigs.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// Answers IncrementalAlterConfigs (topic configs only; broker configs are static).
+pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let mut out = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let r = AlterConfigsResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        let outcome: Result<(), (i16, String)> = async {
+            if res.resource_type != RESOURCE_TOPIC {
+                return Err((code::INVALID_REQUEST, "Only topic configs can be altered; broker configs are static".into()));
+            }
+            let topic = ctx
+                .catalog
+                .by_name(&name)
+                .ok_or((code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic '{name}' does not exist.")))?;
+            let mut changes = Vec::with_capacity(res.configs.len());
+            for c in &res.configs {
+                let key = c.name.to_string();
+                let def = topic_config_def(&key).ok_or((code::INVALID_CONFIG, format!("Unknown topic config name: {key}")))?;
+                let current = topic.config_value(def, ctx.catalog.default_max_message_bytes()).0;
+                let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                let list = |v: &str| -> Vec<String> { v.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect() };
+                let new = match c.config_operation {
+                    OP_SET => Some(value),
+                    OP_DELETE => None,
+                    OP_APPEND => {
+                        let mut l = list(&current);
+                        for v in list(&value) {
+                            if !l.contains(&v) {
+                                l.push(v);
+                            }
+                        }
+                        Some(l.join(","))
+                    }
+                    OP_SUBTRACT => {
+                        let remove = list(&value);
+                        Some(list(&current).into_iter().filter(|v| !remove.contains(v)).collect::<Vec<_>>().join(","))
+                    }
+                    op => return Err((code::INVALID_REQUEST, format!("Unknown config operation {op}"))),
+                };
+                if let Some(v) = &new {
+                    validate_topic_config(&key, v).map_err(|m| (code::INVALID_CONFIG, m))?;
+                }
+                changes.push((key, new));
+            }
+            if req.validate_only {
+                return Ok(());
+            }
+            ctx.catalog
+                .alter(&name, changes)
+                .await
+                .map(|_| ())
+                .map_err(|e| (code::UNKNOWN_SERVER_ERROR, e.to_string()))
+        }
+        .await;
+        out.push(match outcome {
+            Ok(()) => r,
+            Err((c, m)) => r.with_error_code(c).with_error_message(Some(s(m))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(out)
+}

@@ -1,0 +1,180 @@
+//! ListOffsets, DeleteRecords, InitProducerId, OffsetForLeaderEpoch and DescribeCluster.
+
+use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
+use inkless_actors::{ReadError, TopicPartition};
+use inkless_protocol::kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
+use inkless_protocol::kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
+};
+use inkless_protocol::kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+use inkless_protocol::kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use inkless_protocol::kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use inkless_protocol::kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
+use inkless_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use inkless_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
+use inkless_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use inkless_protocol::kafka_protocol::messages::{BrokerId, ProducerId};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+fn tp_of(ctx: &Ctx, topic: &str, partition: i32) -> Option<TopicPartition> {
+    ctx.catalog
+        .by_name(topic)
+        .filter(|t| partition >= 0 && partition < t.record.partitions)
+        .map(|t| TopicPartition {
+            topic_id: t.record.id,
+            partition,
+        })
+}
+
+async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64, i64), i16> {
+    let h = ctx.node.partition(&tp).ok_or(code::NOT_LEADER_OR_FOLLOWER)?;
+    let offsets = *h.offsets.borrow();
+    let store = ctx.node.store();
+    let storage = |e: inkless_storage::metadata::MetaError| {
+        tracing::warn!(?tp, error = %e, "list offsets failed");
+        code::KAFKA_STORAGE_ERROR
+    };
+    match timestamp {
+        LATEST => Ok((-1, offsets.high_watermark)),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, offsets.log_start_offset)),
+        MAX_TIMESTAMP => {
+            let b = store.batch_with_max_timestamp(tp.topic_id, tp.partition).await.map_err(storage)?;
+            Ok(b.map(|b| (b.max_timestamp, b.last_offset)).unwrap_or((-1, -1)))
+        }
+        ts if ts >= 0 => {
+            let b = store.batch_for_timestamp(tp.topic_id, tp.partition, ts).await.map_err(storage)?;
+            Ok(b.map(|b| (b.max_timestamp, b.base_offset.max(offsets.log_start_offset))).unwrap_or((-1, -1)))
+        }
+        _ => Err(code::INVALID_REQUEST),
+    }
+}
+
+/// Answers ListOffsets. A timestamp lookup answers with the first batch whose largest
+/// timestamp reaches the target (batch granularity; see docs/architecture.md).
+pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Leader epochs exist from v4; earlier versions must leave the field at its default.
+    let epoch = if version >= 4 { 0 } else { -1 };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let r = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_leader_epoch(epoch);
+            let r = match tp_of(ctx, t.name.0.as_str(), p.partition_index) {
+                None => r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1),
+                Some(tp) => match list_one(ctx, tp, p.timestamp).await {
+                    Ok((ts, offset)) => r.with_timestamp(ts).with_offset(offset),
+                    Err(c) => r.with_error_code(c).with_offset(-1).with_timestamp(-1),
+                },
+            };
+            parts.push(r);
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts));
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Answers DeleteRecords.
+pub async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let r = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            let r = match tp_of(ctx, t.name.0.as_str(), p.partition_index) {
+                None => r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(tp) => match ctx.node.delete_records(&tp, p.offset).await {
+                    Ok(low) => r.with_low_watermark(low),
+                    Err(ReadError::OffsetOutOfRange { .. }) => r.with_error_code(code::OFFSET_OUT_OF_RANGE),
+                    Err(ReadError::NotOwner) => r.with_error_code(code::NOT_LEADER_OR_FOLLOWER),
+                    Err(ReadError::Storage(m)) => {
+                        tracing::warn!(?tp, error = %m, "delete records failed");
+                        r.with_error_code(code::KAFKA_STORAGE_ERROR)
+                    }
+                },
+            };
+            parts.push(r);
+        }
+        topics.push(DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(parts));
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Answers InitProducerId for idempotent producers. An existing producer asking for an
+/// epoch bump (KIP-360) keeps its id with the next epoch; otherwise a new id is allocated.
+pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let r = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        return r.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return r
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
+    }
+    match ctx.node.store().allocate_producer_id().await {
+        Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::warn!(error = %e, "producer id allocation failed");
+            r.with_error_code(code::KAFKA_STORAGE_ERROR)
+        }
+    }
+}
+
+/// Answers OffsetForLeaderEpoch. Leader epochs are always 0 (no replicas, no truncation),
+/// so the end offset of any epoch up to the current one is the high watermark.
+pub fn offset_for_leader_epoch(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = EpochEndOffset::default().with_partition(p.partition);
+                    let Some(tp) = tp_of(ctx, t.topic.0.as_str(), p.partition) else {
+                        return r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_leader_epoch(-1).with_end_offset(-1);
+                    };
+                    let Some(h) = ctx.node.partition(&tp) else {
+                        return r.with_error_code(code::NOT_LEADER_OR_FOLLOWER).with_leader_epoch(-1).with_end_offset(-1);
+                    };
+                    let hwm = h.offsets.borrow().high_watermark;
+                    r.with_leader_epoch(0).with_end_offset(hwm)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(parts)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// Answers DescribeCluster.
+pub fn describe_cluster(ctx: &Ctx) -> DescribeClusterResponse {
+    let rack = ctx.config.node.rack.clone();
+    DescribeClusterResponse::default()
+        .with_cluster_id(s(ctx.cluster_id.clone()))
+        .with_controller_id(BrokerId(ctx.config.node.id))
+        .with_endpoint_type(1)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(ctx.config.node.id))
+            .with_host(s(ctx.advertised_host.clone()))
+            .with_port(ctx.advertised_port)
+            .with_rack((!rack.is_empty()).then(|| s(rack)))])
+}

@@ -1,0 +1,134 @@
+//! Request handlers: one module per API family. Each turns a decoded request into a
+//! response by talking to the catalog and the node's actors.
+
+pub mod api_versions;
+pub mod configs;
+pub mod fetch;
+pub mod metadata;
+pub mod misc;
+pub mod produce;
+pub mod topics;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use inkless_actors::Node;
+use inkless_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
+use inkless_protocol::kafka_protocol::protocol::StrBytes;
+use inkless_protocol::request::DecodedRequest;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Kafka error codes used by the handlers.
+pub mod code {
+    /// No error.
+    pub const NONE: i16 = 0;
+    /// OFFSET_OUT_OF_RANGE
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    /// CORRUPT_MESSAGE
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    /// UNKNOWN_TOPIC_OR_PARTITION
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    /// NOT_LEADER_OR_FOLLOWER
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    /// REQUEST_TIMED_OUT
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    /// MESSAGE_TOO_LARGE
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// INVALID_TOPIC_EXCEPTION
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    /// INVALID_REQUIRED_ACKS
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    /// UNSUPPORTED_VERSION
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    /// TOPIC_ALREADY_EXISTS
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    /// INVALID_PARTITIONS
+    pub const INVALID_PARTITIONS: i16 = 37;
+    /// INVALID_REPLICATION_FACTOR
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    /// INVALID_REPLICA_ASSIGNMENT
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    /// INVALID_CONFIG
+    pub const INVALID_CONFIG: i16 = 40;
+    /// INVALID_REQUEST
+    pub const INVALID_REQUEST: i16 = 42;
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    /// INVALID_PRODUCER_EPOCH
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// KAFKA_STORAGE_ERROR
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    /// FETCH_SESSION_ID_NOT_FOUND
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    /// INVALID_RECORD
+    pub const INVALID_RECORD: i16 = 87;
+    /// UNKNOWN_TOPIC_ID
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are not implemented yet.
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    /// UNKNOWN_SERVER_ERROR
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+/// Everything a handler needs.
+pub struct Ctx {
+    /// Configuration.
+    pub config: Config,
+    /// The actors.
+    pub node: Node,
+    /// Topics.
+    pub catalog: Catalog,
+    /// Cluster id given to clients.
+    pub cluster_id: String,
+    /// Host given to clients.
+    pub advertised_host: String,
+    /// Port given to clients.
+    pub advertised_port: i32,
+    /// Produce bytes accepted and not yet answered (back-pressure).
+    pub produce_budget: Arc<Semaphore>,
+}
+
+/// Kafka's "no authorized operations reported" value.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Turns a `String` into the protocol's string type.
+pub fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// Answers one request; `None` means no response is sent (Produce with acks=0).
+pub async fn handle(ctx: &Ctx, req: DecodedRequest) -> Option<ResponseKind> {
+    let v = req.header.request_api_version;
+    let r = match req.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(ctx, r, v).await?),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(misc::list_offsets(ctx, r, v).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(ctx, r, v).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete(ctx, r, v).await),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(ctx, r, v))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(misc::delete_records(ctx, r).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r))
+        }
+        RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(misc::describe_cluster(ctx)),
+        other => {
+            // decode_request only admits the APIs above; reaching here is a broker bug.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for decoded request");
+            return None;
+        }
+    };
+    Some(r)
+}

@@ -1,0 +1,199 @@
+//! Produce: validates batches, hands them to the ProduceBuffer and answers once they are
+//! durable (object stored and metadata committed), or not at all for acks=0.
+//!
+//! Validation happens here, before anything is buffered: magic 2, lengths and record
+//! count, CRC-32C, `max.message.bytes`; topics with `message.timestamp.type=LogAppendTime`
+//! get the append time stamped into their batches. Batches are never decompressed.
+//! Node-wide back-pressure: a request waits for `produce.max_bytes_in_flight` budget before
+//! it is buffered.
+
+use super::{code, s, Ctx};
+use inkless_actors::partition::AppendAck;
+use inkless_actors::produce_buffer::PartAppend;
+use inkless_actors::{AppendError, TopicPartition};
+use inkless_protocol::batch::{self, BatchError, BatchHeader, ValidatedBatch};
+use inkless_protocol::kafka_protocol::messages::produce_request::ProduceRequest;
+use inkless_protocol::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Shortest wait for an acknowledgement, whatever the request's timeout says.
+const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
+
+fn error(index: i32, c: i16, msg: impl Into<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(c)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(s(msg)))
+}
+
+/// Maps an append failure to Kafka's error code.
+pub fn append_error_code(e: &AppendError) -> i16 {
+    match e {
+        AppendError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        AppendError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
+        AppendError::NotOwner | AppendError::Unavailable(_) => code::NOT_LEADER_OR_FOLLOWER,
+        AppendError::Storage(_) | AppendError::Metadata(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::InvalidRecordCount { .. } => code::INVALID_RECORD,
+        _ => code::CORRUPT_MESSAGE,
+    }
+}
+
+/// Validates one partition's records; returns the batches ready to buffer and the append
+/// time stamped into them (LogAppendTime topics).
+fn validate(
+    records: Option<&bytes::Bytes>,
+    max_message_bytes: i64,
+    log_append_time: bool,
+) -> Result<(Vec<ValidatedBatch>, i64), (i16, String)> {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err((code::CORRUPT_MESSAGE, "Produce request has no records".into()));
+    };
+    let mut batches = batch::split_and_validate(records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    for b in &batches {
+        if b.bytes.len() as i64 > max_message_bytes {
+            return Err((
+                code::MESSAGE_TOO_LARGE,
+                format!("Batch of {} bytes exceeds max.message.bytes {max_message_bytes}", b.bytes.len()),
+            ));
+        }
+        if b.header.is_control() || b.header.is_transactional() {
+            return Err((code::INVALID_RECORD, "Transactional and control batches are not supported yet".into()));
+        }
+    }
+    let mut append_time = -1;
+    if log_append_time {
+        append_time = inkless_storage::now_ms();
+        for b in &mut batches {
+            b.bytes = batch::set_log_append_time(&b.bytes, append_time);
+            b.header = BatchHeader::parse(&b.bytes).map_err(|e| (code::CORRUPT_MESSAGE, e.to_string()))?;
+        }
+    }
+    Ok((batches, append_time))
+}
+
+enum Slot {
+    Done(PartitionProduceResponse),
+    Waiting {
+        index: i32,
+        append_time: i64,
+        rx: oneshot::Receiver<Result<AppendAck, AppendError>>,
+    },
+}
+
+/// Answers Produce; `None` for acks=0.
+pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    let mut parts = Vec::new();
+    let mut bytes_total = 0usize;
+    for t in req.topic_data {
+        let name = t.name.0.to_string();
+        let topic = ctx.catalog.by_name(&name);
+        let mut slots = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            let index = p.index;
+            let slot = if req.transactional_id.is_some() {
+                Slot::Done(error(index, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactions are not supported yet"))
+            } else if !matches!(acks, -1..=1) {
+                Slot::Done(error(index, code::INVALID_REQUIRED_ACKS, format!("Invalid acks {acks}")))
+            } else {
+                match &topic {
+                    Some(topic) if index >= 0 && index < topic.record.partitions => {
+                        match validate(p.records.as_ref(), topic.max_message_bytes, topic.log_append_time) {
+                            Ok((batches, append_time)) => {
+                                bytes_total += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
+                                let (tx, rx) = oneshot::channel();
+                                parts.push(PartAppend {
+                                    tp: TopicPartition {
+                                        topic_id: topic.record.id,
+                                        partition: index,
+                                    },
+                                    batches,
+                                    reply: tx,
+                                });
+                                Slot::Waiting { index, append_time, rx }
+                            }
+                            Err((c, m)) => {
+                                tracing::debug!(topic = %name, partition = index, error = %m, "produce refused");
+                                Slot::Done(error(index, c, m))
+                            }
+                        }
+                    }
+                    _ => Slot::Done(error(index, code::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")),
+                }
+            };
+            slots.push(slot);
+        }
+        topics.push((name, slots));
+    }
+
+    let permit = if parts.is_empty() {
+        None
+    } else {
+        let budget = ctx.config.produce.max_bytes_in_flight.max(1);
+        let want = bytes_total.clamp(1, budget) as u32;
+        ctx.produce_budget.clone().acquire_many_owned(want).await.ok()
+    };
+    if !parts.is_empty() {
+        if let Err(e) = ctx.node.produce(parts) {
+            tracing::warn!(error = %e, "produce buffer unavailable");
+        }
+    }
+
+    if acks == 0 {
+        // No answer; keep the budget until the appends settle.
+        tokio::spawn(async move {
+            for (_, slots) in topics {
+                for slot in slots {
+                    if let Slot::Waiting { rx, .. } = slot {
+                        let _ = rx.await;
+                    }
+                }
+            }
+            drop(permit);
+        });
+        return None;
+    }
+
+    let wait = Duration::from_millis(req.timeout_ms.max(0) as u64).max(MIN_ACK_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, slots) in topics {
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            out.push(match slot {
+                Slot::Done(r) => r,
+                Slot::Waiting { index, append_time, rx } => {
+                    match tokio::time::timeout_at(deadline, rx).await {
+                        Ok(Ok(Ok(ack))) => PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(ack.base_offset)
+                            .with_log_append_time_ms(append_time)
+                            .with_log_start_offset(ack.log_start_offset),
+                        Ok(Ok(Err(e))) => error(index, append_error_code(&e), e.to_string()),
+                        Ok(Err(_)) => error(index, code::NOT_LEADER_OR_FOLLOWER, "append was dropped; retry"),
+                        Err(_) => error(index, code::REQUEST_TIMED_OUT, "append not durable within the request timeout"),
+                    }
+                }
+            });
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(inkless_protocol::kafka_protocol::messages::TopicName(s(name)))
+                .with_partition_responses(out),
+        );
+    }
+    drop(permit);
+    Some(ProduceResponse::default().with_responses(responses))
+}

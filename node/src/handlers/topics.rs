@@ -1,0 +1,250 @@
+//! CreateTopics, DeleteTopics and CreatePartitions.
+//!
+//! Diskless topics have no replicas: any replication factor (or -1) is accepted and the
+//! object store provides durability; Metadata reports the single leader as the only replica.
+
+use super::{code, s, Ctx};
+use crate::catalog::{validate_topic_config, validate_topic_name, Catalog, Topic};
+use inkless_actors::TopicPartition;
+use inkless_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use inkless_protocol::kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use inkless_protocol::kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
+use inkless_protocol::kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+use inkless_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use inkless_protocol::kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use inkless_protocol::kafka_protocol::messages::TopicName;
+use inkless_storage::metadata::MetaError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest partition count of one topic.
+const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
+
+/// A Kafka error code and message.
+pub type Failure = (i16, String);
+
+fn meta_failure(e: MetaError) -> Failure {
+    match e {
+        MetaError::TopicExists(n) => (code::TOPIC_ALREADY_EXISTS, format!("Topic '{n}' already exists.")),
+        MetaError::UnknownTopic(n) => (code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic '{n}' does not exist.")),
+        MetaError::Invalid(m) => (code::INVALID_PARTITIONS, m),
+        other => (code::UNKNOWN_SERVER_ERROR, other.to_string()),
+    }
+}
+
+fn partitions_of(t: &Topic, from: i32) -> Vec<TopicPartition> {
+    (from..t.record.partitions)
+        .map(|partition| TopicPartition {
+            topic_id: t.record.id,
+            partition,
+        })
+        .collect()
+}
+
+/// Creates a topic and starts its partition actors.
+pub async fn create_topic(
+    ctx: &Ctx,
+    name: &str,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+) -> Result<Arc<Topic>, Failure> {
+    let t = ctx
+        .catalog
+        .create(Catalog::new_topic(name, partitions, configs))
+        .await
+        .map_err(meta_failure)?;
+    start_partitions(ctx, &t, 0).await?;
+    Ok(t)
+}
+
+async fn start_partitions(ctx: &Ctx, t: &Topic, from: i32) -> Result<(), Failure> {
+    let failed = ctx.node.ensure_partitions(partitions_of(t, from)).await;
+    match failed.first() {
+        None => Ok(()),
+        Some((tp, e)) => Err((
+            code::UNKNOWN_SERVER_ERROR,
+            format!("partition {} failed to start: {e}", tp.partition),
+        )),
+    }
+}
+
+fn check_new_topic(
+    ctx: &Ctx,
+    t: &inkless_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<(i32, BTreeMap<String, String>), Failure> {
+    let name = t.name.0.as_str();
+    validate_topic_name(name).map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m))?;
+    if ctx.catalog.by_name(name).is_some() {
+        return Err((code::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+    }
+    if !t.assignments.is_empty() {
+        return Err((
+            code::INVALID_REPLICA_ASSIGNMENT,
+            "Manual replica assignment is not supported: diskless partitions have no replicas.".into(),
+        ));
+    }
+    let partitions = match t.num_partitions {
+        -1 => ctx.config.kafka.num_partitions,
+        n if (1..=MAX_PARTITIONS_PER_TOPIC).contains(&n) => n,
+        n => return Err((code::INVALID_PARTITIONS, format!("Number of partitions {n} is invalid."))),
+    };
+    if t.replication_factor == 0 || t.replication_factor < -1 {
+        return Err((
+            code::INVALID_REPLICATION_FACTOR,
+            format!("Replication factor {} is invalid.", t.replication_factor),
+        ));
+    }
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let Some(v) = &c.value else { continue };
+        validate_topic_config(c.name.as_str(), v.as_str()).map_err(|m| (code::INVALID_CONFIG, m))?;
+        configs.insert(c.name.to_string(), v.to_string());
+    }
+    Ok((partitions, configs))
+}
+
+/// Answers CreateTopics.
+pub async fn create(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut r = CreatableTopicResult::default().with_name(TopicName(s(name.clone())));
+        let outcome = match check_new_topic(ctx, &t) {
+            Err(f) => Err(f),
+            Ok((partitions, configs)) if req.validate_only => Ok((partitions, configs, None)),
+            Ok((partitions, configs)) => create_topic(ctx, &name, partitions, configs.clone())
+                .await
+                .map(|topic| (partitions, configs, Some(topic))),
+        };
+        match outcome {
+            Ok((partitions, configs, topic)) => {
+                r = r
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)
+                    .with_topic_id(topic.map(|t| t.record.id).unwrap_or_default());
+                if version >= 5 {
+                    r = r.with_configs(Some(created_configs(ctx, &configs)));
+                }
+            }
+            Err((code, msg)) => {
+                r = r
+                    .with_error_code(code)
+                    .with_error_message(Some(s(msg)))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1);
+            }
+        }
+        results.push(r);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+fn created_configs(ctx: &Ctx, explicit: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    crate::catalog::TOPIC_CONFIGS
+        .iter()
+        .map(|d| {
+            let (value, source) = match explicit.get(d.name) {
+                Some(v) => (v.clone(), super::configs::SOURCE_TOPIC),
+                None if d.name == "max.message.bytes" => (
+                    ctx.config.kafka.message_max_bytes.to_string(),
+                    super::configs::SOURCE_DEFAULT,
+                ),
+                None => (d.default.to_string(), super::configs::SOURCE_DEFAULT),
+            };
+            CreatableTopicConfigs::default()
+                .with_name(s(d.name))
+                .with_value(Some(s(value)))
+                .with_config_source(source)
+        })
+        .collect()
+}
+
+/// Answers DeleteTopics (by name, or by id from v6).
+pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let mut out = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let topic = match &name {
+            Some(n) => ctx.catalog.by_name(n),
+            None => ctx.catalog.by_id(&id),
+        };
+        let mut r = DeletableTopicResult::default()
+            .with_name(name.clone().map(|n| TopicName(s(n))))
+            .with_topic_id(id);
+        let Some(topic) = topic else {
+            let c = if name.is_none() { code::UNKNOWN_TOPIC_ID } else { code::UNKNOWN_TOPIC_OR_PARTITION };
+            out.push(r.with_error_code(c));
+            continue;
+        };
+        ctx.node.remove_partitions(partitions_of(&topic, 0)).await;
+        match ctx.catalog.delete(&topic.record.name).await {
+            Ok(t) => {
+                tracing::info!(topic = %t.record.name, "topic deleted");
+                r = r
+                    .with_name(Some(TopicName(s(t.record.name.clone()))))
+                    .with_topic_id(t.record.id);
+            }
+            Err(e) => {
+                let (c, m) = meta_failure(e);
+                r = r.with_error_code(c).with_error_message(Some(s(m)));
+            }
+        }
+        out.push(r);
+    }
+    DeleteTopicsResponse::default().with_responses(out)
+}
+
+/// Answers CreatePartitions.
+pub async fn create_partitions(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let r = CreatePartitionsTopicResult::default().with_name(TopicName(s(name.clone())));
+        let outcome: Result<(), Failure> = async {
+            let topic = ctx
+                .catalog
+                .by_name(&name)
+                .ok_or((code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic '{name}' does not exist.")))?;
+            if t.assignments.is_some() {
+                return Err((
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    "Manual replica assignment is not supported.".to_string(),
+                ));
+            }
+            let before = topic.record.partitions;
+            if t.count <= before || t.count > MAX_PARTITIONS_PER_TOPIC {
+                return Err((
+                    code::INVALID_PARTITIONS,
+                    format!("Topic currently has {before} partitions, {} would not be an increase.", t.count),
+                ));
+            }
+            if req.validate_only {
+                return Ok(());
+            }
+            let grown = ctx.catalog.grow(&name, t.count).await.map_err(meta_failure)?;
+            start_partitions(ctx, &grown, before).await
+        }
+        .await;
+        results.push(match outcome {
+            Ok(()) => r,
+            Err((c, m)) => r.with_error_code(c).with_error_message(Some(s(m))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,169 @@
+//! `inkless`: a Kafka-compatible broker whose topics live in object storage.
+//!
+//! `inkless serve` starts a node with the embedded default (Kafka listener on
+//! 127.0.0.1:9092, local object files and a SQLite metadata store under `./data`).
+//! `inkless serve --config FILE` reads a TOML file; `INKLESS__SECTION__KEY` environment
+//! variables override any key. SIGINT/SIGTERM stop taking requests, seal and upload the open
+//! object, wait for its commit, and exit 0.
+
+mod catalog;
+mod config;
+mod handlers;
+mod server;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::Config;
+use handlers::Ctx;
+use inkless_actors::{Node, TopicPartition};
+use inkless_storage::blob::BlobStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+#[derive(Parser)]
+#[command(name = "inkless", version, about = "A Kafka-compatible broker whose topics live in object storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node.
+    Serve {
+        /// TOML configuration file (see configs/single-node.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration (defaults, file, environment) as TOML.
+    Config {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { config } => {
+            let c = Config::load(config.as_deref())?;
+            print!("{}", toml_string(&c)?);
+            Ok(())
+        }
+        Command::Serve { config } => {
+            let c = Config::load(config.as_deref())?;
+            init_tracing(&c.log.level);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("inkless")
+                .build()?;
+            rt.block_on(serve(c))
+        }
+    }
+}
+
+fn toml_string(c: &Config) -> anyhow::Result<String> {
+    Ok(toml::to_string_pretty(c)?)
+}
+
+async fn serve(c: Config) -> anyhow::Result<()> {
+    let data_dir = c.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = inkless_storage::metadata::open(&c.storage.metadata, &data_dir)
+        .with_context(|| format!("opening metadata store {}", c.storage.metadata))?;
+    let blob = BlobStore::open(&c.storage.object_store, &c.storage.s3, &data_dir)
+        .with_context(|| format!("opening object store {}", c.storage.object_store))?;
+    let cluster_id = store.cluster_id().await?;
+    let catalog = catalog::Catalog::load(store.clone(), c.kafka.message_max_bytes).await?;
+    let node = Node::start(c.node_config(), store, blob).await?;
+
+    let tps: Vec<TopicPartition> = catalog
+        .all()
+        .iter()
+        .flat_map(|t| {
+            (0..t.record.partitions).map(|partition| TopicPartition {
+                topic_id: t.record.id,
+                partition,
+            })
+        })
+        .collect();
+    let started = tps.len();
+    let failed = node.ensure_partitions(tps).await;
+    anyhow::ensure!(failed.is_empty(), "partitions failed to start: {failed:?}");
+
+    let listener = tokio::net::TcpListener::bind(&c.kafka.listen)
+        .await
+        .with_context(|| format!("binding {}", c.kafka.listen))?;
+    let bound = listener.local_addr()?;
+    let advertised = if c.kafka.advertised.is_empty() {
+        bound.to_string()
+    } else {
+        c.kafka.advertised.clone()
+    };
+    let (host, port) = advertised
+        .rsplit_once(':')
+        .and_then(|(h, p)| p.parse::<i32>().ok().map(|p| (h.trim_matches(['[', ']']).to_string(), p)))
+        .with_context(|| format!("kafka.advertised {advertised:?} is not host:port"))?;
+    let budget = c.produce.max_bytes_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+    let ctx = Arc::new(Ctx {
+        config: c.clone(),
+        node: node.clone(),
+        catalog,
+        cluster_id,
+        advertised_host: host,
+        advertised_port: port,
+        produce_budget: Arc::new(Semaphore::new(budget)),
+    });
+    tracing::info!(listen = %bound, advertised = %advertised, data_dir = %data_dir.display(),
+        object_store = %c.storage.object_store, metadata = %c.storage.metadata, partitions = started, "inkless node ready");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve(listener, ctx.clone(), stop_rx));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutdown requested"),
+        _ = node.stopped() => anyhow::bail!("actor tree stopped unexpectedly"),
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    // Seal the open object and wait until every accepted produce has been answered.
+    node.flush();
+    let drained = tokio::time::timeout(
+        Duration::from_millis(c.produce.upload_timeout_ms + 5_000),
+        ctx.produce_budget.acquire_many(budget as u32),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight produce requests did not finish before the shutdown deadline");
+    }
+    node.stop().await;
+    tracing::info!("inkless node stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The Kafka listener: accepts connections, frames requests, runs each request as a task
+//! and writes responses in request order.
+//!
+//! Requests of one connection are processed concurrently (up to
+//! `kafka.max_in_flight_requests_per_connection`), so a producer that pipelines requests is
+//! not limited to one object flush per round trip; responses still leave in the order the
+//! requests came, as the protocol requires. A frame over the limit, a truncated or
+//! undecodable request, an unknown API or an unsupported version closes the connection with a
+//! log line (Kafka does the same), except ApiVersions, which is answered with
+//! UNSUPPORTED_VERSION so the client can downgrade.
+
+use crate::handlers::{self, Ctx};
+use bytes::BytesMut;
+use inkless_protocol::frame::FrameDecoder;
+use inkless_protocol::kafka_protocol::messages::{ApiKey, ResponseKind};
+use inkless_protocol::request::{decode_request, encode_response, RequestError};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Accepts connections until `shutdown` becomes true.
+pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if open.load(Ordering::Relaxed) >= ctx.config.kafka.max_connections {
+                        tracing::warn!(%peer, "connection refused: kafka.max_connections reached");
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let (ctx, shutdown, open) = (ctx.clone(), shutdown.clone(), open.clone());
+                    tokio::spawn(async move {
+                        connection(stream, peer, ctx, shutdown).await;
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A request being processed: `Ok(None)` sends nothing (acks=0), `Err` closes the connection.
+type Pending = JoinHandle<Result<Option<BytesMut>, ()>>;
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Pending>(ctx.config.kafka.max_in_flight_requests_per_connection);
+    let writer = tokio::spawn(async move {
+        while let Some(pending) = rx.recv().await {
+            match pending.await {
+                Ok(Ok(Some(frame))) => {
+                    if let Err(e) = wr.write_all(&frame).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing");
+                        return;
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(())) => return,
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "request task failed; closing connection");
+                    return;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let decoder = FrameDecoder::new(ctx.config.kafka.max_frame_bytes);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'read: loop {
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection");
+                    break 'read;
+                }
+            };
+            let task = match decode_request(frame) {
+                Ok(req) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move { respond(&ctx, req, peer).await })
+                }
+                Err(RequestError::UnsupportedVersion {
+                    api_key: ApiKey::ApiVersions,
+                    correlation_id,
+                    version,
+                }) => {
+                    tracing::debug!(%peer, version, "ApiVersions version unsupported; answering v0");
+                    tokio::spawn(async move {
+                        let body = ResponseKind::ApiVersions(handlers::api_versions::unsupported_version());
+                        encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+                            .map(Some)
+                            .map_err(|e| tracing::error!(error = %e, "response encoding failed"))
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection");
+                    break 'read;
+                }
+            };
+            if tx.send(task).await.is_err() {
+                break 'read;
+            }
+        }
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    break;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn respond(
+    ctx: &Ctx,
+    req: inkless_protocol::request::DecodedRequest,
+    peer: SocketAddr,
+) -> Result<Option<BytesMut>, ()> {
+    let api_key = req.api_key;
+    let version = req.header.request_api_version;
+    let correlation_id = req.header.correlation_id;
+    let Some(body) = handlers::handle(ctx, req).await else {
+        return Ok(None);
+    };
+    encode_response(api_key, version, correlation_id, &body)
+        .map(Some)
+        .map_err(|e| tracing::error!(%peer, error = %e, "response encoding failed; closing"))
+}
