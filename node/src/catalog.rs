@@ -57,20 +57,104 @@ const fn def(
 
 /// Topic configs accepted by CreateTopics and IncrementalAlterConfigs.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def("cleanup.policy", "delete", ConfigType::String, &["delete", "compact", "compact,delete", "delete,compact"], "Stored; compaction is not implemented yet."),
-    def("retention.ms", "604800000", ConfigType::Long, &[], "Stored; enforced by the retention issue."),
-    def("retention.bytes", "-1", ConfigType::Long, &[], "Stored; enforced by the retention issue."),
-    def("max.message.bytes", "1048588", ConfigType::Int, &[], "Largest record batch accepted."),
-    def("message.timestamp.type", "CreateTime", ConfigType::String, &["CreateTime", "LogAppendTime"], "Producer's timestamp or the broker's append time."),
-    def("compression.type", "producer", ConfigType::String, &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"], "Stored; batches are kept as the producer compressed them."),
-    def("segment.bytes", "1073741824", ConfigType::Int, &[], "Accepted for compatibility; objects replace segments."),
-    def("segment.ms", "604800000", ConfigType::Long, &[], "Accepted for compatibility; objects replace segments."),
-    def("min.insync.replicas", "1", ConfigType::Int, &[], "Accepted for compatibility; the object store replicates."),
-    def("unclean.leader.election.enable", "false", ConfigType::Boolean, &[], "Accepted for compatibility; there are no replicas."),
-    def("message.timestamp.before.max.ms", "9223372036854775807", ConfigType::Long, &[], "Stored."),
-    def("message.timestamp.after.max.ms", "3600000", ConfigType::Long, &[], "Stored."),
-    def("delete.retention.ms", "86400000", ConfigType::Long, &[], "Stored."),
-    def("min.compaction.lag.ms", "0", ConfigType::Long, &[], "Stored."),
+    def(
+        "cleanup.policy",
+        "delete",
+        ConfigType::String,
+        &["delete", "compact", "compact,delete", "delete,compact"],
+        "Stored; compaction is not implemented yet.",
+    ),
+    def(
+        "retention.ms",
+        "604800000",
+        ConfigType::Long,
+        &[],
+        "Stored; enforced by the retention issue.",
+    ),
+    def(
+        "retention.bytes",
+        "-1",
+        ConfigType::Long,
+        &[],
+        "Stored; enforced by the retention issue.",
+    ),
+    def(
+        "max.message.bytes",
+        "1048588",
+        ConfigType::Int,
+        &[],
+        "Largest record batch accepted.",
+    ),
+    def(
+        "message.timestamp.type",
+        "CreateTime",
+        ConfigType::String,
+        &["CreateTime", "LogAppendTime"],
+        "Producer's timestamp or the broker's append time.",
+    ),
+    def(
+        "compression.type",
+        "producer",
+        ConfigType::String,
+        &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
+        "Stored; batches are kept as the producer compressed them.",
+    ),
+    def(
+        "segment.bytes",
+        "1073741824",
+        ConfigType::Int,
+        &[],
+        "Accepted for compatibility; objects replace segments.",
+    ),
+    def(
+        "segment.ms",
+        "604800000",
+        ConfigType::Long,
+        &[],
+        "Accepted for compatibility; objects replace segments.",
+    ),
+    def(
+        "min.insync.replicas",
+        "1",
+        ConfigType::Int,
+        &[],
+        "Accepted for compatibility; the object store replicates.",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "false",
+        ConfigType::Boolean,
+        &[],
+        "Accepted for compatibility; there are no replicas.",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        ConfigType::Long,
+        &[],
+        "Stored.",
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        "3600000",
+        ConfigType::Long,
+        &[],
+        "Stored.",
+    ),
+    def(
+        "delete.retention.ms",
+        "86400000",
+        ConfigType::Long,
+        &[],
+        "Stored.",
+    ),
+    def(
+        "min.compaction.lag.ms",
+        "0",
+        ConfigType::Long,
+        &[],
+        "Stored.",
+    ),
 ];
 
 /// The definition of a topic config.
@@ -103,7 +187,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err("Topic name cannot be \".\" or \"..\"".into());
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
-        return Err(format!("Topic name is longer than {MAX_TOPIC_NAME_LEN} characters"));
+        return Err(format!(
+            "Topic name is longer than {MAX_TOPIC_NAME_LEN} characters"
+        ));
     }
     if !name
         .chars()
@@ -146,7 +232,11 @@ impl Topic {
     }
 
     /// The effective value of a config: explicit, else default.
-    pub fn config_value(&self, d: &TopicConfigDef, default_max_message_bytes: i64) -> (String, bool) {
+    pub fn config_value(
+        &self,
+        d: &TopicConfigDef,
+        default_max_message_bytes: i64,
+    ) -> (String, bool) {
         match self.record.configs.get(d.name) {
             Some(v) => (v.clone(), true),
             None if d.name == "max.message.bytes" => (default_max_message_bytes.to_string(), false),
@@ -171,7 +261,10 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads every topic from the store.
-    pub async fn load(store: SharedMetadataStore, default_max_message_bytes: i64) -> Result<Self, MetaError> {
+    pub async fn load(
+        store: SharedMetadataStore,
+        default_max_message_bytes: i64,
+    ) -> Result<Self, MetaError> {
         let c = Self {
             store,
             tables: Arc::default(),
@@ -224,11 +317,17 @@ impl Catalog {
         let r = self.store.delete_topic(name).await?;
         let mut w = self.tables.write();
         w.by_name.remove(&r.name);
-        Ok(w.by_id.remove(&r.id).unwrap_or_else(|| Arc::new(Topic::new(r, self.default_max_message_bytes))))
+        Ok(w.by_id
+            .remove(&r.id)
+            .unwrap_or_else(|| Arc::new(Topic::new(r, self.default_max_message_bytes))))
     }
 
     /// Changes topic configs.
-    pub async fn alter(&self, name: &str, changes: Vec<(String, Option<String>)>) -> Result<Arc<Topic>, MetaError> {
+    pub async fn alter(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<Arc<Topic>, MetaError> {
         let r = self.store.alter_topic_configs(name, changes).await?;
         Ok(self.put(r))
     }

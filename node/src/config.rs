@@ -28,22 +28,13 @@ pub struct Config {
 }
 
 /// `[node]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
     /// Broker id given to clients.
     pub id: i32,
     /// Availability zone (Kafka's `broker.rack`); empty for none.
     pub rack: String,
-}
-
-impl Default for NodeSection {
-    fn default() -> Self {
-        Self {
-            id: 0,
-            rack: String::new(),
-        }
-    }
 }
 
 /// `[kafka]`
@@ -197,11 +188,26 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.kafka.num_partitions >= 1, "kafka.num_partitions must be at least 1");
-        anyhow::ensure!(self.kafka.max_frame_bytes >= 1024, "kafka.max_frame_bytes is too small");
-        anyhow::ensure!(self.produce.max_object_bytes >= 1024, "produce.max_object_bytes is too small");
-        anyhow::ensure!(self.produce.max_uploads_in_flight >= 1, "produce.max_uploads_in_flight must be at least 1");
-        anyhow::ensure!(self.fetch.cache_block_bytes >= 4096, "fetch.cache_block_bytes must be at least 4096");
+        anyhow::ensure!(
+            self.kafka.num_partitions >= 1,
+            "kafka.num_partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.kafka.max_frame_bytes >= 1024,
+            "kafka.max_frame_bytes is too small"
+        );
+        anyhow::ensure!(
+            self.produce.max_object_bytes >= 1024,
+            "produce.max_object_bytes is too small"
+        );
+        anyhow::ensure!(
+            self.produce.max_uploads_in_flight >= 1,
+            "produce.max_uploads_in_flight must be at least 1"
+        );
+        anyhow::ensure!(
+            self.fetch.cache_block_bytes >= 4096,
+            "fetch.cache_block_bytes must be at least 4096"
+        );
         anyhow::ensure!(
             self.kafka.max_in_flight_requests_per_connection >= 1,
             "kafka.max_in_flight_requests_per_connection must be at least 1"
@@ -234,7 +240,11 @@ mod tests {
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[kafka]\nlisten = \"127.0.0.1:1234\"\n[produce]\nflush_interval_ms = 77\n").unwrap();
+        std::fs::write(
+            &f,
+            "[kafka]\nlisten = \"127.0.0.1:1234\"\n[produce]\nflush_interval_ms = 77\n",
+        )
+        .unwrap();
         // SAFETY: this test is the only one touching this variable.
         unsafe { std::env::set_var("INKLESS__STORAGE__DATA_DIR", "/tmp/elsewhere") };
         let c = Config::load(Some(&f)).unwrap();

@@ -22,8 +22,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
+/// Oversized allocations requested by the protocol decoder must not abort the node.
+#[global_allocator]
+static ALLOCATOR: inkless_protocol::alloc_guard::LargeAllocGuard =
+    inkless_protocol::alloc_guard::LargeAllocGuard;
+
 #[derive(Parser)]
-#[command(name = "inkless", version, about = "A Kafka-compatible broker whose topics live in object storage")]
+#[command(
+    name = "inkless",
+    version,
+    about = "A Kafka-compatible broker whose topics live in object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +90,8 @@ fn toml_string(c: &Config) -> anyhow::Result<String> {
 
 async fn serve(c: Config) -> anyhow::Result<()> {
     let data_dir = c.storage.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = inkless_storage::metadata::open(&c.storage.metadata, &data_dir)
         .with_context(|| format!("opening metadata store {}", c.storage.metadata))?;
     let blob = BlobStore::open(&c.storage.object_store, &c.storage.s3, &data_dir)
@@ -115,9 +125,16 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     };
     let (host, port) = advertised
         .rsplit_once(':')
-        .and_then(|(h, p)| p.parse::<i32>().ok().map(|p| (h.trim_matches(['[', ']']).to_string(), p)))
+        .and_then(|(h, p)| {
+            p.parse::<i32>()
+                .ok()
+                .map(|p| (h.trim_matches(['[', ']']).to_string(), p))
+        })
         .with_context(|| format!("kafka.advertised {advertised:?} is not host:port"))?;
-    let budget = c.produce.max_bytes_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+    let budget = c
+        .produce
+        .max_bytes_in_flight
+        .clamp(1, Semaphore::MAX_PERMITS);
     let ctx = Arc::new(Ctx {
         config: c.clone(),
         node: node.clone(),
@@ -155,7 +172,10 @@ async fn serve(c: Config) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

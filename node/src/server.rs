@@ -61,7 +61,8 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Pending>(ctx.config.kafka.max_in_flight_requests_per_connection);
+    let (tx, mut rx) =
+        mpsc::channel::<Pending>(ctx.config.kafka.max_in_flight_requests_per_connection);
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             match pending.await {
@@ -105,7 +106,9 @@ async fn connection(
                 }) => {
                     tracing::debug!(%peer, version, "ApiVersions version unsupported; answering v0");
                     tokio::spawn(async move {
-                        let body = ResponseKind::ApiVersions(handlers::api_versions::unsupported_version());
+                        let body = ResponseKind::ApiVersions(
+                            handlers::api_versions::unsupported_version(),
+                        );
                         encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
                             .map(Some)
                             .map_err(|e| tracing::error!(error = %e, "response encoding failed"))

@@ -216,7 +216,8 @@ pub fn set_log_append_time(batch: &Bytes, append_time_ms: i64) -> Bytes {
     let mut b = BytesMut::from(&batch[..]);
     let attributes = i16_at(&b, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
     b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&append_time_ms.to_be_bytes());
+    b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&append_time_ms.to_be_bytes());
     let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
     b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     b.freeze()
@@ -267,7 +268,10 @@ mod tests {
         assert_eq!(batches.len(), 1);
         let h = batches[0].header;
         assert_eq!((h.record_count, h.last_offset_delta), (3, 2));
-        assert_eq!((h.producer_id, h.base_sequence, h.last_sequence()), (7, 0, 2));
+        assert_eq!(
+            (h.producer_id, h.base_sequence, h.last_sequence()),
+            (7, 0, 2)
+        );
         assert_eq!((h.base_timestamp, h.max_timestamp), (1_000, 1_002));
         assert_eq!(h.total_bytes(), b.len());
     }
@@ -289,7 +293,10 @@ mod tests {
         let mut bad = BytesMut::from(&b[..]);
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        assert_eq!(split_and_validate(&bad.freeze()).unwrap_err(), BatchError::CorruptCrc);
+        assert_eq!(
+            split_and_validate(&bad.freeze()).unwrap_err(),
+            BatchError::CorruptCrc
+        );
         let cut = b.slice(0..b.len() - 1);
         assert_eq!(split_and_validate(&cut).unwrap_err(), BatchError::Truncated);
         let mut magic = BytesMut::from(&b[..]);

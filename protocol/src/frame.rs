@@ -81,18 +81,30 @@ mod tests {
         encode_frame(b"abc", &mut buf);
         encode_frame(b"de", &mut buf);
         buf.extend_from_slice(&[0, 0, 0, 5, b'x']);
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"abc"));
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"de"));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"abc")
+        );
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"de")
+        );
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"yzw!");
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"xyzw!"));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"xyzw!")
+        );
     }
 
     #[test]
     fn refuses_oversized_and_negative_frames() {
         let d = FrameDecoder::new(16);
         let mut buf = BytesMut::from(&[0u8, 0, 0, 17][..]);
-        assert!(matches!(d.decode(&mut buf), Err(FrameError::TooLarge { size: 17, .. })));
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(FrameError::TooLarge { size: 17, .. })
+        ));
         let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
         assert_eq!(d.decode(&mut buf), Err(FrameError::Negative(-1)));
     }

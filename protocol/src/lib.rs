@@ -9,6 +9,7 @@
 //!   request decoding / response encoding.
 //! - [`batch`]: record-batch (magic 2) header inspection, validation and rewriting.
 
+pub mod alloc_guard;
 pub mod batch;
 pub mod frame;
 pub mod request;

@@ -133,7 +133,8 @@ pub fn decode_request(mut frame: Bytes) -> Result<DecodedRequest, RequestError> 
     };
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|e| malformed(format!("{e:#}")))?;
-    let body = RequestKind::decode(api_key, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let body = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| malformed(format!("{e:#}")))?;
     Ok(DecodedRequest {
         header,
         api_key,
@@ -171,7 +172,8 @@ pub fn encode_response(
         .with_correlation_id(correlation_id)
         .encode(&mut buf, api_key.response_header_version(version))
         .map_err(|e| err(e.to_string()))?;
-    body.encode(&mut buf, version).map_err(|e| err(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| err(e.to_string()))?;
     let size = (buf.len() - 4) as u32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf)
@@ -207,13 +209,18 @@ mod tests {
     #[test]
     fn decodes_every_version_of_api_versions_and_metadata() {
         for v in 0..=4 {
-            let r = decode_request(frame(ApiKey::ApiVersions, v, &ApiVersionsRequest::default()))
-                .unwrap();
+            let r = decode_request(frame(
+                ApiKey::ApiVersions,
+                v,
+                &ApiVersionsRequest::default(),
+            ))
+            .unwrap();
             assert_eq!(r.header.correlation_id, 7);
             assert!(matches!(r.body, RequestKind::ApiVersions(_)));
         }
         for v in 0..=12 {
-            let r = decode_request(frame(ApiKey::Metadata, v, &MetadataRequest::default())).unwrap();
+            let r =
+                decode_request(frame(ApiKey::Metadata, v, &MetadataRequest::default())).unwrap();
             assert!(matches!(r.body, RequestKind::Metadata(_)));
         }
     }
@@ -226,7 +233,10 @@ mod tests {
         ));
         assert!(matches!(
             decode_request(Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 9])),
-            Err(RequestError::UnknownApiKey { correlation_id: 9, .. })
+            Err(RequestError::UnknownApiKey {
+                correlation_id: 9,
+                ..
+            })
         ));
         let mut v99 = BytesMut::from(&frame(ApiKey::Metadata, 4, &MetadataRequest::default())[..]);
         v99[2..4].copy_from_slice(&99i16.to_be_bytes());

@@ -145,7 +145,11 @@ impl BlobStore {
     /// Writes a whole object.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
         let len = bytes.len() as u64;
-        match self.store.put(&Path::from(key), PutPayload::from(bytes)).await {
+        match self
+            .store
+            .put(&Path::from(key), PutPayload::from(bytes))
+            .await
+        {
             Ok(_) => {
                 self.metrics.put_requests.fetch_add(1, Ordering::Relaxed);
                 self.metrics.put_bytes.fetch_add(len, Ordering::Relaxed);
@@ -177,7 +181,10 @@ impl BlobStore {
 
     /// Deletes an object.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        self.store.delete(&Path::from(key)).await.map_err(Into::into)
+        self.store
+            .delete(&Path::from(key))
+            .await
+            .map_err(Into::into)
     }
 }
 
@@ -190,7 +197,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for url in ["file://objects", "memory://"] {
             let s = BlobStore::open(url, &S3Options::default(), dir.path()).unwrap();
-            s.put("wal/a", Bytes::from_static(b"0123456789")).await.unwrap();
+            s.put("wal/a", Bytes::from_static(b"0123456789"))
+                .await
+                .unwrap();
             assert_eq!(&s.get_range("wal/a", 2..5).await.unwrap()[..], b"234");
             assert_eq!(s.metrics().put_requests.load(Ordering::Relaxed), 1);
             assert_eq!(s.metrics().get_bytes.load(Ordering::Relaxed), 3);

@@ -140,7 +140,9 @@ pub fn read_footer(object: &[u8]) -> Result<Vec<SectionEntry>, ObjectFormatError
     if &object[n - 5..n - 1] != MAGIC || object[n - 1] != VERSION {
         return Err(ObjectFormatError::Invalid("bad magic or version"));
     }
-    let u32_at = |at: usize| u32::from_be_bytes([object[at], object[at + 1], object[at + 2], object[at + 3]]);
+    let u32_at = |at: usize| {
+        u32::from_be_bytes([object[at], object[at + 1], object[at + 2], object[at + 3]])
+    };
     let footer_len = u32_at(n - TRAILER_BYTES) as usize;
     let crc = u32_at(n - TRAILER_BYTES + 4);
     if footer_len + TRAILER_BYTES > n || footer_len < 4 {
@@ -195,7 +197,11 @@ mod tests {
         let t2p0 = &pos[&(t2, 0)];
         assert_eq!(&obj[t2p0[0].offset as usize..][..3], b"BBB");
         assert_eq!(&obj[t2p0[1].offset as usize..][..2], b"CC");
-        assert_eq!(t2p0[1].offset, t2p0[0].offset + 3, "a partition's batches are contiguous");
+        assert_eq!(
+            t2p0[1].offset,
+            t2p0[0].offset + 3,
+            "a partition's batches are contiguous"
+        );
         let e = footer.iter().find(|e| e.topic_id == t2).unwrap();
         assert_eq!((e.len, e.batches), (5, 2));
     }

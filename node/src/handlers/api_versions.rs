@@ -1,6 +1,8 @@
 //! ApiVersions: advertises exactly [`SUPPORTED_APIS`].
 
-use inkless_protocol::kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use inkless_protocol::kafka_protocol::messages::api_versions_response::{
+    ApiVersion, ApiVersionsResponse,
+};
 use inkless_protocol::request::SUPPORTED_APIS;
 
 fn api_keys() -> Vec<ApiVersion> {

@@ -4,7 +4,8 @@ use super::{code, s, Ctx};
 use crate::catalog::{topic_config_def, validate_topic_config, TOPIC_CONFIGS};
 use inkless_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use inkless_protocol::kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
 use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_response::{
@@ -55,13 +56,48 @@ fn broker_entries(ctx: &Ctx) -> Vec<Entry> {
     let p = &ctx.config.produce;
     let items: Vec<(&str, String, i8, &'static str)> = vec![
         ("broker.id", ctx.config.node.id.to_string(), 3, "Node id."),
-        ("broker.rack", ctx.config.node.rack.clone(), 2, "Availability zone."),
-        ("auto.create.topics.enable", k.auto_create_topics_enable.to_string(), 1, "Create unknown topics on Metadata."),
-        ("num.partitions", k.num_partitions.to_string(), 3, "Partitions of auto-created topics."),
-        ("message.max.bytes", k.message_max_bytes.to_string(), 3, "Default max.message.bytes of topics."),
-        ("socket.request.max.bytes", k.max_frame_bytes.to_string(), 3, "Largest request."),
-        ("inkless.produce.max.object.bytes", p.max_object_bytes.to_string(), 3, "Object size that triggers a seal."),
-        ("inkless.produce.flush.interval.ms", p.flush_interval_ms.to_string(), 5, "Longest wait before a seal."),
+        (
+            "broker.rack",
+            ctx.config.node.rack.clone(),
+            2,
+            "Availability zone.",
+        ),
+        (
+            "auto.create.topics.enable",
+            k.auto_create_topics_enable.to_string(),
+            1,
+            "Create unknown topics on Metadata.",
+        ),
+        (
+            "num.partitions",
+            k.num_partitions.to_string(),
+            3,
+            "Partitions of auto-created topics.",
+        ),
+        (
+            "message.max.bytes",
+            k.message_max_bytes.to_string(),
+            3,
+            "Default max.message.bytes of topics.",
+        ),
+        (
+            "socket.request.max.bytes",
+            k.max_frame_bytes.to_string(),
+            3,
+            "Largest request.",
+        ),
+        (
+            "inkless.produce.max.object.bytes",
+            p.max_object_bytes.to_string(),
+            3,
+            "Object size that triggers a seal.",
+        ),
+        (
+            "inkless.produce.flush.interval.ms",
+            p.flush_interval_ms.to_string(),
+            5,
+            "Longest wait before a seal.",
+        ),
     ];
     items
         .into_iter()
@@ -98,11 +134,16 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Describ
                 Some(t) => TOPIC_CONFIGS
                     .iter()
                     .map(|d| {
-                        let (value, explicit) = t.config_value(d, ctx.catalog.default_max_message_bytes());
+                        let (value, explicit) =
+                            t.config_value(d, ctx.catalog.default_max_message_bytes());
                         Entry {
                             name: d.name.into(),
                             value,
-                            source: if explicit { SOURCE_TOPIC } else { SOURCE_DEFAULT },
+                            source: if explicit {
+                                SOURCE_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            },
                             kind: d.kind as i8,
                             doc: d.doc,
                             read_only: false,
@@ -110,20 +151,29 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Describ
                     })
                     .collect::<Vec<_>>(),
             },
-            RESOURCE_BROKER if name.is_empty() || name == ctx.config.node.id.to_string() => broker_entries(ctx),
+            RESOURCE_BROKER if name.is_empty() || name == ctx.config.node.id.to_string() => {
+                broker_entries(ctx)
+            }
             RESOURCE_BROKER => {
-                results.push(base.with_error_code(code::INVALID_REQUEST).with_error_message(Some(s(format!("Unknown broker {name}")))));
+                results.push(
+                    base.with_error_code(code::INVALID_REQUEST)
+                        .with_error_message(Some(s(format!("Unknown broker {name}")))),
+                );
                 continue;
             }
             other => {
                 results.push(
                     base.with_error_code(code::INVALID_REQUEST)
-                        .with_error_message(Some(s(format!("Resource type {other} is not supported")))),
+                        .with_error_message(Some(s(format!(
+                            "Resource type {other} is not supported"
+                        )))),
                 );
                 continue;
             }
         };
-        let keys = res.configuration_keys.map(|k| k.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        let keys = res
+            .configuration_keys
+            .map(|k| k.iter().map(|k| k.to_string()).collect::<Vec<_>>());
         let configs = entries
             .into_iter()
             .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
@@ -141,7 +191,10 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 /// Answers IncrementalAlterConfigs (topic configs only; broker configs are static).
-pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn incremental_alter(
+    ctx: &Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let mut out = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.to_string();
@@ -150,19 +203,32 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
             .with_resource_name(res.resource_name.clone());
         let outcome: Result<(), (i16, String)> = async {
             if res.resource_type != RESOURCE_TOPIC {
-                return Err((code::INVALID_REQUEST, "Only topic configs can be altered; broker configs are static".into()));
+                return Err((
+                    code::INVALID_REQUEST,
+                    "Only topic configs can be altered; broker configs are static".into(),
+                ));
             }
-            let topic = ctx
-                .catalog
-                .by_name(&name)
-                .ok_or((code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic '{name}' does not exist.")))?;
+            let topic = ctx.catalog.by_name(&name).ok_or((
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("Topic '{name}' does not exist."),
+            ))?;
             let mut changes = Vec::with_capacity(res.configs.len());
             for c in &res.configs {
                 let key = c.name.to_string();
-                let def = topic_config_def(&key).ok_or((code::INVALID_CONFIG, format!("Unknown topic config name: {key}")))?;
-                let current = topic.config_value(def, ctx.catalog.default_max_message_bytes()).0;
+                let def = topic_config_def(&key).ok_or((
+                    code::INVALID_CONFIG,
+                    format!("Unknown topic config name: {key}"),
+                ))?;
+                let current = topic
+                    .config_value(def, ctx.catalog.default_max_message_bytes())
+                    .0;
                 let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                let list = |v: &str| -> Vec<String> { v.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect() };
+                let list = |v: &str| -> Vec<String> {
+                    v.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                };
                 let new = match c.config_operation {
                     OP_SET => Some(value),
                     OP_DELETE => None,
@@ -177,9 +243,20 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
                     }
                     OP_SUBTRACT => {
                         let remove = list(&value);
-                        Some(list(&current).into_iter().filter(|v| !remove.contains(v)).collect::<Vec<_>>().join(","))
+                        Some(
+                            list(&current)
+                                .into_iter()
+                                .filter(|v| !remove.contains(v))
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        )
                     }
-                    op => return Err((code::INVALID_REQUEST, format!("Unknown config operation {op}"))),
+                    op => {
+                        return Err((
+                            code::INVALID_REQUEST,
+                            format!("Unknown config operation {op}"),
+                        ))
+                    }
                 };
                 if let Some(v) = &new {
                     validate_topic_config(&key, v).map_err(|m| (code::INVALID_CONFIG, m))?;

@@ -83,7 +83,10 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64) -> (PartitionData, 
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(?tp, error = %e, "fetch read failed");
-            return (empty(p.index, code::KAFKA_STORAGE_ERROR, *handle.offsets.borrow()), 0);
+            return (
+                empty(p.index, code::KAFKA_STORAGE_ERROR, *handle.offsets.borrow()),
+                0,
+            );
         }
     };
     let total: usize = batches.iter().map(Bytes::len).sum();
@@ -93,7 +96,8 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64) -> (PartitionData, 
         records.extend_from_slice(&b);
         set_base_offset(&mut records[at..], c.base_offset);
     }
-    let data = empty(p.index, code::NONE, *handle.offsets.borrow()).with_records(Some(records.freeze()));
+    let data =
+        empty(p.index, code::NONE, *handle.offsets.borrow()).with_records(Some(records.freeze()));
     (data, total)
 }
 
@@ -130,7 +134,11 @@ fn resolve(ctx: &Ctx, req: &FetchRequest, version: i16) -> Vec<TopicReq> {
             TopicReq {
                 name: t.topic.clone(),
                 id: t.topic_id,
-                unknown_code: if topic.is_some() { code::UNKNOWN_TOPIC_OR_PARTITION } else { unknown_code },
+                unknown_code: if topic.is_some() {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    unknown_code
+                },
                 parts,
             }
         })
@@ -155,7 +163,11 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         for w in &mut watchers {
             w.borrow_and_update();
         }
-        let mut budget = if req.max_bytes > 0 { req.max_bytes as i64 } else { i64::MAX };
+        let mut budget = if req.max_bytes > 0 {
+            req.max_bytes as i64
+        } else {
+            i64::MAX
+        };
         let mut total = 0usize;
         let mut errored = false;
         let mut responses = Vec::with_capacity(topics.len());
@@ -172,7 +184,11 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
                 parts.push(data);
             }
             let mut r = FetchableTopicResponse::default().with_partitions(parts);
-            r = if version >= 13 { r.with_topic_id(t.id) } else { r.with_topic(t.name.clone()) };
+            r = if version >= 13 {
+                r.with_topic_id(t.id)
+            } else {
+                r.with_topic(t.name.clone())
+            };
             responses.push(r);
         }
         let done = total as i64 >= req.min_bytes as i64
@@ -183,7 +199,10 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
             return FetchResponse::default().with_responses(responses);
         }
         let changes = watchers.iter_mut().map(|w| w.changed().boxed());
-        if tokio::time::timeout_at(deadline, select_all(changes)).await.is_err() {
+        if tokio::time::timeout_at(deadline, select_all(changes))
+            .await
+            .is_err()
+        {
             // Deadline reached: one last read answers with whatever arrived.
             watchers.clear();
         }

@@ -57,7 +57,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
         Some(t) => Some(t),
     };
     let topics = match wanted {
-        None => ctx.catalog.all().iter().map(|t| topic_entry(ctx, t)).collect(),
+        None => ctx
+            .catalog
+            .all()
+            .iter()
+            .map(|t| topic_entry(ctx, t))
+            .collect(),
         Some(list) => {
             let auto_create = ctx.config.kafka.auto_create_topics_enable
                 && (version < 4 || req.allow_auto_topic_creation);
@@ -71,7 +76,10 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                             continue;
                         }
                         None => {
-                            out.push(error_entry(None, code::UNKNOWN_TOPIC_ID).with_topic_id(want.topic_id));
+                            out.push(
+                                error_entry(None, code::UNKNOWN_TOPIC_ID)
+                                    .with_topic_id(want.topic_id),
+                            );
                             continue;
                         }
                     },
@@ -97,7 +105,9 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                     Err((code, _)) if code == super::code::TOPIC_ALREADY_EXISTS => {
                         match ctx.catalog.by_name(&name) {
                             Some(t) => out.push(topic_entry(ctx, &t)),
-                            None => out.push(error_entry(Some(name), code::UNKNOWN_TOPIC_OR_PARTITION)),
+                            None => {
+                                out.push(error_entry(Some(name), code::UNKNOWN_TOPIC_OR_PARTITION))
+                            }
                         }
                     }
                     Err((code, msg)) => {

@@ -37,7 +37,10 @@ fn tp_of(ctx: &Ctx, topic: &str, partition: i32) -> Option<TopicPartition> {
 }
 
 async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64, i64), i16> {
-    let h = ctx.node.partition(&tp).ok_or(code::NOT_LEADER_OR_FOLLOWER)?;
+    let h = ctx
+        .node
+        .partition(&tp)
+        .ok_or(code::NOT_LEADER_OR_FOLLOWER)?;
     let offsets = *h.offsets.borrow();
     let store = ctx.node.store();
     let storage = |e: inkless_storage::metadata::MetaError| {
@@ -48,12 +51,22 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
         LATEST => Ok((-1, offsets.high_watermark)),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, offsets.log_start_offset)),
         MAX_TIMESTAMP => {
-            let b = store.batch_with_max_timestamp(tp.topic_id, tp.partition).await.map_err(storage)?;
-            Ok(b.map(|b| (b.max_timestamp, b.last_offset)).unwrap_or((-1, -1)))
+            let b = store
+                .batch_with_max_timestamp(tp.topic_id, tp.partition)
+                .await
+                .map_err(storage)?;
+            Ok(b.map(|b| (b.max_timestamp, b.last_offset))
+                .unwrap_or((-1, -1)))
         }
         ts if ts >= 0 => {
-            let b = store.batch_for_timestamp(tp.topic_id, tp.partition, ts).await.map_err(storage)?;
-            Ok(b.map(|b| (b.max_timestamp, b.base_offset.max(offsets.log_start_offset))).unwrap_or((-1, -1)))
+            let b = store
+                .batch_for_timestamp(tp.topic_id, tp.partition, ts)
+                .await
+                .map_err(storage)?;
+            Ok(
+                b.map(|b| (b.max_timestamp, b.base_offset.max(offsets.log_start_offset)))
+                    .unwrap_or((-1, -1)),
+            )
         }
         _ => Err(code::INVALID_REQUEST),
     }
@@ -72,7 +85,10 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> L
                 .with_partition_index(p.partition_index)
                 .with_leader_epoch(epoch);
             let r = match tp_of(ctx, t.name.0.as_str(), p.partition_index) {
-                None => r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1),
+                None => r
+                    .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_offset(-1)
+                    .with_timestamp(-1),
                 Some(tp) => match list_one(ctx, tp, p.timestamp).await {
                     Ok((ts, offset)) => r.with_timestamp(ts).with_offset(offset),
                     Err(c) => r.with_error_code(c).with_offset(-1).with_timestamp(-1),
@@ -80,7 +96,11 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> L
             };
             parts.push(r);
         }
-        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts));
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
     }
     ListOffsetsResponse::default().with_topics(topics)
 }
@@ -98,7 +118,9 @@ pub async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecor
                 None => r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
                 Some(tp) => match ctx.node.delete_records(&tp, p.offset).await {
                     Ok(low) => r.with_low_watermark(low),
-                    Err(ReadError::OffsetOutOfRange { .. }) => r.with_error_code(code::OFFSET_OUT_OF_RANGE),
+                    Err(ReadError::OffsetOutOfRange { .. }) => {
+                        r.with_error_code(code::OFFSET_OUT_OF_RANGE)
+                    }
                     Err(ReadError::NotOwner) => r.with_error_code(code::NOT_LEADER_OR_FOLLOWER),
                     Err(ReadError::Storage(m)) => {
                         tracing::warn!(?tp, error = %m, "delete records failed");
@@ -108,7 +130,11 @@ pub async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecor
             };
             parts.push(r);
         }
-        topics.push(DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(parts));
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
     }
     DeleteRecordsResponse::default().with_topics(topics)
 }
@@ -138,7 +164,10 @@ pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProd
 
 /// Answers OffsetForLeaderEpoch. Leader epochs are always 0 (no replicas, no truncation),
 /// so the end offset of any epoch up to the current one is the high watermark.
-pub fn offset_for_leader_epoch(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn offset_for_leader_epoch(
+    ctx: &Ctx,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
         .into_iter()
@@ -149,16 +178,24 @@ pub fn offset_for_leader_epoch(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> O
                 .map(|p| {
                     let r = EpochEndOffset::default().with_partition(p.partition);
                     let Some(tp) = tp_of(ctx, t.topic.0.as_str(), p.partition) else {
-                        return r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_leader_epoch(-1).with_end_offset(-1);
+                        return r
+                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
                     };
                     let Some(h) = ctx.node.partition(&tp) else {
-                        return r.with_error_code(code::NOT_LEADER_OR_FOLLOWER).with_leader_epoch(-1).with_end_offset(-1);
+                        return r
+                            .with_error_code(code::NOT_LEADER_OR_FOLLOWER)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
                     };
                     let hwm = h.offsets.borrow().high_watermark;
                     r.with_leader_epoch(0).with_end_offset(hwm)
                 })
                 .collect();
-            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(parts)
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(parts)
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)

@@ -104,7 +104,9 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest) -> Option<ResponseKind> {
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(ctx, r, v).await?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(misc::list_offsets(ctx, r, v).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(misc::list_offsets(ctx, r, v).await)
+        }
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(ctx, r, v).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete(ctx, r, v).await),
         RequestKind::CreatePartitions(r) => {
@@ -116,14 +118,18 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest) -> Option<ResponseKind> {
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(misc::delete_records(ctx, r).await),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(misc::delete_records(ctx, r).await)
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r))
         }
-        RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(misc::describe_cluster(ctx)),
+        RequestKind::DescribeCluster(_) => {
+            ResponseKind::DescribeCluster(misc::describe_cluster(ctx))
+        }
         other => {
             // decode_request only admits the APIs above; reaching here is a broker bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for decoded request");

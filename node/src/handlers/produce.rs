@@ -57,18 +57,28 @@ fn validate(
     log_append_time: bool,
 ) -> Result<(Vec<ValidatedBatch>, i64), (i16, String)> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err((code::CORRUPT_MESSAGE, "Produce request has no records".into()));
+        return Err((
+            code::CORRUPT_MESSAGE,
+            "Produce request has no records".into(),
+        ));
     };
-    let mut batches = batch::split_and_validate(records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    let mut batches =
+        batch::split_and_validate(records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
     for b in &batches {
         if b.bytes.len() as i64 > max_message_bytes {
             return Err((
                 code::MESSAGE_TOO_LARGE,
-                format!("Batch of {} bytes exceeds max.message.bytes {max_message_bytes}", b.bytes.len()),
+                format!(
+                    "Batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
+                    b.bytes.len()
+                ),
             ));
         }
         if b.header.is_control() || b.header.is_transactional() {
-            return Err((code::INVALID_RECORD, "Transactional and control batches are not supported yet".into()));
+            return Err((
+                code::INVALID_RECORD,
+                "Transactional and control batches are not supported yet".into(),
+            ));
         }
     }
     let mut append_time = -1;
@@ -76,7 +86,8 @@ fn validate(
         append_time = inkless_storage::now_ms();
         for b in &mut batches {
             b.bytes = batch::set_log_append_time(&b.bytes, append_time);
-            b.header = BatchHeader::parse(&b.bytes).map_err(|e| (code::CORRUPT_MESSAGE, e.to_string()))?;
+            b.header =
+                BatchHeader::parse(&b.bytes).map_err(|e| (code::CORRUPT_MESSAGE, e.to_string()))?;
         }
     }
     Ok((batches, append_time))
@@ -104,13 +115,25 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
         for p in t.partition_data {
             let index = p.index;
             let slot = if req.transactional_id.is_some() {
-                Slot::Done(error(index, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactions are not supported yet"))
+                Slot::Done(error(
+                    index,
+                    code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "Transactions are not supported yet",
+                ))
             } else if !matches!(acks, -1..=1) {
-                Slot::Done(error(index, code::INVALID_REQUIRED_ACKS, format!("Invalid acks {acks}")))
+                Slot::Done(error(
+                    index,
+                    code::INVALID_REQUIRED_ACKS,
+                    format!("Invalid acks {acks}"),
+                ))
             } else {
                 match &topic {
                     Some(topic) if index >= 0 && index < topic.record.partitions => {
-                        match validate(p.records.as_ref(), topic.max_message_bytes, topic.log_append_time) {
+                        match validate(
+                            p.records.as_ref(),
+                            topic.max_message_bytes,
+                            topic.log_append_time,
+                        ) {
                             Ok((batches, append_time)) => {
                                 bytes_total += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
                                 let (tx, rx) = oneshot::channel();
@@ -122,7 +145,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
                                     batches,
                                     reply: tx,
                                 });
-                                Slot::Waiting { index, append_time, rx }
+                                Slot::Waiting {
+                                    index,
+                                    append_time,
+                                    rx,
+                                }
                             }
                             Err((c, m)) => {
                                 tracing::debug!(topic = %name, partition = index, error = %m, "produce refused");
@@ -130,7 +157,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
                             }
                         }
                     }
-                    _ => Slot::Done(error(index, code::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")),
+                    _ => Slot::Done(error(
+                        index,
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        "This server does not host this topic-partition.",
+                    )),
                 }
             };
             slots.push(slot);
@@ -143,7 +174,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
     } else {
         let budget = ctx.config.produce.max_bytes_in_flight.max(1);
         let want = bytes_total.clamp(1, budget) as u32;
-        ctx.produce_budget.clone().acquire_many_owned(want).await.ok()
+        ctx.produce_budget
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .ok()
     };
     if !parts.is_empty() {
         if let Err(e) = ctx.node.produce(parts) {
@@ -174,23 +209,35 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
         for slot in slots {
             out.push(match slot {
                 Slot::Done(r) => r,
-                Slot::Waiting { index, append_time, rx } => {
-                    match tokio::time::timeout_at(deadline, rx).await {
-                        Ok(Ok(Ok(ack))) => PartitionProduceResponse::default()
-                            .with_index(index)
-                            .with_base_offset(ack.base_offset)
-                            .with_log_append_time_ms(append_time)
-                            .with_log_start_offset(ack.log_start_offset),
-                        Ok(Ok(Err(e))) => error(index, append_error_code(&e), e.to_string()),
-                        Ok(Err(_)) => error(index, code::NOT_LEADER_OR_FOLLOWER, "append was dropped; retry"),
-                        Err(_) => error(index, code::REQUEST_TIMED_OUT, "append not durable within the request timeout"),
-                    }
-                }
+                Slot::Waiting {
+                    index,
+                    append_time,
+                    rx,
+                } => match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(Ok(ack))) => PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(ack.base_offset)
+                        .with_log_append_time_ms(append_time)
+                        .with_log_start_offset(ack.log_start_offset),
+                    Ok(Ok(Err(e))) => error(index, append_error_code(&e), e.to_string()),
+                    Ok(Err(_)) => error(
+                        index,
+                        code::NOT_LEADER_OR_FOLLOWER,
+                        "append was dropped; retry",
+                    ),
+                    Err(_) => error(
+                        index,
+                        code::REQUEST_TIMED_OUT,
+                        "append not durable within the request timeout",
+                    ),
+                },
             });
         }
         responses.push(
             TopicProduceResponse::default()
-                .with_name(inkless_protocol::kafka_protocol::messages::TopicName(s(name)))
+                .with_name(inkless_protocol::kafka_protocol::messages::TopicName(s(
+                    name,
+                )))
                 .with_partition_responses(out),
         );
     }

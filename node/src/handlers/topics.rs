@@ -31,8 +31,14 @@ pub type Failure = (i16, String);
 
 fn meta_failure(e: MetaError) -> Failure {
     match e {
-        MetaError::TopicExists(n) => (code::TOPIC_ALREADY_EXISTS, format!("Topic '{n}' already exists.")),
-        MetaError::UnknownTopic(n) => (code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic '{n}' does not exist.")),
+        MetaError::TopicExists(n) => (
+            code::TOPIC_ALREADY_EXISTS,
+            format!("Topic '{n}' already exists."),
+        ),
+        MetaError::UnknownTopic(n) => (
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("Topic '{n}' does not exist."),
+        ),
         MetaError::Invalid(m) => (code::INVALID_PARTITIONS, m),
         other => (code::UNKNOWN_SERVER_ERROR, other.to_string()),
     }
@@ -81,18 +87,27 @@ fn check_new_topic(
     let name = t.name.0.as_str();
     validate_topic_name(name).map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m))?;
     if ctx.catalog.by_name(name).is_some() {
-        return Err((code::TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+        return Err((
+            code::TOPIC_ALREADY_EXISTS,
+            format!("Topic '{name}' already exists."),
+        ));
     }
     if !t.assignments.is_empty() {
         return Err((
             code::INVALID_REPLICA_ASSIGNMENT,
-            "Manual replica assignment is not supported: diskless partitions have no replicas.".into(),
+            "Manual replica assignment is not supported: diskless partitions have no replicas."
+                .into(),
         ));
     }
     let partitions = match t.num_partitions {
         -1 => ctx.config.kafka.num_partitions,
         n if (1..=MAX_PARTITIONS_PER_TOPIC).contains(&n) => n,
-        n => return Err((code::INVALID_PARTITIONS, format!("Number of partitions {n} is invalid."))),
+        n => {
+            return Err((
+                code::INVALID_PARTITIONS,
+                format!("Number of partitions {n} is invalid."),
+            ))
+        }
     };
     if t.replication_factor == 0 || t.replication_factor < -1 {
         return Err((
@@ -103,7 +118,8 @@ fn check_new_topic(
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let Some(v) = &c.value else { continue };
-        validate_topic_config(c.name.as_str(), v.as_str()).map_err(|m| (code::INVALID_CONFIG, m))?;
+        validate_topic_config(c.name.as_str(), v.as_str())
+            .map_err(|m| (code::INVALID_CONFIG, m))?;
         configs.insert(c.name.to_string(), v.to_string());
     }
     Ok((partitions, configs))
@@ -188,7 +204,11 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
             .with_name(name.clone().map(|n| TopicName(s(n))))
             .with_topic_id(id);
         let Some(topic) = topic else {
-            let c = if name.is_none() { code::UNKNOWN_TOPIC_ID } else { code::UNKNOWN_TOPIC_OR_PARTITION };
+            let c = if name.is_none() {
+                code::UNKNOWN_TOPIC_ID
+            } else {
+                code::UNKNOWN_TOPIC_OR_PARTITION
+            };
             out.push(r.with_error_code(c));
             continue;
         };
@@ -211,17 +231,20 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
 }
 
 /// Answers CreatePartitions.
-pub async fn create_partitions(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    ctx: &Ctx,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
         let r = CreatePartitionsTopicResult::default().with_name(TopicName(s(name.clone())));
         let outcome: Result<(), Failure> = async {
-            let topic = ctx
-                .catalog
-                .by_name(&name)
-                .ok_or((code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic '{name}' does not exist.")))?;
-            if t.assignments.is_some() {
+            let topic = ctx.catalog.by_name(&name).ok_or((
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("Topic '{name}' does not exist."),
+            ))?;
+            if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
                 return Err((
                     code::INVALID_REPLICA_ASSIGNMENT,
                     "Manual replica assignment is not supported.".to_string(),
@@ -231,13 +254,20 @@ pub async fn create_partitions(ctx: &Ctx, req: CreatePartitionsRequest) -> Creat
             if t.count <= before || t.count > MAX_PARTITIONS_PER_TOPIC {
                 return Err((
                     code::INVALID_PARTITIONS,
-                    format!("Topic currently has {before} partitions, {} would not be an increase.", t.count),
+                    format!(
+                        "Topic currently has {before} partitions, {} would not be an increase.",
+                        t.count
+                    ),
                 ));
             }
             if req.validate_only {
                 return Ok(());
             }
-            let grown = ctx.catalog.grow(&name, t.count).await.map_err(meta_failure)?;
+            let grown = ctx
+                .catalog
+                .grow(&name, t.count)
+                .await
+                .map_err(meta_failure)?;
             start_partitions(ctx, &grown, before).await
         }
         .await;

@@ -17,7 +17,11 @@ fn batch(base: i64, last: i64, key: &str, at: u64, producer: (i64, i16, i32)) ->
         producer_id: producer.0,
         producer_epoch: producer.1,
         base_sequence: producer.2,
-        last_sequence: if producer.2 < 0 { -1 } else { producer.2 + (last - base) as i32 },
+        last_sequence: if producer.2 < 0 {
+            -1
+        } else {
+            producer.2 + (last - base) as i32
+        },
     }
 }
 
@@ -58,7 +62,10 @@ async fn topics(s: &SharedMetadataStore) {
         )
         .await
         .expect("alter");
-    assert_eq!(t.configs.get("cleanup.policy").map(String::as_str), Some("delete"));
+    assert_eq!(
+        t.configs.get("cleanup.policy").map(String::as_str),
+        Some("delete")
+    );
     assert!(!t.configs.contains_key("retention.ms"));
     assert!(matches!(
         s.create_partitions("alpha", 2).await,
@@ -66,7 +73,9 @@ async fn topics(s: &SharedMetadataStore) {
     ));
     let t = s.create_partitions("alpha", 5).await.expect("grow");
     assert_eq!(t.partitions, 5);
-    s.claim_partition(t.id, 4, 1).await.expect("new partition exists");
+    s.claim_partition(t.id, 4, 1)
+        .await
+        .expect("new partition exists");
     assert_eq!(s.list_topics().await.expect("list"), vec![t.clone()]);
     s.delete_topic("alpha").await.expect("delete");
     assert!(s.list_topics().await.expect("list").is_empty());
@@ -100,27 +109,52 @@ async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
     };
     let out = s
         .commit_appends(vec![
-            append(first.owner_epoch, vec![batch(0, 4, "o1", 0, (-1, -1, -1)), batch(5, 5, "o1", 100, (-1, -1, -1))]),
+            append(
+                first.owner_epoch,
+                vec![
+                    batch(0, 4, "o1", 0, (-1, -1, -1)),
+                    batch(5, 5, "o1", 100, (-1, -1, -1)),
+                ],
+            ),
             PartitionAppend {
                 partition: 7,
-                ..append(first.owner_epoch, vec![batch(0, 0, "o1", 200, (-1, -1, -1))])
+                ..append(
+                    first.owner_epoch,
+                    vec![batch(0, 0, "o1", 200, (-1, -1, -1))],
+                )
             },
         ])
         .await
         .expect("commit");
-    assert_eq!(out, vec![AppendOutcome::Committed, AppendOutcome::UnknownPartition]);
+    assert_eq!(
+        out,
+        vec![AppendOutcome::Committed, AppendOutcome::UnknownPartition]
+    );
     let gap = s
-        .commit_appends(vec![append(first.owner_epoch, vec![batch(9, 9, "o2", 0, (-1, -1, -1))])])
+        .commit_appends(vec![append(
+            first.owner_epoch,
+            vec![batch(9, 9, "o2", 0, (-1, -1, -1))],
+        )])
         .await
         .expect("commit");
-    assert_eq!(gap, vec![AppendOutcome::OffsetMismatch { high_watermark: 6 }]);
+    assert_eq!(
+        gap,
+        vec![AppendOutcome::OffsetMismatch { high_watermark: 6 }]
+    );
 
     let read = s.read_batches(t.id, 0, 3, 1 << 20).await.expect("read");
-    assert_eq!(read.iter().map(|b| b.base_offset).collect::<Vec<_>>(), vec![0, 5]);
+    assert_eq!(
+        read.iter().map(|b| b.base_offset).collect::<Vec<_>>(),
+        vec![0, 5]
+    );
     assert_eq!(read[0].object_size, 10_000);
     let one = s.read_batches(t.id, 0, 0, 1).await.expect("read");
     assert_eq!(one.len(), 1, "at least one batch even over max_bytes");
-    assert!(s.read_batches(t.id, 0, 6, 1 << 20).await.expect("read").is_empty());
+    assert!(s
+        .read_batches(t.id, 0, 6, 1 << 20)
+        .await
+        .expect("read")
+        .is_empty());
 
     let ts = s.batch_for_timestamp(t.id, 0, 1_003).await.expect("ts");
     assert_eq!(ts.map(|b| b.base_offset), Some(5));
@@ -132,7 +166,10 @@ async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
     assert!(second.owner_epoch > first.owner_epoch);
     assert_eq!(second.high_watermark, 6);
     let stale = s
-        .commit_appends(vec![append(first.owner_epoch, vec![batch(6, 6, "o3", 0, (-1, -1, -1))])])
+        .commit_appends(vec![append(
+            first.owner_epoch,
+            vec![batch(6, 6, "o3", 0, (-1, -1, -1))],
+        )])
         .await
         .expect("commit");
     assert_eq!(stale, vec![AppendOutcome::Fenced]);
@@ -143,6 +180,9 @@ async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
 }
 
 async fn producers_and_delete_records(s: &SharedMetadataStore) {
+    let id = s.cluster_id().await.expect("cluster id");
+    assert_eq!(id.len(), 22);
+    assert_eq!(s.cluster_id().await.expect("cluster id"), id, "stable");
     let a = s.allocate_producer_id().await.expect("pid");
     let b = s.allocate_producer_id().await.expect("pid");
     assert!(b > a && a >= 0);
@@ -177,13 +217,35 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
     let st = s.claim_partition(t.id, 0, 1).await.expect("reclaim");
     assert_eq!(st.producers.len(), 1);
     assert_eq!(st.producers[0].last_sequence, 13);
-    let seqs: Vec<i32> = st.producer_batches.iter().map(|b| b.base_sequence).collect();
-    assert_eq!(seqs, vec![4, 6, 8, 10, 12], "last five batches, oldest first");
+    let seqs: Vec<i32> = st
+        .producer_batches
+        .iter()
+        .map(|b| b.base_sequence)
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![4, 6, 8, 10, 12],
+        "last five batches, oldest first"
+    );
 
-    assert_eq!(s.delete_records(t.id, 0, st.owner_epoch, 5).await.expect("delete"), 5);
+    assert_eq!(
+        s.delete_records(t.id, 0, st.owner_epoch, 5)
+            .await
+            .expect("delete"),
+        5
+    );
     let left = s.read_batches(t.id, 0, 0, 1 << 20).await.expect("read");
-    assert_eq!(left.first().map(|b| b.base_offset), Some(4), "batch 4..5 still holds offset 5");
-    assert_eq!(s.delete_records(t.id, 0, st.owner_epoch, 2).await.expect("no-op"), 5);
+    assert_eq!(
+        left.first().map(|b| b.base_offset),
+        Some(4),
+        "batch 4..5 still holds offset 5"
+    );
+    assert_eq!(
+        s.delete_records(t.id, 0, st.owner_epoch, 2)
+            .await
+            .expect("no-op"),
+        5
+    );
     assert!(matches!(
         s.delete_records(t.id, 0, st.owner_epoch, 99).await,
         Err(MetaError::Invalid(_))

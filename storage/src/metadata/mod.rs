@@ -192,7 +192,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     ) -> MetaResult<PartitionState>;
     /// Commits appends of many partitions in one transaction. Each partition is checked on
     /// its own (epoch, contiguity); the others still commit.
-    async fn commit_appends(&self, appends: Vec<PartitionAppend>) -> MetaResult<Vec<AppendOutcome>>;
+    async fn commit_appends(&self, appends: Vec<PartitionAppend>)
+        -> MetaResult<Vec<AppendOutcome>>;
     /// Batches that hold offsets at or after `from_offset`, in offset order, stopping once
     /// `max_bytes` is reached (at least one batch is returned if any exists).
     async fn read_batches(
@@ -224,8 +225,27 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         owner_epoch: i64,
         offset: i64,
     ) -> MetaResult<i64>;
+    /// The cluster id, created on first call and stable afterwards.
+    async fn cluster_id(&self) -> MetaResult<String>;
     /// A new, never used producer id.
     async fn allocate_producer_id(&self) -> MetaResult<i64>;
+}
+
+/// A new cluster id in Kafka's form: a random UUID in URL-safe base64 without padding.
+pub fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = Uuid::new_v4().as_u128();
+    (0..22)
+        .map(|i| {
+            let shift = 128i32 - 6 * (i + 1);
+            let v = if shift >= 0 {
+                (bits >> shift) & 63
+            } else {
+                (bits << -shift) & 63
+            };
+            ALPHABET[v as usize] as char
+        })
+        .collect()
 }
 
 /// A shared metadata store.

@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// Numbered schema migrations; index + 1 is the schema version after applying it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE topics (
     topic_id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -66,7 +67,11 @@ CREATE TABLE producers (
 );
 CREATE TABLE producer_id_sequence (next_id BIGINT NOT NULL);
 INSERT INTO producer_id_sequence (next_id) VALUES (1000);
-"#];
+"#,
+    r#"
+CREATE TABLE cluster_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
+];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
 pub(crate) const PRODUCER_BATCHES_KEPT: i64 = 5;
@@ -96,17 +101,22 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> MetaResult<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
-        conn.pragma_update(None, "foreign_keys", "OFF").map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db)?;
         let tx = conn.transaction().map_err(db)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql).map_err(db)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(Self {
@@ -203,7 +213,11 @@ fn query_batches(
     rows.collect::<Result<_, _>>().map_err(db)
 }
 
-fn partition_row(tx: &Transaction<'_>, id: Uuid, partition: i32) -> MetaResult<Option<(i64, i64, i64)>> {
+fn partition_row(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    partition: i32,
+) -> MetaResult<Option<(i64, i64, i64)>> {
     tx.query_row(
         "SELECT owner_epoch, log_start_offset, high_watermark FROM partitions WHERE topic_id = ?1 AND partition = ?2",
         params![id.to_string(), partition],
@@ -214,7 +228,11 @@ fn partition_row(tx: &Transaction<'_>, id: Uuid, partition: i32) -> MetaResult<O
 }
 
 /// Subtracts the bytes of the batches selected by `filter` from their objects' live bytes.
-fn release_object_bytes(tx: &Transaction<'_>, filter: &str, args: &[&dyn rusqlite::ToSql]) -> MetaResult<()> {
+fn release_object_bytes(
+    tx: &Transaction<'_>,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> MetaResult<()> {
     let sql = format!(
         "UPDATE objects SET live_bytes = live_bytes - COALESCE((SELECT SUM(b.byte_len) FROM batches b WHERE b.object_key = objects.object_key AND {filter}), 0) WHERE object_key IN (SELECT b.object_key FROM batches b WHERE {filter})"
     );
@@ -234,7 +252,9 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
         return Ok(AppendOutcome::Committed);
     };
     if first.base_offset != hwm {
-        return Ok(AppendOutcome::OffsetMismatch { high_watermark: hwm });
+        return Ok(AppendOutcome::OffsetMismatch {
+            high_watermark: hwm,
+        });
     }
     let topic = a.topic_id.to_string();
     let now = crate::now_ms();
@@ -294,7 +314,9 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
 impl MetadataStore for SqliteStore {
     async fn create_topic(&self, t: NewTopic) -> MetaResult<TopicRecord> {
         if t.partitions < 1 {
-            return Err(MetaError::Invalid("partition count must be at least 1".into()));
+            return Err(MetaError::Invalid(
+                "partition count must be at least 1".into(),
+            ));
         }
         self.with_tx(move |tx| {
             let exists: Option<i64> = tx
@@ -334,9 +356,18 @@ impl MetadataStore for SqliteStore {
             let t = topic_by_name(tx, &name)?;
             let id = t.id.to_string();
             release_object_bytes(tx, "b.topic_id = ?1", &[&id])?;
-            for table in ["batches", "producers", "partitions", "topic_configs", "topics"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE topic_id = ?1"), params![id])
-                    .map_err(db)?;
+            for table in [
+                "batches",
+                "producers",
+                "partitions",
+                "topic_configs",
+                "topics",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE topic_id = ?1"),
+                    params![id],
+                )
+                .map_err(db)?;
             }
             Ok(t)
         })
@@ -346,7 +377,9 @@ impl MetadataStore for SqliteStore {
     async fn list_topics(&self) -> MetaResult<Vec<TopicRecord>> {
         self.with_tx(|tx| {
             let names: Vec<String> = {
-                let mut stmt = tx.prepare("SELECT name FROM topics ORDER BY name").map_err(db)?;
+                let mut stmt = tx
+                    .prepare("SELECT name FROM topics ORDER BY name")
+                    .map_err(db)?;
                 let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
                 rows.collect::<Result<_, _>>().map_err(db)?
             };
@@ -458,7 +491,10 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn commit_appends(&self, appends: Vec<PartitionAppend>) -> MetaResult<Vec<AppendOutcome>> {
+    async fn commit_appends(
+        &self,
+        appends: Vec<PartitionAppend>,
+    ) -> MetaResult<Vec<AppendOutcome>> {
         self.with_tx(move |tx| appends.iter().map(|a| commit_one(tx, a)).collect())
             .await
     }
@@ -567,6 +603,20 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(db)?;
             Ok(new_start)
+        })
+        .await
+    }
+
+    async fn cluster_id(&self) -> MetaResult<String> {
+        self.with_tx(|tx| {
+            let candidate = new_cluster_id();
+            tx.execute(
+                "INSERT INTO cluster_settings (key, value) VALUES ('cluster.id', ?1) ON CONFLICT (key) DO NOTHING",
+                params![candidate],
+            )
+            .map_err(db)?;
+            tx.query_row("SELECT value FROM cluster_settings WHERE key = 'cluster.id'", [], |r| r.get(0))
+                .map_err(db)
         })
         .await
     }

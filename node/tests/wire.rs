@@ -1,0 +1,535 @@
+//! Wire-level tests of the `inkless` binary: every advertised API version answers, and bad
+//! input gets Kafka's error code or a closed connection while the node keeps serving.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use inkless_protocol::kafka_protocol::messages::*;
+use inkless_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use inkless_protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use inkless_protocol::request::SUPPORTED_APIS;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Broker {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start(extra_env: &[(&str, &str)]) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkless"));
+        cmd.arg("serve")
+            .env("INKLESS__KAFKA__LISTEN", &addr)
+            .env("INKLESS__STORAGE__DATA_DIR", dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        let s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Conn { s, next: 1 }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Conn {
+    s: TcpStream,
+    next: i32,
+}
+
+impl Conn {
+    fn send_raw(&mut self, frame: &[u8]) {
+        self.s.write_all(frame).unwrap();
+    }
+
+    fn frame<T: Encodable>(&mut self, key: ApiKey, version: i16, body: &T) -> (BytesMut, i32) {
+        let id = self.next;
+        self.next += 1;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let n = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&n.to_be_bytes());
+        (buf, id)
+    }
+
+    /// Reads one response frame; `None` when the broker closed the connection.
+    fn read_frame(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
+        let (frame, id) = self.frame(key, version, body);
+        self.send_raw(&frame);
+        let mut resp = self.read_frame().expect("response");
+        let header =
+            ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, id);
+        Resp::decode(&mut resp, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
+    }
+
+    fn closed(&mut self) -> bool {
+        self.read_frame().is_none()
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create_topic(c: &mut Conn, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    create_topics_request::CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    let r: CreateTopicsResponse = c.call(
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+fn records(n: usize, value_bytes: usize) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes; keep it
+            // constant (and the batch's base sequence -1, as non-idempotent clients send).
+            sequence: i as i32 - 1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![b'v'; value_bytes])),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce(
+    c: &mut Conn,
+    topic: &str,
+    partition: i32,
+    recs: Bytes,
+) -> produce_response::PartitionProduceResponse {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(recs)),
+            ])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    r.responses[0].partition_responses[0].clone()
+}
+
+fn fetch(
+    c: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> fetch_response::PartitionData {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+    r.responses[0].partitions[0].clone()
+}
+
+#[test]
+fn every_advertised_version_answers() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.api_keys.len(), SUPPORTED_APIS.len());
+    create_topic(&mut c, "versions", 2, &[]);
+    produce(&mut c, "versions", 0, records(3, 10));
+    let t = name("versions");
+    for api in SUPPORTED_APIS {
+        for v in api.min..=api.max {
+            match api.key {
+                ApiKey::ApiVersions => {
+                    let r: ApiVersionsResponse = c.call(api.key, v, &ApiVersionsRequest::default());
+                    assert_eq!(r.error_code, 0);
+                }
+                ApiKey::Metadata => {
+                    let req = MetadataRequest::default()
+                        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                        )
+                        .with_name(Some(t.clone()))]));
+                    let r: MetadataResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.topics[0].partitions.len(), 2, "v{v}");
+                }
+                ApiKey::Produce => {
+                    let req = ProduceRequest::default()
+                        .with_acks(1)
+                        .with_timeout_ms(5000)
+                        .with_topic_data(vec![produce_request::TopicProduceData::default()
+                            .with_name(t.clone())
+                            .with_partition_data(vec![
+                                produce_request::PartitionProduceData::default()
+                                    .with_index(1)
+                                    .with_records(Some(records(1, 5))),
+                            ])]);
+                    let r: ProduceResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "v{v}");
+                }
+                ApiKey::Fetch => {
+                    let mut topic = fetch_request::FetchTopic::default().with_partitions(vec![
+                        fetch_request::FetchPartition::default()
+                            .with_partition(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]);
+                    if v >= 13 {
+                        let m: MetadataResponse = c.call(
+                            ApiKey::Metadata,
+                            12,
+                            &MetadataRequest::default().with_topics(Some(vec![
+                                metadata_request::MetadataRequestTopic::default()
+                                    .with_name(Some(t.clone())),
+                            ])),
+                        );
+                        topic = topic.with_topic_id(m.topics[0].topic_id);
+                    } else {
+                        topic = topic.with_topic(t.clone());
+                    }
+                    let req = FetchRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_max_bytes(1 << 20)
+                        .with_session_epoch(-1)
+                        .with_topics(vec![topic]);
+                    let r: FetchResponse = c.call(api.key, v, &req);
+                    let p = &r.responses[0].partitions[0];
+                    assert_eq!((p.error_code, p.high_watermark), (0, 3), "v{v}");
+                    assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "v{v}");
+                }
+                ApiKey::ListOffsets => {
+                    let req = ListOffsetsRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                            .with_name(t.clone())
+                            .with_partitions(vec![
+                                list_offsets_request::ListOffsetsPartition::default()
+                                    .with_partition_index(0)
+                                    .with_timestamp(-1),
+                            ])]);
+                    let r: ListOffsetsResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.topics[0].partitions[0].offset, 3, "v{v}");
+                }
+                ApiKey::CreateTopics => create_topic(&mut c, &format!("ct-{v}"), 1, &[]),
+                ApiKey::DeleteTopics => {
+                    let n = format!("ct-{}", v + 1);
+                    let req = if v >= 6 {
+                        DeleteTopicsRequest::default()
+                            .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                                .with_name(Some(name(&n)))])
+                    } else {
+                        DeleteTopicsRequest::default().with_topic_names(vec![name(&n)])
+                    };
+                    let r: DeleteTopicsResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.responses[0].error_code, 0, "v{v}");
+                }
+                ApiKey::DeleteRecords => {
+                    let req = DeleteRecordsRequest::default().with_topics(vec![
+                        delete_records_request::DeleteRecordsTopic::default()
+                            .with_name(t.clone())
+                            .with_partitions(vec![
+                                delete_records_request::DeleteRecordsPartition::default()
+                                    .with_partition_index(0)
+                                    .with_offset(1),
+                            ]),
+                    ]);
+                    let r: DeleteRecordsResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.topics[0].partitions[0].low_watermark, 1, "v{v}: {:?}", r);
+                }
+                ApiKey::InitProducerId => {
+                    let req = InitProducerIdRequest::default()
+                        .with_transactional_id(None)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1);
+                    let r: InitProducerIdResponse = c.call(api.key, v, &req);
+                    assert!(r.error_code == 0 && r.producer_id.0 >= 0, "v{v}");
+                }
+                ApiKey::OffsetForLeaderEpoch => {
+                    let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(t.clone()).with_partitions(vec![
+                            offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0),
+                        ]),
+                    ]);
+                    let r: OffsetForLeaderEpochResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.topics[0].partitions[0].end_offset, 3, "v{v}");
+                }
+                ApiKey::DescribeConfigs => {
+                    let req = DescribeConfigsRequest::default().with_resources(vec![
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("versions"))
+                            .with_configuration_keys(None),
+                    ]);
+                    let r: DescribeConfigsResponse = c.call(api.key, v, &req);
+                    assert!(
+                        r.results[0]
+                            .configs
+                            .iter()
+                            .any(|c| c.name.as_str() == "retention.ms"),
+                        "v{v}"
+                    );
+                }
+                ApiKey::CreatePartitions => {
+                    let req = CreatePartitionsRequest::default().with_topics(vec![
+                        create_partitions_request::CreatePartitionsTopic::default()
+                            .with_name(t.clone())
+                            .with_count(3 + v as i32),
+                    ]);
+                    let r: CreatePartitionsResponse = c.call(api.key, v, &req);
+                    assert_eq!(
+                        r.results[0].error_code, 0,
+                        "v{v}: {:?}",
+                        r.results[0].error_message
+                    );
+                }
+                ApiKey::IncrementalAlterConfigs => {
+                    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                        incremental_alter_configs_request::AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("versions"))
+                            .with_configs(vec![
+                                incremental_alter_configs_request::AlterableConfig::default()
+                                    .with_name(StrBytes::from_static_str("retention.ms"))
+                                    .with_config_operation(0)
+                                    .with_value(Some(StrBytes::from_static_str("1234"))),
+                            ]),
+                    ]);
+                    let r: IncrementalAlterConfigsResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.responses[0].error_code, 0, "v{v}");
+                }
+                ApiKey::DescribeCluster => {
+                    let r: DescribeClusterResponse =
+                        c.call(api.key, v, &DescribeClusterRequest::default());
+                    assert_eq!(r.brokers.len(), 1, "v{v}");
+                }
+                other => panic!("no test for advertised API {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
+    let mut b = Broker::start(&[("INKLESS__KAFKA__MAX_FRAME_BYTES", "65536")]);
+    let mut healthy = b.conn();
+    let ok = |c: &mut Conn| {
+        let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        assert_eq!(r.error_code, 0);
+    };
+    // Over the frame limit.
+    let mut c = b.conn();
+    c.send_raw(&(1_000_000i32).to_be_bytes());
+    assert!(c.closed());
+    // A frame shorter than a request header.
+    let mut c = b.conn();
+    c.send_raw(&[0, 0, 0, 3, 0, 18, 0]);
+    assert!(c.closed());
+    // Random bytes.
+    let mut c = b.conn();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    c.send_raw(&[0, 0, 16, 0]);
+    c.send_raw(&noise);
+    assert!(c.closed());
+    // Unknown API key.
+    let mut c = b.conn();
+    c.send_raw(&[0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert!(c.closed());
+    // Unsupported version of a known API.
+    let mut c = b.conn();
+    let (mut frame, _) = c.frame(ApiKey::Metadata, 4, &MetadataRequest::default());
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes());
+    c.send_raw(&frame);
+    assert!(c.closed());
+    // An array count far beyond the frame (would allocate hundreds of GiB if trusted).
+    let mut c = b.conn();
+    let (mut frame, _) = c.frame(
+        ApiKey::Metadata,
+        1,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    );
+    let n = frame.len();
+    frame[n - 4..].copy_from_slice(&0x7fff_fff0i32.to_be_bytes());
+    c.send_raw(&frame);
+    assert!(c.closed());
+    // ApiVersions at an unknown version is answered with UNSUPPORTED_VERSION in v0.
+    let mut c = b.conn();
+    let (mut frame, id) = c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    frame[6..8].copy_from_slice(&77i16.to_be_bytes());
+    c.send_raw(&frame);
+    let mut resp = c.read_frame().expect("answer");
+    assert_eq!(resp.get_i32(), id);
+    let r = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+    assert!(!r.api_keys.is_empty());
+
+    ok(&mut healthy);
+    ok(&mut b.conn());
+    assert!(b.alive());
+}
+
+#[test]
+fn produce_errors_use_kafka_codes() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "small", 1, &[("max.message.bytes", "2000")]);
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("small"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str("max.message.bytes")])),
+    ]);
+    let d: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+    assert_eq!(d.results[0].configs[0].value.as_deref(), Some("2000"));
+    // Corrupt CRC.
+    let mut bad = BytesMut::from(&records(2, 10)[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    assert_eq!(produce(&mut c, "small", 0, bad.freeze()).error_code, 2);
+    // Over max.message.bytes.
+    assert_eq!(produce(&mut c, "small", 0, records(10, 500)).error_code, 10);
+    // Unknown topic, unknown partition.
+    assert_eq!(produce(&mut c, "nope", 0, records(1, 1)).error_code, 3);
+    assert_eq!(produce(&mut c, "small", 5, records(1, 1)).error_code, 3);
+    // None of that became visible.
+    let p = fetch(&mut c, "small", 0, 0, 0);
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
+    // Fetch beyond the end.
+    assert_eq!(fetch(&mut c, "small", 0, 5, 0).error_code, 1);
+}
+
+#[test]
+fn fetch_long_polls_until_data_arrives() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "poll", 1, &[]);
+    let addr = b.addr.clone();
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        let s = TcpStream::connect(addr).unwrap();
+        let mut p = Conn { s, next: 100 };
+        produce(&mut p, "poll", 0, records(4, 100))
+    });
+    let started = Instant::now();
+    let data = fetch(&mut c, "poll", 0, 0, 10_000);
+    let waited = started.elapsed();
+    assert_eq!(producer.join().unwrap().error_code, 0);
+    assert_eq!(data.high_watermark, 4);
+    assert!(data.records.is_some_and(|r| r.len() > 400));
+    assert!(
+        waited >= Duration::from_millis(400),
+        "waited for data: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "answered when data came: {waited:?}"
+    );
+}
