@@ -23,8 +23,18 @@ pub struct Config {
     pub produce: ProduceSection,
     /// The fetch path.
     pub fetch: FetchSection,
+    /// Admin HTTP endpoint.
+    pub admin: AdminSection,
     /// Logging.
     pub log: LogSection,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin HTTP endpoint (`/metrics`, `/health`); empty disables it.
+    pub listen: String,
 }
 
 /// `[node]`

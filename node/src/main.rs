@@ -6,6 +6,7 @@
 //! variables override any key. SIGINT/SIGTERM stop taking requests, seal and upload the open
 //! object, wait for its commit, and exit 0.
 
+mod admin;
 mod catalog;
 mod config;
 mod handlers;
@@ -147,6 +148,15 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %bound, advertised = %advertised, data_dir = %data_dir.display(),
         object_store = %c.storage.object_store, metadata = %c.storage.metadata, partitions = started, "inkless node ready");
 
+    let admin = if c.admin.listen.is_empty() {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(&c.admin.listen)
+            .await
+            .with_context(|| format!("binding admin.listen {}", c.admin.listen))?;
+        tracing::info!(listen = %l.local_addr()?, "admin endpoint ready");
+        Some(tokio::spawn(admin::serve(l, ctx.clone())))
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(server::serve(listener, ctx.clone(), stop_rx));
     tokio::select! {
@@ -166,6 +176,9 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight produce requests did not finish before the shutdown deadline");
     }
     node.stop().await;
+    if let Some(a) = admin {
+        a.abort();
+    }
     tracing::info!("inkless node stopped");
     Ok(())
 }

@@ -533,3 +533,32 @@ fn fetch_long_polls_until_data_arrives() {
         "answered when data came: {waited:?}"
     );
 }
+
+#[test]
+fn metrics_count_object_store_requests() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let b = Broker::start(&[("INKLESS__ADMIN__LISTEN", admin.as_str())]);
+    let mut c = b.conn();
+    create_topic(&mut c, "m", 1, &[]);
+    assert_eq!(produce(&mut c, "m", 0, records(5, 100)).error_code, 0);
+    let mut s = TcpStream::connect(&admin).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let value = |name: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(value("inkless_object_store_put_requests_total"), 1);
+    assert!(value("inkless_object_store_put_bytes_total") > 500);
+    assert_eq!(value("inkless_partitions"), 1);
+}

@@ -1,0 +1,134 @@
+//! The admin HTTP endpoint (`admin.listen`): `GET /metrics` in Prometheus text format and
+//! `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
+//! request head capped at 8 KiB.
+
+use crate::handlers::Ctx;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// Serves admin requests until the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream, &ctx).await {
+                        tracing::debug!(error = %e, "admin request failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
+        if n == 0 || head.len() + n > MAX_HEAD_BYTES {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/metrics" => ("200 OK", metrics(ctx)),
+        "/health" => ("200 OK", "ok\n".to_string()),
+        _ => ("404 Not Found", "not found\n".to_string()),
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+/// The metrics page.
+pub fn metrics(ctx: &Ctx) -> String {
+    let m = ctx.node.blob().metrics();
+    let mut out = String::new();
+    counter(
+        &mut out,
+        "inkless_object_store_put_requests_total",
+        "Successful object PUT requests.",
+        m.put_requests.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "inkless_object_store_put_bytes_total",
+        "Bytes written by object PUTs.",
+        m.put_bytes.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "inkless_object_store_get_requests_total",
+        "Successful ranged object GET requests.",
+        m.get_requests.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "inkless_object_store_get_bytes_total",
+        "Bytes read by object GETs.",
+        m.get_bytes.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "inkless_object_store_errors_total",
+        "Failed object-store requests.",
+        m.errors.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "inkless_partitions",
+        "Partition actors running on this node.",
+        ctx.node.partitions().len() as u64,
+    );
+    gauge(
+        &mut out,
+        "inkless_topics",
+        "Topics known to this node.",
+        ctx.catalog.all().len() as u64,
+    );
+    let budget = ctx
+        .config
+        .produce
+        .max_bytes_in_flight
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let in_flight = budget.saturating_sub(ctx.produce_budget.available_permits());
+    gauge(
+        &mut out,
+        "inkless_produce_bytes_in_flight",
+        "Produce bytes accepted and not yet answered.",
+        in_flight as u64,
+    );
+    out
+}
