@@ -144,7 +144,11 @@ impl Actor for CacheShard {
         args: CacheArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let items = (args.capacity_bytes / args.block_bytes.max(1)).max(16) as usize;
-        let cache = Arc::new(Cache::with_weighter(items, args.capacity_bytes, ByteWeighter));
+        let cache = Arc::new(Cache::with_weighter(
+            items,
+            args.capacity_bytes,
+            ByteWeighter,
+        ));
         Ok(CacheState { args, cache })
     }
 
@@ -174,7 +178,9 @@ impl Actor for CacheShard {
                 let mut index = 0u64;
                 while at < bytes.len() {
                     let end = (at + bs).min(bytes.len());
-                    state.cache.insert((key.clone(), index), bytes.slice(at..end));
+                    state
+                        .cache
+                        .insert((key.clone(), index), bytes.slice(at..end));
                     at = end;
                     index += 1;
                 }

@@ -304,7 +304,10 @@ impl PartitionState {
             return;
         };
         let base_offset = self.next_offset;
-        debug_assert!(offset > base_offset, "an append assigns at least one offset");
+        debug_assert!(
+            offset > base_offset,
+            "an append assigns at least one offset"
+        );
         let coords: Vec<BatchCoordinate> = coords
             .into_iter()
             .map(|(b, base)| BatchCoordinate {
@@ -377,7 +380,11 @@ impl PartitionState {
             return Ok(());
         };
         if front.token != token {
-            return Err(format!("commit token {token} out of order (expected {})", front.token).into());
+            return Err(format!(
+                "commit token {token} out of order (expected {})",
+                front.token
+            )
+            .into());
         }
         match outcome {
             Ok(AppendOutcome::Committed) => {
@@ -462,7 +469,11 @@ impl PartitionState {
 
     async fn delete_records(&mut self, offset: i64) -> Result<i64, ReadError> {
         let c = self.committed;
-        let offset = if offset == -1 { c.high_watermark } else { offset };
+        let offset = if offset == -1 {
+            c.high_watermark
+        } else {
+            offset
+        };
         if offset < 0 || offset > c.high_watermark {
             return Err(ReadError::OffsetOutOfRange {
                 log_start_offset: c.log_start_offset,
@@ -527,7 +538,12 @@ impl Actor for PartitionActor {
             log_start_offset: st.log_start_offset,
             high_watermark: st.high_watermark,
         };
-        tracing::debug!(?tp, epoch = st.owner_epoch, hwm = st.high_watermark, "partition claimed");
+        tracing::debug!(
+            ?tp,
+            epoch = st.owner_epoch,
+            hwm = st.high_watermark,
+            "partition claimed"
+        );
         let state = PartitionState {
             args,
             owner_epoch: st.owner_epoch,

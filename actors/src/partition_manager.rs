@@ -68,7 +68,11 @@ pub struct ManagerState {
 pub struct PartitionManager;
 
 impl ManagerState {
-    async fn start(&mut self, myself: &ActorRef<ManagerMsg>, tp: TopicPartition) -> Result<(), String> {
+    async fn start(
+        &mut self,
+        myself: &ActorRef<ManagerMsg>,
+        tp: TopicPartition,
+    ) -> Result<(), String> {
         let sender = self
             .offsets
             .entry(tp)
@@ -183,7 +187,9 @@ impl Actor for PartitionManager {
                 tracing::warn!(?tp, error = %err, restarts = count, "partition actor failed; restarting");
                 state.args.partitions.remove(&tp);
                 if count > state.args.max_restarts {
-                    return Err(format!("partition {tp:?} failed {count} times within a minute").into());
+                    return Err(
+                        format!("partition {tp:?} failed {count} times within a minute").into(),
+                    );
                 }
                 if let Err(e) = state.start(&myself, tp).await {
                     tracing::error!(?tp, error = %e, "partition actor restart failed");

@@ -87,7 +87,8 @@ impl ProduceBufferState {
                     .batches
                     .into_iter()
                     .filter_map(|(i, header)| {
-                        pos.and_then(|v| v.get(i)).map(|&position| IncomingBatch { header, position })
+                        pos.and_then(|v| v.get(i))
+                            .map(|&position| IncomingBatch { header, position })
                     })
                     .collect();
                 SealedPart {
@@ -152,9 +153,10 @@ impl Actor for ProduceBuffer {
                         .batches
                         .into_iter()
                         .map(|b| {
-                            let i = state
-                                .builder
-                                .push(part.tp.topic_id, part.tp.partition, b.bytes);
+                            let i =
+                                state
+                                    .builder
+                                    .push(part.tp.topic_id, part.tp.partition, b.bytes);
                             (i, b.header)
                         })
                         .collect();

@@ -224,7 +224,9 @@ impl Actor for NodeSupervisor {
         }
         entry.0 += 1;
         if entry.0 > state.args.config.max_restarts {
-            return Err(format!("{child:?} failed {} times within a minute: {why}", entry.0).into());
+            return Err(
+                format!("{child:?} failed {} times within a minute: {why}", entry.0).into(),
+            );
         }
         tracing::warn!(?child, reason = %why, "node actor ended; restarting");
         state.spawn(myself.get_cell(), child).await
@@ -329,12 +331,21 @@ impl Node {
     }
 
     /// Starts actors for these partitions; returns those that failed.
-    pub async fn ensure_partitions(&self, tps: Vec<TopicPartition>) -> Vec<(TopicPartition, String)> {
+    pub async fn ensure_partitions(
+        &self,
+        tps: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, String)> {
         let Some(m) = self.slots.manager.get() else {
-            return tps.into_iter().map(|tp| (tp, "no partition manager".into())).collect();
+            return tps
+                .into_iter()
+                .map(|tp| (tp, "no partition manager".into()))
+                .collect();
         };
         let (tx, rx) = oneshot::channel();
-        let failed: Vec<(TopicPartition, String)> = tps.iter().map(|tp| (*tp, "partition manager stopped".into())).collect();
+        let failed: Vec<(TopicPartition, String)> = tps
+            .iter()
+            .map(|tp| (*tp, "partition manager stopped".into()))
+            .collect();
         if m.cast(ManagerMsg::Ensure { tps, reply: tx }).is_err() {
             return failed;
         }

@@ -35,7 +35,11 @@ fn crc32c(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= byte as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -99,8 +103,16 @@ async fn appends_are_sequenced_committed_and_readable() {
     let b = produce(&node, tp, batch(2, (-1, -1, -1))).await.unwrap();
     assert_eq!((a.base_offset, b.base_offset), (0, 3));
     let got = read_all(&node, tp).await;
-    assert_eq!(got.iter().map(|(o, h)| (*o, h.record_count)).collect::<Vec<_>>(), vec![(0, 3), (3, 2)]);
-    assert_eq!(node.partition(&tp).unwrap().offsets.borrow().high_watermark, 5);
+    assert_eq!(
+        got.iter()
+            .map(|(o, h)| (*o, h.record_count))
+            .collect::<Vec<_>>(),
+        vec![(0, 3), (3, 2)]
+    );
+    assert_eq!(
+        node.partition(&tp).unwrap().offsets.borrow().high_watermark,
+        5
+    );
     node.stop().await;
 }
 
@@ -109,13 +121,29 @@ async fn idempotent_producer_duplicates_gaps_and_fencing() {
     let (node, tp, _dir) = node().await;
     let first = produce(&node, tp, batch(2, (7, 0, 0))).await.unwrap();
     let dup = produce(&node, tp, batch(2, (7, 0, 0))).await.unwrap();
-    assert_eq!(dup.base_offset, first.base_offset, "a retried batch gets its original offset");
+    assert_eq!(
+        dup.base_offset, first.base_offset,
+        "a retried batch gets its original offset"
+    );
     let gap = produce(&node, tp, batch(1, (7, 0, 5))).await;
-    assert!(matches!(gap, Err(AppendError::OutOfOrderSequence { got: 5, expected: 2 })));
+    assert!(matches!(
+        gap,
+        Err(AppendError::OutOfOrderSequence {
+            got: 5,
+            expected: 2
+        })
+    ));
     produce(&node, tp, batch(1, (7, 1, 0))).await.unwrap();
     let old = produce(&node, tp, batch(1, (7, 0, 2))).await;
-    assert!(matches!(old, Err(AppendError::InvalidProducerEpoch { got: 0, current: 1 })));
-    assert_eq!(read_all(&node, tp).await.len(), 2, "the duplicate was not stored twice");
+    assert!(matches!(
+        old,
+        Err(AppendError::InvalidProducerEpoch { got: 0, current: 1 })
+    ));
+    assert_eq!(
+        read_all(&node, tp).await.len(),
+        2,
+        "the duplicate was not stored twice"
+    );
     node.stop().await;
 }
 

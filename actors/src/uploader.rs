@@ -91,7 +91,12 @@ pub struct UploaderState {
 #[derive(Debug, Default)]
 pub struct ObjectUploader;
 
-async fn put_with_retry(blob: BlobStore, key: String, bytes: Bytes, timeout: Duration) -> Result<(), String> {
+async fn put_with_retry(
+    blob: BlobStore,
+    key: String,
+    bytes: Bytes,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(50);
     loop {
@@ -169,7 +174,9 @@ impl UploaderState {
                 batches: p.batches,
                 reply: p.reply,
             };
-            if let Err(ractor::MessagingErr::SendErr(PartitionMsg::Append { reply, .. })) = h.actor.send_message(msg) {
+            if let Err(ractor::MessagingErr::SendErr(PartitionMsg::Append { reply, .. })) =
+                h.actor.send_message(msg)
+            {
                 let _ = reply.send(Err(AppendError::NotOwner));
             }
         }
