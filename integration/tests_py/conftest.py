@@ -81,6 +81,7 @@ class LocalBroker:
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.extra_env: dict[str, str] = {}
         self.log_path = log_dir / "broker-0.log"
 
     @property
@@ -100,6 +101,7 @@ class LocalBroker:
         env = dict(os.environ)
         env["INKLESS__KAFKA__LISTEN"] = self.bootstrap
         env["INKLESS__STORAGE__DATA_DIR"] = str(self.data_dir)
+        env.update(self.extra_env)
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "wb") as log:

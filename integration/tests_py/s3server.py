@@ -1,0 +1,130 @@
+"""A real S3 API server for tests (moto's server, in its own process) and a TCP proxy in
+front of it that a test can cut and restore, to make the object store fail on demand."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import free_port, port_open
+
+
+class MotoServer:
+    def __init__(self, log_path):
+        self.port = free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start; see {self.log_path}", pytrace=False)
+            time.sleep(0.1)
+
+    def create_bucket(self, name: str) -> None:
+        # Path-style CreateBucket; moto accepts any credentials.
+        req = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200, r.status
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class CuttableProxy:
+    """Forwards 127.0.0.1:port to a target; `cut()` drops every connection and refuses new
+    ones until `restore()`."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                c.close()
+                continue
+            try:
+                t = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, t]
+            threading.Thread(target=self._pump, args=(c, t), daemon=True).start()
+            threading.Thread(target=self._pump, args=(t, c), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or not self.up:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.up = False
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+            self.conns.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.closed = True
+        self.cut()
+        self.listener.close()
+
+
+def s3_env(endpoint: str, bucket: str, prefix: str, upload_timeout_ms: int) -> dict[str, str]:
+    return {
+        "INKLESS__STORAGE__OBJECT_STORE": f"s3://{bucket}/{prefix}",
+        "INKLESS__STORAGE__S3__ENDPOINT": endpoint,
+        "INKLESS__STORAGE__S3__REGION": "us-east-1",
+        "INKLESS__STORAGE__S3__ACCESS_KEY_ID": "test",
+        "INKLESS__STORAGE__S3__SECRET_ACCESS_KEY": "test",
+        "INKLESS__STORAGE__S3__PATH_STYLE": "true",
+        "INKLESS__STORAGE__S3__ALLOW_HTTP": "true",
+        "INKLESS__PRODUCE__UPLOAD_TIMEOUT_MS": str(upload_timeout_ms),
+    }
