@@ -562,3 +562,42 @@ fn metrics_count_object_store_requests() {
     assert!(value("inkless_object_store_put_bytes_total") > 500);
     assert_eq!(value("inkless_partitions"), 1);
 }
+
+#[test]
+fn list_offsets_finds_records_by_timestamp() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "times", 1, &[]);
+    // Two batches of 5 records, timestamps 1_700_000_000_000 + 0..5 each.
+    assert_eq!(produce(&mut c, "times", 0, records(5, 10)).error_code, 0);
+    assert_eq!(produce(&mut c, "times", 0, records(5, 10)).error_code, 0);
+    let lookup = |c: &mut Conn, ts: i64| {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name("times"))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(ts),
+                ])]);
+        let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 8, &req);
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    let base = 1_700_000_000_000;
+    assert_eq!(
+        lookup(&mut c, base + 2),
+        (0, 2, base + 2),
+        "exact record inside the first batch"
+    );
+    assert_eq!(lookup(&mut c, base + 4), (0, 4, base + 4));
+    assert_eq!(lookup(&mut c, base + 99), (0, -1, -1), "nothing that late");
+    assert_eq!(lookup(&mut c, -2).1, 0, "earliest");
+    assert_eq!(lookup(&mut c, -1).1, 10, "latest");
+    assert_eq!(
+        lookup(&mut c, -3),
+        (0, 4, base + 4),
+        "max timestamp: first record holding it"
+    );
+}

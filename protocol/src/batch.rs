@@ -223,6 +223,52 @@ pub fn set_log_append_time(batch: &Bytes, append_time_ms: i64) -> Bytes {
     b.freeze()
 }
 
+/// Reads a zig-zag varint (at most 10 bytes) at `*at`, advancing it.
+fn read_varlong(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for i in 0..10 {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        value |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// `(offset delta, timestamp)` of every record of an uncompressed batch, in order; `None`
+/// for compressed batches or malformed records. For LogAppendTime batches every record has
+/// the batch's max timestamp, as Kafka reports it.
+pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i32, i64)>> {
+    let h = BatchHeader::parse(batch).ok()?;
+    if h.compression() != 0 || batch.len() < h.total_bytes() {
+        return None;
+    }
+    let log_append = h.attributes & TIMESTAMP_TYPE_BIT != 0;
+    let end = h.total_bytes();
+    let mut at = BATCH_HEADER_BYTES;
+    let mut out = Vec::new();
+    while at < end && out.len() < h.record_count.max(0) as usize {
+        let len = read_varlong(batch, &mut at)?;
+        let body_end = at.checked_add(usize::try_from(len).ok()?)?;
+        if body_end > end {
+            return None;
+        }
+        let mut p = at + 1; // attributes
+        let ts_delta = read_varlong(batch, &mut p)?;
+        let offset_delta = read_varlong(batch, &mut p)?;
+        let ts = if log_append {
+            h.max_timestamp
+        } else {
+            h.base_timestamp.wrapping_add(ts_delta)
+        };
+        out.push((i32::try_from(offset_delta).ok()?, ts));
+        at = body_end;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +351,22 @@ mod tests {
             split_and_validate(&magic.freeze()).unwrap_err(),
             BatchError::UnsupportedMagic(1)
         );
+    }
+
+    #[test]
+    fn reads_record_timestamps_of_uncompressed_batches() {
+        let b = encode(4, -1, Compression::None);
+        assert_eq!(
+            record_timestamps(&b).unwrap(),
+            vec![(0, 1_000), (1, 1_001), (2, 1_002), (3, 1_003)]
+        );
+        let stamped = set_log_append_time(&b, 5_000);
+        assert!(record_timestamps(&stamped)
+            .unwrap()
+            .iter()
+            .all(|&(_, t)| t == 5_000));
+        assert_eq!(record_timestamps(&encode(4, -1, Compression::Gzip)), None);
+        assert_eq!(record_timestamps(&b[..b.len() - 3]), None);
     }
 
     #[test]

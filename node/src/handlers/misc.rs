@@ -2,6 +2,7 @@
 
 use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use inkless_actors::{ReadError, TopicPartition};
+use inkless_protocol::batch::record_timestamps;
 use inkless_protocol::kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
@@ -20,6 +21,7 @@ use inkless_protocol::kafka_protocol::messages::offset_for_leader_epoch_response
     EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
 use inkless_protocol::kafka_protocol::messages::{BrokerId, ProducerId};
+use inkless_storage::metadata::BatchCoordinate;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -51,29 +53,52 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
         LATEST => Ok((-1, offsets.high_watermark)),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, offsets.log_start_offset)),
         MAX_TIMESTAMP => {
-            let b = store
+            let found = store
                 .batch_with_max_timestamp(tp.topic_id, tp.partition)
                 .await
                 .map_err(storage)?;
-            Ok(b.map(|b| (b.max_timestamp, b.last_offset))
-                .unwrap_or((-1, -1)))
+            let Some(b) = found else {
+                return Ok((-1, -1));
+            };
+            let max = b.max_timestamp;
+            Ok(record_at(ctx, &b, |t| t >= max)
+                .await
+                .unwrap_or((max, b.last_offset)))
         }
         ts if ts >= 0 => {
-            let b = store
+            let found = store
                 .batch_for_timestamp(tp.topic_id, tp.partition, ts)
                 .await
                 .map_err(storage)?;
-            Ok(
-                b.map(|b| (b.max_timestamp, b.base_offset.max(offsets.log_start_offset)))
-                    .unwrap_or((-1, -1)),
-            )
+            let Some(b) = found else {
+                return Ok((-1, -1));
+            };
+            let (t, offset) = record_at(ctx, &b, |t| t >= ts)
+                .await
+                .unwrap_or((b.max_timestamp, b.base_offset));
+            Ok((t, offset.max(offsets.log_start_offset)))
         }
         _ => Err(code::INVALID_REQUEST),
     }
 }
 
-/// Answers ListOffsets. A timestamp lookup answers with the first batch whose largest
-/// timestamp reaches the target (batch granularity; see docs/architecture.md).
+/// The first record of batch `b` whose timestamp satisfies `pick`, as (timestamp, offset).
+/// Only uncompressed batches are inspected (compressed ones would need decompressing
+/// client data of unbounded size); callers fall back to the batch's own bounds.
+async fn record_at(
+    ctx: &Ctx,
+    b: &BatchCoordinate,
+    pick: impl Fn(i64) -> bool,
+) -> Option<(i64, i64)> {
+    let bytes = ctx.node.batch_bytes(b).await.ok()?;
+    record_timestamps(&bytes)?
+        .into_iter()
+        .find(|&(_, t)| pick(t))
+        .map(|(delta, t)| (t, b.base_offset + delta as i64))
+}
+
+/// Answers ListOffsets. Timestamp lookups are exact for uncompressed batches and at batch
+/// granularity for compressed ones (the batch's first offset; see docs/configuration.md).
 pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Leader epochs exist from v4; earlier versions must leave the field at its default.
     let epoch = if version >= 4 { 0 } else { -1 };
