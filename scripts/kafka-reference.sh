@@ -19,7 +19,13 @@
 #
 # Env: KAFKA_REF_VERSION (default 4.4.0), KAFKA_REF_CACHE (default
 # $HOME/.cache/inkless-kafka-ref), KAFKA_HEAP_OPTS (default -Xmx1g -Xms1g),
-# KAFKA_REF_START_TIMEOUT seconds (default 120).
+# KAFKA_REF_START_TIMEOUT seconds (default 120),
+# KAFKA_REF_EXTRA_PROPS="k=v,k=v" extra server.properties lines (they win over
+# the generated ones; start and serve), e.g.
+#   KAFKA_REF_EXTRA_PROPS=group.max.size=4,group.consumer.session.timeout.ms=6000
+# In serve mode, INKLESS__GROUPS__<KEY>=V also becomes group.<key>=V (lower
+# case, `_` -> `.`), e.g. INKLESS__GROUPS__MAX_SIZE=4 -> group.max.size=4, so
+# the test suite's Inkless group settings apply to Kafka too.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -114,6 +120,7 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=168
 EOF
+    extra_props >>"$dir/server.properties"
     cat >"$dir/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File
@@ -130,6 +137,24 @@ logger.state.level = WARN
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 EOF
+}
+
+extra_props() { # server.properties lines from KAFKA_REF_EXTRA_PROPS (+ INKLESS__GROUPS__* in serve mode)
+    local kv key
+    if [[ "${SERVE_MODE:-0}" == "1" ]]; then
+        while IFS='=' read -r kv _; do
+            key="${kv#INKLESS__GROUPS__}"
+            key="group.$(tr 'A-Z_' 'a-z.' <<<"$key")"
+            echo "$key=${!kv}"
+        done < <(env | grep -E '^INKLESS__GROUPS__[A-Z0-9_]+=' || true)
+    fi
+    if [[ -n "${KAFKA_REF_EXTRA_PROPS:-}" ]]; then
+        local IFS=','
+        for kv in $KAFKA_REF_EXTRA_PROPS; do
+            [[ "$kv" == *=* ]] || die "bad KAFKA_REF_EXTRA_PROPS entry '$kv' (want key=value)"
+            echo "$kv"
+        done
+    fi
 }
 
 java_cmd() { # java_cmd DIR MAINCLASS ARGS...
@@ -285,6 +310,6 @@ case "$1" in
     stop) [[ $# -ge 2 && $# -le 3 ]] || usage; cmd_stop "$2" ;;
     status) [[ $# -ge 2 && $# -le 3 ]] || usage; cmd_status "$2" "${3:-}" ;;
     fetch) fetch_jars; log "jars in $LIBS" ;;
-    serve) [[ $# -eq 1 ]] || usage; cmd_serve ;;
+    serve) [[ $# -eq 1 ]] || usage; SERVE_MODE=1 cmd_serve ;;
     *) usage ;;
 esac

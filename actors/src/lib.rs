@@ -3,6 +3,7 @@
 //! ```text
 //! NodeSupervisor
 //!  ├─ PartitionManager ── PartitionActor × owned partitions
+//!  ├─ GroupManager ────── GroupCoordinator × groups
 //!  ├─ ProduceBuffer      collects batches of all partitions into one open object
 //!  ├─ ObjectUploader     PUTs sealed objects, hands each partition its slice, in seal order
 //!  ├─ IndexWriter        group-commits appends of all partitions into the metadata store
@@ -16,6 +17,8 @@
 //! Request handlers (in the node crate) talk to actors through [`Node`].
 
 pub mod cache;
+pub mod group;
+pub mod group_manager;
 pub mod index_writer;
 pub mod partition;
 pub mod partition_manager;
@@ -65,6 +68,9 @@ pub enum AppendError {
     /// The metadata store refused or failed.
     #[error("metadata store: {0}")]
     Metadata(String),
+    /// The request's time ran out before the append could start (back-pressure).
+    #[error("timed out waiting for produce capacity")]
+    TimedOut,
     /// The node is shutting down or an actor is gone.
     #[error("unavailable: {0}")]
     Unavailable(String),

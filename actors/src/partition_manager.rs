@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Delay before retrying a partition whose restart failed (e.g. metadata store down).
+const RESTART_RETRY: Duration = Duration::from_secs(1);
 
 /// Messages of the [`PartitionManager`].
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub enum ManagerMsg {
         /// Answered with the partitions that failed to start.
         reply: oneshot::Sender<Vec<(TopicPartition, String)>>,
     },
+    /// Retry starting a partition whose restart failed.
+    Restart(TopicPartition),
     /// Stop the actors of these partitions.
     Remove {
         /// Partitions.
@@ -117,15 +121,28 @@ impl Actor for PartitionManager {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(ManagerState {
+        let mut state = ManagerState {
             args,
             children: HashMap::new(),
             offsets: HashMap::new(),
             restarts: HashMap::new(),
-        })
+        };
+        // After a restart of the manager its old children are gone (they were linked to the
+        // previous instance): take over every partition the registry still lists.
+        let owned = state.args.partitions.partitions();
+        for tp in &owned {
+            state.args.partitions.remove(tp);
+        }
+        for tp in owned {
+            if let Err(e) = state.start(&myself, tp).await {
+                tracing::error!(?tp, error = %e, "partition actor failed to start; retrying");
+                myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
+            }
+        }
+        Ok(state)
     }
 
     async fn handle(
@@ -147,6 +164,14 @@ impl Actor for PartitionManager {
                     }
                 }
                 let _ = reply.send(failed);
+            }
+            ManagerMsg::Restart(tp) => {
+                if state.args.partitions.get(&tp).is_none() && state.offsets.contains_key(&tp) {
+                    if let Err(e) = state.start(&myself, tp).await {
+                        tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
+                        myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
+                    }
+                }
             }
             ManagerMsg::Remove { tps, reply } => {
                 for tp in &tps {
@@ -192,7 +217,8 @@ impl Actor for PartitionManager {
                     );
                 }
                 if let Err(e) = state.start(&myself, tp).await {
-                    tracing::error!(?tp, error = %e, "partition actor restart failed");
+                    tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
+                    myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

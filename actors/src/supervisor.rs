@@ -8,6 +8,8 @@
 //! the node (the process exits non-zero so an orchestrator restarts it).
 
 use crate::cache::{CacheArgs, CacheMsg, CacheShard};
+use crate::group::{GroupLimits, GroupMsg};
+use crate::group_manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::partition::PartitionMsg;
 use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
@@ -47,6 +49,8 @@ pub struct NodeConfig {
     pub max_appends_per_commit: usize,
     /// Restarts of one actor within a minute before escalating.
     pub max_restarts: u32,
+    /// Consumer-group settings.
+    pub groups: GroupLimits,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +66,7 @@ impl Default for NodeConfig {
             recent_batches_per_partition: 64,
             max_appends_per_commit: 4096,
             max_restarts: 10,
+            groups: GroupLimits::default(),
         }
     }
 }
@@ -80,6 +85,7 @@ enum Child {
     Cache,
     Uploader,
     Manager,
+    Groups,
     Buffer,
 }
 
@@ -89,6 +95,7 @@ struct Slots {
     cache: Arc<ActorSlot<CacheMsg>>,
     uploader: Arc<ActorSlot<UploadMsg>>,
     manager: Arc<ActorSlot<ManagerMsg>>,
+    groups: Arc<ActorSlot<GroupManagerMsg>>,
     buffer: Arc<ActorSlot<BufferMsg>>,
 }
 
@@ -158,6 +165,15 @@ impl SupervisorState {
                 a.slots.manager.set(Some(r.clone()));
                 r.get_cell()
             }
+            Child::Groups => {
+                let args = GroupManagerArgs {
+                    store: a.store.clone(),
+                    limits: c.groups.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
+                a.slots.groups.set(Some(r.clone()));
+                r.get_cell()
+            }
             Child::Buffer => {
                 let args = ProduceBufferArgs {
                     max_object_bytes: c.max_object_bytes,
@@ -194,6 +210,7 @@ impl Actor for NodeSupervisor {
             Child::Cache,
             Child::Uploader,
             Child::Manager,
+            Child::Groups,
             Child::Buffer,
         ] {
             state.spawn(myself.get_cell(), child).await?;
@@ -417,6 +434,31 @@ impl Node {
         self.partitions
             .get(tp)
             .is_some_and(|h| h.actor.cast(PartitionMsg::InjectPanic).is_ok())
+    }
+
+    /// The coordinator of `group_id`, started if `create` and not running.
+    pub async fn group(&self, group_id: &str, create: bool) -> Option<ActorRef<GroupMsg>> {
+        let m = self.slots.groups.get()?;
+        let (tx, rx) = oneshot::channel();
+        m.cast(GroupManagerMsg::Get {
+            group_id: group_id.to_string(),
+            create,
+            reply: tx,
+        })
+        .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Every running group coordinator.
+    pub async fn groups(&self) -> Vec<(String, ActorRef<GroupMsg>)> {
+        let Some(m) = self.slots.groups.get() else {
+            return Vec::new();
+        };
+        let (tx, rx) = oneshot::channel();
+        if m.cast(GroupManagerMsg::List(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Stops the whole tree and waits for it.

@@ -118,11 +118,7 @@ pub fn metrics(ctx: &Ctx) -> String {
         "Topics known to this node.",
         ctx.catalog.all().len() as u64,
     );
-    let budget = ctx
-        .config
-        .produce
-        .max_bytes_in_flight
-        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let budget = ctx.config.produce_budget_permits() as usize;
     let in_flight = budget.saturating_sub(ctx.produce_budget.available_permits());
     gauge(
         &mut out,

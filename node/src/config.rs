@@ -23,10 +23,43 @@ pub struct Config {
     pub produce: ProduceSection,
     /// The fetch path.
     pub fetch: FetchSection,
+    /// Consumer groups.
+    pub groups: GroupsSection,
     /// Admin HTTP endpoint.
     pub admin: AdminSection,
     /// Logging.
     pub log: LogSection,
+}
+
+/// `[groups]`: Kafka's `group.*` and `offsets.*` settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsSection {
+    /// `group.initial.rebalance.delay.ms`: wait for more members when a group first forms.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout_ms: u64,
+    /// `group.max.size`: members per group.
+    pub max_size: usize,
+    /// `offsets.retention.minutes`: offsets of a group empty this long are deleted.
+    pub offsets_retention_minutes: u64,
+    /// `offset.metadata.max.bytes`: largest metadata string of a committed offset.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupsSection {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
 }
 
 /// `[admin]`
@@ -225,6 +258,11 @@ impl Config {
         Ok(())
     }
 
+    /// Permits of the node-wide produce budget (`produce.max_bytes_in_flight`, in bytes).
+    pub fn produce_budget_permits(&self) -> u32 {
+        self.produce.max_bytes_in_flight.clamp(1, u32::MAX as usize) as u32
+    }
+
     /// The actor tunables.
     pub fn node_config(&self) -> inkless_actors::NodeConfig {
         inkless_actors::NodeConfig {
@@ -237,6 +275,18 @@ impl Config {
             cache_capacity_bytes: self.fetch.cache_capacity_bytes,
             recent_batches_per_partition: self.fetch.recent_batches_per_partition,
             max_appends_per_commit: self.produce.max_appends_per_commit,
+            groups: inkless_actors::group::GroupLimits {
+                min_session_timeout: Duration::from_millis(self.groups.min_session_timeout_ms),
+                max_session_timeout: Duration::from_millis(self.groups.max_session_timeout_ms),
+                initial_rebalance_delay: Duration::from_millis(
+                    self.groups.initial_rebalance_delay_ms,
+                ),
+                max_size: self.groups.max_size.max(1),
+                offset_metadata_max_bytes: self.groups.offset_metadata_max_bytes,
+                offsets_retention: Duration::from_secs(
+                    self.groups.offsets_retention_minutes.saturating_mul(60),
+                ),
+            },
             ..inkless_actors::NodeConfig::default()
         }
     }

@@ -132,10 +132,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
                 .map(|p| (h.trim_matches(['[', ']']).to_string(), p))
         })
         .with_context(|| format!("kafka.advertised {advertised:?} is not host:port"))?;
-    let budget = c
-        .produce
-        .max_bytes_in_flight
-        .clamp(1, Semaphore::MAX_PERMITS);
+    let budget = c.produce_budget_permits();
     let ctx = Arc::new(Ctx {
         config: c.clone(),
         node: node.clone(),
@@ -143,7 +140,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         cluster_id,
         advertised_host: host,
         advertised_port: port,
-        produce_budget: Arc::new(Semaphore::new(budget)),
+        produce_budget: Arc::new(Semaphore::new(budget as usize)),
     });
     tracing::info!(listen = %bound, advertised = %advertised, data_dir = %data_dir.display(),
         object_store = %c.storage.object_store, metadata = %c.storage.metadata, partitions = started, "inkless node ready");
@@ -169,7 +166,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     node.flush();
     let drained = tokio::time::timeout(
         Duration::from_millis(c.produce.upload_timeout_ms + 5_000),
-        ctx.produce_budget.acquire_many(budget as u32),
+        ctx.produce_budget.acquire_many(budget),
     )
     .await;
     if drained.is_err() {

@@ -12,8 +12,10 @@
 use crate::handlers::{self, Ctx};
 use bytes::BytesMut;
 use inkless_protocol::frame::FrameDecoder;
-use inkless_protocol::kafka_protocol::messages::{ApiKey, ResponseKind};
-use inkless_protocol::request::{decode_request, encode_response, RequestError};
+use inkless_protocol::kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseKind,
+};
+use inkless_protocol::request::{decode_request, encode_response, DecodedRequest, RequestError};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,6 +97,18 @@ async fn connection(
                 }
             };
             let task = match decode_request(frame) {
+                Ok(DecodedRequest {
+                    header,
+                    api_key,
+                    body: RequestKind::Produce(produce),
+                }) => {
+                    // Submitted here, in arrival order; only the wait runs concurrently.
+                    let submitted = handlers::produce::submit(&ctx, produce).await;
+                    tokio::spawn(async move {
+                        let body = submitted.finish().await.map(ResponseKind::Produce);
+                        encode(api_key, &header, body, peer)
+                    })
+                }
                 Ok(req) => {
                     let ctx = ctx.clone();
                     tokio::spawn(async move { respond(&ctx, req, peer).await })
@@ -139,18 +153,27 @@ async fn connection(
     let _ = writer.await;
 }
 
-async fn respond(
-    ctx: &Ctx,
-    req: inkless_protocol::request::DecodedRequest,
+async fn respond(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Result<Option<BytesMut>, ()> {
+    let (api_key, header) = (req.api_key, req.header.clone());
+    let body = handlers::handle(ctx, req, peer).await;
+    encode(api_key, &header, body, peer)
+}
+
+fn encode(
+    api_key: ApiKey,
+    header: &RequestHeader,
+    body: Option<ResponseKind>,
     peer: SocketAddr,
 ) -> Result<Option<BytesMut>, ()> {
-    let api_key = req.api_key;
-    let version = req.header.request_api_version;
-    let correlation_id = req.header.correlation_id;
-    let Some(body) = handlers::handle(ctx, req).await else {
+    let Some(body) = body else {
         return Ok(None);
     };
-    encode_response(api_key, version, correlation_id, &body)
-        .map(Some)
-        .map_err(|e| tracing::error!(%peer, error = %e, "response encoding failed; closing"))
+    encode_response(
+        api_key,
+        header.request_api_version,
+        header.correlation_id,
+        &body,
+    )
+    .map(Some)
+    .map_err(|e| tracing::error!(%peer, error = %e, "response encoding failed; closing"))
 }

@@ -231,9 +231,83 @@ fn fetch(
     r.responses[0].partitions[0].clone()
 }
 
+fn gid(g: &str) -> GroupId {
+    GroupId(StrBytes::from_string(g.to_string()))
+}
+
+/// Joins `group` as its only member (JoinGroup at `v`, then SyncGroup v3); returns
+/// (member id, generation).
+fn join_alone(c: &mut Conn, group: &str, v: i16) -> (String, i32) {
+    let mut member = String::new();
+    for _ in 0..2 {
+        let req = JoinGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_session_timeout_ms(60_000)
+            .with_rebalance_timeout_ms(60_000)
+            .with_member_id(StrBytes::from_string(member.clone()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"meta"))]);
+        let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, v, &req);
+        member = r.member_id.to_string();
+        if r.error_code == 79 {
+            continue; // MEMBER_ID_REQUIRED: rejoin with the id.
+        }
+        assert_eq!(r.error_code, 0, "join v{v}");
+        assert_eq!(r.leader.as_str(), member, "v{v}");
+        assert_eq!(r.members.len(), 1, "v{v}");
+        return (member, r.generation_id);
+    }
+    panic!("join v{v} did not complete");
+}
+
+fn sync(c: &mut Conn, group: &str, member: &str, generation: i32, v: i16) -> SyncGroupResponse {
+    let req = SyncGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_static_str("range")))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member.to_string()))
+                .with_assignment(Bytes::from_static(b"assigned")),
+        ]);
+    c.call(ApiKey::SyncGroup, v, &req)
+}
+
+fn commit(
+    c: &mut Conn,
+    group: &str,
+    member: &str,
+    generation: i32,
+    topic: &TopicName,
+    offset: i64,
+    v: i16,
+) -> i16 {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic.clone())
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("md"))),
+                ]),
+        ]);
+    let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, v, &req);
+    r.topics[0].partitions[0].error_code
+}
+
 #[test]
 fn every_advertised_version_answers() {
-    let b = Broker::start(&[]);
+    let b = Broker::start(&[("INKLESS__GROUPS__INITIAL_REBALANCE_DELAY_MS", "0")]);
     let mut c = b.conn();
     let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(r.api_keys.len(), SUPPORTED_APIS.len());
@@ -402,6 +476,166 @@ fn every_advertised_version_answers() {
                     let r: DescribeClusterResponse =
                         c.call(api.key, v, &DescribeClusterRequest::default());
                     assert_eq!(r.brokers.len(), 1, "v{v}");
+                }
+                ApiKey::FindCoordinator => {
+                    let req = if v >= 4 {
+                        FindCoordinatorRequest::default()
+                            .with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+                    } else {
+                        FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+                    };
+                    let r: FindCoordinatorResponse = c.call(api.key, v, &req);
+                    let port = if v >= 4 {
+                        r.coordinators[0].port
+                    } else {
+                        r.port
+                    };
+                    assert_eq!(port.to_string(), b.addr.rsplit(':').next().unwrap(), "v{v}");
+                }
+                ApiKey::JoinGroup => {
+                    join_alone(&mut c, &format!("join-{v}"), v);
+                }
+                ApiKey::SyncGroup => {
+                    let g = format!("sync-{v}");
+                    let (m, gen) = join_alone(&mut c, &g, 5);
+                    let r = sync(&mut c, &g, &m, gen, v);
+                    assert_eq!(
+                        (r.error_code, &r.assignment[..]),
+                        (0, &b"assigned"[..]),
+                        "v{v}"
+                    );
+                }
+                ApiKey::Heartbeat => {
+                    let g = format!("hb-{v}");
+                    let (m, gen) = join_alone(&mut c, &g, 5);
+                    sync(&mut c, &g, &m, gen, 3);
+                    let req = HeartbeatRequest::default()
+                        .with_group_id(gid(&g))
+                        .with_generation_id(gen)
+                        .with_member_id(StrBytes::from_string(m.clone()));
+                    let r: HeartbeatResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    let r: HeartbeatResponse = c.call(api.key, v, &req.with_generation_id(gen + 7));
+                    assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION v{v}");
+                }
+                ApiKey::LeaveGroup => {
+                    let g = format!("leave-{v}");
+                    let (m, gen) = join_alone(&mut c, &g, 5);
+                    sync(&mut c, &g, &m, gen, 3);
+                    let req = if v >= 3 {
+                        LeaveGroupRequest::default()
+                            .with_group_id(gid(&g))
+                            .with_members(vec![leave_group_request::MemberIdentity::default()
+                                .with_member_id(StrBytes::from_string(m.clone()))])
+                    } else {
+                        LeaveGroupRequest::default()
+                            .with_group_id(gid(&g))
+                            .with_member_id(StrBytes::from_string(m.clone()))
+                    };
+                    let r: LeaveGroupResponse = c.call(api.key, v, &req);
+                    let code = if v >= 3 {
+                        r.members[0].error_code
+                    } else {
+                        r.error_code
+                    };
+                    assert_eq!(code, 0, "v{v}");
+                }
+                ApiKey::OffsetCommit => {
+                    let g = format!("commit-{v}");
+                    assert_eq!(
+                        commit(&mut c, &g, "", -1, &t, 2, v),
+                        0,
+                        "standalone commit v{v}"
+                    );
+                    let (m, gen) = join_alone(&mut c, &g, 5);
+                    sync(&mut c, &g, &m, gen, 3);
+                    assert_eq!(
+                        commit(&mut c, &g, &m, gen, &t, 3, v),
+                        0,
+                        "member commit v{v}"
+                    );
+                    assert_eq!(
+                        commit(&mut c, &g, &m, gen + 1, &t, 3, v),
+                        22,
+                        "ILLEGAL_GENERATION v{v}"
+                    );
+                    assert_eq!(
+                        commit(&mut c, &g, "nobody", gen, &t, 3, v),
+                        25,
+                        "UNKNOWN_MEMBER_ID v{v}"
+                    );
+                }
+                ApiKey::OffsetFetch => {
+                    let g = format!("fetch-{v}");
+                    assert_eq!(commit(&mut c, &g, "", -1, &t, 2, 8), 0);
+                    let r: OffsetFetchResponse = if v >= 8 {
+                        c.call(
+                            api.key,
+                            v,
+                            &OffsetFetchRequest::default().with_groups(vec![
+                                offset_fetch_request::OffsetFetchRequestGroup::default()
+                                    .with_group_id(gid(&g))
+                                    .with_topics(None),
+                            ]),
+                        )
+                    } else {
+                        c.call(
+                            api.key,
+                            v,
+                            &OffsetFetchRequest::default()
+                                .with_group_id(gid(&g))
+                                .with_topics(None),
+                        )
+                    };
+                    let offset = if v >= 8 {
+                        r.groups[0].topics[0].partitions[0].committed_offset
+                    } else {
+                        r.topics[0].partitions[0].committed_offset
+                    };
+                    assert_eq!(offset, 2, "v{v}");
+                }
+                ApiKey::ListGroups => {
+                    let r: ListGroupsResponse = c.call(api.key, v, &ListGroupsRequest::default());
+                    assert!(
+                        r.groups.iter().any(|g| g.group_id.0.as_str() == "join-0"),
+                        "v{v}"
+                    );
+                }
+                ApiKey::DescribeGroups => {
+                    let req = DescribeGroupsRequest::default()
+                        .with_groups(vec![gid("sync-0"), gid("never")]);
+                    let r: DescribeGroupsResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.groups[0].group_state.as_str(), "Stable", "v{v}");
+                    assert_eq!(r.groups[0].members.len(), 1, "v{v}");
+                    assert_eq!(r.groups[1].group_state.as_str(), "Dead", "v{v}");
+                }
+                ApiKey::DeleteGroups => {
+                    let g = format!("delete-{v}");
+                    assert_eq!(commit(&mut c, &g, "", -1, &t, 1, 8), 0);
+                    let req = DeleteGroupsRequest::default()
+                        .with_groups_names(vec![gid(&g), gid("sync-0")]);
+                    let r: DeleteGroupsResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.results[0].error_code, 0, "v{v}");
+                    assert_eq!(r.results[1].error_code, 68, "NON_EMPTY_GROUP v{v}");
+                }
+                ApiKey::OffsetDelete => {
+                    assert_eq!(commit(&mut c, "odel", "", -1, &t, 1, 8), 0);
+                    let req = OffsetDeleteRequest::default()
+                        .with_group_id(gid("odel"))
+                        .with_topics(vec![
+                            offset_delete_request::OffsetDeleteRequestTopic::default()
+                                .with_name(t.clone())
+                                .with_partitions(vec![
+                                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                                        .with_partition_index(0),
+                                ]),
+                        ]);
+                    let r: OffsetDeleteResponse = c.call(api.key, v, &req);
+                    assert_eq!(
+                        (r.error_code, r.topics[0].partitions[0].error_code),
+                        (0, 0),
+                        "v{v}"
+                    );
                 }
                 other => panic!("no test for advertised API {other:?}"),
             }

@@ -21,13 +21,14 @@ use std::sync::Arc;
 
 /// S3 connection settings beside an `s3://bucket/prefix` URL.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Options {
     /// Endpoint URL, e.g. `http://127.0.0.1:9000` for MinIO; empty means AWS.
     pub endpoint: String,
     /// Region name.
     pub region: String,
-    /// Access key id; empty means the environment's credentials.
+    /// Access key id; empty means the standard `AWS_*` environment variables (and then the
+    /// instance's credentials).
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
@@ -101,7 +102,7 @@ impl BlobStore {
             if bucket.is_empty() {
                 return Err(invalid("missing bucket"));
             }
-            let mut b = AmazonS3Builder::new()
+            let mut b = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_virtual_hosted_style_request(!s3.path_style)
                 .with_allow_http(s3.allow_http);

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod fetch;
+pub mod groups;
 pub mod metadata;
 pub mod misc;
 pub mod produce;
@@ -15,6 +16,7 @@ use inkless_actors::Node;
 use inkless_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use inkless_protocol::kafka_protocol::protocol::StrBytes;
 use inkless_protocol::request::DecodedRequest;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -64,6 +66,10 @@ pub mod code {
     pub const INVALID_RECORD: i16 = 87;
     /// UNKNOWN_TOPIC_ID
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    /// COORDINATOR_NOT_AVAILABLE
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// INVALID_GROUP_ID
+    pub const INVALID_GROUP_ID: i16 = 24;
     /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are not implemented yet.
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     /// UNKNOWN_SERVER_ERROR
@@ -97,12 +103,20 @@ pub fn s(v: impl Into<String>) -> StrBytes {
 }
 
 /// Answers one request; `None` means no response is sent (Produce with acks=0).
-pub async fn handle(ctx: &Ctx, req: DecodedRequest) -> Option<ResponseKind> {
+pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<ResponseKind> {
     let v = req.header.request_api_version;
+    let client_id = req
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let r = match req.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(ctx, r, v).await?),
+        RequestKind::Produce(r) => {
+            ResponseKind::Produce(produce::submit(ctx, r).await.finish().await?)
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(misc::list_offsets(ctx, r, v).await)
@@ -126,6 +140,29 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest) -> Option<ResponseKind> {
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, v))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join(ctx, r, v, &client_id, peer).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r, v).await),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(ctx, r, v).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, r, v).await),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe(ctx, r, v).await)
+        }
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, r).await)
         }
         RequestKind::DescribeCluster(_) => {
             ResponseKind::DescribeCluster(misc::describe_cluster(ctx))

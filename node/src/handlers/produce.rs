@@ -39,6 +39,7 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         AppendError::NotOwner | AppendError::Unavailable(_) => code::NOT_LEADER_OR_FOLLOWER,
         AppendError::Storage(_) | AppendError::Metadata(_) => code::KAFKA_STORAGE_ERROR,
+        AppendError::TimedOut => code::REQUEST_TIMED_OUT,
     }
 }
 
@@ -102,8 +103,20 @@ enum Slot {
     },
 }
 
-/// Answers Produce; `None` for acks=0.
-pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// A produce request whose batches were handed to the produce buffer; [`Submitted::finish`]
+/// waits for the answers.
+pub struct Submitted {
+    acks: i16,
+    deadline: tokio::time::Instant,
+    topics: Vec<(String, Vec<Slot>)>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Validates a Produce request and hands its batches to the produce buffer. Requests of one
+/// connection must be submitted in the order they arrived (the connection does this before
+/// processing the next request), so that an idempotent producer's pipelined batches reach
+/// their partitions in sequence order.
+pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut parts = Vec::new();
@@ -169,23 +182,58 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
         topics.push((name, slots));
     }
 
-    let permit = if parts.is_empty() {
-        None
-    } else {
-        let budget = ctx.config.produce.max_bytes_in_flight.max(1);
-        let want = bytes_total.clamp(1, budget) as u32;
-        ctx.produce_budget
-            .clone()
-            .acquire_many_owned(want)
-            .await
-            .ok()
-    };
+    let wait = Duration::from_millis(req.timeout_ms.max(0) as u64).max(MIN_ACK_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut permit = None;
     if !parts.is_empty() {
-        if let Err(e) = ctx.node.produce(parts) {
-            tracing::warn!(error = %e, "produce buffer unavailable");
+        let want = bytes_total.clamp(1, ctx.config.produce_budget_permits() as usize) as u32;
+        let budget = ctx.produce_budget.clone().acquire_many_owned(want);
+        match tokio::time::timeout_at(deadline, budget).await {
+            Ok(Ok(p)) => {
+                permit = Some(p);
+                if let Err(e) = ctx.node.produce(parts) {
+                    tracing::warn!(error = %e, "produce buffer unavailable");
+                }
+            }
+            _ => {
+                tracing::warn!(
+                    bytes = bytes_total,
+                    "produce back-pressure: no budget within the request timeout"
+                );
+                for p in parts {
+                    let _ = p.reply.send(Err(AppendError::TimedOut));
+                }
+            }
         }
     }
 
+    Submitted {
+        acks,
+        deadline,
+        topics,
+        permit,
+    }
+}
+
+impl Submitted {
+    /// Waits for every partition's outcome; `None` for acks=0.
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let Submitted {
+            acks,
+            deadline,
+            topics,
+            permit,
+        } = self;
+        finish(acks, deadline, topics, permit).await
+    }
+}
+
+async fn finish(
+    acks: i16,
+    deadline: tokio::time::Instant,
+    topics: Vec<(String, Vec<Slot>)>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Option<ProduceResponse> {
     if acks == 0 {
         // No answer; keep the budget until the appends settle.
         tokio::spawn(async move {
@@ -201,8 +249,6 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, _version: i16) -> Option<Pro
         return None;
     }
 
-    let wait = Duration::from_millis(req.timeout_ms.max(0) as u64).max(MIN_ACK_WAIT);
-    let deadline = tokio::time::Instant::now() + wait;
     let mut responses = Vec::with_capacity(topics.len());
     for (name, slots) in topics {
         let mut out = Vec::with_capacity(slots.len());

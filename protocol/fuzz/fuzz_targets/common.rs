@@ -1,4 +1,5 @@
 // Shared by the fuzz targets (included with `#[path]`, not a module of its own crate).
+#![allow(dead_code)] // each target uses part of it
 
 use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch;

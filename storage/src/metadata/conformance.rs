@@ -30,6 +30,54 @@ pub async fn run_all(store: SharedMetadataStore) {
     topics(&store).await;
     appends_reads_and_fencing(&store).await;
     producers_and_delete_records(&store).await;
+    group_offsets(&store).await;
+}
+
+async fn group_offsets(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "offsets".into(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let o = |p: i32, offset: i64| CommittedOffset {
+        topic_id: t.id,
+        partition: p,
+        offset,
+        leader_epoch: 0,
+        metadata: format!("m{offset}"),
+        commit_time_ms: 1_000 + offset,
+    };
+    s.commit_offsets("g1", vec![o(0, 5), o(1, 7)])
+        .await
+        .expect("commit");
+    s.commit_offsets("g1", vec![o(0, 9)])
+        .await
+        .expect("recommit");
+    s.commit_offsets("g2", vec![o(1, 1)]).await.expect("commit");
+    assert_eq!(
+        s.fetch_offsets("g1").await.expect("fetch"),
+        vec![o(0, 9), o(1, 7)]
+    );
+    assert_eq!(
+        s.offset_groups().await.expect("groups"),
+        vec!["g1".to_string(), "g2".to_string()]
+    );
+    assert_eq!(
+        s.delete_offsets("g1", Some(vec![(t.id, 1)]))
+            .await
+            .expect("delete"),
+        1
+    );
+    assert_eq!(s.fetch_offsets("g1").await.expect("fetch"), vec![o(0, 9)]);
+    s.delete_topic("offsets").await.expect("delete topic");
+    assert!(
+        s.fetch_offsets("g1").await.expect("fetch").is_empty(),
+        "a deleted topic's offsets go with it"
+    );
+    assert!(s.offset_groups().await.expect("groups").is_empty());
 }
 
 async fn topics(s: &SharedMetadataStore) {

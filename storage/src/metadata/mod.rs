@@ -112,6 +112,23 @@ pub struct ProducerRecord {
     pub last_offset: i64,
 }
 
+/// A committed consumer-group offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to consume.
+    pub offset: i64,
+    /// Leader epoch the consumer saw, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: String,
+    /// When it was committed.
+    pub commit_time_ms: i64,
+}
+
 /// State of a partition when its owner claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
@@ -225,6 +242,15 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         owner_epoch: i64,
         offset: i64,
     ) -> MetaResult<i64>;
+    /// Stores (replacing) committed offsets of a consumer group.
+    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> MetaResult<()>;
+    /// Every committed offset of a group.
+    async fn fetch_offsets(&self, group: &str) -> MetaResult<Vec<CommittedOffset>>;
+    /// Deletes a group's offsets (all, or the listed partitions); returns how many.
+    async fn delete_offsets(&self, group: &str, which: Option<Vec<(Uuid, i32)>>)
+        -> MetaResult<u64>;
+    /// Groups that have committed offsets.
+    async fn offset_groups(&self) -> MetaResult<Vec<String>>;
     /// The cluster id, created on first call and stable afterwards.
     async fn cluster_id(&self) -> MetaResult<String>;
     /// A new, never used producer id.

@@ -71,6 +71,19 @@ INSERT INTO producer_id_sequence (next_id) VALUES (1000);
     r#"
 CREATE TABLE cluster_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
+    r#"
+CREATE TABLE group_offsets (
+    group_id TEXT NOT NULL,
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    commit_time_ms BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic_id, partition)
+);
+CREATE INDEX group_offsets_by_topic ON group_offsets (topic_id);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -362,6 +375,7 @@ impl MetadataStore for SqliteStore {
                 "partitions",
                 "topic_configs",
                 "topics",
+                "group_offsets",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE topic_id = ?1"),
@@ -603,6 +617,103 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(db)?;
             Ok(new_start)
+        })
+        .await
+    }
+
+    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> MetaResult<()> {
+        let group = group.to_string();
+        self.with_tx(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
+                )
+                .map_err(db)?;
+            for o in &offsets {
+                stmt.execute(params![
+                    group,
+                    o.topic_id.to_string(),
+                    o.partition,
+                    o.offset,
+                    o.leader_epoch,
+                    o.metadata,
+                    o.commit_time_ms
+                ])
+                .map_err(db)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fetch_offsets(&self, group: &str) -> MetaResult<Vec<CommittedOffset>> {
+        let group = group.to_string();
+        self.with_tx(move |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms FROM group_offsets WHERE group_id = ?1 ORDER BY topic_id, partition")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![group], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        CommittedOffset {
+                            topic_id: Uuid::nil(),
+                            partition: r.get(1)?,
+                            offset: r.get(2)?,
+                            leader_epoch: r.get(3)?,
+                            metadata: r.get(4)?,
+                            commit_time_ms: r.get(5)?,
+                        },
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, mut o) = row.map_err(db)?;
+                o.topic_id = Uuid::parse_str(&id).map_err(db)?;
+                out.push(o);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        which: Option<Vec<(Uuid, i32)>>,
+    ) -> MetaResult<u64> {
+        let group = group.to_string();
+        self.with_tx(move |tx| {
+            let n = match which {
+                None => tx
+                    .execute("DELETE FROM group_offsets WHERE group_id = ?1", params![group])
+                    .map_err(db)?,
+                Some(list) => {
+                    let mut n = 0;
+                    for (t, p) in list {
+                        n += tx
+                            .execute(
+                                "DELETE FROM group_offsets WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3",
+                                params![group, t.to_string(), p],
+                            )
+                            .map_err(db)?;
+                    }
+                    n
+                }
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn offset_groups(&self) -> MetaResult<Vec<String>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id")
+                .map_err(db)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
         })
         .await
     }

@@ -1,0 +1,1017 @@
+//! GroupCoordinator: one actor per consumer group, running Kafka's classic group protocol.
+//!
+//! Owns the group's membership, generation, chosen protocol and assignments (in memory) and
+//! validates offset commits against them; committed offsets themselves live in the metadata
+//! store, so they survive any restart. Takes [`GroupMsg`]: Join, Sync, Heartbeat, Leave,
+//! Commit, Describe, Delete, and its own Tick, which expires sessions, completes rebalances
+//! and expires the offsets of groups left empty for `offsets_retention`.
+//!
+//! States follow Kafka: Empty → PreparingRebalance → CompletingRebalance → Stable. The
+//! broker does not interpret protocol metadata or assignments (Kafka Connect's `connect`
+//! groups work the same as consumers). If the actor fails, the GroupManager restarts it
+//! empty: members get UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION and rejoin, offsets are safe.
+
+use bytes::Bytes;
+use inkless_storage::metadata::{CommittedOffset, SharedMetadataStore};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Kafka error codes of the group protocol.
+pub mod code {
+    /// No error.
+    pub const NONE: i16 = 0;
+    /// OFFSET_METADATA_TOO_LARGE
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    /// COORDINATOR_NOT_AVAILABLE
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// ILLEGAL_GENERATION
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// INCONSISTENT_GROUP_PROTOCOL
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    /// INVALID_GROUP_ID
+    pub const INVALID_GROUP_ID: i16 = 24;
+    /// UNKNOWN_MEMBER_ID
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// INVALID_SESSION_TIMEOUT
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    /// REBALANCE_IN_PROGRESS
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    /// KAFKA_STORAGE_ERROR
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    /// NON_EMPTY_GROUP
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    /// GROUP_ID_NOT_FOUND
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// MEMBER_ID_REQUIRED
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    /// GROUP_MAX_SIZE_REACHED
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    /// GROUP_SUBSCRIBED_TO_TOPIC
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    /// FENCED_INSTANCE_ID
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+}
+
+/// Group settings (Kafka's `group.*` and `offsets.*` broker configs).
+#[derive(Debug, Clone)]
+pub struct GroupLimits {
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout: Duration,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout: Duration,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay: Duration,
+    /// `group.max.size`
+    pub max_size: usize,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`
+    pub offsets_retention: Duration,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        Self {
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(1800),
+            initial_rebalance_delay: Duration::from_secs(3),
+            max_size: i32::MAX as usize,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Group states, named as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// No members.
+    Empty,
+    /// Waiting for members to (re)join.
+    PreparingRebalance,
+    /// Waiting for the leader's assignment.
+    CompletingRebalance,
+    /// Members have their assignments.
+    Stable,
+    /// Deleted.
+    Dead,
+}
+
+impl GroupState {
+    /// Kafka's name of the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// A JoinGroup request.
+#[derive(Debug)]
+pub struct JoinArgs {
+    /// Member id, empty on first join.
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Client id of the connection.
+    pub client_id: String,
+    /// Client address.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout: Duration,
+    /// Rebalance timeout.
+    pub rebalance_timeout: Duration,
+    /// Protocol type (`consumer`, `connect`, …).
+    pub protocol_type: String,
+    /// Supported protocols with their metadata, in preference order.
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new member must first get its id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+/// A JoinGroup answer.
+#[derive(Debug, Clone, Default)]
+pub struct JoinResult {
+    /// Error code.
+    pub error: i16,
+    /// Generation.
+    pub generation: i32,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol_name: Option<String>,
+    /// Leader's member id.
+    pub leader: String,
+    /// The member's id.
+    pub member_id: String,
+    /// For the leader: every member (id, instance id, metadata of the chosen protocol).
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// A SyncGroup request.
+#[derive(Debug)]
+pub struct SyncArgs {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Generation the member believes in.
+    pub generation: i32,
+    /// Assignments (leader only).
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// A SyncGroup answer.
+#[derive(Debug, Clone, Default)]
+pub struct SyncResult {
+    /// Error code.
+    pub error: i16,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol_name: Option<String>,
+    /// The member's assignment.
+    pub assignment: Bytes,
+}
+
+/// Who a request comes from.
+#[derive(Debug, Clone)]
+pub struct MemberRef {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client address.
+    pub client_host: String,
+    /// Metadata of the chosen protocol.
+    pub metadata: Bytes,
+    /// Assignment.
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups and ListGroups show it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    /// State.
+    pub state: GroupState,
+    /// Protocol type, empty when none.
+    pub protocol_type: String,
+    /// Chosen protocol, empty when none.
+    pub protocol_name: String,
+    /// Members.
+    pub members: Vec<MemberDescription>,
+}
+
+/// Messages of a [`GroupCoordinator`].
+#[derive(Debug)]
+pub enum GroupMsg {
+    /// JoinGroup.
+    Join(JoinArgs, oneshot::Sender<JoinResult>),
+    /// SyncGroup.
+    Sync(SyncArgs, oneshot::Sender<SyncResult>),
+    /// Heartbeat.
+    Heartbeat {
+        /// Sender.
+        member: MemberRef,
+        /// Its generation.
+        generation: i32,
+        /// Error code.
+        reply: oneshot::Sender<i16>,
+    },
+    /// LeaveGroup for these members; one error code each.
+    Leave {
+        /// Leaving members (by member id, or by instance id when the member id is empty).
+        members: Vec<MemberRef>,
+        /// Error code per member.
+        reply: oneshot::Sender<Vec<i16>>,
+    },
+    /// OffsetCommit, validated against membership then stored.
+    Commit {
+        /// Sender (empty member id with generation -1 for standalone consumers).
+        member: MemberRef,
+        /// Its generation.
+        generation: i32,
+        /// Offsets to store.
+        offsets: Vec<CommittedOffset>,
+        /// Error code for the whole commit.
+        reply: oneshot::Sender<i16>,
+    },
+    /// The group's state.
+    Describe(oneshot::Sender<GroupDescription>),
+    /// DeleteGroups: NON_EMPTY_GROUP unless empty; otherwise drops offsets and stops.
+    Delete(oneshot::Sender<i16>),
+    /// Timer.
+    Tick,
+}
+
+/// Arguments of a [`GroupCoordinator`].
+#[derive(Debug, Clone)]
+pub struct GroupArgs {
+    /// Group id.
+    pub group_id: String,
+    /// Metadata store (committed offsets).
+    pub store: SharedMetadataStore,
+    /// Settings.
+    pub limits: GroupLimits,
+}
+
+#[derive(Debug)]
+struct Member {
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_heartbeat: Instant,
+    awaiting_join: Option<oneshot::Sender<JoinResult>>,
+    awaiting_sync: Option<oneshot::Sender<SyncResult>>,
+}
+
+/// State of a group.
+#[derive(Debug)]
+pub struct GroupCoordinatorState {
+    args: GroupArgs,
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    leader: Option<String>,
+    /// Member ids in join order.
+    order: Vec<String>,
+    members: HashMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or time out.
+    pending: HashMap<String, Instant>,
+    static_members: HashMap<String, String>,
+    rebalance_deadline: Instant,
+    initial_delay_until: Option<Instant>,
+    empty_since: Instant,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct GroupCoordinator;
+
+const ACTIVE_TICK: Duration = Duration::from_millis(100);
+const IDLE_TICK: Duration = Duration::from_secs(5);
+
+impl GroupCoordinatorState {
+    fn new_member_id(client_id: &str) -> String {
+        format!("{client_id}-{}", uuid::Uuid::new_v4())
+    }
+
+    fn is_fenced(&self, m: &MemberRef) -> bool {
+        match &m.instance_id {
+            Some(i) => self
+                .static_members
+                .get(i)
+                .is_some_and(|id| *id != m.member_id),
+            None => false,
+        }
+    }
+
+    fn remove_member(&mut self, id: &str, error: i16) {
+        if let Some(m) = self.members.remove(id) {
+            self.order.retain(|x| x != id);
+            if let Some(i) = &m.instance_id {
+                if self.static_members.get(i).is_some_and(|x| x == id) {
+                    self.static_members.remove(i);
+                }
+            }
+            if let Some(tx) = m.awaiting_join {
+                let _ = tx.send(JoinResult {
+                    error,
+                    member_id: id.to_string(),
+                    generation: -1,
+                    ..Default::default()
+                });
+            }
+            if let Some(tx) = m.awaiting_sync {
+                let _ = tx.send(SyncResult {
+                    error,
+                    ..Default::default()
+                });
+            }
+            if self.leader.as_deref() == Some(id) {
+                self.leader = None;
+            }
+        }
+    }
+
+    fn prepare_rebalance(&mut self, reason: &str) {
+        if self.state == GroupState::PreparingRebalance {
+            return;
+        }
+        tracing::info!(group = %self.args.group_id, generation = self.generation, reason, "rebalance");
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.awaiting_sync.take() {
+                let _ = tx.send(SyncResult {
+                    error: code::REBALANCE_IN_PROGRESS,
+                    ..Default::default()
+                });
+            }
+        }
+        let now = Instant::now();
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(60));
+        self.rebalance_deadline = now + timeout;
+        self.initial_delay_until = (self.state == GroupState::Empty)
+            .then(|| now + self.args.limits.initial_rebalance_delay);
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    fn all_joined(&self) -> bool {
+        self.members.values().all(|m| m.awaiting_join.is_some())
+    }
+
+    fn maybe_complete_join(&mut self) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let now = Instant::now();
+        let delay_over = self.initial_delay_until.is_none_or(|t| now >= t);
+        if !(now >= self.rebalance_deadline || (self.all_joined() && delay_over)) {
+            return;
+        }
+        let missing: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.awaiting_join.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in missing {
+            self.remove_member(&id, code::UNKNOWN_MEMBER_ID);
+        }
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol_name = None;
+            self.leader = None;
+            self.empty_since = now;
+            return;
+        }
+        self.protocol_name = self.select_protocol();
+        let leader = match &self.leader {
+            Some(l) if self.members.contains_key(l) => l.clone(),
+            _ => self.order[0].clone(),
+        };
+        self.leader = Some(leader.clone());
+        self.state = GroupState::CompletingRebalance;
+        let proto = self.protocol_name.clone().unwrap_or_default();
+        let all: Vec<(String, Option<String>, Bytes)> = self
+            .order
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| (id, m)))
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &proto)))
+            .collect();
+        for (id, m) in self.members.iter_mut() {
+            m.last_heartbeat = now;
+            if let Some(tx) = m.awaiting_join.take() {
+                let _ = tx.send(JoinResult {
+                    error: code::NONE,
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: self.protocol_name.clone(),
+                    leader: leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+        tracing::info!(group = %self.args.group_id, generation = self.generation, members = self.members.len(), protocol = %proto, "rebalance joined");
+    }
+
+    /// The protocol supported by every member with the most first-preference votes.
+    fn select_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let candidates: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == *n))
+            })
+            .collect();
+        let mut votes: HashMap<&String, usize> = HashMap::new();
+        for m in self.members.values() {
+            if let Some((n, _)) = m.protocols.iter().find(|(p, _)| candidates.contains(&p)) {
+                *votes.entry(n).or_default() += 1;
+            }
+        }
+        // Most votes wins; ties go to the earlier protocol in the first member's preference.
+        let mut best: Option<(&String, usize)> = None;
+        for n in candidates {
+            let v = votes.get(n).copied().unwrap_or(0);
+            if best.is_none_or(|(_, b)| v > b) {
+                best = Some((n, v));
+            }
+        }
+        best.map(|(n, _)| n.clone())
+    }
+
+    fn supports_current_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
+        match &self.protocol_name {
+            Some(p) if !self.members.is_empty() => protocols.iter().any(|(n, _)| n == p),
+            _ => {
+                // Every current member must share at least one protocol with the newcomer.
+                self.members.is_empty()
+                    || protocols.iter().any(|(n, _)| {
+                        self.members
+                            .values()
+                            .all(|m| m.protocols.iter().any(|(p, _)| p == n))
+                    })
+            }
+        }
+    }
+
+    fn join(&mut self, a: JoinArgs, reply: oneshot::Sender<JoinResult>) {
+        let fail = |reply: oneshot::Sender<JoinResult>, error: i16, member_id: String| {
+            let _ = reply.send(JoinResult {
+                error,
+                member_id,
+                generation: -1,
+                ..Default::default()
+            });
+        };
+        let l = &self.args.limits;
+        if a.session_timeout < l.min_session_timeout || a.session_timeout > l.max_session_timeout {
+            return fail(reply, code::INVALID_SESSION_TIMEOUT, a.member_id);
+        }
+        if a.protocol_type.is_empty() || a.protocols.is_empty() {
+            return fail(reply, code::INCONSISTENT_GROUP_PROTOCOL, a.member_id);
+        }
+        if self.state != GroupState::Empty
+            && (self.protocol_type.as_deref() != Some(a.protocol_type.as_str())
+                || !self.supports_current_protocols(&a.protocols))
+        {
+            return fail(reply, code::INCONSISTENT_GROUP_PROTOCOL, a.member_id);
+        }
+        let now = Instant::now();
+        let mut member_id = a.member_id.clone();
+        if member_id.is_empty() {
+            if let Some(instance) = &a.instance_id {
+                // A static member (re)joining with a new id replaces and fences the old one.
+                let new_id = Self::new_member_id(&a.client_id);
+                if let Some(old) = self.static_members.get(instance).cloned() {
+                    let old_member = self.members.remove(&old);
+                    self.order.retain(|x| *x != old);
+                    if let Some(m) = old_member {
+                        if let Some(tx) = m.awaiting_join {
+                            let _ = tx.send(JoinResult {
+                                error: code::FENCED_INSTANCE_ID,
+                                member_id: old.clone(),
+                                generation: -1,
+                                ..Default::default()
+                            });
+                        }
+                        if let Some(tx) = m.awaiting_sync {
+                            let _ = tx.send(SyncResult {
+                                error: code::FENCED_INSTANCE_ID,
+                                ..Default::default()
+                            });
+                        }
+                    }
+                    if self.leader.as_deref() == Some(old.as_str()) {
+                        self.leader = None;
+                    }
+                }
+                self.static_members.insert(instance.clone(), new_id.clone());
+                member_id = new_id;
+            } else {
+                if self.members.len() + self.pending.len() >= self.args.limits.max_size {
+                    return fail(reply, code::GROUP_MAX_SIZE_REACHED, String::new());
+                }
+                let new_id = Self::new_member_id(&a.client_id);
+                if a.require_known_member_id {
+                    self.pending.insert(new_id.clone(), now + a.session_timeout);
+                    return fail(reply, code::MEMBER_ID_REQUIRED, new_id);
+                }
+                member_id = new_id;
+            }
+        } else if let Some(instance) = &a.instance_id {
+            if self
+                .static_members
+                .get(instance)
+                .is_some_and(|id| *id != member_id)
+            {
+                return fail(reply, code::FENCED_INSTANCE_ID, member_id);
+            }
+        }
+
+        let known = self.members.contains_key(&member_id);
+        if !known {
+            let was_pending = self.pending.remove(&member_id).is_some();
+            let is_static_new = a
+                .instance_id
+                .as_ref()
+                .is_some_and(|i| self.static_members.get(i) == Some(&member_id));
+            if !was_pending && !is_static_new && !a.member_id.is_empty() {
+                return fail(reply, code::UNKNOWN_MEMBER_ID, member_id);
+            }
+            if self.members.len() >= self.args.limits.max_size {
+                if let Some(i) = &a.instance_id {
+                    self.static_members.remove(i);
+                }
+                return fail(reply, code::GROUP_MAX_SIZE_REACHED, member_id);
+            }
+            self.members.insert(
+                member_id.clone(),
+                Member {
+                    instance_id: a.instance_id.clone(),
+                    client_id: a.client_id.clone(),
+                    client_host: a.client_host.clone(),
+                    session_timeout: a.session_timeout,
+                    rebalance_timeout: a.rebalance_timeout,
+                    protocols: a.protocols,
+                    assignment: Bytes::new(),
+                    last_heartbeat: now,
+                    awaiting_join: Some(reply),
+                    awaiting_sync: None,
+                },
+            );
+            self.order.push(member_id);
+            self.protocol_type = Some(a.protocol_type);
+            if self.state == GroupState::PreparingRebalance {
+                // A newcomer during the initial delay extends it, up to the rebalance timeout.
+                if let Some(until) = self.initial_delay_until.as_mut() {
+                    *until = (now + self.args.limits.initial_rebalance_delay)
+                        .min(self.rebalance_deadline);
+                }
+            } else {
+                self.prepare_rebalance("member joined");
+            }
+            self.maybe_complete_join();
+            return;
+        }
+
+        // A known member rejoining.
+        let protocols_changed = self
+            .members
+            .get(&member_id)
+            .is_some_and(|m| m.protocols != a.protocols);
+        let Some(m) = self.members.get_mut(&member_id) else {
+            return fail(reply, code::UNKNOWN_MEMBER_ID, member_id);
+        };
+        m.session_timeout = a.session_timeout;
+        m.rebalance_timeout = a.rebalance_timeout;
+        m.protocols = a.protocols;
+        m.last_heartbeat = now;
+        match self.state {
+            GroupState::PreparingRebalance => {
+                if let Some(old) = m.awaiting_join.replace(reply) {
+                    let _ = old.send(JoinResult {
+                        error: code::UNKNOWN_MEMBER_ID,
+                        member_id: member_id.clone(),
+                        generation: -1,
+                        ..Default::default()
+                    });
+                }
+                self.maybe_complete_join();
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                let is_leader = self.leader.as_deref() == Some(member_id.as_str());
+                if protocols_changed || (is_leader && self.state == GroupState::Stable) {
+                    if let Some(m) = self.members.get_mut(&member_id) {
+                        m.awaiting_join = Some(reply);
+                    }
+                    self.prepare_rebalance(if protocols_changed {
+                        "member protocols changed"
+                    } else {
+                        "leader rejoined"
+                    });
+                    self.maybe_complete_join();
+                } else {
+                    // Same generation: answer with the current state.
+                    let proto = self.protocol_name.clone().unwrap_or_default();
+                    let members = if is_leader {
+                        self.order
+                            .iter()
+                            .filter_map(|id| {
+                                self.members.get(id).map(|m| {
+                                    (id.clone(), m.instance_id.clone(), metadata_for(m, &proto))
+                                })
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let _ = reply.send(JoinResult {
+                        error: code::NONE,
+                        generation: self.generation,
+                        protocol_type: self.protocol_type.clone(),
+                        protocol_name: self.protocol_name.clone(),
+                        leader: self.leader.clone().unwrap_or_default(),
+                        member_id,
+                        members,
+                    });
+                }
+            }
+            GroupState::Empty | GroupState::Dead => fail(reply, code::UNKNOWN_MEMBER_ID, member_id),
+        }
+    }
+
+    fn sync(&mut self, a: SyncArgs, reply: oneshot::Sender<SyncResult>) {
+        let err = |reply: oneshot::Sender<SyncResult>, error: i16| {
+            let _ = reply.send(SyncResult {
+                error,
+                ..Default::default()
+            });
+        };
+        let who = MemberRef {
+            member_id: a.member_id.clone(),
+            instance_id: a.instance_id.clone(),
+        };
+        if self.is_fenced(&who) {
+            return err(reply, code::FENCED_INSTANCE_ID);
+        }
+        if !self.members.contains_key(&a.member_id) {
+            return err(reply, code::UNKNOWN_MEMBER_ID);
+        }
+        if a.generation != self.generation {
+            return err(reply, code::ILLEGAL_GENERATION);
+        }
+        match self.state {
+            GroupState::PreparingRebalance => err(reply, code::REBALANCE_IN_PROGRESS),
+            GroupState::CompletingRebalance => {
+                if let Some(m) = self.members.get_mut(&a.member_id) {
+                    m.last_heartbeat = Instant::now();
+                    m.awaiting_sync = Some(reply);
+                }
+                if self.leader.as_deref() == Some(a.member_id.as_str()) {
+                    let mut given: HashMap<String, Bytes> = a.assignments.into_iter().collect();
+                    for (id, m) in self.members.iter_mut() {
+                        m.assignment = given.remove(id).unwrap_or_default();
+                    }
+                    self.state = GroupState::Stable;
+                    tracing::info!(group = %self.args.group_id, generation = self.generation, "group stable");
+                    for m in self.members.values_mut() {
+                        if let Some(tx) = m.awaiting_sync.take() {
+                            let _ = tx.send(SyncResult {
+                                error: code::NONE,
+                                protocol_type: self.protocol_type.clone(),
+                                protocol_name: self.protocol_name.clone(),
+                                assignment: m.assignment.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            GroupState::Stable => {
+                let assignment = self
+                    .members
+                    .get(&a.member_id)
+                    .map(|m| m.assignment.clone())
+                    .unwrap_or_default();
+                let _ = reply.send(SyncResult {
+                    error: code::NONE,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: self.protocol_name.clone(),
+                    assignment,
+                });
+            }
+            GroupState::Empty | GroupState::Dead => err(reply, code::UNKNOWN_MEMBER_ID),
+        }
+    }
+
+    fn heartbeat(&mut self, who: &MemberRef, generation: i32) -> i16 {
+        if self.is_fenced(who) {
+            return code::FENCED_INSTANCE_ID;
+        }
+        let state = self.state;
+        let current = self.generation;
+        let Some(m) = self.members.get_mut(&who.member_id) else {
+            return code::UNKNOWN_MEMBER_ID;
+        };
+        if generation != current {
+            return code::ILLEGAL_GENERATION;
+        }
+        m.last_heartbeat = Instant::now();
+        match state {
+            GroupState::PreparingRebalance => code::REBALANCE_IN_PROGRESS,
+            GroupState::CompletingRebalance | GroupState::Stable => code::NONE,
+            GroupState::Empty | GroupState::Dead => code::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    fn leave(&mut self, members: Vec<MemberRef>) -> Vec<i16> {
+        let mut out = Vec::with_capacity(members.len());
+        let mut removed = false;
+        for who in members {
+            let id = if who.member_id.is_empty() {
+                who.instance_id
+                    .as_ref()
+                    .and_then(|i| self.static_members.get(i).cloned())
+            } else {
+                Some(who.member_id.clone())
+            };
+            match id {
+                Some(id)
+                    if self.is_fenced(&MemberRef {
+                        member_id: id.clone(),
+                        instance_id: who.instance_id.clone(),
+                    }) =>
+                {
+                    out.push(code::FENCED_INSTANCE_ID)
+                }
+                Some(id) if self.members.contains_key(&id) => {
+                    self.remove_member(&id, code::UNKNOWN_MEMBER_ID);
+                    removed = true;
+                    out.push(code::NONE);
+                }
+                Some(id) if self.pending.remove(&id).is_some() => out.push(code::NONE),
+                _ => out.push(code::UNKNOWN_MEMBER_ID),
+            }
+        }
+        if removed {
+            self.prepare_rebalance("member left");
+            self.maybe_complete_join();
+        }
+        out
+    }
+
+    fn check_commit(&self, who: &MemberRef, generation: i32, offsets: &[CommittedOffset]) -> i16 {
+        if offsets
+            .iter()
+            .any(|o| o.metadata.len() > self.args.limits.offset_metadata_max_bytes)
+        {
+            return code::OFFSET_METADATA_TOO_LARGE;
+        }
+        if generation < 0 && who.member_id.is_empty() && self.state == GroupState::Empty {
+            return code::NONE;
+        }
+        if self.is_fenced(who) {
+            return code::FENCED_INSTANCE_ID;
+        }
+        if !self.members.contains_key(&who.member_id) {
+            return code::UNKNOWN_MEMBER_ID;
+        }
+        if generation != self.generation {
+            return code::ILLEGAL_GENERATION;
+        }
+        match self.state {
+            GroupState::Stable | GroupState::PreparingRebalance => code::NONE,
+            GroupState::CompletingRebalance => code::REBALANCE_IN_PROGRESS,
+            GroupState::Empty | GroupState::Dead => code::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    fn describe(&self) -> GroupDescription {
+        let proto = self.protocol_name.clone().unwrap_or_default();
+        let members =
+            if self.state == GroupState::Stable || self.state == GroupState::CompletingRebalance {
+                self.order
+                    .iter()
+                    .filter_map(|id| self.members.get(id).map(|m| (id, m)))
+                    .map(|(id, m)| MemberDescription {
+                        member_id: id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: metadata_for(m, &proto),
+                        assignment: m.assignment.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        GroupDescription {
+            state: self.state,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if self.state == GroupState::Stable {
+                proto
+            } else {
+                String::new()
+            },
+            members,
+        }
+    }
+
+    /// Expires sessions and pending member ids, and completes a rebalance whose time came.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.pending.retain(|_, until| *until > now);
+        if matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) {
+            let expired: Vec<String> = self
+                .members
+                .iter()
+                .filter(|(_, m)| now.duration_since(m.last_heartbeat) > m.session_timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !expired.is_empty() {
+                for id in &expired {
+                    tracing::info!(group = %self.args.group_id, member = %id, "session expired");
+                    self.remove_member(id, code::UNKNOWN_MEMBER_ID);
+                }
+                self.prepare_rebalance("session expired");
+            }
+        }
+        self.maybe_complete_join();
+    }
+
+    fn is_active(&self) -> bool {
+        !self.members.is_empty() || !self.pending.is_empty() || self.state != GroupState::Empty
+    }
+}
+
+fn metadata_for(m: &Member, protocol: &str) -> Bytes {
+    m.protocols
+        .iter()
+        .find(|(n, _)| n == protocol)
+        .map(|(_, b)| b.clone())
+        .unwrap_or_default()
+}
+
+impl Actor for GroupCoordinator {
+    type Msg = GroupMsg;
+    type State = GroupCoordinatorState;
+    type Arguments = GroupArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: GroupArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_after(ACTIVE_TICK, || GroupMsg::Tick);
+        let now = Instant::now();
+        Ok(GroupCoordinatorState {
+            args,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            order: Vec::new(),
+            members: HashMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance_deadline: now,
+            initial_delay_until: None,
+            empty_since: now,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GroupMsg::Join(a, reply) => state.join(a, reply),
+            GroupMsg::Sync(a, reply) => state.sync(a, reply),
+            GroupMsg::Heartbeat {
+                member,
+                generation,
+                reply,
+            } => {
+                let _ = reply.send(state.heartbeat(&member, generation));
+            }
+            GroupMsg::Leave { members, reply } => {
+                let _ = reply.send(state.leave(members));
+            }
+            GroupMsg::Commit {
+                member,
+                generation,
+                offsets,
+                reply,
+            } => {
+                let mut c = state.check_commit(&member, generation, &offsets);
+                if c == code::NONE && !offsets.is_empty() {
+                    if let Err(e) = state
+                        .args
+                        .store
+                        .commit_offsets(&state.args.group_id, offsets)
+                        .await
+                    {
+                        tracing::warn!(group = %state.args.group_id, error = %e, "offset commit failed");
+                        c = code::KAFKA_STORAGE_ERROR;
+                    }
+                }
+                if state.state == GroupState::Empty {
+                    state.empty_since = Instant::now();
+                }
+                let _ = reply.send(c);
+            }
+            GroupMsg::Describe(reply) => {
+                let _ = reply.send(state.describe());
+            }
+            GroupMsg::Delete(reply) => {
+                if state.state != GroupState::Empty {
+                    let _ = reply.send(code::NON_EMPTY_GROUP);
+                    return Ok(());
+                }
+                let c = match state
+                    .args
+                    .store
+                    .delete_offsets(&state.args.group_id, None)
+                    .await
+                {
+                    Ok(_) => code::NONE,
+                    Err(e) => {
+                        tracing::warn!(group = %state.args.group_id, error = %e, "group delete failed");
+                        code::KAFKA_STORAGE_ERROR
+                    }
+                };
+                let _ = reply.send(c);
+                if c == code::NONE {
+                    state.state = GroupState::Dead;
+                    myself.stop(Some("deleted".into()));
+                }
+            }
+            GroupMsg::Tick => {
+                state.tick();
+                if state.state == GroupState::Empty
+                    && state.empty_since.elapsed() > state.args.limits.offsets_retention
+                {
+                    tracing::info!(group = %state.args.group_id, "offsets expired");
+                    state
+                        .args
+                        .store
+                        .delete_offsets(&state.args.group_id, None)
+                        .await?;
+                    state.state = GroupState::Dead;
+                    myself.stop(Some("expired".into()));
+                    return Ok(());
+                }
+                let next = if state.is_active() {
+                    ACTIVE_TICK
+                } else {
+                    IDLE_TICK
+                };
+                myself.send_after(next, || GroupMsg::Tick);
+            }
+        }
+        Ok(())
+    }
+}

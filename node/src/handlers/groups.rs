@@ -1,0 +1,688 @@
+//! Consumer groups, classic protocol: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and
+//! OffsetDelete. Membership lives in the group's GroupCoordinator actor; committed offsets
+//! live in the metadata store.
+
+use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
+use bytes::Bytes;
+use inkless_actors::group::{self, GroupMsg, GroupState, JoinArgs, MemberRef, SyncArgs};
+use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use inkless_protocol::kafka_protocol::messages::delete_groups_response::{
+    DeletableGroupResult, DeleteGroupsResponse,
+};
+use inkless_protocol::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use inkless_protocol::kafka_protocol::messages::describe_groups_response::{
+    DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+};
+use inkless_protocol::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use inkless_protocol::kafka_protocol::messages::find_coordinator_response::{
+    Coordinator, FindCoordinatorResponse,
+};
+use inkless_protocol::kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+use inkless_protocol::kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
+use inkless_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequest;
+use inkless_protocol::kafka_protocol::messages::join_group_response::{
+    JoinGroupResponse, JoinGroupResponseMember,
+};
+use inkless_protocol::kafka_protocol::messages::leave_group_request::LeaveGroupRequest;
+use inkless_protocol::kafka_protocol::messages::leave_group_response::{
+    LeaveGroupResponse, MemberResponse,
+};
+use inkless_protocol::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use inkless_protocol::kafka_protocol::messages::list_groups_response::{
+    ListGroupsResponse, ListedGroup,
+};
+use inkless_protocol::kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use inkless_protocol::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use inkless_protocol::kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
+use inkless_protocol::kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use inkless_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use inkless_protocol::kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use inkless_protocol::kafka_protocol::messages::{BrokerId, GroupId, TopicName};
+use inkless_storage::metadata::CommittedOffset;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Kafka's key type of consumer groups in FindCoordinator.
+const KEY_TYPE_GROUP: i8 = 0;
+
+async fn ask<T>(
+    actor: &ractor::ActorRef<GroupMsg>,
+    msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    actor.cast(msg(tx)).ok()?;
+    rx.await.ok()
+}
+
+/// Answers FindCoordinator: this node coordinates every group (single node).
+pub fn find_coordinator(
+    ctx: &Ctx,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let me = BrokerId(ctx.config.node.id);
+    let answer = |key_type: i8| -> (i16, Option<String>) {
+        if key_type == KEY_TYPE_GROUP {
+            (code::NONE, None)
+        } else {
+            (
+                code::COORDINATOR_NOT_AVAILABLE,
+                Some("Transactions are not supported yet".into()),
+            )
+        }
+    };
+    if version < 4 {
+        let (c, msg) = answer(req.key_type);
+        let r = FindCoordinatorResponse::default().with_error_code(c);
+        let r = if version >= 1 {
+            r.with_error_message(msg.map(s))
+        } else {
+            r
+        };
+        return if c == code::NONE {
+            r.with_node_id(me)
+                .with_host(s(ctx.advertised_host.clone()))
+                .with_port(ctx.advertised_port)
+        } else {
+            r.with_node_id(BrokerId(-1))
+        };
+    }
+    let coordinators = req
+        .coordinator_keys
+        .iter()
+        .map(|k| {
+            let (c, msg) = answer(req.key_type);
+            let co = Coordinator::default()
+                .with_key(k.clone())
+                .with_error_code(c)
+                .with_error_message(msg.map(s));
+            if c == code::NONE {
+                co.with_node_id(me)
+                    .with_host(s(ctx.advertised_host.clone()))
+                    .with_port(ctx.advertised_port)
+            } else {
+                co.with_node_id(BrokerId(-1))
+            }
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+fn group_limits_ok(group_id: &str) -> bool {
+    !group_id.is_empty()
+}
+
+/// Answers JoinGroup.
+pub async fn join(
+    ctx: &Ctx,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    peer: SocketAddr,
+) -> JoinGroupResponse {
+    let fail = |c: i16| {
+        JoinGroupResponse::default()
+            .with_error_code(c)
+            .with_generation_id(-1)
+            .with_member_id(req.member_id.clone())
+    };
+    if !group_limits_ok(&req.group_id.0) {
+        return fail(code::INVALID_GROUP_ID);
+    }
+    let Some(actor) = ctx.node.group(&req.group_id.0, true).await else {
+        return fail(code::COORDINATOR_NOT_AVAILABLE);
+    };
+    let args = JoinArgs {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", peer.ip()),
+        session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalance_timeout: Duration::from_millis(
+            if version >= 1 {
+                req.rebalance_timeout_ms
+            } else {
+                req.session_timeout_ms
+            }
+            .max(0) as u64,
+        ),
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let Some(r) = ask(&actor, |tx| GroupMsg::Join(args, tx)).await else {
+        return fail(code::COORDINATOR_NOT_AVAILABLE);
+    };
+    JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation)
+        .with_protocol_type(if version >= 7 {
+            r.protocol_type.map(s)
+        } else {
+            None
+        })
+        .with_protocol_name(r.protocol_name.map(s))
+        .with_leader(s(r.leader))
+        .with_member_id(s(r.member_id))
+        .with_members(
+            r.members
+                .into_iter()
+                .map(|(id, instance, metadata)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(s(id))
+                        .with_group_instance_id(instance.map(s))
+                        .with_metadata(metadata)
+                })
+                .collect(),
+        )
+}
+
+/// Answers SyncGroup.
+pub async fn sync(
+    ctx: &Ctx,
+    req: inkless_protocol::kafka_protocol::messages::sync_group_request::SyncGroupRequest,
+    version: i16,
+) -> inkless_protocol::kafka_protocol::messages::sync_group_response::SyncGroupResponse {
+    use inkless_protocol::kafka_protocol::messages::sync_group_response::SyncGroupResponse;
+    let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
+        return SyncGroupResponse::default().with_error_code(group::code::UNKNOWN_MEMBER_ID);
+    };
+    let args = SyncArgs {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+        generation: req.generation_id,
+        assignments: req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
+    };
+    let Some(r) = ask(&actor, |tx| GroupMsg::Sync(args, tx)).await else {
+        return SyncGroupResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE);
+    };
+    let r2 = SyncGroupResponse::default()
+        .with_error_code(r.error)
+        .with_assignment(r.assignment);
+    if version >= 5 {
+        r2.with_protocol_type(r.protocol_type.map(s))
+            .with_protocol_name(r.protocol_name.map(s))
+    } else {
+        r2
+    }
+}
+
+/// Answers Heartbeat.
+pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    let c = match ctx.node.group(&req.group_id.0, false).await {
+        None => group::code::UNKNOWN_MEMBER_ID,
+        Some(actor) => {
+            let member = MemberRef {
+                member_id: req.member_id.to_string(),
+                instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+            };
+            ask(&actor, |reply| GroupMsg::Heartbeat {
+                member,
+                generation: req.generation_id,
+                reply,
+            })
+            .await
+            .unwrap_or(code::COORDINATOR_NOT_AVAILABLE)
+        }
+    };
+    HeartbeatResponse::default().with_error_code(c)
+}
+
+/// Answers LeaveGroup (one member before v3, a batch after).
+pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let members: Vec<MemberRef> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| MemberRef {
+                member_id: m.member_id.to_string(),
+                instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+            })
+            .collect()
+    } else {
+        vec![MemberRef {
+            member_id: req.member_id.to_string(),
+            instance_id: None,
+        }]
+    };
+    let codes = match ctx.node.group(&req.group_id.0, false).await {
+        None => vec![group::code::UNKNOWN_MEMBER_ID; members.len()],
+        Some(actor) => {
+            let n = members.len();
+            ask(&actor, |reply| GroupMsg::Leave {
+                members: members.clone(),
+                reply,
+            })
+            .await
+            .unwrap_or(vec![code::COORDINATOR_NOT_AVAILABLE; n])
+        }
+    };
+    if version >= 3 {
+        let out = members
+            .into_iter()
+            .zip(codes)
+            .map(|(m, c)| {
+                MemberResponse::default()
+                    .with_member_id(s(m.member_id))
+                    .with_group_instance_id(m.instance_id.map(s))
+                    .with_error_code(c)
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(out)
+    } else {
+        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(code::NONE))
+    }
+}
+
+/// A partition of an OffsetCommit and, when it was refused before reaching the group, why.
+type PartitionVerdict = (i32, Option<i16>);
+
+/// Answers OffsetCommit.
+pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let now = inkless_storage::now_ms();
+    let mut offsets = Vec::new();
+    let mut plan: Vec<(TopicName, Vec<PartitionVerdict>)> = Vec::new();
+    for t in &req.topics {
+        let topic = ctx.catalog.by_name(t.name.0.as_str());
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            match &topic {
+                Some(tt) if p.partition_index >= 0 && p.partition_index < tt.record.partitions => {
+                    offsets.push(CommittedOffset {
+                        topic_id: tt.record.id,
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        commit_time_ms: now,
+                    });
+                    parts.push((p.partition_index, None));
+                }
+                _ => parts.push((p.partition_index, Some(code::UNKNOWN_TOPIC_OR_PARTITION))),
+            }
+        }
+        plan.push((t.name.clone(), parts));
+    }
+    let group_code = if !group_limits_ok(&req.group_id.0) {
+        code::INVALID_GROUP_ID
+    } else {
+        match ctx
+            .node
+            .group(&req.group_id.0, req.generation_id_or_member_epoch < 0)
+            .await
+        {
+            None => group::code::ILLEGAL_GENERATION,
+            Some(actor) => {
+                let member = MemberRef {
+                    member_id: req.member_id.to_string(),
+                    instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+                };
+                let generation = req.generation_id_or_member_epoch;
+                ask(&actor, |reply| GroupMsg::Commit {
+                    member,
+                    generation,
+                    offsets,
+                    reply,
+                })
+                .await
+                .unwrap_or(code::COORDINATOR_NOT_AVAILABLE)
+            }
+        }
+    };
+    let topics = plan
+        .into_iter()
+        .map(|(name, parts)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, c)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(c.unwrap_or(group_code))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One group's committed offsets, as (topic name, partition) → offset, optionally filtered.
+async fn committed(
+    ctx: &Ctx,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
+    let stored = ctx
+        .node
+        .store()
+        .fetch_offsets(group_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(group = %group_id, error = %e, "offset fetch failed");
+            code::KAFKA_STORAGE_ERROR
+        })?;
+    let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+    match wanted {
+        None => {
+            for o in stored {
+                if let Some(t) = ctx.catalog.by_id(&o.topic_id) {
+                    by_topic
+                        .entry(t.record.name.clone())
+                        .or_default()
+                        .push((o.partition, Some(o)));
+                }
+            }
+            Ok(by_topic.into_iter().collect())
+        }
+        Some(list) => Ok(list
+            .into_iter()
+            .map(|(name, parts)| {
+                let id = ctx
+                    .catalog
+                    .by_name(&name)
+                    .map(|t| t.record.id)
+                    .unwrap_or(Uuid::nil());
+                let found = parts
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p,
+                            stored
+                                .iter()
+                                .find(|o| o.topic_id == id && o.partition == p)
+                                .cloned(),
+                        )
+                    })
+                    .collect();
+                (name, found)
+            })
+            .collect()),
+    }
+}
+
+/// Answers OffsetFetch (one group before v8, several after). Unknown offsets are -1.
+pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version < 8 {
+        let wanted = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        return match committed(ctx, &req.group_id.0, wanted).await {
+            Err(c) => {
+                OffsetFetchResponse::default().with_error_code(if version >= 2 { c } else { 0 })
+            }
+            Ok(list) => OffsetFetchResponse::default().with_topics(
+                list.into_iter()
+                    .map(|(name, parts)| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(s(name)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, o)| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(
+                                                o.as_ref().map(|o| o.offset).unwrap_or(-1),
+                                            )
+                                            .with_committed_leader_epoch(
+                                                o.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
+                                            )
+                                            .with_metadata(Some(s(o
+                                                .map(|o| o.metadata)
+                                                .unwrap_or_default())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        };
+    }
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let wanted = g.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let r = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+        groups.push(match committed(ctx, &g.group_id.0, wanted).await {
+            Err(c) => r.with_error_code(c),
+            Ok(list) => r.with_topics(
+                list.into_iter()
+                    .map(|(name, parts)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(s(name)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, o)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(
+                                                o.as_ref().map(|o| o.offset).unwrap_or(-1),
+                                            )
+                                            .with_committed_leader_epoch(
+                                                o.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
+                                            )
+                                            .with_metadata(Some(s(o
+                                                .map(|o| o.metadata)
+                                                .unwrap_or_default())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        });
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// Answers ListGroups, with the state (v4+) and type (v5+) filters.
+pub async fn list(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|x| x.to_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|x| x.to_lowercase()).collect();
+    let mut out = Vec::new();
+    for (id, actor) in ctx.node.groups().await {
+        let Some(d) = ask(&actor, GroupMsg::Describe).await else {
+            continue;
+        };
+        if d.state == GroupState::Dead {
+            continue;
+        }
+        if version >= 4 && !states.is_empty() && !states.contains(&d.state.name().to_lowercase()) {
+            continue;
+        }
+        if version >= 5 && !types.is_empty() && !types.contains(&"classic".to_string()) {
+            continue;
+        }
+        let mut g = ListedGroup::default()
+            .with_group_id(GroupId(s(id)))
+            .with_protocol_type(s(d.protocol_type));
+        if version >= 4 {
+            g = g.with_group_state(s(d.state.name()));
+        }
+        if version >= 5 {
+            g = g.with_group_type(s("classic"));
+        }
+        out.push(g);
+    }
+    ListGroupsResponse::default().with_groups(out)
+}
+
+/// Answers DescribeGroups; unknown groups are reported as Dead, as Kafka does.
+pub async fn describe(
+    ctx: &Ctx,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let mut out = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let base = DescribedGroup::default().with_group_id(g.clone());
+        let base = if version >= 3 {
+            base.with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        } else {
+            base
+        };
+        let d = match ctx.node.group(&g.0, false).await {
+            Some(actor) => ask(&actor, GroupMsg::Describe).await,
+            None => None,
+        };
+        let Some(d) = d else {
+            out.push(base.with_group_state(s("Dead")));
+            continue;
+        };
+        let members = d
+            .members
+            .into_iter()
+            .map(|m| {
+                DescribedGroupMember::default()
+                    .with_member_id(s(m.member_id))
+                    .with_group_instance_id(if version >= 4 {
+                        m.instance_id.map(s)
+                    } else {
+                        None
+                    })
+                    .with_client_id(s(m.client_id))
+                    .with_client_host(s(m.client_host))
+                    .with_member_metadata(m.metadata)
+                    .with_member_assignment(m.assignment)
+            })
+            .collect();
+        out.push(
+            base.with_group_state(s(d.state.name()))
+                .with_protocol_type(s(d.protocol_type))
+                .with_protocol_data(s(d.protocol_name))
+                .with_members(members),
+        );
+    }
+    DescribeGroupsResponse::default().with_groups(out)
+}
+
+/// Answers DeleteGroups.
+pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut out = Vec::with_capacity(req.groups_names.len());
+    for g in req.groups_names {
+        let c = match ctx.node.group(&g.0, false).await {
+            None => group::code::GROUP_ID_NOT_FOUND,
+            Some(actor) => ask(&actor, GroupMsg::Delete)
+                .await
+                .unwrap_or(group::code::GROUP_ID_NOT_FOUND),
+        };
+        out.push(
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(c),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(out)
+}
+
+/// Topics a consumer group's members subscribe to, from the consumer protocol's metadata
+/// (version i16, then an array of topic names).
+fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+    let b = &metadata[..];
+    let mut out = Vec::new();
+    if b.len() < 6 {
+        return out;
+    }
+    let n = i32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+    let mut at = 6usize;
+    for _ in 0..n.max(0) {
+        let Some(len) = b.get(at..at + 2).map(|l| i16::from_be_bytes([l[0], l[1]])) else {
+            break;
+        };
+        at += 2;
+        let Some(name) = usize::try_from(len).ok().and_then(|l| b.get(at..at + l)) else {
+            break;
+        };
+        out.push(String::from_utf8_lossy(name).into_owned());
+        at += name.len();
+    }
+    out
+}
+
+/// Answers OffsetDelete: refused for topics the group is consuming.
+pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
+        return OffsetDeleteResponse::default().with_error_code(group::code::GROUP_ID_NOT_FOUND);
+    };
+    let Some(d) = ask(&actor, GroupMsg::Describe).await else {
+        return OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE);
+    };
+    let subscribed: Vec<String> = if d.protocol_type == "consumer" {
+        d.members
+            .iter()
+            .flat_map(|m| subscribed_topics(&m.metadata))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let topic = ctx.catalog.by_name(&name);
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let c = match &topic {
+                None => code::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(_) if subscribed.contains(&name) => group::code::GROUP_SUBSCRIBED_TO_TOPIC,
+                Some(tt) => match ctx
+                    .node
+                    .store()
+                    .delete_offsets(
+                        &req.group_id.0,
+                        Some(vec![(tt.record.id, p.partition_index)]),
+                    )
+                    .await
+                {
+                    Ok(_) => code::NONE,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "offset delete failed");
+                        code::KAFKA_STORAGE_ERROR
+                    }
+                },
+            };
+            parts.push(
+                OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(c),
+            );
+        }
+        topics.push(
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}
