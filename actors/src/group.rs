@@ -11,6 +11,10 @@
 //! groups work the same as consumers). If the actor fails, the GroupManager restarts it
 //! empty: members get UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION and rejoin, offsets are safe.
 
+use crate::consumer_group::{
+    ConsumerGroup, ConsumerGroupSettings, Heartbeat as ConsumerHeartbeat, HeartbeatAnswer,
+    MemberView, SharedTopicLookup,
+};
 use bytes::Bytes;
 use inkless_storage::metadata::{CommittedOffset, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -69,6 +73,10 @@ pub struct GroupLimits {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.retention.minutes`
     pub offsets_retention: Duration,
+    /// `group.consumer.session.timeout.ms` (consumer protocol)
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms` (consumer protocol)
+    pub consumer_heartbeat_interval: Duration,
 }
 
 impl Default for GroupLimits {
@@ -80,6 +88,8 @@ impl Default for GroupLimits {
             max_size: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
@@ -209,14 +219,33 @@ pub struct MemberDescription {
 /// A group as DescribeGroups and ListGroups show it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
-    /// State.
+    /// State (classic groups; consumer groups report [`GroupDescription::state_name`]).
     pub state: GroupState,
+    /// Kafka's name of the state, for either group type.
+    pub state_name: &'static str,
+    /// `classic` or `consumer` (KIP-848).
+    pub group_type: &'static str,
     /// Protocol type, empty when none.
     pub protocol_type: String,
     /// Chosen protocol, empty when none.
     pub protocol_name: String,
     /// Members.
     pub members: Vec<MemberDescription>,
+}
+
+/// A consumer-protocol group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupDescription {
+    /// State name.
+    pub state: &'static str,
+    /// Group epoch.
+    pub group_epoch: i32,
+    /// Assignment epoch.
+    pub assignment_epoch: i32,
+    /// Assignor.
+    pub assignor: String,
+    /// Members.
+    pub members: Vec<MemberView>,
 }
 
 /// Messages of a [`GroupCoordinator`].
@@ -255,6 +284,10 @@ pub enum GroupMsg {
     },
     /// The group's state.
     Describe(oneshot::Sender<GroupDescription>),
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerHeartbeat(ConsumerHeartbeat, oneshot::Sender<HeartbeatAnswer>),
+    /// ConsumerGroupDescribe (KIP-848).
+    ConsumerDescribe(oneshot::Sender<ConsumerGroupDescription>),
     /// DeleteGroups: NON_EMPTY_GROUP unless empty; otherwise drops offsets and stops.
     Delete(oneshot::Sender<i16>),
     /// Timer.
@@ -270,6 +303,8 @@ pub struct GroupArgs {
     pub store: SharedMetadataStore,
     /// Settings.
     pub limits: GroupLimits,
+    /// Topic names to ids (consumer protocol).
+    pub topics: SharedTopicLookup,
 }
 
 #[derive(Debug)]
@@ -304,6 +339,10 @@ pub struct GroupCoordinatorState {
     rebalance_deadline: Instant,
     initial_delay_until: Option<Instant>,
     empty_since: Instant,
+    /// The KIP-848 side of the group; a group has members of one protocol at a time.
+    consumer: ConsumerGroup,
+    /// True when the group was last used through the consumer protocol.
+    consumer_type: bool,
 }
 
 /// The actor; see the module documentation.
@@ -505,9 +544,10 @@ impl GroupCoordinatorState {
         if a.session_timeout < l.min_session_timeout || a.session_timeout > l.max_session_timeout {
             return fail(reply, code::INVALID_SESSION_TIMEOUT, a.member_id);
         }
-        if a.protocol_type.is_empty() || a.protocols.is_empty() {
+        if a.protocol_type.is_empty() || a.protocols.is_empty() || self.consumer.has_members() {
             return fail(reply, code::INCONSISTENT_GROUP_PROTOCOL, a.member_id);
         }
+        self.consumer_type = false;
         if self.state != GroupState::Empty
             && (self.protocol_type.as_deref() != Some(a.protocol_type.as_str())
                 || !self.supports_current_protocols(&a.protocols))
@@ -804,6 +844,9 @@ impl GroupCoordinatorState {
         {
             return code::OFFSET_METADATA_TOO_LARGE;
         }
+        if self.consumer.has_members() {
+            return self.consumer.check_commit(&who.member_id, generation);
+        }
         if generation < 0 && who.member_id.is_empty() && self.state == GroupState::Empty {
             return code::NONE;
         }
@@ -842,8 +885,24 @@ impl GroupCoordinatorState {
             } else {
                 Vec::new()
             };
+        if self.consumer_type {
+            return GroupDescription {
+                state: if self.consumer.has_members() {
+                    GroupState::Stable
+                } else {
+                    GroupState::Empty
+                },
+                state_name: self.consumer.state_name(),
+                group_type: "consumer",
+                protocol_type: "consumer".into(),
+                protocol_name: self.consumer.assignor().to_string(),
+                members: Vec::new(),
+            };
+        }
         GroupDescription {
             state: self.state,
+            state_name: self.state.name(),
+            group_type: "classic",
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             protocol_name: if self.state == GroupState::Stable {
                 proto
@@ -880,7 +939,14 @@ impl GroupCoordinatorState {
     }
 
     fn is_active(&self) -> bool {
-        !self.members.is_empty() || !self.pending.is_empty() || self.state != GroupState::Empty
+        !self.members.is_empty()
+            || !self.pending.is_empty()
+            || self.state != GroupState::Empty
+            || self.consumer.has_members()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state == GroupState::Empty && !self.consumer.has_members()
     }
 }
 
@@ -904,6 +970,14 @@ impl Actor for GroupCoordinator {
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_after(ACTIVE_TICK, || GroupMsg::Tick);
         let now = Instant::now();
+        let consumer = ConsumerGroup::new(
+            ConsumerGroupSettings {
+                session_timeout: args.limits.consumer_session_timeout,
+                heartbeat_interval: args.limits.consumer_heartbeat_interval,
+                max_size: args.limits.max_size,
+            },
+            args.topics.clone(),
+        );
         Ok(GroupCoordinatorState {
             args,
             state: GroupState::Empty,
@@ -918,6 +992,8 @@ impl Actor for GroupCoordinator {
             rebalance_deadline: now,
             initial_delay_until: None,
             empty_since: now,
+            consumer,
+            consumer_type: false,
         })
     }
 
@@ -966,8 +1042,42 @@ impl Actor for GroupCoordinator {
             GroupMsg::Describe(reply) => {
                 let _ = reply.send(state.describe());
             }
+            GroupMsg::ConsumerHeartbeat(hb, reply) => {
+                let answer = if hb.member_epoch == 0 && !state.members.is_empty() {
+                    HeartbeatAnswer {
+                        error: code::INCONSISTENT_GROUP_PROTOCOL,
+                        message: Some("The group has members of the classic protocol".into()),
+                        member_id: hb.member_id.clone(),
+                        member_epoch: -1,
+                        ..Default::default()
+                    }
+                } else {
+                    if hb.member_epoch == 0 {
+                        state.consumer_type = true;
+                    }
+                    state.consumer.heartbeat(hb, Instant::now())
+                };
+                if !state.consumer.has_members() {
+                    state.empty_since = Instant::now();
+                }
+                let _ = reply.send(answer);
+            }
+            GroupMsg::ConsumerDescribe(reply) => {
+                let c = &state.consumer;
+                let _ = reply.send(ConsumerGroupDescription {
+                    state: if state.consumer_type {
+                        c.state_name()
+                    } else {
+                        "Dead"
+                    },
+                    group_epoch: c.group_epoch(),
+                    assignment_epoch: c.assignment_epoch(),
+                    assignor: c.assignor().to_string(),
+                    members: c.members(),
+                });
+            }
             GroupMsg::Delete(reply) => {
-                if state.state != GroupState::Empty {
+                if !state.is_empty() {
                     let _ = reply.send(code::NON_EMPTY_GROUP);
                     return Ok(());
                 }
@@ -991,7 +1101,10 @@ impl Actor for GroupCoordinator {
             }
             GroupMsg::Tick => {
                 state.tick();
-                if state.state == GroupState::Empty
+                if state.consumer.tick(Instant::now()) && !state.consumer.has_members() {
+                    state.empty_since = Instant::now();
+                }
+                if state.is_empty()
                     && state.empty_since.elapsed() > state.args.limits.offsets_retention
                 {
                     tracing::info!(group = %state.args.group_id, "offsets expired");

@@ -6,6 +6,7 @@
 //! A coordinator that fails is restarted empty (members rejoin; offsets are in the store);
 //! one that stops (deleted, offsets expired) is forgotten.
 
+use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -38,6 +39,8 @@ pub struct GroupManagerArgs {
     pub store: SharedMetadataStore,
     /// Group settings.
     pub limits: GroupLimits,
+    /// Topic names to ids (consumer protocol).
+    pub topics: SharedTopicLookup,
 }
 
 /// State of the manager.
@@ -61,6 +64,7 @@ impl GroupManagerState {
             group_id: group_id.to_string(),
             store: self.args.store.clone(),
             limits: self.args.limits.clone(),
+            topics: self.args.topics.clone(),
         };
         match Actor::spawn_linked(None, GroupCoordinator, args, myself.get_cell()).await {
             Ok((actor, _)) => {

@@ -17,6 +17,7 @@
 //! Request handlers (in the node crate) talk to actors through [`Node`].
 
 pub mod cache;
+pub mod consumer_group;
 pub mod group;
 pub mod group_manager;
 pub mod index_writer;

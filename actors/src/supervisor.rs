@@ -8,6 +8,7 @@
 //! the node (the process exits non-zero so an orchestrator restarts it).
 
 use crate::cache::{CacheArgs, CacheMsg, CacheShard};
+use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupLimits, GroupMsg};
 use crate::group_manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
@@ -101,6 +102,7 @@ struct Slots {
 
 struct SupervisorArgs {
     config: NodeConfig,
+    topics: SharedTopicLookup,
     store: SharedMetadataStore,
     blob: BlobStore,
     partitions: PartitionRegistry,
@@ -169,6 +171,7 @@ impl SupervisorState {
                 let args = GroupManagerArgs {
                     store: a.store.clone(),
                     limits: c.groups.clone(),
+                    topics: a.topics.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
                 a.slots.groups.set(Some(r.clone()));
@@ -268,11 +271,13 @@ impl Node {
         config: NodeConfig,
         store: SharedMetadataStore,
         blob: BlobStore,
+        topics: SharedTopicLookup,
     ) -> Result<Node, NodeError> {
         let partitions = PartitionRegistry::default();
         let slots = Arc::new(Slots::default());
         let args = SupervisorArgs {
             config: config.clone(),
+            topics,
             store: store.clone(),
             blob: blob.clone(),
             partitions: partitions.clone(),

@@ -45,6 +45,18 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
+#[derive(Debug)]
+struct NoTopics;
+
+impl crate::consumer_group::TopicLookup for NoTopics {
+    fn lookup(&self, _name: &str) -> Option<(uuid::Uuid, i32)> {
+        None
+    }
+    fn name_of(&self, _id: &uuid::Uuid) -> Option<String> {
+        None
+    }
+}
+
 async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = metadata::open("sqlite://meta.db", dir.path()).unwrap();
@@ -61,7 +73,9 @@ async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
         flush_interval: Duration::from_millis(5),
         ..NodeConfig::default()
     };
-    let node = Node::start(config, store, blob).await.unwrap();
+    let node = Node::start(config, store, blob, std::sync::Arc::new(NoTopics))
+        .await
+        .unwrap();
     let tp = TopicPartition {
         topic_id: t.id,
         partition: 0,

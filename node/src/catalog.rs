@@ -348,6 +348,17 @@ impl Catalog {
     }
 }
 
+impl inkless_actors::consumer_group::TopicLookup for Catalog {
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+        self.by_name(name)
+            .map(|t| (t.record.id, t.record.partitions))
+    }
+
+    fn name_of(&self, id: &Uuid) -> Option<String> {
+        self.by_id(id).map(|t| t.record.name.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,10 @@ pub struct GroupsSection {
     pub offsets_retention_minutes: u64,
     /// `offset.metadata.max.bytes`: largest metadata string of a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.session.timeout.ms`: consumer-protocol (KIP-848) session timeout.
+    pub consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`: consumer-protocol heartbeat interval.
+    pub consumer_heartbeat_interval_ms: u64,
 }
 
 impl Default for GroupsSection {
@@ -58,6 +62,8 @@ impl Default for GroupsSection {
             max_size: i32::MAX as usize,
             offsets_retention_minutes: 7 * 24 * 60,
             offset_metadata_max_bytes: 4096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -285,6 +291,12 @@ impl Config {
                 offset_metadata_max_bytes: self.groups.offset_metadata_max_bytes,
                 offsets_retention: Duration::from_secs(
                     self.groups.offsets_retention_minutes.saturating_mul(60),
+                ),
+                consumer_session_timeout: Duration::from_millis(
+                    self.groups.consumer_session_timeout_ms,
+                ),
+                consumer_heartbeat_interval: Duration::from_millis(
+                    self.groups.consumer_heartbeat_interval_ms,
                 ),
             },
             ..inkless_actors::NodeConfig::default()

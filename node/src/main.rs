@@ -99,7 +99,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening object store {}", c.storage.object_store))?;
     let cluster_id = store.cluster_id().await?;
     let catalog = catalog::Catalog::load(store.clone(), c.kafka.message_max_bytes).await?;
-    let node = Node::start(c.node_config(), store, blob).await?;
+    let node = Node::start(c.node_config(), store, blob, Arc::new(catalog.clone())).await?;
 
     let tps: Vec<TopicPartition> = catalog
         .all()

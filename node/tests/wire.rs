@@ -637,6 +637,39 @@ fn every_advertised_version_answers() {
                         "v{v}"
                     );
                 }
+                ApiKey::ConsumerGroupHeartbeat => {
+                    let member = if v >= 1 {
+                        uuid::Uuid::new_v4().to_string()
+                    } else {
+                        String::new()
+                    };
+                    let req = ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(gid(&format!("cg-{v}")))
+                        .with_member_id(StrBytes::from_string(member))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(30_000)
+                        .with_subscribed_topic_names(Some(vec![t.clone()]))
+                        .with_topic_partitions(Some(vec![]));
+                    let r: ConsumerGroupHeartbeatResponse = c.call(api.key, v, &req);
+                    assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+                    assert!(r.member_epoch > 0, "v{v}");
+                    let assigned: usize = r
+                        .assignment
+                        .map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum())
+                        .unwrap_or(0);
+                    assert!(assigned >= 3, "the only member gets every partition, v{v}");
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    let req = ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![gid("cg-0"), gid("nope")]);
+                    let r: ConsumerGroupDescribeResponse = c.call(api.key, v, &req);
+                    assert_eq!(
+                        (r.groups[0].error_code, r.groups[0].members.len()),
+                        (0, 1),
+                        "v{v}"
+                    );
+                    assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND v{v}");
+                }
                 other => panic!("no test for advertised API {other:?}"),
             }
         }

@@ -519,20 +519,20 @@ pub async fn list(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroups
         if d.state == GroupState::Dead {
             continue;
         }
-        if version >= 4 && !states.is_empty() && !states.contains(&d.state.name().to_lowercase()) {
+        if version >= 4 && !states.is_empty() && !states.contains(&d.state_name.to_lowercase()) {
             continue;
         }
-        if version >= 5 && !types.is_empty() && !types.contains(&"classic".to_string()) {
+        if version >= 5 && !types.is_empty() && !types.contains(&d.group_type.to_string()) {
             continue;
         }
         let mut g = ListedGroup::default()
             .with_group_id(GroupId(s(id)))
             .with_protocol_type(s(d.protocol_type));
         if version >= 4 {
-            g = g.with_group_state(s(d.state.name()));
+            g = g.with_group_state(s(d.state_name));
         }
         if version >= 5 {
-            g = g.with_group_type(s("classic"));
+            g = g.with_group_type(s(d.group_type));
         }
         out.push(g);
     }
@@ -579,7 +579,7 @@ pub async fn describe(
             })
             .collect();
         out.push(
-            base.with_group_state(s(d.state.name()))
+            base.with_group_state(s(d.state_name))
                 .with_protocol_type(s(d.protocol_type))
                 .with_protocol_data(s(d.protocol_name))
                 .with_members(members),

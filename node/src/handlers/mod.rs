@@ -3,6 +3,7 @@
 
 pub mod api_versions;
 pub mod configs;
+pub mod consumer_groups;
 pub mod fetch;
 pub mod groups;
 pub mod metadata;
@@ -163,6 +164,12 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(groups::offset_delete(ctx, r).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_groups::heartbeat(ctx, r, &client_id, peer).await,
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(ctx, r).await)
         }
         RequestKind::DescribeCluster(_) => {
             ResponseKind::DescribeCluster(misc::describe_cluster(ctx))
