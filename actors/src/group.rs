@@ -1120,7 +1120,7 @@ impl Actor for GroupCoordinator {
                 let next = if state.is_active() {
                     ACTIVE_TICK
                 } else {
-                    IDLE_TICK
+                    IDLE_TICK.min(state.args.limits.offsets_retention)
                 };
                 myself.send_after(next, || GroupMsg::Tick);
             }

@@ -190,3 +190,59 @@ async fn a_panicking_partition_restarts_from_the_store_and_loses_nothing() {
     assert_eq!(next.base_offset, 5);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn offsets_of_an_empty_group_expire_after_the_retention() {
+    use crate::group::{code, GroupArgs, GroupCoordinator, GroupLimits, GroupMsg, MemberRef};
+    use inkless_storage::metadata::CommittedOffset;
+    let dir = tempfile::tempdir().unwrap();
+    let store = metadata::open("sqlite://meta.db", dir.path()).unwrap();
+    let t = store
+        .create_topic(NewTopic {
+            name: "t".into(),
+            partitions: 1,
+            configs: Default::default(),
+        })
+        .await
+        .unwrap();
+    let args = GroupArgs {
+        group_id: "g".into(),
+        store: store.clone(),
+        limits: GroupLimits {
+            offsets_retention: Duration::from_millis(300),
+            ..GroupLimits::default()
+        },
+        topics: std::sync::Arc::new(NoTopics),
+    };
+    let (g, handle) = ractor::Actor::spawn(None, GroupCoordinator, args)
+        .await
+        .unwrap();
+    let (tx, rx) = oneshot::channel();
+    let offsets = vec![CommittedOffset {
+        topic_id: t.id,
+        partition: 0,
+        offset: 42,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_time_ms: 0,
+    }];
+    let member = MemberRef {
+        member_id: String::new(),
+        instance_id: None,
+    };
+    g.cast(GroupMsg::Commit {
+        member,
+        generation: -1,
+        offsets,
+        reply: tx,
+    })
+    .unwrap();
+    assert_eq!(rx.await.unwrap(), code::NONE);
+    assert_eq!(store.fetch_offsets("g").await.unwrap().len(), 1);
+    // The coordinator deletes the offsets and stops once the group stayed empty that long.
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("coordinator stopped")
+        .unwrap();
+    assert!(store.fetch_offsets("g").await.unwrap().is_empty());
+}

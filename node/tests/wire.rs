@@ -763,6 +763,10 @@ fn produce_errors_use_kafka_codes() {
     assert_eq!(produce(&mut c, "small", 0, bad.freeze()).error_code, 2);
     // Over max.message.bytes.
     assert_eq!(produce(&mut c, "small", 0, records(10, 500)).error_code, 10);
+    // Two batches for one partition in one request.
+    let mut two = BytesMut::from(&records(1, 5)[..]);
+    two.extend_from_slice(&records(1, 5));
+    assert_eq!(produce(&mut c, "small", 0, two.freeze()).error_code, 87);
     // Unknown topic, unknown partition.
     assert_eq!(produce(&mut c, "nope", 0, records(1, 1)).error_code, 3);
     assert_eq!(produce(&mut c, "small", 5, records(1, 1)).error_code, 3);

@@ -65,6 +65,13 @@ fn validate(
     };
     let mut batches =
         batch::split_and_validate(records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    if batches.len() != 1 {
+        // As Kafka since Produce v3: exactly one batch per partition per request.
+        return Err((
+            code::INVALID_RECORD,
+            "Produce requests must have exactly one record batch per partition".into(),
+        ));
+    }
     for b in &batches {
         if b.bytes.len() as i64 > max_message_bytes {
             return Err((
