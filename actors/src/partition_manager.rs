@@ -33,6 +33,9 @@ pub enum ManagerMsg {
     },
     /// Retry starting a partition whose restart failed.
     Restart(TopicPartition),
+    /// Panics inside the manager (fault-injection tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectPanic,
     /// Stop the actors of these partitions.
     Remove {
         /// Partitions.
@@ -165,6 +168,8 @@ impl Actor for PartitionManager {
                 }
                 let _ = reply.send(failed);
             }
+            #[cfg(any(test, feature = "fault-injection"))]
+            ManagerMsg::InjectPanic => panic!("injected panic in partition manager"),
             ManagerMsg::Restart(tp) => {
                 if state.args.partitions.get(&tp).is_none() && state.offsets.contains_key(&tp) {
                     if let Err(e) = state.start(&myself, tp).await {

@@ -466,6 +466,15 @@ impl Node {
         rx.await.unwrap_or_default()
     }
 
+    /// Injects a panic into the partition manager (fault-injection builds only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_manager_panic(&self) -> bool {
+        self.slots
+            .manager
+            .get()
+            .is_some_and(|m| m.cast(ManagerMsg::InjectPanic).is_ok())
+    }
+
     /// Stops the whole tree and waits for it.
     pub async fn stop(&self) {
         self.supervisor.stop(Some("shutdown".into()));

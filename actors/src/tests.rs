@@ -246,3 +246,35 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         .unwrap();
     assert!(store.fetch_offsets("g").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_restarted_partition_manager_brings_every_partition_back() {
+    let (node, tp, _dir) = node().await;
+    let other = TopicPartition { partition: 1, ..tp };
+    produce(&node, tp, batch(2, (-1, -1, -1))).await.unwrap();
+    let before = node.partition(&tp).unwrap().actor.get_id();
+    assert!(node.inject_manager_panic());
+    let back = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let fresh = |t: &TopicPartition| {
+                node.partition(t).is_some_and(|h| {
+                    h.actor.get_id() != before
+                        && h.actor.get_status() == ractor::ActorStatus::Running
+                })
+            };
+            if fresh(&tp) && fresh(&other) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        back.is_ok(),
+        "both partitions run again under the new manager"
+    );
+    assert_eq!(read_all(&node, tp).await.len(), 1);
+    let next = produce(&node, other, batch(1, (-1, -1, -1))).await.unwrap();
+    assert_eq!(next.base_offset, 0);
+    node.stop().await;
+}
