@@ -872,3 +872,67 @@ fn list_offsets_finds_records_by_timestamp() {
         "max timestamp: first record holding it"
     );
 }
+
+#[test]
+fn log_append_time_topics_stamp_the_broker_time() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(
+        &mut c,
+        "stamped",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let r = produce(&mut c, "stamped", 0, records(3, 10));
+    assert_eq!(r.error_code, 0);
+    assert!(
+        r.log_append_time_ms >= before,
+        "the ack carries the append time"
+    );
+    let data = fetch(&mut c, "stamped", 0, 0, 0);
+    let mut bytes = data.records.unwrap();
+    // Clients read every record's timestamp of a LogAppendTime batch from its max timestamp.
+    let header = inkless_protocol::batch::BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(header.max_timestamp, r.log_append_time_ms);
+    let batches =
+        inkless_protocol::kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();
+    assert!(batches
+        .records
+        .iter()
+        .all(|rec| rec.timestamp_type == TimestampType::LogAppend));
+    assert_eq!(batches.records.len(), 3);
+}
+
+#[test]
+fn metadata_auto_creates_valid_topics_and_refuses_invalid_names() {
+    let b = Broker::start(&[("INKLESS__KAFKA__NUM_PARTITIONS", "3")]);
+    let mut c = b.conn();
+    let ask = |c: &mut Conn, topic: &str, allow: bool| -> MetadataResponse {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(name(topic)))]))
+            .with_allow_auto_topic_creation(allow);
+        c.call(ApiKey::Metadata, 12, &req)
+    };
+    let r = ask(&mut c, "made-on-demand", true);
+    assert_eq!(
+        (r.topics[0].error_code, r.topics[0].partitions.len()),
+        (0, 3)
+    );
+    assert!(!r.topics[0].topic_id.is_nil());
+    assert_eq!(
+        ask(&mut c, "bad name!", true).topics[0].error_code,
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+    assert_eq!(
+        ask(&mut c, "not-allowed", false).topics[0].error_code,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+}
