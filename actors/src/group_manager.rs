@@ -8,6 +8,7 @@
 
 use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::registry::ActorDirectory;
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +42,8 @@ pub struct GroupManagerArgs {
     pub limits: GroupLimits,
     /// Topic names to ids (consumer protocol).
     pub topics: SharedTopicLookup,
+    /// Labels for the actor tree listing.
+    pub directory: ActorDirectory,
 }
 
 /// State of the manager.
@@ -69,6 +72,9 @@ impl GroupManagerState {
         match Actor::spawn_linked(None, GroupCoordinator, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 self.by_actor.insert(actor.get_id(), group_id.to_string());
+                self.args
+                    .directory
+                    .started(actor.get_id(), "group", format!("group/{group_id}"));
                 self.groups.insert(group_id.to_string(), actor.clone());
                 Some(actor)
             }
@@ -149,6 +155,7 @@ impl Actor for GroupManager {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(g) = state.by_actor.remove(&cell.get_id()) {
+                    state.args.directory.stopped(cell.get_id(), true);
                     tracing::warn!(group = %g, error = %err, "group coordinator failed; restarting");
                     state.groups.remove(&g);
                     state.start(&myself, &g).await;
@@ -156,6 +163,7 @@ impl Actor for GroupManager {
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(g) = state.by_actor.remove(&cell.get_id()) {
+                    state.args.directory.stopped(cell.get_id(), false);
                     tracing::info!(group = %g, ?reason, "group coordinator stopped");
                     if state
                         .groups

@@ -8,7 +8,7 @@
 
 use crate::index_writer::IndexMsg;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
-use crate::registry::{ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::registry::{ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry};
 use crate::TopicPartition;
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -60,6 +60,8 @@ pub struct ManagerArgs {
     pub recent_batches_max: usize,
     /// Failures of one partition per minute before escalating.
     pub max_restarts: u32,
+    /// Labels for the actor tree listing.
+    pub directory: ActorDirectory,
 }
 
 /// State of the manager.
@@ -97,6 +99,11 @@ impl ManagerState {
             .await
             .map_err(|e| e.to_string())?;
         self.children.insert(actor.get_id(), tp);
+        self.args.directory.started(
+            actor.get_id(),
+            "partition",
+            format!("partition/{}/{}", tp.topic_id, tp.partition),
+        );
         self.args.partitions.insert(
             tp,
             PartitionHandle {
@@ -110,6 +117,7 @@ impl ManagerState {
     fn stop(&mut self, tp: &TopicPartition) -> Option<ActorRef<PartitionMsg>> {
         let h = self.args.partitions.remove(tp)?;
         self.children.remove(&h.actor.get_id());
+        self.args.directory.stopped(h.actor.get_id(), false);
         self.offsets.remove(tp);
         self.restarts.remove(tp);
         h.actor.stop(Some("removed".into()));
@@ -207,6 +215,7 @@ impl Actor for PartitionManager {
                 let Some(tp) = state.children.remove(&cell.get_id()) else {
                     return Ok(());
                 };
+                state.args.directory.stopped(cell.get_id(), true);
                 let now = Instant::now();
                 let entry = state.restarts.entry(tp).or_insert((0, now));
                 if now.duration_since(entry.1) > RESTART_WINDOW {
@@ -228,6 +237,7 @@ impl Actor for PartitionManager {
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(tp) = state.children.remove(&cell.get_id()) {
+                    state.args.directory.stopped(cell.get_id(), false);
                     tracing::info!(?tp, ?reason, "partition actor stopped");
                     if state
                         .args

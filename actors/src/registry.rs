@@ -83,3 +83,58 @@ impl<M: ractor::Message> ActorSlot<M> {
         *self.inner.write() = actor;
     }
 }
+
+/// What the actor tree listing knows about one actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorLabel {
+    /// Kind (`partition`, `group`, `index-writer`, …).
+    pub kind: &'static str,
+    /// Stable name within the node, e.g. `partition/orders/3`.
+    pub name: String,
+    /// Restarts of this name so far.
+    pub restarts: u32,
+}
+
+/// Labels of the live actors of this node, kept by their supervisors, so the supervision
+/// tree can be listed with names (ractor's own registry is global to the process and its
+/// names cannot be reused while a failed actor is being replaced).
+#[derive(Debug, Default, Clone)]
+pub struct ActorDirectory {
+    labels: Arc<RwLock<HashMap<ractor::ActorId, ActorLabel>>>,
+    restarts: Arc<RwLock<HashMap<String, u32>>>,
+}
+
+impl ActorDirectory {
+    /// Records a started actor; a name seen before counts as a restart.
+    pub fn started(&self, id: ractor::ActorId, kind: &'static str, name: String) {
+        let restarts = {
+            let mut r = self.restarts.write();
+            let n = r.entry(name.clone()).or_insert(0);
+            let seen = *n;
+            *n += 1;
+            seen
+        };
+        self.labels.write().insert(
+            id,
+            ActorLabel {
+                kind,
+                name,
+                restarts,
+            },
+        );
+    }
+
+    /// Forgets a stopped actor; `keep_history` keeps its restart count for a successor.
+    pub fn stopped(&self, id: ractor::ActorId, keep_history: bool) {
+        if let Some(l) = self.labels.write().remove(&id) {
+            if !keep_history {
+                self.restarts.write().remove(&l.name);
+            }
+        }
+    }
+
+    /// The label of an actor.
+    pub fn label(&self, id: &ractor::ActorId) -> Option<ActorLabel> {
+        self.labels.read().get(id).cloned()
+    }
+}

@@ -15,7 +15,7 @@ use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::partition::PartitionMsg;
 use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::produce_buffer::{BufferMsg, PartAppend, ProduceBuffer, ProduceBufferArgs};
-use crate::registry::{ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::registry::{ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry};
 use crate::uploader::{ObjectUploader, UploadMsg, UploaderArgs};
 use crate::{AppendError, ReadError, TopicPartition};
 use bytes::Bytes;
@@ -90,6 +90,56 @@ enum Child {
     Buffer,
 }
 
+impl Child {
+    fn kind(self) -> &'static str {
+        match self {
+            Child::IndexWriter => "index-writer",
+            Child::Cache => "cache-shard",
+            Child::Uploader => "object-uploader",
+            Child::Manager => "partition-manager",
+            Child::Groups => "group-manager",
+            Child::Buffer => "produce-buffer",
+        }
+    }
+}
+
+/// One actor of the supervision tree, as listed by [`Node::actor_tree`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActorInfo {
+    /// ractor's id of the actor.
+    pub id: String,
+    /// Id of its supervisor.
+    pub parent: Option<String>,
+    /// Kind of actor.
+    pub kind: String,
+    /// Stable name within the node.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: String,
+    /// Restarts of this name so far.
+    pub restarts: u32,
+}
+
+fn walk(cell: &ActorCell, parent: Option<String>, dir: &ActorDirectory, out: &mut Vec<ActorInfo>) {
+    let id = cell.get_id().to_string();
+    let label = dir.label(&cell.get_id());
+    out.push(ActorInfo {
+        id: id.clone(),
+        parent,
+        kind: label
+            .as_ref()
+            .map(|l| l.kind)
+            .unwrap_or("unknown")
+            .to_string(),
+        name: label.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+        status: format!("{:?}", cell.get_status()),
+        restarts: label.map(|l| l.restarts).unwrap_or(0),
+    });
+    for child in cell.get_children() {
+        walk(&child, Some(id.clone()), dir, out);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slots {
     index: Arc<ActorSlot<IndexMsg>>,
@@ -101,6 +151,7 @@ struct Slots {
 }
 
 struct SupervisorArgs {
+    directory: ActorDirectory,
     config: NodeConfig,
     topics: SharedTopicLookup,
     store: SharedMetadataStore,
@@ -162,6 +213,7 @@ impl SupervisorState {
                     index_writer: a.slots.index.clone(),
                     recent_batches_max: c.recent_batches_per_partition,
                     max_restarts: c.max_restarts,
+                    directory: a.directory.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, PartitionManager, args, me).await?;
                 a.slots.manager.set(Some(r.clone()));
@@ -172,6 +224,7 @@ impl SupervisorState {
                     store: a.store.clone(),
                     limits: c.groups.clone(),
                     topics: a.topics.clone(),
+                    directory: a.directory.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
                 a.slots.groups.set(Some(r.clone()));
@@ -188,6 +241,9 @@ impl SupervisorState {
                 r.get_cell()
             }
         };
+        self.args
+            .directory
+            .started(cell.get_id(), child.kind(), child.kind().to_string());
         self.children.insert(cell.get_id(), child);
         Ok(())
     }
@@ -237,6 +293,7 @@ impl Actor for NodeSupervisor {
         let Some(child) = state.children.remove(&cell.get_id()) else {
             return Ok(());
         };
+        state.args.directory.stopped(cell.get_id(), true);
         let now = Instant::now();
         let entry = state.restarts.entry(child).or_insert((0, now));
         if now.duration_since(entry.1) > Duration::from_secs(60) {
@@ -256,6 +313,7 @@ impl Actor for NodeSupervisor {
 /// A running node: the handle request handlers use to reach its actors.
 #[derive(Clone)]
 pub struct Node {
+    directory: ActorDirectory,
     config: NodeConfig,
     store: SharedMetadataStore,
     blob: BlobStore,
@@ -275,7 +333,9 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let partitions = PartitionRegistry::default();
         let slots = Arc::new(Slots::default());
+        let directory = ActorDirectory::default();
         let args = SupervisorArgs {
+            directory: directory.clone(),
             config: config.clone(),
             topics,
             store: store.clone(),
@@ -286,12 +346,18 @@ impl Node {
         let (supervisor, handle) = Actor::spawn(None, NodeSupervisor, args)
             .await
             .map_err(|e| NodeError::Spawn(e.to_string()))?;
+        directory.started(
+            supervisor.get_id(),
+            "node-supervisor",
+            format!("node-{}", config.node_id),
+        );
         let (tx, stopped) = watch::channel(false);
         tokio::spawn(async move {
             let _ = handle.await;
             let _ = tx.send(true);
         });
         Ok(Node {
+            directory,
             config,
             store,
             blob,
@@ -473,6 +539,13 @@ impl Node {
             .manager
             .get()
             .is_some_and(|m| m.cast(ManagerMsg::InjectPanic).is_ok())
+    }
+
+    /// The live supervision tree of this node, root first.
+    pub fn actor_tree(&self) -> Vec<ActorInfo> {
+        let mut out = Vec::new();
+        walk(&self.supervisor.get_cell(), None, &self.directory, &mut out);
+        out
     }
 
     /// Stops the whole tree and waits for it.

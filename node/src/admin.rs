@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint (`admin.listen`): `GET /metrics` in Prometheus text format and
-//! `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
+//! The admin HTTP endpoint (`admin.listen`): `GET /metrics` in Prometheus text format,
+//! `GET /actors` (the node's live supervision tree as JSON: id, parent, kind, name, status,
+//! restarts) and `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
 //! request head capped at 8 KiB.
 
 use crate::handlers::Ctx;
@@ -45,13 +46,18 @@ async fn answer(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     }
     let line = String::from_utf8_lossy(&head);
     let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = match path {
-        "/metrics" => ("200 OK", metrics(ctx)),
-        "/health" => ("200 OK", "ok\n".to_string()),
-        _ => ("404 Not Found", "not found\n".to_string()),
+    const TEXT: &str = "text/plain; version=0.0.4";
+    let (status, content_type, body) = match path {
+        "/metrics" => ("200 OK", TEXT, metrics(ctx)),
+        "/health" => ("200 OK", TEXT, "ok\n".to_string()),
+        "/actors" => match serde_json::to_string_pretty(&ctx.node.actor_tree()) {
+            Ok(json) => ("200 OK", "application/json", json),
+            Err(e) => ("500 Internal Server Error", TEXT, format!("{e}\n")),
+        },
+        _ => ("404 Not Found", TEXT, "not found\n".to_string()),
     };
     let resp = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(resp.as_bytes()).await?;

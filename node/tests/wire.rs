@@ -832,6 +832,32 @@ fn metrics_count_object_store_requests() {
     assert_eq!(value("inkless_object_store_put_requests_total"), 1);
     assert!(value("inkless_object_store_put_bytes_total") > 500);
     assert_eq!(value("inkless_partitions"), 1);
+
+    // The live supervision tree, with a group coordinator once a group exists.
+    assert_eq!(commit(&mut c, "tree-group", "", -1, &name("m"), 1, 8), 0);
+    let mut s = TcpStream::connect(&admin).unwrap();
+    s.write_all(b"GET /actors HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    let body = page.split("\r\n\r\n").nth(1).unwrap();
+    let tree: Vec<serde_json::Value> = serde_json::from_str(body).unwrap();
+    let kinds: Vec<&str> = tree.iter().filter_map(|a| a["kind"].as_str()).collect();
+    for k in [
+        "node-supervisor",
+        "partition-manager",
+        "partition",
+        "group-manager",
+        "group",
+        "index-writer",
+        "produce-buffer",
+        "object-uploader",
+        "cache-shard",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert!(tree[0]["parent"].is_null(), "the root comes first");
+    assert!(tree.iter().skip(1).all(|a| a["parent"].is_string()));
 }
 
 #[test]

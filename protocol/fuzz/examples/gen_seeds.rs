@@ -52,9 +52,7 @@ fn default_body(key: ApiKey) -> RequestKind {
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
-        ApiKey::IncrementalAlterConfigs => {
-            RequestKind::IncrementalAlterConfigs(Default::default())
-        }
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
         other => panic!("add a default body for {other:?}"),
     }
@@ -128,7 +126,12 @@ fn realistic() -> Vec<(&'static str, Bytes)> {
     vec![
         (
             "api_versions_v3",
-            request(ApiKey::ApiVersions, 3, &RequestKind::ApiVersions(api_versions)).unwrap(),
+            request(
+                ApiKey::ApiVersions,
+                3,
+                &RequestKind::ApiVersions(api_versions),
+            )
+            .unwrap(),
         ),
         (
             "metadata_v12",

@@ -29,12 +29,21 @@ pub fn check_batches(records: &Bytes) {
         return;
     };
     let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
-    assert_eq!(total, records.len(), "accepted batches must cover the input");
+    assert_eq!(
+        total,
+        records.len(),
+        "accepted batches must cover the input"
+    );
     for b in &batches {
         let h = b.header;
         assert_eq!(h.total_bytes(), b.bytes.len());
         assert!(h.record_count > 0);
-        let _ = (h.compression(), h.is_transactional(), h.is_control(), h.is_idempotent());
+        let _ = (
+            h.compression(),
+            h.is_transactional(),
+            h.is_control(),
+            h.is_idempotent(),
+        );
         let _ = h.last_sequence();
         // Rewrites done when serving / for LogAppendTime topics keep the batch valid.
         let stamped = batch::set_log_append_time(&b.bytes, 1_700_000_000_000);
