@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the end-to-end tests (integration/tests_py) need, on a
+# Installs everything the end-to-end tests (integration/tests_py) need, and the
+# PostgreSQL server that storage/tests/postgres.rs starts by itself, on a
 # Debian machine of the project's kind (Rust, Python 3.11, Java 17 + Maven,
 # Go, Node preinstalled; registries reachable: apt, PyPI, npm, Go proxy,
 # Maven Central). Idempotent, and fast when everything is already there.
@@ -23,7 +24,7 @@ for d in "$HOME/.cargo/bin" /usr/local/go/bin "$HOME/go/bin" "$HOME/.pyenv/shims
 done
 export PATH
 
-# ---- apt: kcat (and toolchains, only if missing) ----
+# ---- apt: kcat, the PostgreSQL server (and toolchains, only if missing) ----
 APT_UPDATED=0
 apt_install() {
     local sudo=""
@@ -44,6 +45,8 @@ have mvn || missing+=(maven)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have setpriv || missing+=(util-linux)
+# storage/tests/postgres.rs runs initdb and pg_ctl from /usr/lib/postgresql/<version>/bin.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
 fi

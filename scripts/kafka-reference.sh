@@ -25,7 +25,9 @@
 #   KAFKA_REF_EXTRA_PROPS=group.max.size=4,group.consumer.session.timeout.ms=6000
 # In serve mode, INKLESS__GROUPS__<KEY>=V also becomes group.<key>=V (lower
 # case, `_` -> `.`), e.g. INKLESS__GROUPS__MAX_SIZE=4 -> group.max.size=4, so
-# the test suite's Inkless group settings apply to Kafka too.
+# the test suite's Inkless group settings apply to Kafka too
+# (CONSUMER_SESSION_TIMEOUT_MS / CONSUMER_HEARTBEAT_INTERVAL_MS also set the
+# matching group.consumer.min.* bound, which Inkless does not have).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -146,6 +148,12 @@ extra_props() { # server.properties lines from KAFKA_REF_EXTRA_PROPS (+ INKLESS_
             key="${kv#INKLESS__GROUPS__}"
             key="group.$(tr 'A-Z_' 'a-z.' <<<"$key")"
             echo "$key=${!kv}"
+            # Inkless has no lower bounds for these two KIP-848 settings; Kafka's
+            # (45000 and 5000 by default) would refuse lower values.
+            case "$key" in
+                group.consumer.session.timeout.ms) echo "group.consumer.min.session.timeout.ms=${!kv}" ;;
+                group.consumer.heartbeat.interval.ms) echo "group.consumer.min.heartbeat.interval.ms=${!kv}" ;;
+            esac
         done < <(env | grep -E '^INKLESS__GROUPS__[A-Z0-9_]+=' || true)
     fi
     if [[ -n "${KAFKA_REF_EXTRA_PROPS:-}" ]]; then

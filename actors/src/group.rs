@@ -231,6 +231,9 @@ pub struct GroupDescription {
     pub protocol_name: String,
     /// Members.
     pub members: Vec<MemberDescription>,
+    /// Topics the members of a consumer-protocol group subscribe to (classic groups carry
+    /// theirs in the members' metadata).
+    pub subscribed_topics: Vec<String>,
 }
 
 /// A consumer-protocol group as ConsumerGroupDescribe shows it.
@@ -897,6 +900,12 @@ impl GroupCoordinatorState {
                 protocol_type: "consumer".into(),
                 protocol_name: self.consumer.assignor().to_string(),
                 members: Vec::new(),
+                subscribed_topics: self
+                    .consumer
+                    .members()
+                    .into_iter()
+                    .flat_map(|m| m.subscribed)
+                    .collect(),
             };
         }
         GroupDescription {
@@ -910,6 +919,7 @@ impl GroupCoordinatorState {
                 String::new()
             },
             members,
+            subscribed_topics: Vec::new(),
         }
     }
 

@@ -59,7 +59,9 @@ impl crate::consumer_group::TopicLookup for NoTopics {
 
 async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = metadata::open("sqlite://meta.db", dir.path()).unwrap();
+    let store = metadata::open("sqlite://meta.db", dir.path())
+        .await
+        .unwrap();
     let blob = BlobStore::open("memory://", &S3Options::default(), dir.path()).unwrap();
     let t = store
         .create_topic(NewTopic {
@@ -196,7 +198,9 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
     use crate::group::{code, GroupArgs, GroupCoordinator, GroupLimits, GroupMsg, MemberRef};
     use inkless_storage::metadata::CommittedOffset;
     let dir = tempfile::tempdir().unwrap();
-    let store = metadata::open("sqlite://meta.db", dir.path()).unwrap();
+    let store = metadata::open("sqlite://meta.db", dir.path())
+        .await
+        .unwrap();
     let t = store
         .create_topic(NewTopic {
             name: "t".into(),

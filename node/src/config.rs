@@ -131,10 +131,12 @@ pub struct StorageSection {
     pub data_dir: PathBuf,
     /// Object store URL: `file://…`, `s3://bucket/prefix`, `memory://`.
     pub object_store: String,
-    /// Metadata store URL: `sqlite://…`.
+    /// Metadata store URL: `sqlite://…` or `postgres://…`.
     pub metadata: String,
     /// S3 settings used with an `s3://` object store.
     pub s3: S3Options,
+    /// Simulated object-store latency (benchmarks on local disks).
+    pub latency: inkless_storage::latency::LatencyModel,
 }
 
 impl Default for StorageSection {
@@ -144,6 +146,7 @@ impl Default for StorageSection {
             object_store: "file://objects".into(),
             metadata: "sqlite://metadata.db".into(),
             s3: S3Options::default(),
+            latency: inkless_storage::latency::LatencyModel::default(),
         }
     }
 }

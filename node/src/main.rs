@@ -28,6 +28,21 @@ use tokio::sync::{watch, Semaphore};
 static ALLOCATOR: inkless_protocol::alloc_guard::LargeAllocGuard =
     inkless_protocol::alloc_guard::LargeAllocGuard;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_logged_urls() {
+        assert_eq!(
+            super::redact_url("postgres://me:s3cret@db:5432/x"),
+            "postgres://me:***@db:5432/x"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://metadata.db"),
+            "sqlite://metadata.db"
+        );
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "inkless",
@@ -94,9 +109,11 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = inkless_storage::metadata::open(&c.storage.metadata, &data_dir)
+        .await
         .with_context(|| format!("opening metadata store {}", c.storage.metadata))?;
     let blob = BlobStore::open(&c.storage.object_store, &c.storage.s3, &data_dir)
-        .with_context(|| format!("opening object store {}", c.storage.object_store))?;
+        .with_context(|| format!("opening object store {}", c.storage.object_store))?
+        .with_latency(c.storage.latency.clone());
     let cluster_id = store.cluster_id().await?;
     let catalog = catalog::Catalog::load(store.clone(), c.kafka.message_max_bytes).await?;
     let node = Node::start(c.node_config(), store, blob, Arc::new(catalog.clone())).await?;
@@ -143,7 +160,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         produce_budget: Arc::new(Semaphore::new(budget as usize)),
     });
     tracing::info!(listen = %bound, advertised = %advertised, data_dir = %data_dir.display(),
-        object_store = %c.storage.object_store, metadata = %c.storage.metadata, partitions = started, "inkless node ready");
+        object_store = %c.storage.object_store, metadata = %redact_url(&c.storage.metadata), partitions = started, "inkless node ready");
 
     let admin = if c.admin.listen.is_empty() {
         None
@@ -178,6 +195,20 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     }
     tracing::info!("inkless node stopped");
     Ok(())
+}
+
+/// A URL with its password (if any) replaced, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -77,6 +77,7 @@ pub struct BlobMetrics {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     metrics: Arc<BlobMetrics>,
+    latency: Arc<crate::latency::LatencyModel>,
 }
 
 impl BlobStore {
@@ -135,7 +136,14 @@ impl BlobStore {
         Self {
             store,
             metrics: Arc::new(BlobMetrics::default()),
+            latency: Arc::new(crate::latency::LatencyModel::default()),
         }
+    }
+
+    /// Adds simulated request latency (see [`crate::latency`]).
+    pub fn with_latency(mut self, model: crate::latency::LatencyModel) -> Self {
+        self.latency = Arc::new(model);
+        self
     }
 
     /// Request counters.
@@ -146,6 +154,10 @@ impl BlobStore {
     /// Writes a whole object.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
         let len = bytes.len() as u64;
+        let delay = self.latency.put_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         match self
             .store
             .put(&Path::from(key), PutPayload::from(bytes))
@@ -165,6 +177,10 @@ impl BlobStore {
 
     /// Reads `range` of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, BlobError> {
+        let delay = self.latency.get_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         match self.store.get_range(&Path::from(key), range).await {
             Ok(b) => {
                 self.metrics.get_requests.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 //!   state) and its SQLite implementation.
 
 pub mod blob;
+pub mod latency;
 pub mod metadata;
 pub mod object;
 

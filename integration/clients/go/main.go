@@ -400,6 +400,9 @@ func (a *args) consume(ctx context.Context) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "group-member" {
+		os.Exit(groupMember(os.Args[2:])) // group.go
+	}
 	start := time.Now()
 	a, err := parseArgs()
 	if err != nil {

@@ -639,7 +639,7 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
     let Some(d) = ask(&actor, GroupMsg::Describe).await else {
         return OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE);
     };
-    let subscribed: Vec<String> = if d.protocol_type == "consumer" {
+    let mut subscribed: Vec<String> = if d.protocol_type == "consumer" {
         d.members
             .iter()
             .flat_map(|m| subscribed_topics(&m.metadata))
@@ -647,6 +647,7 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
     } else {
         Vec::new()
     };
+    subscribed.extend(d.subscribed_topics);
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();

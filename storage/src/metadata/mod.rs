@@ -11,8 +11,10 @@
 //! owner can never write after its partition moved.
 
 pub mod conformance;
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use std::collections::BTreeMap;
@@ -277,9 +279,11 @@ pub fn new_cluster_id() -> String {
 /// A shared metadata store.
 pub type SharedMetadataStore = Arc<dyn MetadataStore>;
 
-/// Opens the store named by `url`: `sqlite://path` (relative to `base_dir`) or
-/// `sqlite::memory:`.
-pub fn open(url: &str, base_dir: &std::path::Path) -> MetaResult<SharedMetadataStore> {
+/// Opens the store named by `url`: `sqlite://path` (relative to `base_dir`),
+/// `sqlite::memory:`, or `postgres://user:password@host:port/database` (also
+/// `postgresql://`; tokio-postgres parameters in the query, plus `pool_size`, default 8).
+/// Applies missing schema migrations.
+pub async fn open(url: &str, base_dir: &std::path::Path) -> MetaResult<SharedMetadataStore> {
     if url == "sqlite::memory:" || url == "sqlite://:memory:" {
         return Ok(Arc::new(SqliteStore::open_in_memory()?));
     }
@@ -291,6 +295,9 @@ pub fn open(url: &str, base_dir: &std::path::Path) -> MetaResult<SharedMetadataS
             base_dir.join(p)
         };
         return Ok(Arc::new(SqliteStore::open(&p)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::connect(url).await?));
     }
     Err(MetaError::InvalidUrl(url.to_string()))
 }

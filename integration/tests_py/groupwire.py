@@ -1,0 +1,198 @@
+"""A minimal raw Kafka protocol client for the group APIs (test_groups.py).
+
+Only non-flexible request versions, hand-encoded, so that the bytes on the
+wire are exactly what the test says: JoinGroup v5, SyncGroup v3, Heartbeat v3,
+OffsetCommit v7, LeaveGroup v3, ApiVersions v0. One blocking request at a time
+per connection (the broker answers a connection's requests in order, and a
+JoinGroup may be held until the rebalance completes), so concurrent members
+each use their own Conn.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+API_VERSIONS, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, OFFSET_COMMIT, LEAVE_GROUP = 18, 11, 14, 12, 8, 13
+USED_VERSIONS = {JOIN_GROUP: 5, SYNC_GROUP: 3, HEARTBEAT: 3, OFFSET_COMMIT: 7, LEAVE_GROUP: 3}
+
+NONE = 0
+ILLEGAL_GENERATION = 22
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
+MEMBER_ID_REQUIRED = 79
+GROUP_MAX_SIZE_REACHED = 81
+FENCED_INSTANCE_ID = 82
+
+
+# ---- encoding ----
+
+def i16(v: int) -> bytes:
+    return struct.pack(">h", v)
+
+
+def i32(v: int) -> bytes:
+    return struct.pack(">i", v)
+
+
+def i64(v: int) -> bytes:
+    return struct.pack(">q", v)
+
+
+def string(s: str | None) -> bytes:
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def bytes_(b: bytes | None) -> bytes:
+    if b is None:
+        return i32(-1)
+    return i32(len(b)) + b
+
+
+def array(items: list[bytes]) -> bytes:
+    return i32(len(items)) + b"".join(items)
+
+
+class Reader:
+    def __init__(self, b: bytes):
+        self.b = b
+        self.o = 0
+
+    def _take(self, n: int) -> bytes:
+        if self.o + n > len(self.b):
+            raise ValueError(f"response truncated: need {n} bytes at {self.o} of {len(self.b)}")
+        v = self.b[self.o:self.o + n]
+        self.o += n
+        return v
+
+    def i16(self) -> int:
+        return struct.unpack(">h", self._take(2))[0]
+
+    def i32(self) -> int:
+        return struct.unpack(">i", self._take(4))[0]
+
+    def i64(self) -> int:
+        return struct.unpack(">q", self._take(8))[0]
+
+    def string(self) -> str | None:
+        n = self.i16()
+        return None if n < 0 else self._take(n).decode()
+
+    def bytes_(self) -> bytes | None:
+        n = self.i32()
+        return None if n < 0 else self._take(n)
+
+    def array(self, f):
+        n = self.i32()
+        return [] if n < 0 else [f(self) for _ in range(n)]
+
+
+# consumer protocol "range" metadata / assignment (version 0)
+def subscription(topics: list[str]) -> bytes:
+    return i16(0) + array([string(t) for t in topics]) + bytes_(None)
+
+
+def assignment(topic_partitions: dict[str, list[int]]) -> bytes:
+    return i16(0) + array([string(t) + array([i32(p) for p in ps]) for t, ps in topic_partitions.items()]) + bytes_(None)
+
+
+class Conn:
+    def __init__(self, bootstrap: str, client_id: str = "inkless-groupwire", timeout: float = 60.0):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.client_id = client_id
+        self.corr = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def request(self, api_key: int, version: int, body: bytes) -> Reader:
+        self.corr += 1
+        header = i16(api_key) + i16(version) + i32(self.corr) + string(self.client_id)
+        frame = header + body
+        self.sock.sendall(i32(len(frame)) + frame)
+        size = struct.unpack(">i", self._recv_exact(4))[0]
+        payload = self._recv_exact(size)
+        r = Reader(payload)
+        corr = r.i32()
+        if corr != self.corr:
+            raise ValueError(f"correlation id {corr}, expected {self.corr}")
+        return r
+
+    # ---- APIs ----
+
+    def api_versions(self) -> dict[int, tuple[int, int]]:
+        r = self.request(API_VERSIONS, 0, b"")
+        err = r.i16()
+        if err:
+            raise ValueError(f"ApiVersions error {err}")
+        return {k: (lo, hi) for k, lo, hi in r.array(lambda x: (x.i16(), x.i16(), x.i16()))}
+
+    def join_group(self, group: str, member_id: str = "", session_timeout_ms: int = 10000,
+                   rebalance_timeout_ms: int = 10000, instance_id: str | None = None,
+                   topics: tuple[str, ...] = ("t",), protocol: str = "range") -> dict:
+        body = (string(group) + i32(session_timeout_ms) + i32(rebalance_timeout_ms) + string(member_id)
+                + string(instance_id) + string("consumer")
+                + array([string(protocol) + bytes_(subscription(list(topics)))]))
+        r = self.request(JOIN_GROUP, 5, body)
+        return {
+            "throttle_ms": r.i32(),
+            "error": r.i16(),
+            "generation": r.i32(),
+            "protocol": r.string(),
+            "leader": r.string(),
+            "member_id": r.string(),
+            "members": r.array(lambda x: {"member_id": x.string(), "instance_id": x.string(), "metadata": x.bytes_()}),
+        }
+
+    def sync_group(self, group: str, generation: int, member_id: str, instance_id: str | None = None,
+                   assignments: dict[str, bytes] | None = None) -> dict:
+        body = (string(group) + i32(generation) + string(member_id) + string(instance_id)
+                + array([string(m) + bytes_(a) for m, a in (assignments or {}).items()]))
+        r = self.request(SYNC_GROUP, 3, body)
+        return {"throttle_ms": r.i32(), "error": r.i16(), "assignment": r.bytes_()}
+
+    def heartbeat(self, group: str, generation: int, member_id: str, instance_id: str | None = None) -> int:
+        r = self.request(HEARTBEAT, 3, string(group) + i32(generation) + string(member_id) + string(instance_id))
+        r.i32()
+        return r.i16()
+
+    def offset_commit(self, group: str, generation: int, member_id: str, topic: str, offsets: dict[int, int],
+                      instance_id: str | None = None) -> dict[int, int]:
+        parts = [i32(p) + i64(o) + i32(-1) + string(None) for p, o in offsets.items()]
+        body = (string(group) + i32(generation) + string(member_id) + string(instance_id)
+                + array([string(topic) + array(parts)]))
+        r = self.request(OFFSET_COMMIT, 7, body)
+        r.i32()
+        out = {}
+        for _name, ps in r.array(lambda x: (x.string(), x.array(lambda y: (y.i32(), y.i16())))):
+            out.update(dict(ps))
+        return out
+
+    def leave_group(self, group: str, members: list[tuple[str, str | None]]) -> dict:
+        body = string(group) + array([string(m) + string(i) for m, i in members])
+        r = self.request(LEAVE_GROUP, 3, body)
+        return {
+            "throttle_ms": r.i32(),
+            "error": r.i16(),
+            "members": r.array(lambda x: {"member_id": x.string(), "instance_id": x.string(), "error": x.i16()}),
+        }

@@ -1,0 +1,1192 @@
+//! PostgreSQL implementation of [`MetadataStore`]: the shared store of a cluster.
+//!
+//! A deadpool-postgres pool of tokio-postgres connections (`pool_size` in the URL query,
+//! default 8). Every call that writes is one READ COMMITTED transaction; one that reads with
+//! a single statement runs without one. Calls that fail on a deadlock or a serialization
+//! failure are retried from the start (the database rolled them back). Fencing is the same
+//! as SQLite's: every write to a partition first locks its `partitions` row
+//! (`SELECT ... FOR UPDATE`), so two nodes cannot interleave on one partition, and checks
+//! the owner epoch and the high watermark under that lock.
+//!
+//! Schema changes are numbered migrations recorded in `schema_migrations`; missing ones are
+//! applied in one transaction under a `pg_advisory_xact_lock`, so nodes starting at the same
+//! time migrate once. The group commit ([`MetadataStore::commit_appends`]) locks all its
+//! partitions in one statement, in key order, and writes all its rows with one `UNNEST`
+//! statement per table, pipelined on one connection.
+
+use super::sqlite::PRODUCER_BATCHES_KEPT;
+use super::*;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+/// Pool size when the URL does not set `pool_size`.
+const DEFAULT_POOL_SIZE: usize = 8;
+
+/// Numbered schema migrations; index + 1 is the schema version after applying it.
+/// Never edit a released one; append a new one.
+///
+/// Text that is sorted or compared (names, keys) uses the "C" collation, so order is that of
+/// bytes, as in SQLite, whatever the database's locale.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE topics (
+    topic_id UUID PRIMARY KEY,
+    name TEXT COLLATE "C" NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE topic_configs (
+    topic_id UUID NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (topic_id, key)
+);
+CREATE TABLE partitions (
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    log_start_offset BIGINT NOT NULL,
+    high_watermark BIGINT NOT NULL,
+    owner_node INTEGER NOT NULL,
+    owner_epoch BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+);
+CREATE TABLE objects (
+    object_key TEXT COLLATE "C" PRIMARY KEY,
+    size_bytes BIGINT NOT NULL,
+    live_bytes BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE batches (
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    object_key TEXT COLLATE "C" NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    byte_len BIGINT NOT NULL,
+    max_timestamp BIGINT NOT NULL,
+    producer_id BIGINT NOT NULL,
+    producer_epoch SMALLINT NOT NULL,
+    base_sequence INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition, base_offset)
+);
+CREATE INDEX batches_by_last_offset ON batches (topic_id, partition, last_offset);
+CREATE INDEX batches_by_producer ON batches (topic_id, partition, producer_id, base_offset);
+CREATE TABLE producers (
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    producer_epoch SMALLINT NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    last_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+);
+CREATE SEQUENCE producer_ids START WITH 1000;
+CREATE TABLE cluster_settings (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE group_offsets (
+    group_id TEXT COLLATE "C" NOT NULL,
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    commit_time_ms BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic_id, partition)
+);
+CREATE INDEX group_offsets_by_topic ON group_offsets (topic_id);
+"#];
+
+/// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0069_6e6b_6c65_7373;
+
+/// Attempts of one call that keeps hitting deadlocks or serialization failures.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Rows of one page of [`MetadataStore::read_batches`].
+const READ_PAGE: i64 = 256;
+
+/// The PostgreSQL metadata store. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection config holds the password: show only the pool's shape.
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("pool_max_size", &status.max_size)
+            .field("pool_size", &status.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one transaction attempt ended without committing.
+enum TxError {
+    /// The store refused the call (unknown topic, fenced...): final.
+    Meta(MetaError),
+    /// The database failed: retried if it rolled the transaction back on a conflict.
+    Pg(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for TxError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        TxError::Pg(e)
+    }
+}
+
+impl From<MetaError> for TxError {
+    fn from(e: MetaError) -> Self {
+        TxError::Meta(e)
+    }
+}
+
+impl From<TxError> for MetaError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Meta(e) => e,
+            TxError::Pg(e) => pg(e),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, TxError>;
+
+/// The transaction type handed to transaction bodies.
+type Tx<'t> = deadpool_postgres::Transaction<'t>;
+
+/// A database error as [`MetaError::Database`], with its cause and SQLSTATE (tokio-postgres
+/// shows only "db error" at the top level).
+fn pg(e: tokio_postgres::Error) -> MetaError {
+    let mut msg = e.to_string();
+    if let Some(code) = e.code() {
+        msg.push_str(&format!(" [SQLSTATE {}]", code.code()));
+    }
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    MetaError::Database(msg)
+}
+
+fn pool_error(e: PoolError) -> MetaError {
+    match e {
+        PoolError::Backend(e) => pg(e),
+        e => MetaError::Database(format!("connection pool: {e}")),
+    }
+}
+
+/// Whether the database rolled the transaction back because of a conflict with another one,
+/// so running it again is safe.
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+/// `url` with its password replaced by `***`, for error messages.
+fn redact(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..start],
+                &authority[..colon],
+                &url[start + at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Splits a `postgres://` URL into the connection config and the pool size (`pool_size`
+/// query parameter, removed before tokio-postgres parses the rest).
+pub(crate) fn parse_url(url: &str) -> MetaResult<(tokio_postgres::Config, usize)> {
+    let invalid = |why: &str| MetaError::InvalidUrl(format!("{}: {why}", redact(url)));
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid("not a postgres:// URL"));
+    }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (url, ""),
+    };
+    let mut pool_size = DEFAULT_POOL_SIZE;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("pool_size", v)) => {
+                pool_size = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid("pool_size must be a positive integer"))?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        let mut why = e.to_string();
+        if let Some(s) = std::error::Error::source(&e) {
+            why.push_str(&format!(": {s}"));
+        }
+        invalid(&why)
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("inkless");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok((config, pool_size))
+}
+
+impl PostgresStore {
+    /// Connects to the database named by `url` (`postgres://user:password@host:port/db`,
+    /// any tokio-postgres parameter in the query, plus `pool_size`, default 8) and applies
+    /// the missing schema migrations. TLS is not supported yet (`sslmode=require` fails).
+    pub async fn connect(url: &str) -> MetaResult<Self> {
+        let (config, pool_size) = parse_url(url)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(15)))
+            .wait_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .map_err(|e| MetaError::Database(format!("connection pool: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the missing migrations in one transaction, under an advisory lock so that
+    /// concurrent starts apply each one once.
+    async fn migrate(&self) -> MetaResult<()> {
+        self.with_tx(|tx| {
+            Box::pin(async move {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                    .await?;
+                // Quiet the "already exists, skipping" notice of every later start.
+                tx.batch_execute(
+                    "SET LOCAL client_min_messages = warning; CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+                )
+                .await?;
+                let current: i64 = tx
+                    .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+                    .await?
+                    .try_get(0)?;
+                if current > MIGRATIONS.len() as i64 {
+                    tracing::warn!(
+                        schema_version = current,
+                        known = MIGRATIONS.len(),
+                        "metadata schema is newer than this binary"
+                    );
+                }
+                let now = crate::now_ms();
+                for (i, sql) in MIGRATIONS.iter().enumerate() {
+                    let version = i as i64 + 1;
+                    if version <= current {
+                        continue;
+                    }
+                    tx.batch_execute(sql).await?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)",
+                        &[&version, &now],
+                    )
+                    .await?;
+                    tracing::info!(version, "applied metadata schema migration");
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn client(&self) -> MetaResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs `body` in one READ COMMITTED transaction, retrying it from the start when the
+    /// database rolled it back on a deadlock or serialization failure.
+    async fn with_tx<T, F>(&self, mut body: F) -> MetaResult<T>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t Tx<'t>) -> BoxFuture<'t, TxResult<T>> + Send,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut client = self.client().await?;
+            let result: TxResult<T> = async {
+                let tx = client.transaction().await?;
+                let out = body(&tx).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+            .await;
+            match result {
+                Err(TxError::Pg(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, error = %pg(e), "metadata transaction conflict; retrying");
+                    drop(client);
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                other => return other.map_err(MetaError::from),
+            }
+        }
+    }
+
+    /// Runs one read statement outside any explicit transaction.
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> MetaResult<Vec<Row>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        client.query(&stmt, params).await.map_err(pg)
+    }
+}
+
+/// Columns of a [`BatchCoordinate`], in [`batch_row`] order, from `batches b JOIN objects o`.
+const BATCH_COLUMNS: &str = "b.base_offset, b.last_offset, b.object_key, o.size_bytes, b.byte_offset, b.byte_len, b.max_timestamp, b.producer_id, b.producer_epoch, b.base_sequence, b.last_sequence";
+
+fn batch_row(r: &Row) -> Result<BatchCoordinate, tokio_postgres::Error> {
+    Ok(BatchCoordinate {
+        base_offset: r.try_get(0)?,
+        last_offset: r.try_get(1)?,
+        object_key: r.try_get(2)?,
+        object_size: r.try_get::<_, i64>(3)? as u64,
+        byte_offset: r.try_get::<_, i64>(4)? as u64,
+        byte_len: r.try_get::<_, i64>(5)? as u32,
+        max_timestamp: r.try_get(6)?,
+        producer_id: r.try_get(7)?,
+        producer_epoch: r.try_get(8)?,
+        base_sequence: r.try_get(9)?,
+        last_sequence: r.try_get(10)?,
+    })
+}
+
+fn batch_rows(rows: &[Row]) -> Result<Vec<BatchCoordinate>, tokio_postgres::Error> {
+    rows.iter().map(batch_row).collect()
+}
+
+fn batch_query(tail: &str) -> String {
+    format!("SELECT {BATCH_COLUMNS} FROM batches b JOIN objects o ON o.object_key = b.object_key {tail}")
+}
+
+/// The topic named `name`, its row locked until the end of the transaction when `lock`.
+async fn topic_by_name(tx: &Tx<'_>, name: &str, lock: bool) -> TxResult<TopicRecord> {
+    let sql = if lock {
+        "SELECT topic_id, partitions FROM topics WHERE name = $1 FOR UPDATE"
+    } else {
+        "SELECT topic_id, partitions FROM topics WHERE name = $1"
+    };
+    let stmt = tx.prepare_cached(sql).await?;
+    let row = tx
+        .query_opt(&stmt, &[&name])
+        .await?
+        .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
+    let id: Uuid = row.try_get(0)?;
+    let partitions: i32 = row.try_get(1)?;
+    let stmt = tx
+        .prepare_cached("SELECT key, value FROM topic_configs WHERE topic_id = $1")
+        .await?;
+    let configs = tx
+        .query(&stmt, &[&id])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(TopicRecord {
+        id,
+        name: name.to_string(),
+        partitions,
+        configs,
+    })
+}
+
+async fn insert_partitions(tx: &Tx<'_>, id: Uuid, from: i32, to: i32) -> TxResult<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO partitions (topic_id, partition, log_start_offset, high_watermark, owner_node, owner_epoch) SELECT $1::uuid, p, 0, 0, -1, 0 FROM generate_series($2::int4, $3::int4 - 1) AS p",
+        )
+        .await?;
+    tx.execute(&stmt, &[&id, &from, &to]).await?;
+    Ok(())
+}
+
+/// Deletes the batches selected by `filter` (over `batches`, parameters from `$1`) and
+/// subtracts their bytes from their objects' live bytes, in one statement.
+async fn delete_batches(tx: &Tx<'_>, filter: &str, params: &[&(dyn ToSql + Sync)]) -> TxResult<()> {
+    let sql = format!(
+        "WITH gone AS (DELETE FROM batches WHERE {filter} RETURNING object_key, byte_len), \
+         freed AS (SELECT object_key, SUM(byte_len)::int8 AS bytes FROM gone GROUP BY object_key) \
+         UPDATE objects o SET live_bytes = o.live_bytes - f.bytes FROM freed f WHERE o.object_key = f.object_key"
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    tx.execute(&stmt, params).await?;
+    Ok(())
+}
+
+/// Locked state of one partition during a group commit.
+struct Locked {
+    epoch: i64,
+    hwm: i64,
+    changed: bool,
+}
+
+/// Rows a group commit writes, one vector per column (bound as arrays to `UNNEST`).
+#[derive(Default)]
+struct AppendRows<'a> {
+    b_topic: Vec<Uuid>,
+    b_partition: Vec<i32>,
+    b_base: Vec<i64>,
+    b_last: Vec<i64>,
+    b_key: Vec<&'a str>,
+    b_at: Vec<i64>,
+    b_len: Vec<i64>,
+    b_ts: Vec<i64>,
+    b_pid: Vec<i64>,
+    b_pepoch: Vec<i16>,
+    b_bseq: Vec<i32>,
+    b_lseq: Vec<i32>,
+    /// Object key → (size, bytes added); sorted, so object rows are locked in key order.
+    objects: BTreeMap<&'a str, (i64, i64)>,
+    /// (topic, partition, producer) → state; the last one of the commit wins.
+    producers: BTreeMap<(Uuid, i32, i64), &'a ProducerRecord>,
+}
+
+const LOCK_PARTITIONS: &str = "SELECT p.topic_id, p.partition, p.owner_epoch, p.high_watermark FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition ORDER BY p.topic_id, p.partition FOR UPDATE OF p";
+const UPSERT_OBJECTS: &str = "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) SELECT k, s, l, $4::int8 FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS u(k, s, l) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes";
+const INSERT_BATCHES: &str = "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int4[], $12::int4[])";
+const UPSERT_PRODUCERS: &str = "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int2[], $5::int4[], $6::int8[]) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset";
+const UPDATE_HWMS: &str = "UPDATE partitions p SET high_watermark = u.hwm FROM UNNEST($1::uuid[], $2::int4[], $3::int8[]) AS u(topic_id, partition, hwm) WHERE p.topic_id = u.topic_id AND p.partition = u.partition";
+
+/// The group commit: locks every partition of `appends` (in key order, so concurrent
+/// commits cannot deadlock on them), decides each append's outcome as SQLite does, in order
+/// (a partition appearing twice sees the first append's new high watermark), then writes
+/// every committed append with one statement per table.
+async fn commit_appends_tx(
+    tx: &Tx<'_>,
+    appends: &[PartitionAppend],
+) -> TxResult<Vec<AppendOutcome>> {
+    let (lock, upsert_objects, insert_batches, upsert_producers, update_hwms) = futures::try_join!(
+        tx.prepare_cached(LOCK_PARTITIONS),
+        tx.prepare_cached(UPSERT_OBJECTS),
+        tx.prepare_cached(INSERT_BATCHES),
+        tx.prepare_cached(UPSERT_PRODUCERS),
+        tx.prepare_cached(UPDATE_HWMS),
+    )?;
+
+    let mut keys: Vec<(Uuid, i32)> = appends.iter().map(|a| (a.topic_id, a.partition)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (topics, partitions): (Vec<Uuid>, Vec<i32>) = keys.into_iter().unzip();
+    let mut locked = HashMap::with_capacity(topics.len());
+    for row in tx.query(&lock, &[&topics, &partitions]).await? {
+        let key: (Uuid, i32) = (row.try_get(0)?, row.try_get(1)?);
+        locked.insert(
+            key,
+            Locked {
+                epoch: row.try_get(2)?,
+                hwm: row.try_get(3)?,
+                changed: false,
+            },
+        );
+    }
+
+    let mut rows = AppendRows::default();
+    let mut outcomes = Vec::with_capacity(appends.len());
+    for a in appends {
+        let Some(state) = locked.get_mut(&(a.topic_id, a.partition)) else {
+            outcomes.push(AppendOutcome::UnknownPartition);
+            continue;
+        };
+        if state.epoch != a.owner_epoch {
+            outcomes.push(AppendOutcome::Fenced);
+            continue;
+        }
+        let (Some(first), Some(end)) = (a.batches.first(), a.end_offset()) else {
+            outcomes.push(AppendOutcome::Committed);
+            continue;
+        };
+        if first.base_offset != state.hwm {
+            outcomes.push(AppendOutcome::OffsetMismatch {
+                high_watermark: state.hwm,
+            });
+            continue;
+        }
+        for b in &a.batches {
+            debug_assert!(b.last_offset >= b.base_offset);
+            rows.b_topic.push(a.topic_id);
+            rows.b_partition.push(a.partition);
+            rows.b_base.push(b.base_offset);
+            rows.b_last.push(b.last_offset);
+            rows.b_key.push(&b.object_key);
+            rows.b_at.push(b.byte_offset as i64);
+            rows.b_len.push(i64::from(b.byte_len));
+            rows.b_ts.push(b.max_timestamp);
+            rows.b_pid.push(b.producer_id);
+            rows.b_pepoch.push(b.producer_epoch);
+            rows.b_bseq.push(b.base_sequence);
+            rows.b_lseq.push(b.last_sequence);
+            rows.objects
+                .entry(&b.object_key)
+                .or_insert((b.object_size as i64, 0))
+                .1 += i64::from(b.byte_len);
+        }
+        for p in &a.producers {
+            rows.producers
+                .insert((a.topic_id, a.partition, p.producer_id), p);
+        }
+        state.hwm = end;
+        state.changed = true;
+        outcomes.push(AppendOutcome::Committed);
+    }
+    if rows.b_topic.is_empty() {
+        return Ok(outcomes);
+    }
+
+    let (o_key, o_size, o_live) = rows.objects.iter().fold(
+        (Vec::new(), Vec::new(), Vec::new()),
+        |(mut k, mut s, mut l), (key, (size, live))| {
+            k.push(*key);
+            s.push(*size);
+            l.push(*live);
+            (k, s, l)
+        },
+    );
+    let mut p_topic = Vec::with_capacity(rows.producers.len());
+    let mut p_partition = Vec::with_capacity(rows.producers.len());
+    let mut p_id = Vec::with_capacity(rows.producers.len());
+    let mut p_epoch = Vec::with_capacity(rows.producers.len());
+    let mut p_seq = Vec::with_capacity(rows.producers.len());
+    let mut p_offset = Vec::with_capacity(rows.producers.len());
+    for ((topic, partition, id), p) in &rows.producers {
+        p_topic.push(*topic);
+        p_partition.push(*partition);
+        p_id.push(*id);
+        p_epoch.push(p.producer_epoch);
+        p_seq.push(p.last_sequence);
+        p_offset.push(p.last_offset);
+    }
+    let mut h_topic = Vec::new();
+    let mut h_partition = Vec::new();
+    let mut h_hwm = Vec::new();
+    for ((topic, partition), state) in &locked {
+        if state.changed {
+            h_topic.push(*topic);
+            h_partition.push(*partition);
+            h_hwm.push(state.hwm);
+        }
+    }
+    let now = crate::now_ms();
+    let r = &rows;
+    let object_params: [&(dyn ToSql + Sync); 4] = [&o_key, &o_size, &o_live, &now];
+    let batch_params: [&(dyn ToSql + Sync); 12] = [
+        &r.b_topic,
+        &r.b_partition,
+        &r.b_base,
+        &r.b_last,
+        &r.b_key,
+        &r.b_at,
+        &r.b_len,
+        &r.b_ts,
+        &r.b_pid,
+        &r.b_pepoch,
+        &r.b_bseq,
+        &r.b_lseq,
+    ];
+    let producer_params: [&(dyn ToSql + Sync); 6] =
+        [&p_topic, &p_partition, &p_id, &p_epoch, &p_seq, &p_offset];
+    let hwm_params: [&(dyn ToSql + Sync); 3] = [&h_topic, &h_partition, &h_hwm];
+    // Independent statements: pipelined on the connection, one round trip for all.
+    futures::try_join!(
+        tx.execute(&upsert_objects, &object_params),
+        tx.execute(&insert_batches, &batch_params),
+        async {
+            if p_id.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&upsert_producers, &producer_params).await
+        },
+        tx.execute(&update_hwms, &hwm_params),
+    )?;
+    Ok(outcomes)
+}
+
+async fn claim_partition_tx(
+    tx: &Tx<'_>,
+    topic_id: Uuid,
+    partition: i32,
+    node_id: i32,
+) -> TxResult<PartitionState> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = $3 WHERE topic_id = $1 AND partition = $2 RETURNING owner_epoch, log_start_offset, high_watermark",
+        )
+        .await?;
+    let row = tx
+        .query_opt(&stmt, &[&topic_id, &partition, &node_id])
+        .await?
+        .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
+    let (owner_epoch, log_start_offset, high_watermark) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    // The partition row stays locked until commit, so no append can slip in between.
+    let producers_sql = "SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id";
+    let batches_sql = format!(
+        "SELECT x.* FROM producers p CROSS JOIN LATERAL ({}) x WHERE p.topic_id = $1 AND p.partition = $2 ORDER BY p.producer_id, x.base_offset",
+        batch_query(
+            "WHERE b.topic_id = p.topic_id AND b.partition = p.partition AND b.producer_id = p.producer_id ORDER BY b.base_offset DESC LIMIT $3"
+        )
+    );
+    let (producers_stmt, batches_stmt) = futures::try_join!(
+        tx.prepare_cached(producers_sql),
+        tx.prepare_cached(&batches_sql)
+    )?;
+    let producer_params: [&(dyn ToSql + Sync); 2] = [&topic_id, &partition];
+    let batch_params: [&(dyn ToSql + Sync); 3] = [&topic_id, &partition, &PRODUCER_BATCHES_KEPT];
+    let (producer_rows, batch_rows_) = futures::try_join!(
+        tx.query(&producers_stmt, &producer_params),
+        tx.query(&batches_stmt, &batch_params),
+    )?;
+    let producers = producer_rows
+        .iter()
+        .map(|r| {
+            Ok(ProducerRecord {
+                producer_id: r.try_get(0)?,
+                producer_epoch: r.try_get(1)?,
+                last_sequence: r.try_get(2)?,
+                last_offset: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(PartitionState {
+        owner_epoch,
+        log_start_offset,
+        high_watermark,
+        producers,
+        producer_batches: batch_rows(&batch_rows_)?,
+    })
+}
+
+async fn delete_records_tx(
+    tx: &Tx<'_>,
+    topic_id: Uuid,
+    partition: i32,
+    owner_epoch: i64,
+    offset: i64,
+) -> TxResult<i64> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT owner_epoch, log_start_offset, high_watermark FROM partitions WHERE topic_id = $1 AND partition = $2 FOR UPDATE",
+        )
+        .await?;
+    let row = tx
+        .query_opt(&stmt, &[&topic_id, &partition])
+        .await?
+        .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
+    let (epoch, start, hwm): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if epoch != owner_epoch {
+        return Err(MetaError::Fenced(topic_id, partition).into());
+    }
+    if offset > hwm || offset < 0 {
+        return Err(MetaError::Invalid(format!("offset {offset} is outside [0, {hwm}]")).into());
+    }
+    let new_start = start.max(offset);
+    delete_batches(
+        tx,
+        "topic_id = $1 AND partition = $2 AND last_offset < $3",
+        &[&topic_id, &partition, &new_start],
+    )
+    .await?;
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE partitions SET log_start_offset = $3 WHERE topic_id = $1 AND partition = $2",
+        )
+        .await?;
+    tx.execute(&stmt, &[&topic_id, &partition, &new_start])
+        .await?;
+    Ok(new_start)
+}
+
+async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
+    let t = topic_by_name(tx, name, true).await?;
+    // Partitions first: this waits for any group commit holding their rows, whose batches
+    // the following statements then see and delete; later commits find no partition.
+    tx.execute("DELETE FROM partitions WHERE topic_id = $1", &[&t.id])
+        .await?;
+    delete_batches(tx, "topic_id = $1", &[&t.id]).await?;
+    for table in ["producers", "topic_configs", "topics", "group_offsets"] {
+        tx.execute(
+            format!("DELETE FROM {table} WHERE topic_id = $1").as_str(),
+            &[&t.id],
+        )
+        .await?;
+    }
+    Ok(t)
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for PostgresStore {
+    async fn create_topic(&self, t: NewTopic) -> MetaResult<TopicRecord> {
+        if t.partitions < 1 {
+            return Err(MetaError::Invalid(
+                "partition count must be at least 1".into(),
+            ));
+        }
+        let t = Arc::new(t);
+        self.with_tx(move |tx| {
+            let t = t.clone();
+            Box::pin(async move {
+                let id = Uuid::new_v4();
+                let inserted = tx
+                    .query_opt(
+                        "INSERT INTO topics (topic_id, name, partitions, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING topic_id",
+                        &[&id, &t.name, &t.partitions, &crate::now_ms()],
+                    )
+                    .await?;
+                if inserted.is_none() {
+                    return Err(MetaError::TopicExists(t.name.clone()).into());
+                }
+                if !t.configs.is_empty() {
+                    let keys: Vec<&str> = t.configs.keys().map(String::as_str).collect();
+                    let values: Vec<&str> = t.configs.values().map(String::as_str).collect();
+                    tx.execute(
+                        "INSERT INTO topic_configs (topic_id, key, value) SELECT $1::uuid, k, v FROM UNNEST($2::text[], $3::text[]) AS c(k, v)",
+                        &[&id, &keys, &values],
+                    )
+                    .await?;
+                }
+                insert_partitions(tx, id, 0, t.partitions).await?;
+                Ok(TopicRecord {
+                    id,
+                    name: t.name.clone(),
+                    partitions: t.partitions,
+                    configs: t.configs.clone(),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn delete_topic(&self, name: &str) -> MetaResult<TopicRecord> {
+        let name: Arc<str> = name.into();
+        self.with_tx(move |tx| {
+            let name = name.clone();
+            Box::pin(async move { delete_topic_tx(tx, &name).await })
+        })
+        .await
+    }
+
+    async fn list_topics(&self) -> MetaResult<Vec<TopicRecord>> {
+        // One statement: one snapshot.
+        let rows = self
+            .query(
+                "SELECT t.topic_id, t.name, t.partitions, c.key, c.value FROM topics t LEFT JOIN topic_configs c ON c.topic_id = t.topic_id ORDER BY t.name, c.key",
+                &[],
+            )
+            .await?;
+        let mut out: Vec<TopicRecord> = Vec::new();
+        for r in &rows {
+            let id: Uuid = r.try_get(0).map_err(pg)?;
+            if out.last().map(|t| t.id) != Some(id) {
+                out.push(TopicRecord {
+                    id,
+                    name: r.try_get(1).map_err(pg)?,
+                    partitions: r.try_get(2).map_err(pg)?,
+                    configs: BTreeMap::new(),
+                });
+            }
+            let key: Option<String> = r.try_get(3).map_err(pg)?;
+            let value: Option<String> = r.try_get(4).map_err(pg)?;
+            if let (Some(k), Some(v), Some(t)) = (key, value, out.last_mut()) {
+                t.configs.insert(k, v);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+    ) -> MetaResult<TopicRecord> {
+        let name: Arc<str> = name.into();
+        let changes = Arc::new(changes);
+        self.with_tx(move |tx| {
+            let (name, changes) = (name.clone(), changes.clone());
+            Box::pin(async move {
+                let t = topic_by_name(tx, &name, true).await?;
+                for (k, v) in changes.iter() {
+                    if let Some(v) = v {
+                        tx.execute(
+                            "INSERT INTO topic_configs (topic_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (topic_id, key) DO UPDATE SET value = excluded.value",
+                            &[&t.id, k, v],
+                        )
+                        .await?;
+                    } else {
+                        tx.execute(
+                            "DELETE FROM topic_configs WHERE topic_id = $1 AND key = $2",
+                            &[&t.id, k],
+                        )
+                        .await?;
+                    }
+                }
+                topic_by_name(tx, &name, false).await
+            })
+        })
+        .await
+    }
+
+    async fn create_partitions(&self, name: &str, total: i32) -> MetaResult<TopicRecord> {
+        let name: Arc<str> = name.into();
+        self.with_tx(move |tx| {
+            let name = name.clone();
+            Box::pin(async move {
+                let t = topic_by_name(tx, &name, true).await?;
+                if total <= t.partitions {
+                    return Err(MetaError::Invalid(format!(
+                        "topic {name} has {} partitions; the new count {total} must be larger",
+                        t.partitions
+                    ))
+                    .into());
+                }
+                insert_partitions(tx, t.id, t.partitions, total).await?;
+                tx.execute(
+                    "UPDATE topics SET partitions = $2 WHERE topic_id = $1",
+                    &[&t.id, &total],
+                )
+                .await?;
+                topic_by_name(tx, &name, false).await
+            })
+        })
+        .await
+    }
+
+    async fn claim_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        node_id: i32,
+    ) -> MetaResult<PartitionState> {
+        self.with_tx(move |tx| Box::pin(claim_partition_tx(tx, topic_id, partition, node_id)))
+            .await
+    }
+
+    async fn commit_appends(
+        &self,
+        appends: Vec<PartitionAppend>,
+    ) -> MetaResult<Vec<AppendOutcome>> {
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        let appends = Arc::new(appends);
+        self.with_tx(move |tx| {
+            let appends = appends.clone();
+            Box::pin(async move { commit_appends_tx(tx, &appends).await })
+        })
+        .await
+    }
+
+    async fn read_batches(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        max_bytes: u64,
+    ) -> MetaResult<Vec<BatchCoordinate>> {
+        // Pages are separate statements: appends only add batches after the last page read
+        // and DeleteRecords only removes batches before it, so the result is always a
+        // contiguous run of committed batches.
+        let sql = batch_query(
+            "WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset >= $3 ORDER BY b.base_offset LIMIT $4",
+        );
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(pg)?;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let mut from = from_offset;
+        loop {
+            let rows = client
+                .query(&stmt, &[&topic_id, &partition, &from, &READ_PAGE])
+                .await
+                .map_err(pg)?;
+            let full = rows.len() as i64 == READ_PAGE;
+            for b in batch_rows(&rows).map_err(pg)? {
+                if !out.is_empty() && bytes + u64::from(b.byte_len) > max_bytes {
+                    return Ok(out);
+                }
+                bytes += u64::from(b.byte_len);
+                from = b.last_offset + 1;
+                out.push(b);
+            }
+            if !full || bytes >= max_bytes {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn batch_for_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        timestamp: i64,
+    ) -> MetaResult<Option<BatchCoordinate>> {
+        let rows = self
+            .query(
+                &batch_query("WHERE b.topic_id = $1 AND b.partition = $2 AND b.max_timestamp >= $3 ORDER BY b.base_offset LIMIT 1"),
+                &[&topic_id, &partition, &timestamp],
+            )
+            .await?;
+        Ok(batch_rows(&rows).map_err(pg)?.pop())
+    }
+
+    async fn batch_with_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<Option<BatchCoordinate>> {
+        let rows = self
+            .query(
+                &batch_query("WHERE b.topic_id = $1 AND b.partition = $2 ORDER BY b.max_timestamp DESC, b.base_offset ASC LIMIT 1"),
+                &[&topic_id, &partition],
+            )
+            .await?;
+        Ok(batch_rows(&rows).map_err(pg)?.pop())
+    }
+
+    async fn delete_records(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        owner_epoch: i64,
+        offset: i64,
+    ) -> MetaResult<i64> {
+        self.with_tx(move |tx| {
+            Box::pin(delete_records_tx(
+                tx,
+                topic_id,
+                partition,
+                owner_epoch,
+                offset,
+            ))
+        })
+        .await
+    }
+
+    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> MetaResult<()> {
+        // One row per partition (the last one wins, as with one upsert after another).
+        let mut last: BTreeMap<(Uuid, i32), CommittedOffset> = BTreeMap::new();
+        for o in offsets {
+            last.insert((o.topic_id, o.partition), o);
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let mut cols = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for o in last.into_values() {
+            cols.0.push(o.topic_id);
+            cols.1.push(o.partition);
+            cols.2.push(o.offset);
+            cols.3.push(o.leader_epoch);
+            cols.4.push(o.metadata);
+            cols.5.push(o.commit_time_ms);
+        }
+        let cols = Arc::new(cols);
+        let group: Arc<str> = group.into();
+        self.with_tx(move |tx| {
+            let (cols, group) = (cols.clone(), group.clone());
+            Box::pin(async move {
+                let stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms) SELECT $1::text, t, p, o, e, m, c FROM UNNEST($2::uuid[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::int8[]) AS u(t, p, o, e, m, c) ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
+                    )
+                    .await?;
+                tx.execute(
+                    &stmt,
+                    &[&&*group, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn fetch_offsets(&self, group: &str) -> MetaResult<Vec<CommittedOffset>> {
+        let rows = self
+            .query(
+                "SELECT topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms FROM group_offsets WHERE group_id = $1 ORDER BY topic_id, partition",
+                &[&group],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CommittedOffset {
+                    topic_id: r.try_get(0)?,
+                    partition: r.try_get(1)?,
+                    offset: r.try_get(2)?,
+                    leader_epoch: r.try_get(3)?,
+                    metadata: r.try_get(4)?,
+                    commit_time_ms: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(pg)
+    }
+
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        which: Option<Vec<(Uuid, i32)>>,
+    ) -> MetaResult<u64> {
+        let client = self.client().await?;
+        // One statement each way: no explicit transaction needed.
+        let n = match which {
+            None => client
+                .execute("DELETE FROM group_offsets WHERE group_id = $1", &[&group])
+                .await
+                .map_err(pg)?,
+            Some(list) => {
+                if list.is_empty() {
+                    return Ok(0);
+                }
+                let (topics, partitions): (Vec<Uuid>, Vec<i32>) = list.into_iter().unzip();
+                let stmt = client
+                    .prepare_cached(
+                        "DELETE FROM group_offsets g USING UNNEST($2::uuid[], $3::int4[]) AS u(topic_id, partition) WHERE g.group_id = $1 AND g.topic_id = u.topic_id AND g.partition = u.partition",
+                    )
+                    .await
+                    .map_err(pg)?;
+                client
+                    .execute(&stmt, &[&group, &topics, &partitions])
+                    .await
+                    .map_err(pg)?
+            }
+        };
+        Ok(n)
+    }
+
+    async fn offset_groups(&self) -> MetaResult<Vec<String>> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(pg)
+    }
+
+    async fn cluster_id(&self) -> MetaResult<String> {
+        self.with_tx(|tx| {
+            Box::pin(async move {
+                // Two statements: under READ COMMITTED the SELECT sees a row a concurrent
+                // caller committed while the INSERT waited on it.
+                tx.execute(
+                    "INSERT INTO cluster_settings (key, value) VALUES ('cluster.id', $1) ON CONFLICT (key) DO NOTHING",
+                    &[&new_cluster_id()],
+                )
+                .await?;
+                Ok(tx
+                    .query_one(
+                        "SELECT value FROM cluster_settings WHERE key = 'cluster.id'",
+                        &[],
+                    )
+                    .await?
+                    .try_get(0)?)
+            })
+        })
+        .await
+    }
+
+    async fn allocate_producer_id(&self) -> MetaResult<i64> {
+        // A sequence never hands out a value twice, even across rolled-back transactions.
+        let rows = self.query("SELECT nextval('producer_ids')", &[]).await?;
+        rows.first()
+            .ok_or_else(|| MetaError::Database("nextval returned no row".into()))?
+            .try_get(0)
+            .map_err(pg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_pool_size_is_split_off() {
+        let (c, n) = parse_url("postgres://u:pw@db.example:6543/meta?pool_size=3").unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(c.get_user(), Some("u"));
+        assert_eq!(c.get_dbname(), Some("meta"));
+        assert_eq!(c.get_ports(), &[6543]);
+        let (c, n) =
+            parse_url("postgresql://u@h/meta?application_name=x&pool_size=12&connect_timeout=3")
+                .unwrap();
+        assert_eq!(n, 12);
+        assert_eq!(c.get_application_name(), Some("x"));
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        let (c, n) = parse_url("postgres://u@h/meta").unwrap();
+        assert_eq!(n, DEFAULT_POOL_SIZE);
+        assert_eq!(c.get_application_name(), Some("inkless"));
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_showing_the_password() {
+        for url in [
+            "postgres://u:secret@h/db?pool_size=0",
+            "postgres://u:secret@h/db?pool_size=many",
+            "postgres://u:secret@h/db?no_such_option=1",
+        ] {
+            match parse_url(url) {
+                Err(MetaError::InvalidUrl(msg)) => {
+                    assert!(!msg.contains("secret"), "{msg}");
+                    assert!(msg.contains("u:***@h"), "{msg}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse_url("mysql://h/db"),
+            Err(MetaError::InvalidUrl(_))
+        ));
+    }
+}
