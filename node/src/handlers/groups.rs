@@ -426,85 +426,90 @@ async fn committed(
     }
 }
 
-/// Answers OffsetFetch (one group before v8, several after). Unknown offsets are -1.
+/// One group's committed offsets in the v8+ response form. Unknown offsets are -1.
+async fn fetch_group(
+    ctx: &Ctx,
+    group_id: GroupId,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> OffsetFetchResponseGroup {
+    let r = OffsetFetchResponseGroup::default().with_group_id(group_id.clone());
+    let list = match committed(ctx, &group_id.0, wanted).await {
+        Ok(list) => list,
+        Err(c) => return r.with_error_code(c),
+    };
+    r.with_topics(
+        list.into_iter()
+            .map(|(name, parts)| {
+                let partitions = parts
+                    .into_iter()
+                    .map(|(p, o)| {
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
+                            .with_committed_leader_epoch(o.as_ref().map_or(-1, |o| o.leader_epoch))
+                            .with_metadata(Some(s(o.map(|o| o.metadata).unwrap_or_default())))
+                    })
+                    .collect();
+                OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(s(name)))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+    )
+}
+
+/// Answers OffsetFetch (one group before v8, several after).
 pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    if version < 8 {
-        let wanted = req.topics.map(|ts| {
-            ts.into_iter()
-                .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                .collect()
-        });
-        return match committed(ctx, &req.group_id.0, wanted).await {
-            Err(c) => {
-                OffsetFetchResponse::default().with_error_code(if version >= 2 { c } else { 0 })
-            }
-            Ok(list) => OffsetFetchResponse::default().with_topics(
-                list.into_iter()
-                    .map(|(name, parts)| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(s(name)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, o)| {
-                                        OffsetFetchResponsePartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(
-                                                o.as_ref().map(|o| o.offset).unwrap_or(-1),
-                                            )
-                                            .with_committed_leader_epoch(
-                                                o.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
-                                            )
-                                            .with_metadata(Some(s(o
-                                                .map(|o| o.metadata)
-                                                .unwrap_or_default())))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-        };
+    let names = |ts: Vec<(TopicName, Vec<i32>)>| {
+        ts.into_iter().map(|(n, p)| (n.0.to_string(), p)).collect()
+    };
+    if version >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let wanted = g.topics.map(|ts| {
+                names(
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect(),
+                )
+            });
+            groups.push(fetch_group(ctx, g.group_id, wanted).await);
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
     }
-    let mut groups = Vec::with_capacity(req.groups.len());
-    for g in req.groups {
-        let wanted = g.topics.map(|ts| {
+    // Before v8: one group, in the older response layout.
+    let wanted = req.topics.map(|ts| {
+        names(
             ts.into_iter()
-                .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                .collect()
-        });
-        let r = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-        groups.push(match committed(ctx, &g.group_id.0, wanted).await {
-            Err(c) => r.with_error_code(c),
-            Ok(list) => r.with_topics(
-                list.into_iter()
-                    .map(|(name, parts)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(s(name)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, o)| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(
-                                                o.as_ref().map(|o| o.offset).unwrap_or(-1),
-                                            )
-                                            .with_committed_leader_epoch(
-                                                o.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
-                                            )
-                                            .with_metadata(Some(s(o
-                                                .map(|o| o.metadata)
-                                                .unwrap_or_default())))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-        });
-    }
-    OffsetFetchResponse::default().with_groups(groups)
+                .map(|t| (t.name, t.partition_indexes))
+                .collect(),
+        )
+    });
+    let g = fetch_group(ctx, req.group_id, wanted).await;
+    let topics = g
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_committed_offset(p.committed_offset)
+                        .with_committed_leader_epoch(p.committed_leader_epoch)
+                        .with_metadata(p.metadata)
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let error = if version >= 2 { g.error_code } else { 0 };
+    OffsetFetchResponse::default()
+        .with_topics(topics)
+        .with_error_code(error)
 }
 
 /// Answers ListGroups, with the state (v4+) and type (v5+) filters.
