@@ -126,6 +126,7 @@ pub fn metrics(ctx: &Ctx) -> String {
     );
     let budget = ctx.config.produce_budget_permits() as usize;
     let in_flight = budget.saturating_sub(ctx.produce_budget.available_permits());
+    ctx.requests.render(&mut out);
     gauge(
         &mut out,
         "inkless_produce_bytes_in_flight",

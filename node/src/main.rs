@@ -10,6 +10,7 @@ mod admin;
 mod catalog;
 mod config;
 mod handlers;
+mod metrics;
 mod server;
 
 use anyhow::Context;
@@ -158,6 +159,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         advertised_host: host,
         advertised_port: port,
         produce_budget: Arc::new(Semaphore::new(budget as usize)),
+        requests: metrics::RequestMetrics::default(),
     });
     tracing::info!(listen = %bound, advertised = %advertised, data_dir = %data_dir.display(),
         object_store = %c.storage.object_store, metadata = %redact_url(&c.storage.metadata), partitions = started, "inkless node ready");

@@ -19,6 +19,7 @@ use inkless_protocol::request::{decode_request, encode_response, DecodedRequest,
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -103,9 +104,12 @@ async fn connection(
                     body: RequestKind::Produce(produce),
                 }) => {
                     // Submitted here, in arrival order; only the wait runs concurrently.
+                    let started = Instant::now();
                     let submitted = handlers::produce::submit(&ctx, produce).await;
+                    let ctx = ctx.clone();
                     tokio::spawn(async move {
                         let body = submitted.finish().await.map(ResponseKind::Produce);
+                        ctx.requests.observe(api_key, started.elapsed());
                         encode(api_key, &header, body, peer)
                     })
                 }
@@ -155,7 +159,9 @@ async fn connection(
 
 async fn respond(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Result<Option<BytesMut>, ()> {
     let (api_key, header) = (req.api_key, req.header.clone());
+    let started = Instant::now();
     let body = handlers::handle(ctx, req, peer).await;
+    ctx.requests.observe(api_key, started.elapsed());
     encode(api_key, &header, body, peer)
 }
 

@@ -832,6 +832,11 @@ fn metrics_count_object_store_requests() {
     assert_eq!(value("inkless_object_store_put_requests_total"), 1);
     assert!(value("inkless_object_store_put_bytes_total") > 500);
     assert_eq!(value("inkless_partitions"), 1);
+    assert!(
+        page.contains("inkless_requests_total{api=\"Produce\"} 1"),
+        "{page}"
+    );
+    assert!(page.contains("inkless_request_duration_seconds_count{api=\"CreateTopics\"} 1"));
 
     // The live supervision tree, with a group coordinator once a group exists.
     assert_eq!(commit(&mut c, "tree-group", "", -1, &name("m"), 1, 8), 0);

@@ -93,6 +93,8 @@ pub struct Ctx {
     pub advertised_port: i32,
     /// Produce bytes accepted and not yet answered (back-pressure).
     pub produce_budget: Arc<Semaphore>,
+    /// Per-API request counters and latencies.
+    pub requests: crate::metrics::RequestMetrics,
 }
 
 /// Kafka's "no authorized operations reported" value.
