@@ -238,6 +238,10 @@ fn gid(g: &str) -> GroupId {
 /// Joins `group` as its only member (JoinGroup at `v`, then SyncGroup v3); returns
 /// (member id, generation).
 fn join_alone(c: &mut Conn, group: &str, v: i16) -> (String, i32) {
+    join_alone_as(c, group, v, "consumer")
+}
+
+fn join_alone_as(c: &mut Conn, group: &str, v: i16, protocol_type: &str) -> (String, i32) {
     let mut member = String::new();
     for _ in 0..2 {
         let req = JoinGroupRequest::default()
@@ -245,7 +249,7 @@ fn join_alone(c: &mut Conn, group: &str, v: i16) -> (String, i32) {
             .with_session_timeout_ms(60_000)
             .with_rebalance_timeout_ms(60_000)
             .with_member_id(StrBytes::from_string(member.clone()))
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocol_type(StrBytes::from_string(protocol_type.to_string()))
             .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
             )
             .with_name(StrBytes::from_static_str("range"))
@@ -966,4 +970,20 @@ fn metadata_auto_creates_valid_topics_and_refuses_invalid_names() {
         3,
         "UNKNOWN_TOPIC_OR_PARTITION"
     );
+}
+
+#[test]
+fn connect_groups_are_coordinated_without_interpreting_assignments() {
+    let b = Broker::start(&[("INKLESS__GROUPS__INITIAL_REBALANCE_DELAY_MS", "0")]);
+    let mut c = b.conn();
+    let (member, generation) = join_alone_as(&mut c, "connect-cluster", 7, "connect");
+    let r = sync(&mut c, "connect-cluster", &member, generation, 5);
+    assert_eq!((r.error_code, &r.assignment[..]), (0, &b"assigned"[..]));
+    let d: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![gid("connect-cluster")]),
+    );
+    assert_eq!(d.groups[0].protocol_type.as_str(), "connect");
+    assert_eq!(&d.groups[0].members[0].member_assignment[..], b"assigned");
 }
