@@ -231,12 +231,15 @@ fn partition_row(
     id: Uuid,
     partition: i32,
 ) -> MetaResult<Option<(i64, i64, i64)>> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT owner_epoch, log_start_offset, high_watermark FROM partitions WHERE topic_id = ?1 AND partition = ?2",
-        params![id.to_string(), partition],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
-    .optional()
+    .and_then(|mut s| {
+        s.query_row(params![id.to_string(), partition], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+    })
     .map_err(db)
 }
 
@@ -271,13 +274,21 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
     }
     let topic = a.topic_id.to_string();
     let now = crate::now_ms();
+    // One upsert per object, not per batch: an append's batches usually share one object.
+    let mut live: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
     for b in &a.batches {
-        debug_assert!(b.last_offset >= b.base_offset);
+        let e = live.entry(&b.object_key).or_insert((b.object_size, 0));
+        e.1 += b.byte_len as i64;
+    }
+    for (key, (size, bytes)) in live {
         tx.prepare_cached(
             "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes",
         )
-        .and_then(|mut s| s.execute(params![b.object_key, b.object_size as i64, b.byte_len as i64, now]))
+        .and_then(|mut s| s.execute(params![key, size as i64, bytes, now]))
         .map_err(db)?;
+    }
+    for b in &a.batches {
+        debug_assert!(b.last_offset >= b.base_offset);
         tx.prepare_cached(
             "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
@@ -315,10 +326,10 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
         })
         .map_err(db)?;
     }
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE partitions SET high_watermark = ?3 WHERE topic_id = ?1 AND partition = ?2",
-        params![topic, a.partition, end],
     )
+    .and_then(|mut s| s.execute(params![topic, a.partition, end]))
     .map_err(db)?;
     Ok(AppendOutcome::Committed)
 }
