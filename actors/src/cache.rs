@@ -10,7 +10,7 @@ use crate::ReadError;
 use bytes::{Bytes, BytesMut};
 use inkless_storage::blob::BlobStore;
 use quick_cache::sync::Cache;
-use quick_cache::Weighter;
+use quick_cache::{OptionsBuilder, Weighter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::ops::Range;
 use std::sync::Arc;
@@ -143,11 +143,22 @@ impl Actor for CacheShard {
         _myself: ActorRef<Self::Msg>,
         args: CacheArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let items = (args.capacity_bytes / args.block_bytes.max(1)).max(16) as usize;
-        let cache = Arc::new(Cache::with_weighter(
-            items,
-            args.capacity_bytes,
+        let blocks = (args.capacity_bytes / args.block_bytes.max(1)).max(16);
+        // Few shards, so each holds many blocks; a small hot share, so freshly written blocks
+        // (the tail consumers are about to read) are not the first to go when the cache is
+        // full of blocks already consumed.
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(blocks as usize)
+            .weight_capacity(args.capacity_bytes)
+            .shards(2)
+            .hot_allocation(0.1)
+            .build()
+            .map_err(|e| format!("cache options: {e:?}"))?;
+        let cache = Arc::new(Cache::with_options(
+            options,
             ByteWeighter,
+            Default::default(),
+            Default::default(),
         ));
         Ok(CacheState { args, cache })
     }
@@ -243,6 +254,51 @@ mod tests {
             .unwrap();
         assert_eq!(&rx.await.unwrap().unwrap()[..], &data[4000..9000]);
         assert_eq!(blob.metrics().get_requests.load(Ordering::Relaxed), 3);
+        shard.stop(None);
+    }
+
+    #[tokio::test]
+    async fn written_through_blocks_survive_until_a_lagging_reader_gets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = BlobStore::open("memory://", &S3Options::default(), dir.path()).unwrap();
+        let (shard, _h) = Actor::spawn(
+            None,
+            CacheShard,
+            CacheArgs {
+                blob: blob.clone(),
+                block_bytes: 4096,
+                capacity_bytes: 64 * 4096,
+            },
+        )
+        .await
+        .unwrap();
+        // 200 objects of one block each through a cache of 64 blocks; the reader stays 8
+        // objects behind the writer, as a consumer tailing the log does.
+        let lag = 8;
+        for i in 0..200u32 {
+            let key = format!("o{i}");
+            let bytes = Bytes::from(vec![i as u8; 4096]);
+            blob.put(&key, bytes.clone()).await.unwrap();
+            shard.cast(CacheMsg::Insert { key, bytes }).unwrap();
+            if i >= lag {
+                let (tx, rx) = oneshot::channel();
+                let key = format!("o{}", i - lag);
+                shard
+                    .cast(CacheMsg::Read {
+                        key,
+                        object_size: 4096,
+                        range: 0..4096,
+                        reply: tx,
+                    })
+                    .unwrap();
+                assert_eq!(rx.await.unwrap().unwrap()[0], (i - lag) as u8);
+            }
+        }
+        assert_eq!(
+            blob.metrics().get_requests.load(Ordering::Relaxed),
+            0,
+            "every tail read hit the cache"
+        );
         shard.stop(None);
     }
 }

@@ -93,6 +93,48 @@ pub(crate) const PRODUCER_BATCHES_KEPT: i64 = 5;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Stops the background checkpointer when the last handle goes.
+    _checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoints the WAL from a thread of its own, so the fsyncs of a checkpoint never stall
+/// a metadata commit (SQLite's auto-checkpoint would run inside the committing transaction).
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &std::path::Path) -> MetaResult<Self> {
+        let conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_INTERVAL);
+                    // PASSIVE never blocks writers; frames it cannot copy wait for the next round.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "sqlite checkpoint failed");
+                    }
+                }
+            })
+            .map_err(db)?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn db<E: std::fmt::Display>(e: E) -> MetaError {
@@ -105,7 +147,14 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(db)?;
         }
-        Self::init(Connection::open(path).map_err(db)?)
+        let mut store = Self::init(Connection::open(path).map_err(db)?)?;
+        store
+            .conn
+            .lock()
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db)?;
+        store._checkpointer = Some(Arc::new(Checkpointer::start(path)?));
+        Ok(store)
     }
 
     /// A private in-memory database (tests).
@@ -134,6 +183,7 @@ impl SqliteStore {
         tx.commit().map_err(db)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            _checkpointer: None,
         })
     }
 
