@@ -987,3 +987,37 @@ fn connect_groups_are_coordinated_without_interpreting_assignments() {
     assert_eq!(d.groups[0].protocol_type.as_str(), "connect");
     assert_eq!(&d.groups[0].members[0].member_assignment[..], b"assigned");
 }
+
+#[test]
+fn fetch_respects_the_response_byte_budget_across_partitions() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "budget", 2, &[]);
+    for p in 0..2 {
+        for _ in 0..3 {
+            assert_eq!(produce(&mut c, "budget", p, records(1, 1000)).error_code, 0);
+        }
+    }
+    let part = |p: i32| {
+        fetch_request::FetchPartition::default()
+            .with_partition(p)
+            .with_partition_max_bytes(1 << 20)
+    };
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(1500)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name("budget"))
+            .with_partitions(vec![part(0), part(1)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+    let (p0, p1) = (&r.responses[0].partitions[0], &r.responses[0].partitions[1]);
+    let len = |d: &fetch_response::PartitionData| d.records.as_ref().map_or(0, |r| r.len());
+    assert!(
+        len(p0) > 1000 && len(p0) < 1500,
+        "the first partition gets one batch: {}",
+        len(p0)
+    );
+    assert_eq!(len(p1), 0, "no room left for the second partition");
+    assert_eq!((p0.high_watermark, p1.high_watermark), (3, 3));
+}

@@ -7,7 +7,7 @@
 
 use super::{code, Ctx};
 use bytes::{Bytes, BytesMut};
-use futures::future::{select_all, try_join_all, FutureExt};
+use futures::future::{join_all, select_all, try_join_all, FutureExt};
 use inkless_actors::partition::PartitionOffsets;
 use inkless_actors::{ReadError, TopicPartition};
 use inkless_protocol::batch::set_base_offset;
@@ -163,18 +163,33 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         for w in &mut watchers {
             w.borrow_and_update();
         }
-        let mut budget = if req.max_bytes > 0 {
+        let max_bytes = if req.max_bytes > 0 {
             req.max_bytes as i64
         } else {
             i64::MAX
         };
+        // Read every partition at once, then keep them in request order within the
+        // response budget (the first partition with data always keeps at least one batch).
+        let reads = topics
+            .iter()
+            .flat_map(|t| t.parts.iter())
+            .map(|p| read_partition(ctx, p, max_bytes));
+        let mut read = join_all(reads).await.into_iter();
+        let mut budget = max_bytes;
         let mut total = 0usize;
         let mut errored = false;
         let mut responses = Vec::with_capacity(topics.len());
         for t in &topics {
             let mut parts = Vec::with_capacity(t.parts.len());
             for p in &t.parts {
-                let (mut data, n) = read_partition(ctx, p, budget).await;
+                let Some((mut data, mut n)) = read.next() else {
+                    break;
+                };
+                if total > 0 && n as i64 > budget {
+                    // Over the response budget: answer this one without records.
+                    data = data.with_records(Some(Bytes::new()));
+                    n = 0;
+                }
                 if p.tp.is_none() {
                     data = data.with_error_code(t.unknown_code);
                 }
