@@ -219,8 +219,6 @@ pub struct MemberDescription {
 /// A group as DescribeGroups and ListGroups show it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
-    /// State (classic groups; consumer groups report [`GroupDescription::state_name`]).
-    pub state: GroupState,
     /// Kafka's name of the state, for either group type.
     pub state_name: &'static str,
     /// `classic` or `consumer` (KIP-848).
@@ -890,11 +888,6 @@ impl GroupCoordinatorState {
             };
         if self.consumer_type {
             return GroupDescription {
-                state: if self.consumer.has_members() {
-                    GroupState::Stable
-                } else {
-                    GroupState::Empty
-                },
                 state_name: self.consumer.state_name(),
                 group_type: "consumer",
                 protocol_type: "consumer".into(),
@@ -909,7 +902,6 @@ impl GroupCoordinatorState {
             };
         }
         GroupDescription {
-            state: self.state,
             state_name: self.state.name(),
             group_type: "classic",
             protocol_type: self.protocol_type.clone().unwrap_or_default(),

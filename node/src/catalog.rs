@@ -4,7 +4,7 @@
 
 use inkless_storage::metadata::{MetaError, NewTopic, SharedMetadataStore, TopicRecord};
 use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -336,15 +336,6 @@ impl Catalog {
     pub async fn grow(&self, name: &str, total: i32) -> Result<Arc<Topic>, MetaError> {
         let r = self.store.create_partitions(name, total).await?;
         Ok(self.put(r))
-    }
-
-    /// Topic configs requested at creation, defaulted and validated.
-    pub fn new_topic(name: &str, partitions: i32, configs: BTreeMap<String, String>) -> NewTopic {
-        NewTopic {
-            name: name.to_string(),
-            partitions,
-            configs,
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use bytes::Bytes;
-use inkless_actors::group::{self, GroupMsg, GroupState, JoinArgs, MemberRef, SyncArgs};
+use inkless_actors::group::{self, GroupMsg, JoinArgs, MemberRef, SyncArgs};
 use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_groups_response::{
     DeletableGroupResult, DeleteGroupsResponse,
@@ -521,9 +521,6 @@ pub async fn list(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroups
         let Some(d) = ask(&actor, GroupMsg::Describe).await else {
             continue;
         };
-        if d.state == GroupState::Dead {
-            continue;
-        }
         if version >= 4 && !states.is_empty() && !states.contains(&d.state_name.to_lowercase()) {
             continue;
         }

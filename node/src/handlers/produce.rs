@@ -231,69 +231,60 @@ impl Submitted {
             topics,
             permit,
         } = self;
-        finish(acks, deadline, topics, permit).await
-    }
-}
-
-async fn finish(
-    acks: i16,
-    deadline: tokio::time::Instant,
-    topics: Vec<(String, Vec<Slot>)>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Option<ProduceResponse> {
-    if acks == 0 {
-        // No answer; keep the budget until the appends settle.
-        tokio::spawn(async move {
-            for (_, slots) in topics {
-                for slot in slots {
-                    if let Slot::Waiting { rx, .. } = slot {
-                        let _ = rx.await;
+        if acks == 0 {
+            // No answer; keep the budget until the appends settle.
+            tokio::spawn(async move {
+                for (_, slots) in topics {
+                    for slot in slots {
+                        if let Slot::Waiting { rx, .. } = slot {
+                            let _ = rx.await;
+                        }
                     }
                 }
-            }
-            drop(permit);
-        });
-        return None;
-    }
-
-    let mut responses = Vec::with_capacity(topics.len());
-    for (name, slots) in topics {
-        let mut out = Vec::with_capacity(slots.len());
-        for slot in slots {
-            out.push(match slot {
-                Slot::Done(r) => r,
-                Slot::Waiting {
-                    index,
-                    append_time,
-                    rx,
-                } => match tokio::time::timeout_at(deadline, rx).await {
-                    Ok(Ok(Ok(ack))) => PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_base_offset(ack.base_offset)
-                        .with_log_append_time_ms(append_time)
-                        .with_log_start_offset(ack.log_start_offset),
-                    Ok(Ok(Err(e))) => error(index, append_error_code(&e), e.to_string()),
-                    Ok(Err(_)) => error(
-                        index,
-                        code::NOT_LEADER_OR_FOLLOWER,
-                        "append was dropped; retry",
-                    ),
-                    Err(_) => error(
-                        index,
-                        code::REQUEST_TIMED_OUT,
-                        "append not durable within the request timeout",
-                    ),
-                },
+                drop(permit);
             });
+            return None;
         }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(inkless_protocol::kafka_protocol::messages::TopicName(s(
-                    name,
-                )))
-                .with_partition_responses(out),
-        );
+
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, slots) in topics {
+            let mut out = Vec::with_capacity(slots.len());
+            for slot in slots {
+                out.push(match slot {
+                    Slot::Done(r) => r,
+                    Slot::Waiting {
+                        index,
+                        append_time,
+                        rx,
+                    } => match tokio::time::timeout_at(deadline, rx).await {
+                        Ok(Ok(Ok(ack))) => PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(ack.base_offset)
+                            .with_log_append_time_ms(append_time)
+                            .with_log_start_offset(ack.log_start_offset),
+                        Ok(Ok(Err(e))) => error(index, append_error_code(&e), e.to_string()),
+                        Ok(Err(_)) => error(
+                            index,
+                            code::NOT_LEADER_OR_FOLLOWER,
+                            "append was dropped; retry",
+                        ),
+                        Err(_) => error(
+                            index,
+                            code::REQUEST_TIMED_OUT,
+                            "append not durable within the request timeout",
+                        ),
+                    },
+                });
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(inkless_protocol::kafka_protocol::messages::TopicName(s(
+                        name,
+                    )))
+                    .with_partition_responses(out),
+            );
+        }
+        drop(permit);
+        Some(ProduceResponse::default().with_responses(responses))
     }
-    drop(permit);
-    Some(ProduceResponse::default().with_responses(responses))
 }

@@ -4,7 +4,7 @@
 //! object store provides durability; Metadata reports the single leader as the only replica.
 
 use super::{code, s, Ctx};
-use crate::catalog::{validate_topic_config, validate_topic_name, Catalog, Topic};
+use crate::catalog::{validate_topic_config, validate_topic_name, Topic};
 use inkless_actors::TopicPartition;
 use inkless_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use inkless_protocol::kafka_protocol::messages::create_partitions_response::{
@@ -19,7 +19,7 @@ use inkless_protocol::kafka_protocol::messages::delete_topics_response::{
     DeletableTopicResult, DeleteTopicsResponse,
 };
 use inkless_protocol::kafka_protocol::messages::TopicName;
-use inkless_storage::metadata::MetaError;
+use inkless_storage::metadata::{MetaError, NewTopic};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -62,7 +62,11 @@ pub async fn create_topic(
 ) -> Result<Arc<Topic>, Failure> {
     let t = ctx
         .catalog
-        .create(Catalog::new_topic(name, partitions, configs))
+        .create(NewTopic {
+            name: name.to_string(),
+            partitions,
+            configs,
+        })
         .await
         .map_err(meta_failure)?;
     start_partitions(ctx, &t, 0).await?;
