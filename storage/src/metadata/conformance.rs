@@ -31,6 +31,62 @@ pub async fn run_all(store: SharedMetadataStore) {
     appends_reads_and_fencing(&store).await;
     producers_and_delete_records(&store).await;
     group_offsets(&store).await;
+    leases(&store).await;
+}
+
+fn lease(node_id: i32, az: &str) -> NodeLease {
+    NodeLease {
+        node_id,
+        incarnation: Uuid::new_v4(),
+        az: az.to_string(),
+        kafka_addr: format!("127.0.0.{node_id}:9092"),
+        cluster_addr: format!("127.0.0.{node_id}:9093"),
+        admin_addr: String::new(),
+    }
+}
+
+async fn leases(s: &SharedMetadataStore) {
+    let a = lease(1, "az-a");
+    let b = lease(2, "az-b");
+    let seen = s.renew_lease(&a, 60_000).await.expect("register a");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].lease, a);
+    assert!(seen[0].is_live() && seen[0].expires_in_ms <= 60_000);
+    let seen = s.renew_lease(&b, 60_000).await.expect("register b");
+    let ids: Vec<i32> = seen.iter().map(|n| n.lease.node_id).collect();
+    assert_eq!(ids, vec![1, 2]);
+
+    // A second process with node id 1 is refused while the first one's lease runs.
+    let a2 = lease(1, "az-a");
+    match s.renew_lease(&a2, 60_000).await {
+        Err(MetaError::LeaseHeld {
+            node_id: 1,
+            expires_in_ms,
+        }) => assert!(expires_in_ms > 0),
+        other => panic!("expected LeaseHeld, got {other:?}"),
+    }
+    // The holder renews; a lease that has run out is taken over by a new incarnation.
+    s.renew_lease(&a, 1).await.expect("renew a");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let seen = s.nodes().await.expect("nodes");
+    assert!(!seen
+        .iter()
+        .find(|n| n.lease.node_id == 1)
+        .expect("row")
+        .is_live());
+    let seen = s.renew_lease(&a2, 60_000).await.expect("take over");
+    let one = seen.iter().find(|n| n.lease.node_id == 1).expect("row");
+    assert_eq!(one.lease.incarnation, a2.incarnation);
+    assert!(one.is_live());
+
+    // Graceful leave removes only the caller's own incarnation.
+    s.release_lease(1, a.incarnation)
+        .await
+        .expect("stale release");
+    assert_eq!(s.nodes().await.expect("nodes").len(), 2);
+    s.release_lease(1, a2.incarnation).await.expect("release");
+    s.release_lease(2, b.incarnation).await.expect("release");
+    assert!(s.nodes().await.expect("nodes").is_empty());
 }
 
 async fn group_offsets(s: &SharedMetadataStore) {

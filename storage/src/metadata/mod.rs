@@ -39,6 +39,14 @@ pub enum MetaError {
     /// The writer's owner epoch is stale.
     #[error("partition {1} of topic {0} is owned by a newer epoch")]
     Fenced(Uuid, i32),
+    /// Another incarnation of this node id holds an unexpired lease.
+    #[error("node {node_id} is registered by another process for {expires_in_ms} ms more")]
+    LeaseHeld {
+        /// The node id.
+        node_id: i32,
+        /// Time left on the other incarnation's lease.
+        expires_in_ms: i64,
+    },
     /// The database failed.
     #[error("metadata database: {0}")]
     Database(String),
@@ -185,6 +193,60 @@ pub enum AppendOutcome {
     UnknownPartition,
 }
 
+/// What a node announces in its membership lease.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeLease {
+    /// Broker id.
+    pub node_id: i32,
+    /// Random per process start: tells a restarted node from the one that held the lease.
+    pub incarnation: Uuid,
+    /// Availability zone ("" for none).
+    pub az: String,
+    /// host:port Kafka clients connect to.
+    pub kafka_addr: String,
+    /// host:port of the node's cluster (actor mesh) listener.
+    pub cluster_addr: String,
+    /// host:port of the node's admin HTTP endpoint ("" if disabled).
+    pub admin_addr: String,
+}
+
+/// A lease row as seen at one moment of the store's clock.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    /// The lease.
+    pub lease: NodeLease,
+    /// Milliseconds since the node last renewed.
+    pub renewed_ago_ms: i64,
+    /// Milliseconds until the lease expires; zero or negative once expired.
+    pub expires_in_ms: i64,
+}
+
+impl NodeStatus {
+    /// True while the lease is unexpired.
+    pub fn is_live(&self) -> bool {
+        self.expires_in_ms > 0
+    }
+}
+
+impl NodeStatus {
+    /// Builds a status from a stored row read at `now_ms` of the store's clock.
+    pub(crate) fn from_row(
+        lease: NodeLease,
+        renewed_ms: i64,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            lease,
+            renewed_ago_ms: now_ms - renewed_ms,
+            expires_in_ms: expires_ms - now_ms,
+        }
+    }
+}
+
+/// Lease rows expired longer than this are deleted by the next renewal of any node.
+pub const EXPIRED_LEASE_KEPT_MS: i64 = 10 * 60 * 1000;
+
 /// The metadata store. All methods are safe to call concurrently.
 #[async_trait::async_trait]
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
@@ -257,6 +319,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn cluster_id(&self) -> MetaResult<String>;
     /// A new, never used producer id.
     async fn allocate_producer_id(&self) -> MetaResult<i64>;
+    /// Registers or renews this node's lease until `ttl_ms` from now (the store's clock) and
+    /// returns every lease row. Refused with [`MetaError::LeaseHeld`] while another
+    /// incarnation of the same node id holds an unexpired lease.
+    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<Vec<NodeStatus>>;
+    /// Ends this incarnation's lease at once (graceful leave).
+    async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()>;
+    /// Every lease row, live or recently expired, by node id.
+    async fn nodes(&self) -> MetaResult<Vec<NodeStatus>>;
 }
 
 /// A new cluster id in Kafka's form: a random UUID in URL-safe base64 without padding.

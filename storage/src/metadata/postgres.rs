@@ -32,7 +32,8 @@ const DEFAULT_POOL_SIZE: usize = 8;
 ///
 /// Text that is sorted or compared (names, keys) uses the "C" collation, so order is that of
 /// bytes, as in SQLite, whatever the database's locale.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE topics (
     topic_id UUID PRIMARY KEY,
     name TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -102,7 +103,20 @@ CREATE TABLE group_offsets (
     PRIMARY KEY (group_id, topic_id, partition)
 );
 CREATE INDEX group_offsets_by_topic ON group_offsets (topic_id);
-"#];
+"#,
+    r#"
+CREATE TABLE node_leases (
+    node_id INTEGER PRIMARY KEY,
+    incarnation UUID NOT NULL,
+    az TEXT NOT NULL,
+    kafka_addr TEXT NOT NULL,
+    cluster_addr TEXT NOT NULL,
+    admin_addr TEXT NOT NULL,
+    renewed_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#,
+];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0069_6e6b_6c65_7373;
@@ -1145,6 +1159,117 @@ impl MetadataStore for PostgresStore {
             .try_get(0)
             .map_err(pg)
     }
+
+    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<Vec<NodeStatus>> {
+        let lease = lease.clone();
+        self.with_tx(move |tx| {
+            let lease = lease.clone();
+            Box::pin(async move {
+                // The database's clock, so that nodes with skewed clocks agree on expiry.
+                let now = store_now(tx).await?;
+                tx.execute(
+                    "DELETE FROM node_leases WHERE expires_ms < $1",
+                    &[&(now - EXPIRED_LEASE_KEPT_MS)],
+                )
+                .await?;
+                let updated = tx
+                    .execute(
+                        "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                         ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
+                             kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
+                             admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
+                             expires_ms = excluded.expires_ms
+                         WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= $7",
+                        &[
+                            &lease.node_id,
+                            &lease.incarnation,
+                            &lease.az,
+                            &lease.kafka_addr,
+                            &lease.cluster_addr,
+                            &lease.admin_addr,
+                            &now,
+                            &(now + ttl_ms),
+                        ],
+                    )
+                    .await?;
+                if updated == 0 {
+                    let expires: i64 = tx
+                        .query_one(
+                            "SELECT expires_ms FROM node_leases WHERE node_id = $1",
+                            &[&lease.node_id],
+                        )
+                        .await?
+                        .try_get(0)?;
+                    return Err(MetaError::LeaseHeld {
+                        node_id: lease.node_id,
+                        expires_in_ms: expires - now,
+                    }
+                    .into());
+                }
+                all_nodes(tx, now).await
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()> {
+        self.query(
+            "DELETE FROM node_leases WHERE node_id = $1 AND incarnation = $2",
+            &[&node_id, &incarnation],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
+        self.with_tx(|tx| {
+            Box::pin(async move {
+                let now = store_now(tx).await?;
+                all_nodes(tx, now).await
+            })
+        })
+        .await
+    }
+}
+
+/// Milliseconds since the Unix epoch on the database's clock.
+async fn store_now(tx: &Tx<'_>) -> TxResult<i64> {
+    Ok(tx
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+            &[],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+async fn all_nodes(tx: &Tx<'_>, now: i64) -> TxResult<Vec<NodeStatus>> {
+    let rows = tx
+        .query(
+            "SELECT node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms
+             FROM node_leases ORDER BY node_id",
+            &[],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let lease = NodeLease {
+            node_id: r.try_get(0)?,
+            incarnation: r.try_get(1)?,
+            az: r.try_get(2)?,
+            kafka_addr: r.try_get(3)?,
+            cluster_addr: r.try_get(4)?,
+            admin_addr: r.try_get(5)?,
+        };
+        out.push(NodeStatus::from_row(
+            lease,
+            r.try_get(6)?,
+            r.try_get(7)?,
+            now,
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -84,6 +84,18 @@ CREATE TABLE group_offsets (
 );
 CREATE INDEX group_offsets_by_topic ON group_offsets (topic_id);
 "#,
+    r#"
+CREATE TABLE node_leases (
+    node_id INTEGER PRIMARY KEY,
+    incarnation TEXT NOT NULL,
+    az TEXT NOT NULL,
+    kafka_addr TEXT NOT NULL,
+    cluster_addr TEXT NOT NULL,
+    admin_addr TEXT NOT NULL,
+    renewed_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -804,6 +816,109 @@ impl MetadataStore for SqliteStore {
         })
         .await
     }
+
+    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<Vec<NodeStatus>> {
+        let lease = lease.clone();
+        self.with_tx(move |tx| {
+            let now = crate::now_ms();
+            tx.execute(
+                "DELETE FROM node_leases WHERE expires_ms < ?1",
+                params![now - EXPIRED_LEASE_KEPT_MS],
+            )
+            .map_err(db)?;
+            let updated = tx
+                .execute(
+                    "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
+                         kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
+                         admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
+                         expires_ms = excluded.expires_ms
+                     WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= ?7",
+                    params![
+                        lease.node_id,
+                        lease.incarnation.to_string(),
+                        lease.az,
+                        lease.kafka_addr,
+                        lease.cluster_addr,
+                        lease.admin_addr,
+                        now,
+                        now + ttl_ms
+                    ],
+                )
+                .map_err(db)?;
+            if updated == 0 {
+                let expires: i64 = tx
+                    .query_row(
+                        "SELECT expires_ms FROM node_leases WHERE node_id = ?1",
+                        params![lease.node_id],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                return Err(MetaError::LeaseHeld {
+                    node_id: lease.node_id,
+                    expires_in_ms: expires - now,
+                });
+            }
+            all_nodes(tx, now)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()> {
+        self.with_tx(move |tx| {
+            tx.execute(
+                "DELETE FROM node_leases WHERE node_id = ?1 AND incarnation = ?2",
+                params![node_id, incarnation.to_string()],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
+        self.with_tx(|tx| all_nodes(tx, crate::now_ms())).await
+    }
+}
+
+fn all_nodes(tx: &Transaction<'_>, now: i64) -> MetaResult<Vec<NodeStatus>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms
+             FROM node_leases ORDER BY node_id",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (node_id, inc, az, kafka_addr, cluster_addr, admin_addr, renewed, expires) =
+            row.map_err(db)?;
+        let incarnation = Uuid::parse_str(&inc).map_err(db)?;
+        let lease = NodeLease {
+            node_id,
+            incarnation,
+            az,
+            kafka_addr,
+            cluster_addr,
+            admin_addr,
+        };
+        out.push(NodeStatus::from_row(lease, renewed, expires, now));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
