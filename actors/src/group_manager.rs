@@ -1,18 +1,23 @@
 //! GroupManager: starts, supervises and finds the GroupCoordinators of this node.
 //!
-//! Takes [`GroupManagerMsg::Get`] (the coordinator of a group, started on demand) and
-//! [`GroupManagerMsg::List`]. On start it starts a coordinator for every group that has
-//! committed offsets, so they show up (Empty) in ListGroups and their offsets can expire.
+//! Takes [`GroupManagerMsg::Get`] (the coordinator of a group, started on demand),
+//! [`GroupManagerMsg::List`] and [`GroupManagerMsg::Place`]. It runs coordinators only for
+//! the groups this node owns by placement of the live set ([`LiveSet`]). On start, and on
+//! every placement, it starts a coordinator for every owned group that has committed
+//! offsets, so they show up (Empty) in ListGroups and their offsets can expire; coordinators
+//! of groups that moved away are stopped (their members rejoin at the new owner).
 //! A coordinator that fails is restarted empty (members rejoin; offsets are in the store);
 //! one that stops (deleted, offsets expired) is forgotten.
 
 use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::placement::LiveSet;
 use crate::registry::ActorDirectory;
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{BTreeMap, HashMap};
-use tokio::sync::oneshot;
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
 
 /// Longest group id accepted.
 const MAX_GROUP_ID_BYTES: usize = 255 * 4;
@@ -31,6 +36,9 @@ pub enum GroupManagerMsg {
     },
     /// Every running coordinator.
     List(oneshot::Sender<Vec<(String, ActorRef<GroupMsg>)>>),
+    /// Apply the current live set: stop coordinators of groups owned elsewhere, start those
+    /// of owned groups with committed offsets.
+    Place(oneshot::Sender<()>),
 }
 
 /// Arguments of the [`GroupManager`].
@@ -44,6 +52,8 @@ pub struct GroupManagerArgs {
     pub topics: SharedTopicLookup,
     /// Labels for the actor tree listing.
     pub directory: ActorDirectory,
+    /// The live set, which decides which groups this node coordinates.
+    pub live: watch::Receiver<Arc<LiveSet>>,
 }
 
 /// State of the manager.
@@ -86,6 +96,36 @@ impl GroupManagerState {
     }
 }
 
+impl GroupManagerState {
+    async fn place(
+        &mut self,
+        myself: &ActorRef<GroupManagerMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let live = self.args.live.borrow().clone();
+        let lost: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| !live.owns_group(g))
+            .cloned()
+            .collect();
+        for g in lost {
+            if let Some(actor) = self.groups.remove(&g) {
+                tracing::info!(group = %g, "group moved to another node; stopping its coordinator");
+                actor.stop(Some("moved".into()));
+            }
+        }
+        if !live.me_live {
+            return Ok(());
+        }
+        for g in self.args.store.offset_groups().await? {
+            if live.owns_group(&g) && !self.groups.contains_key(&g) {
+                self.start(myself, &g).await;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Actor for GroupManager {
     type Msg = GroupManagerMsg;
     type State = GroupManagerState;
@@ -96,15 +136,12 @@ impl Actor for GroupManager {
         myself: ActorRef<Self::Msg>,
         args: GroupManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let known = args.store.offset_groups().await?;
         let mut state = GroupManagerState {
             args,
             groups: BTreeMap::new(),
             by_actor: HashMap::new(),
         };
-        for g in known {
-            state.start(&myself, &g).await;
-        }
+        state.place(&myself).await?;
         Ok(state)
     }
 
@@ -120,10 +157,12 @@ impl Actor for GroupManager {
                 create,
                 reply,
             } => {
-                let found = state.groups.get(&group_id).cloned();
+                let owned = state.args.live.borrow().owns_group(&group_id);
+                let found = state.groups.get(&group_id).cloned().filter(|_| owned);
                 let actor = match found {
                     Some(a) => Some(a),
                     None if create
+                        && owned
                         && !group_id.is_empty()
                         && group_id.len() <= MAX_GROUP_ID_BYTES =>
                     {
@@ -132,6 +171,12 @@ impl Actor for GroupManager {
                     None => None,
                 };
                 let _ = reply.send(actor);
+            }
+            GroupManagerMsg::Place(reply) => {
+                if let Err(e) = state.place(&myself).await {
+                    tracing::warn!(error = %e, "could not list groups with offsets");
+                }
+                let _ = reply.send(());
             }
             GroupManagerMsg::List(reply) => {
                 let _ = reply.send(
@@ -158,7 +203,9 @@ impl Actor for GroupManager {
                     state.args.directory.stopped(cell.get_id(), true);
                     tracing::warn!(group = %g, error = %err, "group coordinator failed; restarting");
                     state.groups.remove(&g);
-                    state.start(&myself, &g).await;
+                    if state.args.live.borrow().owns_group(&g) {
+                        state.start(&myself, &g).await;
+                    }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

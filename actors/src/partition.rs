@@ -95,6 +95,8 @@ pub enum PartitionMsg {
         /// The resulting log start offset.
         reply: oneshot::Sender<Result<i64, ReadError>>,
     },
+    /// The partition moves away: refuse new appends, finish the pending commits, then stop.
+    Drain,
     /// Panics inside the actor (fault-injection tests only).
     #[cfg(any(test, feature = "fault-injection"))]
     InjectPanic,
@@ -146,6 +148,7 @@ pub struct PartitionState {
     recent: VecDeque<BatchCoordinate>,
     pending: VecDeque<PendingCommit>,
     next_token: u64,
+    draining: bool,
 }
 
 /// The actor; see the module documentation.
@@ -269,6 +272,10 @@ impl PartitionState {
         batches: Vec<IncomingBatch>,
         reply: AppendReply,
     ) {
+        if self.draining {
+            let _ = reply.send(Err(AppendError::NotOwner));
+            return;
+        }
         // Check every batch on working copies first: a refused part changes nothing.
         let mut working: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
         let mut offset = self.next_offset;
@@ -400,6 +407,9 @@ impl PartitionState {
                 self.publish();
                 for (reply, ack) in p.replies {
                     let _ = reply.send(Ok(ack));
+                }
+                if self.draining && self.pending.is_empty() {
+                    myself.stop(Some("handed off".into()));
                 }
                 Ok(())
             }
@@ -553,6 +563,7 @@ impl Actor for PartitionActor {
             recent: VecDeque::new(),
             pending: VecDeque::new(),
             next_token: 0,
+            draining: false,
         };
         state.publish();
         Ok(state)
@@ -581,6 +592,12 @@ impl Actor for PartitionActor {
             } => state.read(offset, max_bytes, reply),
             PartitionMsg::DeleteRecords { offset, reply } => {
                 let _ = reply.send(state.delete_records(offset).await);
+            }
+            PartitionMsg::Drain => {
+                state.draining = true;
+                if state.pending.is_empty() {
+                    myself.stop(Some("handed off".into()));
+                }
             }
             #[cfg(any(test, feature = "fault-injection"))]
             PartitionMsg::InjectPanic => panic!("injected panic in partition actor"),

@@ -1,23 +1,29 @@
 //! PartitionManager: starts, supervises and stops the PartitionActors of this node.
 //!
-//! Takes [`ManagerMsg::Ensure`] (start actors for these partitions if not running) and
-//! [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted). When a PartitionActor
+//! Takes [`ManagerMsg::Ensure`] (start actors for these partitions if this node owns them
+//! and they are not running), [`ManagerMsg::Place`] (run exactly the owned ones of all
+//! partitions) and [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted).
+//! Ownership is the placement of the current live set ([`LiveSet`]); a partition that moves
+//! away is drained (its in-flight commits finish) before its actor stops. When a PartitionActor
 //! fails (panic or commit failure) the manager restarts it, which reloads its state from the
 //! metadata store; more than `max_restarts` failures of one partition within a minute
 //! escalate: the manager fails and the NodeSupervisor decides.
 
 use crate::index_writer::IndexMsg;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
+use crate::placement::LiveSet;
 use crate::registry::{ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry};
 use crate::TopicPartition;
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Longest wait for a partition that moves away to finish its in-flight commits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Delay before retrying a partition whose restart failed (e.g. metadata store down).
 const RESTART_RETRY: Duration = Duration::from_secs(1);
 
@@ -36,6 +42,14 @@ pub enum ManagerMsg {
     /// Panics inside the manager (fault-injection tests only).
     #[cfg(any(test, feature = "fault-injection"))]
     InjectPanic,
+    /// Run actors for the owned ones of `all` (every partition of the cluster) and stop
+    /// the others.
+    Place {
+        /// Every partition.
+        all: Vec<TopicPartition>,
+        /// Answered with the partitions that failed to start.
+        reply: oneshot::Sender<Vec<(TopicPartition, String)>>,
+    },
     /// Stop the actors of these partitions.
     Remove {
         /// Partitions.
@@ -62,6 +76,8 @@ pub struct ManagerArgs {
     pub max_restarts: u32,
     /// Labels for the actor tree listing.
     pub directory: ActorDirectory,
+    /// The live set, which decides what this node owns.
+    pub live: watch::Receiver<Arc<LiveSet>>,
 }
 
 /// State of the manager.
@@ -114,14 +130,55 @@ impl ManagerState {
         Ok(())
     }
 
-    fn stop(&mut self, tp: &TopicPartition) -> Option<ActorRef<PartitionMsg>> {
-        let h = self.args.partitions.remove(tp)?;
-        self.children.remove(&h.actor.get_id());
-        self.args.directory.stopped(h.actor.get_id(), false);
-        self.offsets.remove(tp);
-        self.restarts.remove(tp);
-        h.actor.stop(Some("removed".into()));
-        Some(h.actor)
+    /// Stops the actors of `tps`: each finishes its in-flight commits first, and new
+    /// appends find it gone from the registry.
+    async fn stop_all(&mut self, tps: &[TopicPartition]) {
+        let mut stopping = Vec::new();
+        for tp in tps {
+            let Some(h) = self.args.partitions.remove(tp) else {
+                continue;
+            };
+            self.children.remove(&h.actor.get_id());
+            self.args.directory.stopped(h.actor.get_id(), false);
+            self.offsets.remove(tp);
+            self.restarts.remove(tp);
+            if h.actor.cast(PartitionMsg::Drain).is_err() {
+                h.actor.stop(Some("removed".into()));
+            }
+            stopping.push(h.actor);
+        }
+        // Wait until they are gone, so a re-created topic or a new owner never sees them.
+        for actor in stopping {
+            let gone = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                while actor.get_status() != ractor::ActorStatus::Stopped {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            if gone.is_err() {
+                tracing::warn!(actor = %actor.get_id(), "partition did not drain in time; stopping it");
+                actor.stop(Some("drain timed out".into()));
+            }
+        }
+    }
+
+    async fn ensure(
+        &mut self,
+        myself: &ActorRef<ManagerMsg>,
+        tps: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, String)> {
+        let live = self.args.live.borrow().clone();
+        let mut failed = Vec::new();
+        for tp in tps {
+            if !live.owns_partition(&tp) || self.args.partitions.get(&tp).is_some() {
+                continue;
+            }
+            if let Err(e) = self.start(myself, tp).await {
+                tracing::error!(?tp, error = %e, "partition actor failed to start");
+                failed.push((tp, e));
+            }
+        }
+        failed
     }
 }
 
@@ -147,6 +204,11 @@ impl Actor for PartitionManager {
         for tp in &owned {
             state.args.partitions.remove(tp);
         }
+        let live = state.args.live.borrow().clone();
+        let owned: Vec<TopicPartition> = owned
+            .into_iter()
+            .filter(|tp| live.owns_partition(tp))
+            .collect();
         for tp in owned {
             if let Err(e) = state.start(&myself, tp).await {
                 tracing::error!(?tp, error = %e, "partition actor failed to start; retrying");
@@ -164,22 +226,34 @@ impl Actor for PartitionManager {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ManagerMsg::Ensure { tps, reply } => {
-                let mut failed = Vec::new();
-                for tp in tps {
-                    if state.args.partitions.get(&tp).is_some() {
-                        continue;
-                    }
-                    if let Err(e) = state.start(&myself, tp).await {
-                        tracing::error!(?tp, error = %e, "partition actor failed to start");
-                        failed.push((tp, e));
-                    }
+                let _ = reply.send(state.ensure(&myself, tps).await);
+            }
+            ManagerMsg::Place { all, reply } => {
+                let live = state.args.live.borrow().clone();
+                let owned: HashSet<TopicPartition> = all
+                    .into_iter()
+                    .filter(|tp| live.owns_partition(tp))
+                    .collect();
+                let lost: Vec<TopicPartition> = state
+                    .args
+                    .partitions
+                    .partitions()
+                    .into_iter()
+                    .filter(|tp| !owned.contains(tp))
+                    .collect();
+                if !lost.is_empty() {
+                    tracing::info!(partitions = lost.len(), "handing off partitions");
                 }
-                let _ = reply.send(failed);
+                state.stop_all(&lost).await;
+                let _ = reply.send(state.ensure(&myself, owned.into_iter().collect()).await);
             }
             #[cfg(any(test, feature = "fault-injection"))]
             ManagerMsg::InjectPanic => panic!("injected panic in partition manager"),
             ManagerMsg::Restart(tp) => {
-                if state.args.partitions.get(&tp).is_none() && state.offsets.contains_key(&tp) {
+                if state.args.partitions.get(&tp).is_none()
+                    && state.offsets.contains_key(&tp)
+                    && state.args.live.borrow().owns_partition(&tp)
+                {
                     if let Err(e) = state.start(&myself, tp).await {
                         tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
                         myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
@@ -187,17 +261,7 @@ impl Actor for PartitionManager {
                 }
             }
             ManagerMsg::Remove { tps, reply } => {
-                for tp in &tps {
-                    if let Some(actor) = state.stop(tp) {
-                        // Wait until it is gone so a re-created topic never sees it.
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            while actor.get_status() != ractor::ActorStatus::Stopped {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                        })
-                        .await;
-                    }
-                }
+                state.stop_all(&tps).await;
                 let _ = reply.send(());
             }
         }
@@ -225,6 +289,10 @@ impl Actor for PartitionManager {
                 let count = entry.0;
                 tracing::warn!(?tp, error = %err, restarts = count, "partition actor failed; restarting");
                 state.args.partitions.remove(&tp);
+                if !state.args.live.borrow().owns_partition(&tp) {
+                    state.offsets.remove(&tp);
+                    return Ok(());
+                }
                 if count > state.args.max_restarts {
                     return Err(
                         format!("partition {tp:?} failed {count} times within a minute").into(),

@@ -12,8 +12,10 @@ use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupLimits, GroupMsg};
 use crate::group_manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
+use crate::membership::{self, Membership, MembershipArgs, MembershipConfig, MembershipMsg};
 use crate::partition::PartitionMsg;
 use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
+use crate::placement::LiveSet;
 use crate::produce_buffer::{BufferMsg, PartAppend, ProduceBuffer, ProduceBufferArgs};
 use crate::registry::{ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry};
 use crate::uploader::{ObjectUploader, UploadMsg, UploaderArgs};
@@ -52,6 +54,11 @@ pub struct NodeConfig {
     pub max_restarts: u32,
     /// Consumer-group settings.
     pub groups: GroupLimits,
+    /// This node's lease and its timing.
+    pub membership: MembershipConfig,
+    /// Cluster mode: hold a lease in the metadata store and own only what placement gives
+    /// this node. Otherwise the node is alone and owns everything.
+    pub cluster_mode: bool,
 }
 
 impl Default for NodeConfig {
@@ -68,6 +75,8 @@ impl Default for NodeConfig {
             max_appends_per_commit: 4096,
             max_restarts: 10,
             groups: GroupLimits::default(),
+            membership: MembershipConfig::default(),
+            cluster_mode: false,
         }
     }
 }
@@ -78,10 +87,14 @@ pub enum NodeError {
     /// An actor failed to spawn.
     #[error("actor failed to start: {0}")]
     Spawn(String),
+    /// The lease could not be registered.
+    #[error("membership: {0}")]
+    Membership(#[from] inkless_storage::metadata::MetaError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Child {
+    Membership,
     IndexWriter,
     Cache,
     Uploader,
@@ -93,6 +106,7 @@ enum Child {
 impl Child {
     fn kind(self) -> &'static str {
         match self {
+            Child::Membership => "membership",
             Child::IndexWriter => "index-writer",
             Child::Cache => "cache-shard",
             Child::Uploader => "object-uploader",
@@ -142,6 +156,7 @@ fn walk(cell: &ActorCell, parent: Option<String>, dir: &ActorDirectory, out: &mu
 
 #[derive(Debug, Default)]
 struct Slots {
+    membership: Arc<ActorSlot<MembershipMsg>>,
     index: Arc<ActorSlot<IndexMsg>>,
     cache: Arc<ActorSlot<CacheMsg>>,
     uploader: Arc<ActorSlot<UploadMsg>>,
@@ -158,6 +173,7 @@ struct SupervisorArgs {
     blob: BlobStore,
     partitions: PartitionRegistry,
     slots: Arc<Slots>,
+    live: Arc<watch::Sender<Arc<LiveSet>>>,
 }
 
 /// Root actor of a node; see the module documentation.
@@ -174,6 +190,16 @@ impl SupervisorState {
         let a = &self.args;
         let c = &a.config;
         let cell = match child {
+            Child::Membership => {
+                let args = MembershipArgs {
+                    config: c.membership.clone(),
+                    store: a.store.clone(),
+                    live: a.live.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Membership, args, me).await?;
+                a.slots.membership.set(Some(r.clone()));
+                r.get_cell()
+            }
             Child::IndexWriter => {
                 let args = IndexWriterArgs {
                     store: a.store.clone(),
@@ -214,6 +240,7 @@ impl SupervisorState {
                     recent_batches_max: c.recent_batches_per_partition,
                     max_restarts: c.max_restarts,
                     directory: a.directory.clone(),
+                    live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, PartitionManager, args, me).await?;
                 a.slots.manager.set(Some(r.clone()));
@@ -225,6 +252,7 @@ impl SupervisorState {
                     limits: c.groups.clone(),
                     topics: a.topics.clone(),
                     directory: a.directory.clone(),
+                    live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
                 a.slots.groups.set(Some(r.clone()));
@@ -264,6 +292,9 @@ impl Actor for NodeSupervisor {
             children: HashMap::new(),
             restarts: HashMap::new(),
         };
+        if state.args.config.cluster_mode {
+            state.spawn(myself.get_cell(), Child::Membership).await?;
+        }
         for child in [
             Child::IndexWriter,
             Child::Cache,
@@ -321,10 +352,12 @@ pub struct Node {
     slots: Arc<Slots>,
     supervisor: ActorRef<()>,
     stopped: watch::Receiver<bool>,
+    live: watch::Receiver<Arc<LiveSet>>,
 }
 
 impl Node {
-    /// Starts the supervision tree.
+    /// Starts the supervision tree. In cluster mode it first registers the node's lease,
+    /// waiting while an earlier incarnation of the same node id still holds one.
     pub async fn start(
         config: NodeConfig,
         store: SharedMetadataStore,
@@ -334,7 +367,14 @@ impl Node {
         let partitions = PartitionRegistry::default();
         let slots = Arc::new(Slots::default());
         let directory = ActorDirectory::default();
+        let first = if config.cluster_mode {
+            membership::register(&store, &config.membership).await?
+        } else {
+            LiveSet::single(config.membership.lease.clone())
+        };
+        let (live_tx, live) = watch::channel(Arc::new(first));
         let args = SupervisorArgs {
+            live: Arc::new(live_tx),
             directory: directory.clone(),
             config: config.clone(),
             topics,
@@ -365,7 +405,53 @@ impl Node {
             slots,
             supervisor,
             stopped,
+            live,
         })
+    }
+
+    /// The live set as this node sees it now.
+    pub fn live(&self) -> Arc<LiveSet> {
+        self.live.borrow().clone()
+    }
+
+    /// Changes of the live set.
+    pub fn live_changes(&self) -> watch::Receiver<Arc<LiveSet>> {
+        self.live.clone()
+    }
+
+    /// Runs the actors this node owns among `all` partitions (and the groups it owns) and
+    /// stops, after draining, those it no longer owns. Returns partitions that failed.
+    pub async fn place(&self, all: Vec<TopicPartition>) -> Vec<(TopicPartition, String)> {
+        let failed = match self.slots.manager.get() {
+            Some(m) => {
+                let (tx, rx) = oneshot::channel();
+                match m.cast(ManagerMsg::Place { all, reply: tx }) {
+                    Ok(()) => rx.await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
+        if let Some(g) = self.slots.groups.get() {
+            let (tx, rx) = oneshot::channel();
+            if g.cast(GroupManagerMsg::Place(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        failed
+    }
+
+    /// Graceful leave: ends the lease, so other nodes take over at their next renewal, and
+    /// stops (draining) every partition and group here. A no-op outside cluster mode.
+    pub async fn leave(&self) {
+        let Some(m) = self.slots.membership.get() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if m.cast(MembershipMsg::Leave(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        self.place(Vec::new()).await;
     }
 
     /// The node's configuration.

@@ -72,21 +72,27 @@ def tail(path: Path, n: int = 60) -> str:
 
 
 class LocalBroker:
-    """One `inkless serve` process; can be killed and restarted on the same dir/port."""
+    """One `inkless serve` process; can be killed and restarted on the same dir/port.
 
-    def __init__(self, data_dir: Path, port: int, log_dir: Path):
+    `create_data_dir=False` leaves the data dir absent (cluster nodes need none)."""
+
+    def __init__(self, data_dir: Path, port: int, log_dir: Path, host: str = "127.0.0.1",
+                 name: str = "broker", create_data_dir: bool = True):
         self.binary = broker_binary()
         self.data_dir = data_dir
+        self.host = host
         self.port = port
         self.log_dir = log_dir
+        self.name = name
+        self.create_data_dir = create_data_dir
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.extra_env: dict[str, str] = {}
-        self.log_path = log_dir / "broker-0.log"
+        self.log_path = log_dir / f"{name}-0.log"
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> None:
         if not self.binary.is_file():
@@ -95,8 +101,9 @@ class LocalBroker:
                 f"(CARGO_TARGET_DIR={target_dir()}) or set INKLESS_TEST_BOOTSTRAP to test an external broker",
                 pytrace=False,
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"broker-{self.starts}.log"
+        if self.create_data_dir:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"{self.name}-{self.starts}.log"
         self.starts += 1
         env = dict(os.environ)
         env["INKLESS__KAFKA__LISTEN"] = self.bootstrap
@@ -115,7 +122,7 @@ class LocalBroker:
             )
         t0 = time.monotonic()
         deadline = t0 + START_TIMEOUT
-        while not port_open("127.0.0.1", self.port):
+        while not port_open(self.host, self.port):
             rc = self.proc.poll()
             if rc is not None:
                 pytest.fail(
@@ -129,7 +136,7 @@ class LocalBroker:
                     pytrace=False,
                 )
             time.sleep(0.1)
-        sys.stdout.write(f"[{time.monotonic() - t0:6.1f}s] broker listening on {self.bootstrap} (start #{self.starts})\n")
+        sys.stdout.write(f"[{time.monotonic() - t0:6.1f}s] {self.name} listening on {self.bootstrap} (start #{self.starts})\n")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -141,7 +148,7 @@ class LocalBroker:
         # Wait for the listener to be gone, so that a restart on the same port
         # cannot mistake a dying process (e.g. a wrapper's child) for the new one.
         deadline = time.monotonic() + 30
-        while port_open("127.0.0.1", self.port):
+        while port_open(self.host, self.port):
             if time.monotonic() > deadline:
                 pytest.fail(f"port {self.port} still accepting 30 s after kill -9 of the broker", pytrace=False)
             time.sleep(0.1)

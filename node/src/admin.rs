@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint (`admin.listen`): `GET /metrics` in Prometheus text format,
 //! `GET /actors` (the node's live supervision tree as JSON: id, parent, kind, name, status,
-//! restarts) and `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
+//! restarts), `GET /cluster` (every lease row in the metadata store, with its AZ, addresses
+//! and age, and the live set this node acts on) and `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
 //! request head capped at 8 KiB.
 
 use crate::handlers::Ctx;
@@ -54,6 +55,10 @@ async fn answer(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             Ok(json) => ("200 OK", "application/json", json),
             Err(e) => ("500 Internal Server Error", TEXT, format!("{e}\n")),
         },
+        "/cluster" => match cluster(ctx).await {
+            Ok(json) => ("200 OK", "application/json", json),
+            Err(e) => ("503 Service Unavailable", TEXT, format!("{e}\n")),
+        },
         _ => ("404 Not Found", TEXT, "not found\n".to_string()),
     };
     let resp = format!(
@@ -62,6 +67,31 @@ async fn answer(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     );
     stream.write_all(resp.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// What `/cluster` answers.
+#[derive(serde::Serialize)]
+struct ClusterView {
+    /// The node that answered.
+    node_id: i32,
+    /// Whether it counts itself live (its lease is current).
+    me_live: bool,
+    /// Node ids of the live set it places actors by.
+    live: Vec<i32>,
+    /// Every lease row in the metadata store.
+    nodes: Vec<inkless_storage::metadata::NodeStatus>,
+}
+
+async fn cluster(ctx: &Ctx) -> Result<String, String> {
+    let live = ctx.node.live();
+    let nodes = ctx.node.store().nodes().await.map_err(|e| e.to_string())?;
+    let view = ClusterView {
+        node_id: live.me,
+        me_live: live.me_live,
+        live: live.nodes.iter().map(|n| n.node_id).collect(),
+        nodes,
+    };
+    serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -117,6 +147,12 @@ pub fn metrics(ctx: &Ctx) -> String {
         "inkless_partitions",
         "Partition actors running on this node.",
         ctx.node.partitions().len() as u64,
+    );
+    gauge(
+        &mut out,
+        "inkless_cluster_live_nodes",
+        "Nodes in the live set this node places actors by.",
+        ctx.node.live().nodes.len() as u64,
     );
     gauge(
         &mut out,

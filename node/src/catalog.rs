@@ -249,6 +249,8 @@ impl Topic {
 struct Tables {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<Uuid, Arc<Topic>>,
+    /// Bumped by every local change, so a refresh never undoes one it did not see.
+    generation: u64,
 }
 
 /// Topics known to this node.
@@ -284,9 +286,53 @@ impl Catalog {
     fn put(&self, record: TopicRecord) -> Arc<Topic> {
         let t = Arc::new(Topic::new(record, self.default_max_message_bytes));
         let mut w = self.tables.write();
+        w.generation += 1;
         w.by_name.insert(t.record.name.clone(), t.clone());
         w.by_id.insert(t.record.id, t.clone());
         t
+    }
+
+    /// Re-reads every topic from the store, picking up other nodes' creations, deletions
+    /// and config changes. Skipped (returns false) when a local change raced with it.
+    pub async fn refresh(&self) -> Result<bool, MetaError> {
+        let generation = self.tables.read().generation;
+        let records = self.store.list_topics().await?;
+        let mut fresh = Tables {
+            generation,
+            ..Tables::default()
+        };
+        let old = self.tables.read();
+        for r in records {
+            // Keep the parsed topic when nothing changed, so readers keep sharing it.
+            let t = match old.by_id.get(&r.id) {
+                Some(t) if t.record == r => t.clone(),
+                _ => Arc::new(Topic::new(r, self.default_max_message_bytes)),
+            };
+            fresh.by_name.insert(t.record.name.clone(), t.clone());
+            fresh.by_id.insert(t.record.id, t);
+        }
+        drop(old);
+        let mut w = self.tables.write();
+        if w.generation != generation {
+            return Ok(false);
+        }
+        *w = fresh;
+        Ok(true)
+    }
+
+    /// Every partition of every topic.
+    pub fn partitions(&self) -> Vec<inkless_actors::TopicPartition> {
+        self.tables
+            .read()
+            .by_id
+            .values()
+            .flat_map(|t| {
+                (0..t.record.partitions).map(|partition| inkless_actors::TopicPartition {
+                    topic_id: t.record.id,
+                    partition,
+                })
+            })
+            .collect()
     }
 
     /// A topic by name.
@@ -316,6 +362,7 @@ impl Catalog {
     pub async fn delete(&self, name: &str) -> Result<Arc<Topic>, MetaError> {
         let r = self.store.delete_topic(name).await?;
         let mut w = self.tables.write();
+        w.generation += 1;
         w.by_name.remove(&r.name);
         Ok(w.by_id
             .remove(&r.id)

@@ -5,6 +5,7 @@
 //! `docs/configuration.md`.
 
 use inkless_storage::blob::S3Options;
+use inkless_storage::metadata::NodeLease;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub struct Config {
     pub groups: GroupsSection,
     /// Admin HTTP endpoint.
     pub admin: AdminSection,
+    /// Cluster membership.
+    pub cluster: ClusterSection,
     /// Logging.
     pub log: LogSection,
 }
@@ -204,6 +207,33 @@ impl Default for FetchSection {
     }
 }
 
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Join a cluster: hold a lease in the (shared) metadata store and own only the
+    /// partitions and groups placement gives this node. Off: the node is alone.
+    pub enabled: bool,
+    /// How often the node renews its lease.
+    pub lease_renew_interval_ms: u64,
+    /// A node whose lease is not renewed for this long is considered gone.
+    pub lease_ttl_ms: u64,
+    /// How often topics are re-read from the metadata store, to place partitions created
+    /// or deleted through other nodes.
+    pub topic_refresh_interval_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            lease_renew_interval_ms: 1_000,
+            lease_ttl_ms: 3_000,
+            topic_refresh_interval_ms: 1_000,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -264,6 +294,15 @@ impl Config {
             self.kafka.max_in_flight_requests_per_connection >= 1,
             "kafka.max_in_flight_requests_per_connection must be at least 1"
         );
+        anyhow::ensure!(
+            self.cluster.lease_renew_interval_ms >= 10
+                && self.cluster.lease_ttl_ms >= 2 * self.cluster.lease_renew_interval_ms,
+            "cluster.lease_ttl_ms must be at least twice cluster.lease_renew_interval_ms (>= 10)"
+        );
+        anyhow::ensure!(
+            self.cluster.topic_refresh_interval_ms >= 10,
+            "cluster.topic_refresh_interval_ms must be at least 10"
+        );
         Ok(())
     }
 
@@ -272,10 +311,16 @@ impl Config {
         self.produce.max_bytes_in_flight.clamp(1, u32::MAX as usize) as u32
     }
 
-    /// The actor tunables.
-    pub fn node_config(&self) -> inkless_actors::NodeConfig {
+    /// The actor tunables; `lease` is what this node announces to the cluster.
+    pub fn node_config(&self, lease: NodeLease) -> inkless_actors::NodeConfig {
         inkless_actors::NodeConfig {
             node_id: self.node.id,
+            cluster_mode: self.cluster.enabled,
+            membership: inkless_actors::membership::MembershipConfig {
+                lease,
+                renew_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
+                ttl: Duration::from_millis(self.cluster.lease_ttl_ms),
+            },
             max_object_bytes: self.produce.max_object_bytes,
             flush_interval: Duration::from_millis(self.produce.flush_interval_ms),
             max_uploads_in_flight: self.produce.max_uploads_in_flight,

@@ -8,6 +8,7 @@
 
 mod admin;
 mod catalog;
+mod cluster;
 mod config;
 mod handlers;
 mod metrics;
@@ -17,8 +18,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::Config;
 use handlers::Ctx;
-use inkless_actors::{Node, TopicPartition};
+use inkless_actors::Node;
 use inkless_storage::blob::BlobStore;
+use inkless_storage::metadata::NodeLease;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,9 +108,9 @@ fn toml_string(c: &Config) -> anyhow::Result<String> {
 }
 
 async fn serve(c: Config) -> anyhow::Result<()> {
+    // No directory is created here: only relative file:// and sqlite:// URLs use data_dir
+    // (and create what they need), so a cluster node on PostgreSQL and S3 writes no file.
     let data_dir = c.storage.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = inkless_storage::metadata::open(&c.storage.metadata, &data_dir)
         .await
         .with_context(|| format!("opening metadata store {}", c.storage.metadata))?;
@@ -117,21 +119,6 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         .with_latency(c.storage.latency.clone());
     let cluster_id = store.cluster_id().await?;
     let catalog = catalog::Catalog::load(store.clone(), c.kafka.message_max_bytes).await?;
-    let node = Node::start(c.node_config(), store, blob, Arc::new(catalog.clone())).await?;
-
-    let tps: Vec<TopicPartition> = catalog
-        .all()
-        .iter()
-        .flat_map(|t| {
-            (0..t.record.partitions).map(|partition| TopicPartition {
-                topic_id: t.record.id,
-                partition,
-            })
-        })
-        .collect();
-    let started = tps.len();
-    let failed = node.ensure_partitions(tps).await;
-    anyhow::ensure!(failed.is_empty(), "partitions failed to start: {failed:?}");
 
     let listener = tokio::net::TcpListener::bind(&c.kafka.listen)
         .await
@@ -142,14 +129,43 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     } else {
         c.kafka.advertised.clone()
     };
-    let (host, port) = advertised
-        .rsplit_once(':')
-        .and_then(|(h, p)| {
-            p.parse::<i32>()
-                .ok()
-                .map(|p| (h.trim_matches(['[', ']']).to_string(), p))
-        })
+    let (host, port) = handlers::split_host_port(&advertised)
         .with_context(|| format!("kafka.advertised {advertised:?} is not host:port"))?;
+    let admin_listener = if c.admin.listen.is_empty() {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(&c.admin.listen)
+                .await
+                .with_context(|| format!("binding admin.listen {}", c.admin.listen))?,
+        )
+    };
+    let lease = NodeLease {
+        node_id: c.node.id,
+        incarnation: uuid::Uuid::new_v4(),
+        az: c.node.rack.clone(),
+        kafka_addr: advertised.clone(),
+        cluster_addr: String::new(),
+        admin_addr: match &admin_listener {
+            Some(l) => l.local_addr()?.to_string(),
+            None => String::new(),
+        },
+    };
+    if c.cluster.enabled {
+        tracing::info!(node_id = c.node.id, az = %c.node.rack, "joining the cluster");
+    }
+    let node = Node::start(c.node_config(lease), store, blob, Arc::new(catalog.clone())).await?;
+    let failed = node.place(catalog.partitions()).await;
+    anyhow::ensure!(failed.is_empty(), "partitions failed to start: {failed:?}");
+    let started = node.partitions().len();
+    if c.cluster.enabled {
+        tokio::spawn(cluster::follow_placement(
+            node.clone(),
+            catalog.clone(),
+            Duration::from_millis(c.cluster.topic_refresh_interval_ms),
+        ));
+    }
+
     let budget = c.produce_budget_permits();
     let ctx = Arc::new(Ctx {
         config: c.clone(),
@@ -161,17 +177,15 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         produce_budget: Arc::new(Semaphore::new(budget as usize)),
         requests: metrics::RequestMetrics::default(),
     });
-    tracing::info!(listen = %bound, advertised = %advertised, data_dir = %data_dir.display(),
-        object_store = %c.storage.object_store, metadata = %redact_url(&c.storage.metadata), partitions = started, "inkless node ready");
+    tracing::info!(listen = %bound, advertised = %advertised, object_store = %c.storage.object_store,
+        metadata = %redact_url(&c.storage.metadata), partitions = started, "inkless node ready");
 
-    let admin = if c.admin.listen.is_empty() {
-        None
-    } else {
-        let l = tokio::net::TcpListener::bind(&c.admin.listen)
-            .await
-            .with_context(|| format!("binding admin.listen {}", c.admin.listen))?;
-        tracing::info!(listen = %l.local_addr()?, "admin endpoint ready");
-        Some(tokio::spawn(admin::serve(l, ctx.clone())))
+    let admin = match admin_listener {
+        Some(l) => {
+            tracing::info!(listen = %l.local_addr()?, "admin endpoint ready");
+            Some(tokio::spawn(admin::serve(l, ctx.clone())))
+        }
+        None => None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(server::serve(listener, ctx.clone(), stop_rx));
@@ -191,6 +205,9 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!("in-flight produce requests did not finish before the shutdown deadline");
     }
+    // Hand everything off: end the lease, so the other nodes take over at their next
+    // renewal, and stop this node's partitions and groups once their commits are done.
+    node.leave().await;
     node.stop().await;
     if let Some(a) = admin {
         a.abort();

@@ -51,6 +51,9 @@ pub async fn heartbeat(
             "Regular-expression subscriptions are not supported yet",
         );
     }
+    if let Some(c) = super::not_coordinator(ctx, &req.group_id.0) {
+        return fail(c, "This node is not the group's coordinator");
+    }
     let Some(actor) = ctx.node.group(&req.group_id.0, req.member_epoch == 0).await else {
         return fail(25, "Unknown group or member");
     };
@@ -118,6 +121,10 @@ pub async fn describe(
         let base = DescribedGroup::default()
             .with_group_id(g.clone())
             .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        if let Some(c) = super::not_coordinator(ctx, &g.0) {
+            out.push(base.with_error_code(c));
+            continue;
+        }
         let d = match ctx.node.group(&g.0, false).await {
             None => None,
             Some(actor) => {

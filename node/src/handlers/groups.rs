@@ -3,7 +3,7 @@
 //! OffsetDelete. Membership lives in the group's GroupCoordinator actor; committed offsets
 //! live in the metadata store.
 
-use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{code, not_coordinator, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use bytes::Bytes;
 use inkless_actors::group::{self, GroupMsg, JoinArgs, MemberRef, SyncArgs};
 use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
@@ -65,55 +65,64 @@ async fn ask<T>(
     rx.await.ok()
 }
 
-/// Answers FindCoordinator: this node coordinates every group (single node).
+/// Answers FindCoordinator with the node that owns the group by placement.
 pub fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let me = BrokerId(ctx.config.node.id);
-    let answer = |key_type: i8| -> (i16, Option<String>) {
-        if key_type == KEY_TYPE_GROUP {
-            (code::NONE, None)
-        } else {
-            (
+    let live = ctx.node.live();
+    let brokers = super::brokers(ctx, &live);
+    // (error, message, node id, host, port) for one key.
+    let answer = |key: &str| -> (i16, Option<String>, i32, String, i32) {
+        if req.key_type != KEY_TYPE_GROUP {
+            return (
                 code::COORDINATOR_NOT_AVAILABLE,
                 Some("Transactions are not supported yet".into()),
-            )
+                -1,
+                String::new(),
+                -1,
+            );
+        }
+        match live
+            .group_owner(key)
+            .and_then(|id| brokers.iter().find(|b| b.id == id))
+        {
+            Some(b) => (code::NONE, None, b.id, b.host.clone(), b.port),
+            None => (
+                code::COORDINATOR_NOT_AVAILABLE,
+                Some("no live node".into()),
+                -1,
+                String::new(),
+                -1,
+            ),
         }
     };
     if version < 4 {
-        let (c, msg) = answer(req.key_type);
-        let r = FindCoordinatorResponse::default().with_error_code(c);
-        let r = if version >= 1 {
+        let (c, msg, id, host, port) = answer(req.key.as_str());
+        let r = FindCoordinatorResponse::default()
+            .with_error_code(c)
+            .with_node_id(BrokerId(id))
+            .with_host(s(host))
+            .with_port(port);
+        return if version >= 1 {
             r.with_error_message(msg.map(s))
         } else {
             r
-        };
-        return if c == code::NONE {
-            r.with_node_id(me)
-                .with_host(s(ctx.advertised_host.clone()))
-                .with_port(ctx.advertised_port)
-        } else {
-            r.with_node_id(BrokerId(-1))
         };
     }
     let coordinators = req
         .coordinator_keys
         .iter()
         .map(|k| {
-            let (c, msg) = answer(req.key_type);
-            let co = Coordinator::default()
+            let (c, msg, id, host, port) = answer(k.as_str());
+            Coordinator::default()
                 .with_key(k.clone())
                 .with_error_code(c)
-                .with_error_message(msg.map(s));
-            if c == code::NONE {
-                co.with_node_id(me)
-                    .with_host(s(ctx.advertised_host.clone()))
-                    .with_port(ctx.advertised_port)
-            } else {
-                co.with_node_id(BrokerId(-1))
-            }
+                .with_error_message(msg.map(s))
+                .with_node_id(BrokerId(id))
+                .with_host(s(host))
+                .with_port(port)
         })
         .collect();
     FindCoordinatorResponse::default().with_coordinators(coordinators)
@@ -139,6 +148,9 @@ pub async fn join(
     };
     if !group_limits_ok(&req.group_id.0) {
         return fail(code::INVALID_GROUP_ID);
+    }
+    if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
+        return fail(c);
     }
     let Some(actor) = ctx.node.group(&req.group_id.0, true).await else {
         return fail(code::COORDINATOR_NOT_AVAILABLE);
@@ -200,6 +212,9 @@ pub async fn sync(
     version: i16,
 ) -> inkless_protocol::kafka_protocol::messages::sync_group_response::SyncGroupResponse {
     use inkless_protocol::kafka_protocol::messages::sync_group_response::SyncGroupResponse;
+    if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
+        return SyncGroupResponse::default().with_error_code(c);
+    }
     let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
         return SyncGroupResponse::default().with_error_code(group::code::UNKNOWN_MEMBER_ID);
     };
@@ -229,6 +244,9 @@ pub async fn sync(
 
 /// Answers Heartbeat.
 pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(c);
+    }
     let c = match ctx.node.group(&req.group_id.0, false).await {
         None => group::code::UNKNOWN_MEMBER_ID,
         Some(actor) => {
@@ -264,6 +282,9 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
             instance_id: None,
         }]
     };
+    if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(c);
+    }
     let codes = match ctx.node.group(&req.group_id.0, false).await {
         None => vec![group::code::UNKNOWN_MEMBER_ID; members.len()],
         Some(actor) => {
@@ -328,6 +349,8 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
     }
     let group_code = if !group_limits_ok(&req.group_id.0) {
         code::INVALID_GROUP_ID
+    } else if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
+        c
     } else {
         match ctx
             .node
@@ -433,6 +456,9 @@ async fn fetch_group(
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> OffsetFetchResponseGroup {
     let r = OffsetFetchResponseGroup::default().with_group_id(group_id.clone());
+    if let Some(c) = not_coordinator(ctx, &group_id.0) {
+        return r.with_error_code(c);
+    }
     let list = match committed(ctx, &group_id.0, wanted).await {
         Ok(list) => list,
         Err(c) => return r.with_error_code(c),
@@ -555,6 +581,10 @@ pub async fn describe(
         } else {
             base
         };
+        if let Some(c) = not_coordinator(ctx, &g.0) {
+            out.push(base.with_error_code(c));
+            continue;
+        }
         let d = match ctx.node.group(&g.0, false).await {
             Some(actor) => ask(&actor, GroupMsg::Describe).await,
             None => None,
@@ -595,6 +625,7 @@ pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
     let mut out = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
         let c = match ctx.node.group(&g.0, false).await {
+            _ if not_coordinator(ctx, &g.0).is_some() => code::NOT_COORDINATOR,
             None => group::code::GROUP_ID_NOT_FOUND,
             Some(actor) => ask(&actor, GroupMsg::Delete)
                 .await
@@ -635,6 +666,9 @@ fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
 
 /// Answers OffsetDelete: refused for topics the group is consuming.
 pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
+        return OffsetDeleteResponse::default().with_error_code(c);
+    }
     let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
         return OffsetDeleteResponse::default().with_error_code(group::code::GROUP_ID_NOT_FOUND);
     };

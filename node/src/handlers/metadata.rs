@@ -1,11 +1,14 @@
 //! Metadata: brokers, topics and partition leaders; creates unknown topics when
 //! `auto.create.topics.enable` and the request allow it.
 //!
-//! A single node leads every partition. The leader epoch is always 0: partitions have no
-//! replicas to diverge, so there is never a log to truncate (see docs/adr/0003).
+//! A partition's leader is the node that owns it by placement of the live set (alone, a
+//! node leads every partition). The leader epoch is always 0: partitions have no replicas
+//! to diverge, so there is never a log to truncate (see docs/adr/0003).
 
 use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::catalog::{validate_topic_name, Topic};
+use inkless_actors::placement::LiveSet;
+use inkless_actors::TopicPartition;
 use inkless_protocol::kafka_protocol::messages::metadata_request::MetadataRequest;
 use inkless_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -14,25 +17,34 @@ use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
 use std::collections::BTreeMap;
 
 /// The partitions of a topic as Metadata reports them.
-fn partitions(ctx: &Ctx, t: &Topic) -> Vec<MetadataResponsePartition> {
-    let me = BrokerId(ctx.config.node.id);
+fn partitions(live: &LiveSet, t: &Topic) -> Vec<MetadataResponsePartition> {
     (0..t.record.partitions)
         .map(|p| {
-            MetadataResponsePartition::default()
+            let tp = TopicPartition {
+                topic_id: t.record.id,
+                partition: p,
+            };
+            let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+                .with_leader_epoch(0);
+            match live.partition_owner(&tp) {
+                Some(owner) => entry
+                    .with_leader_id(BrokerId(owner))
+                    .with_replica_nodes(vec![BrokerId(owner)])
+                    .with_isr_nodes(vec![BrokerId(owner)]),
+                None => entry
+                    .with_error_code(code::LEADER_NOT_AVAILABLE)
+                    .with_leader_id(BrokerId(-1)),
+            }
         })
         .collect()
 }
 
-fn topic_entry(ctx: &Ctx, t: &Topic) -> MetadataResponseTopic {
+fn topic_entry(live: &LiveSet, t: &Topic) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(t.record.name.clone()))))
         .with_topic_id(t.record.id)
-        .with_partitions(partitions(ctx, t))
+        .with_partitions(partitions(live, t))
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
@@ -45,11 +57,17 @@ fn error_entry(name: Option<String>, error: i16) -> MetadataResponseTopic {
 
 /// Answers a Metadata request.
 pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(ctx.config.node.id))
-        .with_host(s(ctx.advertised_host.clone()))
-        .with_port(ctx.advertised_port)
-        .with_rack((!ctx.config.node.rack.is_empty()).then(|| s(ctx.config.node.rack.clone())));
+    let live = ctx.node.live();
+    let brokers = super::brokers(ctx, &live)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(s(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(s))
+        })
+        .collect();
     // v0 used an empty list to mean "all topics"; later versions use null.
     let wanted = match req.topics {
         None => None,
@@ -61,7 +79,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             .catalog
             .all()
             .iter()
-            .map(|t| topic_entry(ctx, t))
+            .map(|t| topic_entry(&live, t))
             .collect(),
         Some(list) => {
             let auto_create = ctx.config.kafka.auto_create_topics_enable
@@ -72,7 +90,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                     Some(n) => n.0.to_string(),
                     None => match ctx.catalog.by_id(&want.topic_id) {
                         Some(t) => {
-                            out.push(topic_entry(ctx, &t));
+                            out.push(topic_entry(&live, &t));
                             continue;
                         }
                         None => {
@@ -85,7 +103,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                     },
                 };
                 if let Some(t) = ctx.catalog.by_name(&name) {
-                    out.push(topic_entry(ctx, &t));
+                    out.push(topic_entry(&live, &t));
                     continue;
                 }
                 if validate_topic_name(&name).is_err() {
@@ -100,11 +118,11 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 match super::topics::create_topic(ctx, &name, partitions, BTreeMap::new()).await {
                     Ok(t) => {
                         tracing::info!(topic = %name, partitions, "topic auto-created");
-                        out.push(topic_entry(ctx, &t))
+                        out.push(topic_entry(&live, &t))
                     }
                     Err((code, _)) if code == super::code::TOPIC_ALREADY_EXISTS => {
                         match ctx.catalog.by_name(&name) {
-                            Some(t) => out.push(topic_entry(ctx, &t)),
+                            Some(t) => out.push(topic_entry(&live, &t)),
                             None => {
                                 out.push(error_entry(Some(name), code::UNKNOWN_TOPIC_OR_PARTITION))
                             }
@@ -120,7 +138,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
         }
     };
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(s(ctx.cluster_id.clone())))
         .with_controller_id(BrokerId(ctx.config.node.id))
         .with_topics(topics)

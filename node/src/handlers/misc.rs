@@ -228,15 +228,20 @@ pub fn offset_for_leader_epoch(
 
 /// Answers DescribeCluster.
 pub fn describe_cluster(ctx: &Ctx) -> DescribeClusterResponse {
-    let rack = ctx.config.node.rack.clone();
+    let brokers = super::brokers(ctx, &ctx.node.live())
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(s(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(s))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(s(ctx.cluster_id.clone()))
         .with_controller_id(BrokerId(ctx.config.node.id))
         .with_endpoint_type(1)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(ctx.config.node.id))
-            .with_host(s(ctx.advertised_host.clone()))
-            .with_port(ctx.advertised_port)
-            .with_rack((!rack.is_empty()).then(|| s(rack)))])
+        .with_brokers(brokers)
 }

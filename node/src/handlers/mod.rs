@@ -13,6 +13,7 @@ pub mod topics;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use inkless_actors::placement::LiveSet;
 use inkless_actors::Node;
 use inkless_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use inkless_protocol::kafka_protocol::protocol::StrBytes;
@@ -69,6 +70,10 @@ pub mod code {
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     /// COORDINATOR_NOT_AVAILABLE
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// NOT_COORDINATOR
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// LEADER_NOT_AVAILABLE
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
     /// INVALID_GROUP_ID
     pub const INVALID_GROUP_ID: i16 = 24;
     /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are not implemented yet.
@@ -95,6 +100,57 @@ pub struct Ctx {
     pub produce_budget: Arc<Semaphore>,
     /// Per-API request counters and latencies.
     pub requests: crate::metrics::RequestMetrics,
+}
+
+/// Splits `host:port` (an IPv6 host may be in brackets) as Kafka's broker entries need.
+pub fn split_host_port(addr: &str) -> Option<(String, i32)> {
+    let (h, p) = addr.rsplit_once(':')?;
+    let port = p.parse::<u16>().ok()?;
+    Some((h.trim_matches(['[', ']']).to_string(), port as i32))
+}
+
+/// A broker as clients see it: id, host, port, rack.
+pub struct BrokerEntry {
+    /// Node id.
+    pub id: i32,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: i32,
+    /// Availability zone, if any.
+    pub rack: Option<String>,
+}
+
+/// The brokers clients may use: every live node, and this node even while it is not live
+/// (so a client that bootstrapped here can learn the others).
+pub fn brokers(ctx: &Ctx, live: &LiveSet) -> Vec<BrokerEntry> {
+    let mut out: Vec<BrokerEntry> = live
+        .nodes
+        .iter()
+        .filter(|n| n.node_id != ctx.config.node.id)
+        .filter_map(|n| {
+            let (host, port) = split_host_port(&n.kafka_addr)?;
+            Some(BrokerEntry {
+                id: n.node_id,
+                host,
+                port,
+                rack: (!n.az.is_empty()).then(|| n.az.clone()),
+            })
+        })
+        .collect();
+    out.push(BrokerEntry {
+        id: ctx.config.node.id,
+        host: ctx.advertised_host.clone(),
+        port: ctx.advertised_port,
+        rack: (!ctx.config.node.rack.is_empty()).then(|| ctx.config.node.rack.clone()),
+    });
+    out.sort_by_key(|b| b.id);
+    out
+}
+
+/// NOT_COORDINATOR when another node coordinates `group_id`.
+pub fn not_coordinator(ctx: &Ctx, group_id: &str) -> Option<i16> {
+    (!ctx.node.live().owns_group(group_id)).then_some(code::NOT_COORDINATOR)
 }
 
 /// Kafka's "no authorized operations reported" value.

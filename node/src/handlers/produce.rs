@@ -147,8 +147,24 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                     format!("Invalid acks {acks}"),
                 ))
             } else {
-                match &topic {
-                    Some(topic) if index >= 0 && index < topic.record.partitions => {
+                let tp = topic.as_ref().map(|t| TopicPartition {
+                    topic_id: t.record.id,
+                    partition: index,
+                });
+                match (&topic, tp) {
+                    // Another node owns it (or it is moving): the client refreshes metadata.
+                    (Some(topic), Some(tp))
+                        if index >= 0
+                            && index < topic.record.partitions
+                            && ctx.node.partition(&tp).is_none() =>
+                    {
+                        Slot::Done(error(
+                            index,
+                            code::NOT_LEADER_OR_FOLLOWER,
+                            "This node does not lead the partition.",
+                        ))
+                    }
+                    (Some(topic), Some(tp)) if index >= 0 && index < topic.record.partitions => {
                         match validate(
                             p.records.as_ref(),
                             topic.max_message_bytes,
@@ -158,10 +174,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                                 bytes_total += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
                                 let (tx, rx) = oneshot::channel();
                                 parts.push(PartAppend {
-                                    tp: TopicPartition {
-                                        topic_id: topic.record.id,
-                                        partition: index,
-                                    },
+                                    tp,
                                     batches,
                                     reply: tx,
                                 });

@@ -194,7 +194,7 @@ pub enum AppendOutcome {
 }
 
 /// What a node announces in its membership lease.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeLease {
     /// Broker id.
     pub node_id: i32,

@@ -1,0 +1,204 @@
+//! Placement: which node runs what, as a pure function of the live set.
+//!
+//! Rendezvous (highest random weight) hashing: every candidate node gets a weight from
+//! `hash(key, node)` and the heaviest wins. Every node computes the same answer from the
+//! same live set, so no leader is needed, and a membership change moves only the keys whose
+//! winner joined or left. The hash is fixed here (FNV-1a and a SplitMix64 finalizer), not
+//! taken from the standard library, so that nodes built by different compilers agree.
+
+use crate::TopicPartition;
+use inkless_storage::metadata::NodeLease;
+
+/// The cluster's live members as this node last saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSet {
+    /// This node's id.
+    pub me: i32,
+    /// False while this node cannot renew its own lease: it must own nothing.
+    pub me_live: bool,
+    /// Live nodes, by node id (this node included while `me_live`).
+    pub nodes: Vec<NodeLease>,
+}
+
+impl LiveSet {
+    /// A cluster of one: this node.
+    pub fn single(lease: NodeLease) -> Self {
+        Self {
+            me: lease.node_id,
+            me_live: true,
+            nodes: vec![lease],
+        }
+    }
+
+    /// The lease of a live node.
+    pub fn node(&self, id: i32) -> Option<&NodeLease> {
+        self.nodes.iter().find(|n| n.node_id == id)
+    }
+
+    /// This node's own lease.
+    pub fn me(&self) -> Option<&NodeLease> {
+        self.node(self.me)
+    }
+
+    /// The node that owns a partition.
+    pub fn partition_owner(&self, tp: &TopicPartition) -> Option<i32> {
+        owner(partition_key(tp), self.nodes.iter().map(|n| n.node_id))
+    }
+
+    /// True if this node owns the partition.
+    pub fn owns_partition(&self, tp: &TopicPartition) -> bool {
+        self.me_live && self.partition_owner(tp) == Some(self.me)
+    }
+
+    /// The node that coordinates a consumer group.
+    pub fn group_owner(&self, group_id: &str) -> Option<i32> {
+        owner(
+            fnv1a(b"group", group_id.as_bytes()),
+            self.nodes.iter().map(|n| n.node_id),
+        )
+    }
+
+    /// True if this node coordinates the group.
+    pub fn owns_group(&self, group_id: &str) -> bool {
+        self.me_live && self.group_owner(group_id) == Some(self.me)
+    }
+
+    /// The node of availability zone `az` that serves a partition's clients in that zone:
+    /// rendezvous over the zone's live nodes, or over all nodes if the zone has none.
+    pub fn zone_leader(&self, tp: &TopicPartition, az: &str) -> Option<i32> {
+        let key = partition_key(tp) ^ 0x5a6f_6e65; // "Zone": a different order than ownership.
+        owner(
+            key,
+            self.nodes.iter().filter(|n| n.az == az).map(|n| n.node_id),
+        )
+        .or_else(|| owner(key, self.nodes.iter().map(|n| n.node_id)))
+    }
+}
+
+/// The hash key of a partition.
+pub fn partition_key(tp: &TopicPartition) -> u64 {
+    fnv1a(tp.topic_id.as_bytes(), &tp.partition.to_be_bytes())
+}
+
+/// The winner of `key` among `candidates` (ties, which need equal 64-bit weights, go to
+/// the lower node id).
+pub fn owner(key: u64, candidates: impl Iterator<Item = i32>) -> Option<i32> {
+    candidates
+        .map(|node| (mix(key ^ mix(node as u32 as u64)), std::cmp::Reverse(node)))
+        .max()
+        .map(|(_, std::cmp::Reverse(node))| node)
+}
+
+fn fnv1a(a: &[u8], b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in a.iter().chain([0xffu8].iter()).chain(b) {
+        h ^= *byte as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// SplitMix64's finalizer: spreads every input bit over the output.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn lease(id: i32, az: &str) -> NodeLease {
+        NodeLease {
+            node_id: id,
+            incarnation: Uuid::nil(),
+            az: az.into(),
+            kafka_addr: String::new(),
+            cluster_addr: String::new(),
+            admin_addr: String::new(),
+        }
+    }
+
+    fn set(ids: &[i32]) -> LiveSet {
+        LiveSet {
+            me: ids[0],
+            me_live: true,
+            nodes: ids
+                .iter()
+                .map(|&i| lease(i, if i % 2 == 0 { "a" } else { "b" }))
+                .collect(),
+        }
+    }
+
+    fn tps(n: i32) -> Vec<TopicPartition> {
+        let topic_id = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+        (0..n)
+            .map(|partition| TopicPartition {
+                topic_id,
+                partition,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_answer_is_stable_across_builds() {
+        // Pinned values: a change of the hash would move every partition of a live cluster
+        // during a rolling upgrade.
+        let s = set(&[1, 2, 3, 4, 5, 6]);
+        let owners: Vec<i32> = tps(8)
+            .iter()
+            .map(|tp| s.partition_owner(tp).unwrap())
+            .collect();
+        assert_eq!(owners, PINNED_OWNERS);
+        assert_eq!(s.group_owner("orders"), Some(PINNED_GROUP_OWNER));
+    }
+
+    const PINNED_OWNERS: [i32; 8] = [5, 1, 3, 1, 5, 5, 6, 3];
+    const PINNED_GROUP_OWNER: i32 = 2;
+
+    #[test]
+    fn load_is_spread_and_a_leave_moves_only_the_leavers_keys() {
+        let before = set(&[1, 2, 3, 4, 5, 6]);
+        let after = set(&[1, 2, 3, 5, 6]);
+        let all = tps(6000);
+        let mut per_node = std::collections::HashMap::new();
+        for tp in &all {
+            let a = before.partition_owner(tp).unwrap();
+            *per_node.entry(a).or_insert(0) += 1;
+            let b = after.partition_owner(tp).unwrap();
+            if a != 4 {
+                assert_eq!(a, b, "only node 4's partitions move");
+            } else {
+                assert_ne!(b, 4);
+            }
+        }
+        for (node, n) in per_node {
+            assert!((850..1150).contains(&n), "node {node} got {n} of 6000");
+        }
+    }
+
+    #[test]
+    fn zone_leaders_stay_in_the_zone_and_fall_back_when_it_is_empty() {
+        let s = set(&[1, 2, 3, 4]);
+        for tp in tps(100) {
+            let a = s.zone_leader(&tp, "a").unwrap();
+            assert!(a % 2 == 0);
+            let b = s.zone_leader(&tp, "b").unwrap();
+            assert!(b % 2 == 1);
+            assert!(s.zone_leader(&tp, "c").is_some());
+        }
+    }
+
+    #[test]
+    fn a_node_that_is_not_live_owns_nothing() {
+        let mut s = set(&[1]);
+        assert!(s.owns_partition(&tps(1)[0]));
+        assert!(s.owns_group("g"));
+        s.me_live = false;
+        assert!(!s.owns_partition(&tps(1)[0]));
+        assert!(!s.owns_group("g"));
+        assert_eq!(owner(7, std::iter::empty()), None);
+    }
+}
