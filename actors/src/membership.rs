@@ -140,7 +140,7 @@ impl MembershipState {
         }
     }
 
-    async fn renew(&mut self) {
+    async fn renew(&mut self, myself: &ActorRef<MembershipMsg>) {
         let c = &self.args.config;
         let sent = Instant::now();
         let renewed = tokio::time::timeout(
@@ -153,6 +153,20 @@ impl MembershipState {
         match renewed {
             Ok(Ok(rows)) => {
                 self.renewed_at = sent;
+                // Look again right when the next peer lease runs out, not a tick later:
+                // that is what a crashed node's partitions wait for.
+                let next_expiry = rows
+                    .iter()
+                    .filter(|r| r.is_live() && r.lease.node_id != c.lease.node_id)
+                    .map(|r| r.expires_in_ms)
+                    .min();
+                if let Some(ms) =
+                    next_expiry.filter(|&ms| (ms as u128) < c.renew_interval.as_millis())
+                {
+                    myself.send_after(Duration::from_millis(ms as u64 + 5), || {
+                        MembershipMsg::Renew
+                    });
+                }
                 self.publish(live_set(c.lease.node_id, &rows));
             }
             Ok(Err(e)) => {
@@ -194,12 +208,12 @@ impl Actor for Membership {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            MembershipMsg::Renew if !state.left => state.renew().await,
+            MembershipMsg::Renew if !state.left => state.renew(&myself).await,
             MembershipMsg::Renew => {}
             MembershipMsg::Leave(reply) => {
                 state.left = true;

@@ -282,3 +282,61 @@ async fn a_restarted_partition_manager_brings_every_partition_back() {
     assert_eq!(next.base_offset, 0);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_stale_owner_is_fenced_once_another_node_claims_the_partition() {
+    // Two nodes on one metadata store, both believing they own the partition (as during a
+    // network partition): the later claim wins and the earlier owner can no longer commit.
+    let (a, tp, dir) = node().await;
+    assert_eq!(
+        produce(&a, tp, batch(2, (-1, -1, -1)))
+            .await
+            .unwrap()
+            .base_offset,
+        0
+    );
+    let store = metadata::open("sqlite://meta.db", dir.path())
+        .await
+        .unwrap();
+    let b = Node::start(
+        NodeConfig {
+            node_id: 2,
+            flush_interval: Duration::from_millis(5),
+            ..NodeConfig::default()
+        },
+        store,
+        a.blob().clone(),
+        std::sync::Arc::new(NoTopics),
+    )
+    .await
+    .unwrap();
+    assert!(b.ensure_partitions(vec![tp]).await.is_empty());
+
+    assert_eq!(
+        produce(&a, tp, batch(1, (-1, -1, -1))).await,
+        Err(AppendError::NotOwner)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a.partition(&tp).is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fenced actor keeps running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        produce(&b, tp, batch(3, (-1, -1, -1)))
+            .await
+            .unwrap()
+            .base_offset,
+        2
+    );
+    let got: Vec<(i64, i32)> = read_all(&b, tp)
+        .await
+        .iter()
+        .map(|(o, h)| (*o, h.record_count))
+        .collect();
+    assert_eq!(got, vec![(0, 2), (2, 3)], "the refused append left nothing");
+    a.stop().await;
+    b.stop().await;
+}

@@ -14,6 +14,7 @@ import socket
 import struct
 
 API_VERSIONS, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, OFFSET_COMMIT, LEAVE_GROUP = 18, 11, 14, 12, 8, 13
+PRODUCE = 0
 USED_VERSIONS = {JOIN_GROUP: 5, SYNC_GROUP: 3, HEARTBEAT: 3, OFFSET_COMMIT: 7, LEAVE_GROUP: 3}
 
 NONE = 0
@@ -139,6 +140,22 @@ class Conn:
         return r
 
     # ---- APIs ----
+
+    def produce(self, topic: str, partition: int, values: list[bytes], timeout_ms: int = 10000) -> tuple[int, int]:
+        """One Produce v3 (acks=all) of a plain record batch; returns (error code, base offset)."""
+        from kafka.record.memory_records import MemoryRecordsBuilder
+
+        b = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 20)
+        for v in values:
+            b.append(timestamp=None, key=None, value=v)
+        b.close()
+        body = (string(None) + i16(-1) + i32(timeout_ms)
+                + array([string(topic) + array([i32(partition) + bytes_(b.buffer())])]))
+        r = self.request(PRODUCE, 3, body)
+        topics = r.array(lambda t: (t.string(), t.array(lambda p: (p.i32(), p.i16(), p.i64(), p.i64()))))
+        (_, parts), = topics
+        (_, err, base, _), = parts
+        return err, base
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
         r = self.request(API_VERSIONS, 0, b"")

@@ -72,9 +72,15 @@ class PgServer:
                 pytest.fail("PostgreSQL does not accept connections", pytrace=False)
             time.sleep(0.1)
 
-    def url(self, port: int | None = None) -> str:
-        """The URL of database `postgres`, optionally through another port (a proxy)."""
-        return f"postgres://postgres@127.0.0.1:{port or self.port}/postgres?connect_timeout=2"
+    def create_database(self, name: str) -> None:
+        r = subprocess.run(self._cmd("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name),
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"createdb {name} failed: {r.stderr}", pytrace=False)
+
+    def url(self, database: str = "postgres", port: int | None = None) -> str:
+        """The URL of `database`, optionally through another port (a proxy)."""
+        return f"postgres://postgres@127.0.0.1:{port or self.port}/{database}?connect_timeout=2"
 
     def stop(self) -> None:
         if self.port:

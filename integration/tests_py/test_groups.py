@@ -331,7 +331,9 @@ class Member:
 class GroupRun:
     """Members of one group on one topic, the shared view of who owns what."""
 
-    def __init__(self, clients: ClientRunner, topic: str, group: str, tmp: Path, client: str, env: dict[str, str]):
+    def __init__(self, clients: ClientRunner, topic: str, group: str, tmp: Path, client: str, env: dict[str, str],
+                 partitions: int = PARTITIONS):
+        self.partitions = partitions
         self.clients = clients
         self.topic = topic
         self.group = group
@@ -376,7 +378,7 @@ class GroupRun:
                 seen |= m.owned
             elif m.owned:
                 return False
-        return seen == set(range(PARTITIONS))
+        return seen == set(range(self.partitions))
 
     def wait_stable(self, expected: set[str], what: str, timeout: float) -> float:
         t0 = time.monotonic()
@@ -443,7 +445,7 @@ class GroupRun:
                     errors.append(f"{n}: ERROR {ev.text}")
         iv = self.intervals()
         # 1. No overlapping ownership between members.
-        for p in range(PARTITIONS):
+        for p in range(self.partitions):
             spans = sorted((s, e, n) for n in iv for s, e in iv[n].get(p, []))
             for i, (s1, e1, n1) in enumerate(spans):
                 for s2, e2, n2 in spans[i + 1:]:
@@ -453,7 +455,7 @@ class GroupRun:
                         errors.append(f"partition {p}: {n1} owned it [{s1}, {e1}] and {n2} [{s2}, {e2}] overlapping "
                                       f"by {e1 - s2} ms")
         # 2. Records only inside the member's ownership; 3. value matches offset; 4. no gaps.
-        seen: dict[int, set[int]] = {p: set() for p in range(PARTITIONS)}
+        seen: dict[int, set[int]] = {p: set() for p in range(self.partitions)}
         deliveries = 0
         for n, m in self.members.items():
             outside = 0
@@ -470,7 +472,7 @@ class GroupRun:
                     if outside <= 5:
                         errors.append(f"{n}: record {p}@{ev.offset} consumed at {ev.ts} outside its ownership "
                                       f"{iv[n].get(p, [])}")
-        for p in range(PARTITIONS):
+        for p in range(self.partitions):
             missing = sorted(set(range(ends[p])) - seen[p])
             if missing:
                 errors.append(f"partition {p}: {len(missing)} of {ends[p]} records never consumed, first {missing[:10]}")
@@ -500,7 +502,7 @@ class GroupRun:
                     seen |= owned[n]
                 elif owned[n]:
                     return False
-            return seen == set(range(PARTITIONS))
+            return seen == set(range(self.partitions))
 
         for ts, _, n, ev in evs:
             if ev.kind == "ASSIGNED":

@@ -85,6 +85,8 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             let auto_create = ctx.config.kafka.auto_create_topics_enable
                 && (version < 4 || req.allow_auto_topic_creation);
             let mut out = Vec::with_capacity(list.len());
+            // In a cluster another node may have just created the topic: look once more.
+            let mut refreshed = !ctx.config.cluster.enabled;
             for want in list {
                 let name = match want.name {
                     Some(n) => n.0.to_string(),
@@ -102,6 +104,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                         }
                     },
                 };
+                if ctx.catalog.by_name(&name).is_none() && !refreshed {
+                    refreshed = true;
+                    if let Err(e) = ctx.catalog.refresh().await {
+                        tracing::warn!(error = %e, "could not re-read topics");
+                    }
+                }
                 if let Some(t) = ctx.catalog.by_name(&name) {
                     out.push(topic_entry(&live, &t));
                     continue;
