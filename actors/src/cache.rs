@@ -30,14 +30,19 @@ pub enum CacheMsg {
         /// The bytes.
         reply: oneshot::Sender<Result<Bytes, ReadError>>,
     },
-    /// Cache a whole object that was just uploaded.
+    /// Cache the blocks this shard serves of an object that was just uploaded.
     Insert {
         /// Object key.
         key: String,
         /// Whole object.
         bytes: Bytes,
+        /// Indexes of the blocks to keep (in a cluster, the others belong to other shards).
+        blocks: Vec<u64>,
     },
 }
+
+// Local only: never sent to another node.
+impl ractor::Message for CacheMsg {}
 
 /// Arguments of a [`CacheShard`].
 #[derive(Debug, Clone)]
@@ -183,17 +188,17 @@ impl Actor for CacheShard {
                     let _ = reply.send(r);
                 });
             }
-            CacheMsg::Insert { key, bytes } => {
+            CacheMsg::Insert { key, bytes, blocks } => {
                 let bs = state.args.block_bytes as usize;
-                let mut at = 0;
-                let mut index = 0u64;
-                while at < bytes.len() {
+                for index in blocks {
+                    let at = index as usize * bs;
+                    if at >= bytes.len() {
+                        continue;
+                    }
                     let end = (at + bs).min(bytes.len());
                     state
                         .cache
                         .insert((key.clone(), index), bytes.slice(at..end));
-                    at = end;
-                    index += 1;
                 }
             }
         }
@@ -279,7 +284,13 @@ mod tests {
             let key = format!("o{i}");
             let bytes = Bytes::from(vec![i as u8; 4096]);
             blob.put(&key, bytes.clone()).await.unwrap();
-            shard.cast(CacheMsg::Insert { key, bytes }).unwrap();
+            shard
+                .cast(CacheMsg::Insert {
+                    key,
+                    bytes,
+                    blocks: vec![0],
+                })
+                .unwrap();
             if i >= lag {
                 let (tx, rx) = oneshot::channel();
                 let key = format!("o{}", i - lag);

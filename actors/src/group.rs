@@ -295,6 +295,9 @@ pub enum GroupMsg {
     Tick,
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for GroupMsg {}
+
 /// Arguments of a [`GroupCoordinator`].
 #[derive(Debug, Clone)]
 pub struct GroupArgs {

@@ -41,6 +41,9 @@ pub enum GroupManagerMsg {
     Place(oneshot::Sender<()>),
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for GroupManagerMsg {}
+
 /// Arguments of the [`GroupManager`].
 #[derive(Debug, Clone)]
 pub struct GroupManagerArgs {

@@ -33,6 +33,9 @@ pub enum IndexMsg {
     },
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for IndexMsg {}
+
 /// Arguments of the [`IndexWriter`].
 #[derive(Debug, Clone)]
 pub struct IndexWriterArgs {

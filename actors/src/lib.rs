@@ -18,10 +18,12 @@
 
 pub mod cache;
 pub mod consumer_group;
+pub mod gateway;
 pub mod group;
 pub mod group_manager;
 pub mod index_writer;
 pub mod membership;
+pub mod mesh;
 pub mod partition;
 pub mod partition_manager;
 pub mod placement;
@@ -35,7 +37,9 @@ pub use supervisor::{Node, NodeConfig};
 use uuid::Uuid;
 
 /// A partition of a topic, by topic id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TopicPartition {
     /// Topic id.
     pub topic_id: Uuid,
@@ -44,7 +48,7 @@ pub struct TopicPartition {
 }
 
 /// Why an append was not acknowledged. The node maps each to a Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AppendError {
     /// A sequence gap for an idempotent producer.
     #[error("out of order sequence {got}, expected {expected}")]
@@ -80,7 +84,7 @@ pub enum AppendError {
 }
 
 /// Why a read failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ReadError {
     /// The offset is below the log start or above the high watermark.
     #[error("offset out of range [{log_start_offset}, {high_watermark}]")]

@@ -47,6 +47,9 @@ pub enum MembershipMsg {
     Leave(oneshot::Sender<()>),
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for MembershipMsg {}
+
 /// Arguments of the [`Membership`] actor.
 #[derive(Debug, Clone)]
 pub struct MembershipArgs {

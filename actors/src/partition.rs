@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 const PRODUCER_BATCHES_KEPT: usize = 5;
 
 /// Offsets visible to readers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PartitionOffsets {
     /// First readable offset.
     pub log_start_offset: i64,
@@ -38,7 +38,7 @@ pub struct PartitionOffsets {
 }
 
 /// One batch of an append: its header and where it sits in the object.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IncomingBatch {
     /// Header as validated by the handler (LogAppendTime already stamped).
     pub header: BatchHeader,
@@ -47,7 +47,7 @@ pub struct IncomingBatch {
 }
 
 /// A successful append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppendAck {
     /// Offset of the first record of the first batch.
     pub base_offset: i64,
@@ -101,6 +101,9 @@ pub enum PartitionMsg {
     #[cfg(any(test, feature = "fault-injection"))]
     InjectPanic,
 }
+
+// Local only: never sent to another node.
+impl ractor::Message for PartitionMsg {}
 
 /// What a PartitionActor starts from.
 #[derive(Debug)]
@@ -174,6 +177,15 @@ fn check_sequence(
     h: &BatchHeader,
 ) -> Result<Sequenced, AppendError> {
     let Some(e) = entry else {
+        // A producer this partition has never seen starts at sequence 0 (as in Kafka): a
+        // later first batch means earlier ones were refused (e.g. while the partition
+        // moved) and are being retried, so this one must wait for them.
+        if h.base_sequence != 0 {
+            return Err(AppendError::OutOfOrderSequence {
+                got: h.base_sequence,
+                expected: 0,
+            });
+        }
         return Ok(Sequenced::New);
     };
     if h.producer_epoch < e.epoch {

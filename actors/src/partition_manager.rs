@@ -59,6 +59,9 @@ pub enum ManagerMsg {
     },
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for ManagerMsg {}
+
 /// Arguments of the [`PartitionManager`].
 #[derive(Debug, Clone)]
 pub struct ManagerArgs {

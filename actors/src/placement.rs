@@ -64,14 +64,39 @@ impl LiveSet {
     }
 
     /// The node of availability zone `az` that serves a partition's clients in that zone:
-    /// rendezvous over the zone's live nodes, or over all nodes if the zone has none.
+    /// its owner if that is in the zone, else rendezvous over the zone's live nodes, or over
+    /// all nodes if the zone has none.
     pub fn zone_leader(&self, tp: &TopicPartition, az: &str) -> Option<i32> {
+        // The owner itself when it is in the zone: one hop less.
+        if let Some(o) = self.partition_owner(tp).and_then(|o| self.node(o)) {
+            if o.az == az {
+                return Some(o.node_id);
+            }
+        }
         let key = partition_key(tp) ^ 0x5a6f_6e65; // "Zone": a different order than ownership.
         owner(
             key,
             self.nodes.iter().filter(|n| n.az == az).map(|n| n.node_id),
         )
         .or_else(|| owner(key, self.nodes.iter().map(|n| n.node_id)))
+    }
+}
+
+impl LiveSet {
+    /// The node of availability zone `az` whose cache shard holds block `block` of object
+    /// `key` (over all live nodes if the zone has none).
+    pub fn cache_owner(&self, key: &str, block: u64, az: &str) -> Option<i32> {
+        let k = fnv1a(key.as_bytes(), &block.to_be_bytes());
+        owner(
+            k,
+            self.nodes.iter().filter(|n| n.az == az).map(|n| n.node_id),
+        )
+        .or_else(|| owner(k, self.nodes.iter().map(|n| n.node_id)))
+    }
+
+    /// This node's availability zone.
+    pub fn my_az(&self) -> &str {
+        self.me().map(|n| n.az.as_str()).unwrap_or("")
     }
 }
 

@@ -41,6 +41,9 @@ pub enum BufferMsg {
     FlushNow,
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for BufferMsg {}
+
 /// Arguments of the [`ProduceBuffer`].
 #[derive(Debug, Clone)]
 pub struct ProduceBufferArgs {

@@ -9,11 +9,14 @@
 
 use crate::cache::{CacheArgs, CacheMsg, CacheShard};
 use crate::consumer_group::SharedTopicLookup;
+use crate::gateway::{self, Request, Response};
+use crate::gateway::{Gateway, GatewayArgs};
 use crate::group::{GroupLimits, GroupMsg};
 use crate::group_manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::membership::{self, Membership, MembershipArgs, MembershipConfig, MembershipMsg};
-use crate::partition::PartitionMsg;
+use crate::mesh::{Mesh, MeshArgs, MeshConfig};
+use crate::partition::{PartitionMsg, PartitionOffsets};
 use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::placement::LiveSet;
 use crate::produce_buffer::{BufferMsg, PartAppend, ProduceBuffer, ProduceBufferArgs};
@@ -59,6 +62,10 @@ pub struct NodeConfig {
     /// Cluster mode: hold a lease in the metadata store and own only what placement gives
     /// this node. Otherwise the node is alone and owns everything.
     pub cluster_mode: bool,
+    /// The actor mesh to other nodes (cluster mode).
+    pub mesh: Option<MeshConfig>,
+    /// Longest wait for another node's answer.
+    pub remote_timeout: Duration,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +84,8 @@ impl Default for NodeConfig {
             groups: GroupLimits::default(),
             membership: MembershipConfig::default(),
             cluster_mode: false,
+            mesh: None,
+            remote_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -95,6 +104,8 @@ pub enum NodeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Child {
     Membership,
+    Mesh,
+    Gateway,
     IndexWriter,
     Cache,
     Uploader,
@@ -107,6 +118,8 @@ impl Child {
     fn kind(self) -> &'static str {
         match self {
             Child::Membership => "membership",
+            Child::Mesh => "mesh",
+            Child::Gateway => "gateway",
             Child::IndexWriter => "index-writer",
             Child::Cache => "cache-shard",
             Child::Uploader => "object-uploader",
@@ -190,6 +203,27 @@ impl SupervisorState {
         let a = &self.args;
         let c = &a.config;
         let cell = match child {
+            Child::Mesh => {
+                let Some(config) = c.mesh.clone() else {
+                    return Err("mesh without a [cluster] listen address".into());
+                };
+                let args = MeshArgs {
+                    node_id: c.node_id,
+                    config,
+                    live: a.live.subscribe(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Mesh, args, me).await?;
+                r.get_cell()
+            }
+            Child::Gateway => {
+                let args = GatewayArgs {
+                    node_id: c.node_id,
+                    partitions: a.partitions.clone(),
+                    cache: a.slots.cache.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Gateway, args, me).await?;
+                r.get_cell()
+            }
             Child::Membership => {
                 let args = MembershipArgs {
                     config: c.membership.clone(),
@@ -226,6 +260,8 @@ impl SupervisorState {
                     cache: a.slots.cache.clone(),
                     max_uploads_in_flight: c.max_uploads_in_flight,
                     upload_timeout: c.upload_timeout,
+                    block_bytes: c.cache_block_bytes,
+                    live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, ObjectUploader, args, me).await?;
                 a.slots.uploader.set(Some(r.clone()));
@@ -294,6 +330,10 @@ impl Actor for NodeSupervisor {
         };
         if state.args.config.cluster_mode {
             state.spawn(myself.get_cell(), Child::Membership).await?;
+            state.spawn(myself.get_cell(), Child::Gateway).await?;
+            if state.args.config.mesh.is_some() {
+                state.spawn(myself.get_cell(), Child::Mesh).await?;
+            }
         }
         for child in [
             Child::IndexWriter,
@@ -339,6 +379,16 @@ impl Actor for NodeSupervisor {
         tracing::warn!(?child, reason = %why, "node actor ended; restarting");
         state.spawn(myself.get_cell(), child).await
     }
+}
+
+/// Where a partition is served from, as seen by this node.
+enum Route {
+    /// Its actor runs here.
+    Local(PartitionHandle),
+    /// It runs on this live node.
+    Remote(i32),
+    /// Nowhere this node knows of.
+    Nowhere,
 }
 
 /// A running node: the handle request handlers use to reach its actors.
@@ -536,27 +586,160 @@ impl Node {
         }
     }
 
-    /// Coordinates of committed batches of `tp` from `offset`.
+    /// Where `tp` is served: here, on another node, or nowhere.
+    fn route(&self, tp: &TopicPartition) -> Route {
+        if let Some(h) = self.partitions.get(tp) {
+            return Route::Local(h);
+        }
+        let live = self.live();
+        match live.partition_owner(tp) {
+            Some(owner) if owner != live.me && live.me_live => Route::Remote(owner),
+            _ => Route::Nowhere,
+        }
+    }
+
+    /// True if a produce for `tp` can be accepted here: it runs here or on a live node.
+    pub fn serves(&self, tp: &TopicPartition) -> bool {
+        !matches!(self.route(tp), Route::Nowhere)
+    }
+
+    async fn remote(&self, owner: i32, request: Request) -> Result<Response, ReadError> {
+        gateway::call(owner, &request, self.config.remote_timeout)
+            .await
+            .map_err(|e| {
+                tracing::debug!(owner, error = %e, "remote partition call failed");
+                ReadError::NotOwner
+            })
+    }
+
+    /// Coordinates of committed batches of `tp` from `offset`, and the partition's offsets
+    /// after the read, wherever the partition runs.
     pub async fn read(
         &self,
         tp: &TopicPartition,
         offset: i64,
         max_bytes: u64,
-    ) -> Result<Vec<BatchCoordinate>, ReadError> {
-        let h = self.partitions.get(tp).ok_or(ReadError::NotOwner)?;
-        let (tx, rx) = oneshot::channel();
-        h.actor
-            .cast(PartitionMsg::Read {
-                offset,
-                max_bytes,
-                reply: tx,
-            })
-            .map_err(|_| ReadError::NotOwner)?;
-        rx.await.map_err(|_| ReadError::NotOwner)?
+    ) -> Result<(Vec<BatchCoordinate>, PartitionOffsets), ReadError> {
+        match self.route(tp) {
+            Route::Nowhere => Err(ReadError::NotOwner),
+            Route::Local(h) => {
+                let (tx, rx) = oneshot::channel();
+                h.actor
+                    .cast(PartitionMsg::Read {
+                        offset,
+                        max_bytes,
+                        reply: tx,
+                    })
+                    .map_err(|_| ReadError::NotOwner)?;
+                let coords = rx.await.map_err(|_| ReadError::NotOwner)??;
+                let offsets = *h.offsets.borrow();
+                Ok((coords, offsets))
+            }
+            Route::Remote(owner) => {
+                let request = Request::Read {
+                    tp: *tp,
+                    offset,
+                    max_bytes,
+                };
+                match self.remote(owner, request).await? {
+                    Response::Read(r) => r,
+                    _ => Err(ReadError::NotOwner),
+                }
+            }
+        }
     }
 
-    /// The stored bytes of one batch, through the cache.
+    /// The offsets of `tp`, as soon as its high watermark is above `above` or after `wait`
+    /// (at once when `wait` is zero), wherever it runs.
+    pub async fn offsets(
+        &self,
+        tp: &TopicPartition,
+        above: i64,
+        wait: Duration,
+    ) -> Result<PartitionOffsets, ReadError> {
+        match self.route(tp) {
+            Route::Nowhere => Err(ReadError::NotOwner),
+            Route::Local(h) => {
+                let mut rx = h.offsets;
+                if !wait.is_zero() {
+                    let _ =
+                        tokio::time::timeout(wait, rx.wait_for(|o| o.high_watermark > above)).await;
+                }
+                let now = *rx.borrow();
+                Ok(now)
+            }
+            Route::Remote(owner) => {
+                let request = Request::Offsets {
+                    tp: *tp,
+                    offset: above,
+                    wait_ms: wait.as_millis() as u64,
+                };
+                match self.remote(owner, request).await? {
+                    Response::Offsets(Some(o)) => Ok(o),
+                    _ => Err(ReadError::NotOwner),
+                }
+            }
+        }
+    }
+
+    /// The stored bytes of one batch, through the cache shards of this node's AZ: each
+    /// block is read by the shard that placement gives it, here or on a node of the AZ.
     pub async fn batch_bytes(&self, b: &BatchCoordinate) -> Result<Bytes, ReadError> {
+        let live = self.live();
+        let az = live.my_az();
+        let block = self.config.cache_block_bytes;
+        let (start, end) = (b.byte_offset, b.byte_offset + b.byte_len as u64);
+        // Split the range where the shard changes.
+        let mut pieces: Vec<(i32, u64, u64)> = Vec::new();
+        let mut at = start;
+        while at < end {
+            let index = at / block;
+            let piece_end = ((index + 1) * block).min(end);
+            let shard = live
+                .cache_owner(&b.object_key, index, az)
+                .unwrap_or(live.me);
+            match pieces.last_mut() {
+                Some(last) if last.0 == shard => last.2 = piece_end,
+                _ => pieces.push((shard, at, piece_end)),
+            }
+            at = piece_end;
+        }
+        let reads = pieces
+            .into_iter()
+            .map(|(shard, from, to)| self.cache_read(shard, b, from, to));
+        let mut parts = futures::future::try_join_all(reads).await?;
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let mut out = bytes::BytesMut::with_capacity(b.byte_len as usize);
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
+    }
+
+    async fn cache_read(
+        &self,
+        shard: i32,
+        b: &BatchCoordinate,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, ReadError> {
+        if shard != self.config.node_id {
+            let request = Request::CacheRead {
+                key: b.object_key.clone(),
+                object_size: b.object_size,
+                start,
+                end,
+            };
+            let answer = gateway::call(shard, &request, self.config.remote_timeout).await;
+            match answer {
+                Ok(Response::CacheRead(r)) => return r.map(Bytes::from),
+                Ok(other) => tracing::warn!(shard, ?other, "unexpected cache answer"),
+                // The shard's node is unreachable: read through the local shard instead.
+                Err(e) => tracing::debug!(shard, error = %e, "remote cache shard unreachable"),
+            }
+        }
         let cache = self
             .slots
             .cache
@@ -567,7 +750,7 @@ impl Node {
             .cast(CacheMsg::Read {
                 key: b.object_key.clone(),
                 object_size: b.object_size,
-                range: b.byte_offset..b.byte_offset + b.byte_len as u64,
+                range: start..end,
                 reply: tx,
             })
             .map_err(|_| ReadError::Storage("cache unavailable".into()))?;
@@ -575,14 +758,25 @@ impl Node {
             .map_err(|_| ReadError::Storage("cache stopped".into()))?
     }
 
-    /// Raises the log start offset of `tp`.
+    /// Raises the log start offset of `tp`, wherever it runs.
     pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ReadError> {
-        let h = self.partitions.get(tp).ok_or(ReadError::NotOwner)?;
-        let (tx, rx) = oneshot::channel();
-        h.actor
-            .cast(PartitionMsg::DeleteRecords { offset, reply: tx })
-            .map_err(|_| ReadError::NotOwner)?;
-        rx.await.map_err(|_| ReadError::NotOwner)?
+        match self.route(tp) {
+            Route::Nowhere => Err(ReadError::NotOwner),
+            Route::Local(h) => {
+                let (tx, rx) = oneshot::channel();
+                h.actor
+                    .cast(PartitionMsg::DeleteRecords { offset, reply: tx })
+                    .map_err(|_| ReadError::NotOwner)?;
+                rx.await.map_err(|_| ReadError::NotOwner)?
+            }
+            Route::Remote(owner) => match self
+                .remote(owner, Request::DeleteRecords { tp: *tp, offset })
+                .await?
+            {
+                Response::DeleteRecords(r) => r,
+                _ => Err(ReadError::NotOwner),
+            },
+        }
     }
 
     /// Injects a panic into a partition actor (fault-injection builds only).

@@ -103,7 +103,7 @@ async fn produce(node: &Node, tp: TopicPartition, b: Bytes) -> Result<AppendAck,
 }
 
 async fn read_all(node: &Node, tp: TopicPartition) -> Vec<(i64, BatchHeader)> {
-    let coords = node.read(&tp, 0, 1 << 30).await.unwrap();
+    let (coords, _) = node.read(&tp, 0, 1 << 30).await.unwrap();
     let mut out = Vec::new();
     for c in coords {
         let bytes = node.batch_bytes(&c).await.unwrap();

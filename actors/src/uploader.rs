@@ -9,7 +9,9 @@
 //! becomes visible. If the uploader crashes, producers waiting on it get an error and retry.
 
 use crate::cache::CacheMsg;
+use crate::gateway::{self, Request, Response};
 use crate::partition::{AppendReply, IncomingBatch, PartitionMsg};
+use crate::placement::LiveSet;
 use crate::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, TopicPartition};
 use bytes::Bytes;
@@ -18,6 +20,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// One partition's batches in a sealed object.
 #[derive(Debug)]
@@ -55,6 +58,9 @@ pub enum UploadMsg {
     },
 }
 
+// Local only: never sent to another node.
+impl ractor::Message for UploadMsg {}
+
 /// Arguments of the [`ObjectUploader`].
 #[derive(Debug, Clone)]
 pub struct UploaderArgs {
@@ -68,6 +74,10 @@ pub struct UploaderArgs {
     pub max_uploads_in_flight: usize,
     /// Give up on an object after this long.
     pub upload_timeout: Duration,
+    /// Cache block size (to write through only the blocks this node's shard serves).
+    pub block_bytes: u64,
+    /// The live set: owners of partitions that do not run here.
+    pub live: watch::Receiver<Arc<LiveSet>>,
 }
 
 struct Tracked {
@@ -157,15 +167,28 @@ impl UploaderState {
 
     fn deliver(&self, t: Tracked) {
         let size = t.bytes.len() as u64;
+        let live = self.args.live.borrow().clone();
         if let Some(cache) = self.args.cache.get() {
+            let az = live.my_az();
+            let blocks = (0..size.div_ceil(self.args.block_bytes))
+                .filter(|&b| live.cache_owner(&t.key, b, az).is_none_or(|o| o == live.me))
+                .collect();
             let _ = cache.cast(CacheMsg::Insert {
                 key: t.key.clone(),
                 bytes: t.bytes.clone(),
+                blocks,
             });
         }
         for p in t.parts {
             let Some(h) = self.args.partitions.get(&p.tp) else {
-                let _ = p.reply.send(Err(AppendError::NotOwner));
+                match live.partition_owner(&p.tp) {
+                    Some(owner) if owner != live.me => {
+                        append_remote(owner, &t.key, size, p, self.args.upload_timeout)
+                    }
+                    _ => {
+                        let _ = p.reply.send(Err(AppendError::NotOwner));
+                    }
+                }
                 continue;
             };
             let msg = PartitionMsg::Append {
@@ -179,6 +202,35 @@ impl UploaderState {
             {
                 let _ = reply.send(Err(AppendError::NotOwner));
             }
+        }
+    }
+}
+
+/// Hands a partition's slice to its owner on another node. The request is sent before this
+/// returns, so slices reach the owner in seal order.
+fn append_remote(owner: i32, key: &str, object_size: u64, p: SealedPart, timeout: Duration) {
+    let request = Request::Append {
+        tp: p.tp,
+        object_key: key.to_string(),
+        object_size,
+        batches: p.batches,
+    };
+    match gateway::send(owner, &request, timeout) {
+        Err(e) => {
+            tracing::debug!(owner, error = %e, "partition owner unreachable");
+            let _ = p.reply.send(Err(AppendError::NotOwner));
+        }
+        Ok(answer) => {
+            tokio::spawn(async move {
+                let r = match answer.await {
+                    Ok(Response::Append(r)) => r,
+                    Ok(other) => Err(AppendError::Unavailable(format!(
+                        "unexpected answer from node {owner}: {other:?}"
+                    ))),
+                    Err(e) => Err(AppendError::Unavailable(e.to_string())),
+                };
+                let _ = p.reply.send(r);
+            });
         }
     }
 }

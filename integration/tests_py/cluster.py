@@ -30,6 +30,8 @@ class ClusterNode(LocalBroker):
             "INKLESS__NODE__ID": str(node_id),
             "INKLESS__NODE__RACK": az,
             "INKLESS__CLUSTER__ENABLED": "true",
+            "INKLESS__CLUSTER__LISTEN": f"{host}:{free_port()}",
+            "INKLESS__CLUSTER__COOKIE": "inkless-test-cookie",
             "INKLESS__CLUSTER__LEASE_RENEW_INTERVAL_MS": str(LEASE_RENEW_MS),
             "INKLESS__CLUSTER__LEASE_TTL_MS": str(LEASE_TTL_MS),
             "INKLESS__STORAGE__METADATA": metadata_url,

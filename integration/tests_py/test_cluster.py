@@ -167,17 +167,23 @@ def test_placement_metadata_and_coordinators_agree(cluster):
     assert len({n[0] for n in owners.values()}) >= 4, f"24 partitions placed on too few nodes: {owners}"
     from confluent_kafka.admin import AdminClient
 
-    expected_leaders = None
+    running = {int(name.rsplit("/", 1)[1]): nodes[0] for name, nodes in owners.items()}
     for n in cluster.live():
         md = AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(topic, timeout=10)
         assert sorted(md.brokers) == sorted(AZS), f"{n.name}: brokers {sorted(md.brokers)}"
         leaders = {p: md.topics[topic].partitions[p].leader for p in range(24)}
-        if expected_leaders is None:
-            expected_leaders = leaders
-        assert leaders == expected_leaders, f"{n.name} disagrees on leaders"
-        # The leader of a partition is the node running its actor.
-        running = {int(name.rsplit("/", 1)[1]): nodes[0] for name, nodes in owners.items()}
         assert leaders == running, f"{n.name}: leaders {leaders} != running {running}"
+    # With the client.id hint inkless_az=<az>, whatever node is asked, every leader is in
+    # that AZ, and is the owner when the owner is there.
+    for az in ("az1", "az2", "az3"):
+        for n in cluster.live():
+            md = AdminClient({"bootstrap.servers": n.bootstrap,
+                              "client.id": f"probe,inkless_az={az}"}).list_topics(topic, timeout=10)
+            leaders = {p: md.topics[topic].partitions[p].leader for p in range(24)}
+            for p, leader in leaders.items():
+                assert AZS[leader] == az, f"{n.name}: partition {p} led by {leader} in {AZS[leader]}, not {az}"
+                if AZS[running[p]] == az:
+                    assert leader == running[p], f"{n.name}: partition {p} not led by its owner in {az}"
     # Racks are the nodes' AZs (DescribeCluster).
     admin = KafkaAdminClient(bootstrap_servers=cluster.nodes[1].bootstrap)
     try:

@@ -214,6 +214,14 @@ pub struct ClusterSection {
     /// Join a cluster: hold a lease in the (shared) metadata store and own only the
     /// partitions and groups placement gives this node. Off: the node is alone.
     pub enabled: bool,
+    /// Address (ip:port) of the actor mesh listener other nodes connect to.
+    pub listen: String,
+    /// host:port other nodes dial; "" means `listen`.
+    pub advertised: String,
+    /// Shared secret every node of the cluster must present on the mesh.
+    pub cookie: String,
+    /// Longest wait for another node's answer (appends, reads, cache blocks).
+    pub remote_timeout_ms: u64,
     /// How often the node renews its lease.
     pub lease_renew_interval_ms: u64,
     /// A node whose lease is not renewed for this long is considered gone.
@@ -227,6 +235,10 @@ impl Default for ClusterSection {
     fn default() -> Self {
         Self {
             enabled: false,
+            listen: "127.0.0.1:9093".into(),
+            advertised: String::new(),
+            cookie: String::new(),
+            remote_timeout_ms: 10_000,
             lease_renew_interval_ms: 1_000,
             lease_ttl_ms: 3_000,
             topic_refresh_interval_ms: 1_000,
@@ -299,6 +311,17 @@ impl Config {
                 && self.cluster.lease_ttl_ms >= 2 * self.cluster.lease_renew_interval_ms,
             "cluster.lease_ttl_ms must be at least twice cluster.lease_renew_interval_ms (>= 10)"
         );
+        if self.cluster.enabled {
+            anyhow::ensure!(
+                self.cluster.listen.parse::<std::net::SocketAddr>().is_ok(),
+                "cluster.listen {:?} is not ip:port",
+                self.cluster.listen
+            );
+            anyhow::ensure!(
+                !self.cluster.cookie.is_empty(),
+                "cluster.cookie must be set (the same secret on every node) when cluster.enabled"
+            );
+        }
         anyhow::ensure!(
             self.cluster.topic_refresh_interval_ms >= 10,
             "cluster.topic_refresh_interval_ms must be at least 10"
@@ -316,6 +339,20 @@ impl Config {
         inkless_actors::NodeConfig {
             node_id: self.node.id,
             cluster_mode: self.cluster.enabled,
+            remote_timeout: Duration::from_millis(self.cluster.remote_timeout_ms),
+            mesh: self
+                .cluster
+                .listen
+                .parse()
+                .ok()
+                .filter(|_| self.cluster.enabled)
+                .map(|listen| inkless_actors::mesh::MeshConfig {
+                    listen,
+                    cookie: self.cluster.cookie.clone(),
+                    reconnect_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
+                    // Room for a cache block and the request around it.
+                    max_frame_bytes: self.fetch.cache_block_bytes * 2 + (1 << 20),
+                }),
             membership: inkless_actors::membership::MembershipConfig {
                 lease,
                 renew_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),

@@ -145,7 +145,13 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         incarnation: uuid::Uuid::new_v4(),
         az: c.node.rack.clone(),
         kafka_addr: advertised.clone(),
-        cluster_addr: String::new(),
+        cluster_addr: if !c.cluster.enabled {
+            String::new()
+        } else if c.cluster.advertised.is_empty() {
+            c.cluster.listen.clone()
+        } else {
+            c.cluster.advertised.clone()
+        },
         admin_addr: match &admin_listener {
             Some(l) => l.local_addr()?.to_string(),
             None => String::new(),

@@ -55,7 +55,7 @@ pub enum BatchError {
 }
 
 /// Header fields of one record batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchHeader {
     /// Offset of the first record as written by the producer (usually 0).
     pub base_offset: i64,

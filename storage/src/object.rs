@@ -35,7 +35,7 @@ pub struct SectionEntry {
 }
 
 /// Where one batch landed inside a sealed object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchPosition {
     /// First byte of the batch.
     pub offset: u64,

@@ -1,6 +1,11 @@
 //! Fetch: reads committed batches through the cache, writes their offsets into the batch
 //! headers, and long-polls (min_bytes / max_wait_ms) on the partitions' high watermarks.
 //!
+//! The partitions may run on other nodes: coordinates and high watermarks come from the
+//! owner through its gateway, bytes from this node's AZ cache shards. A consumer that sends
+//! its rack (KIP-392) to a node of another AZ gets `preferred_read_replica`: the node
+//! serving the partition in its own AZ.
+//!
 //! Sessions (KIP-227): every answer carries session id 0, which tells clients that no
 //! session was created, so each fetch is a full, sessionless fetch; an incremental fetch on
 //! an unknown session gets FETCH_SESSION_ID_NOT_FOUND and the client starts over.
@@ -17,7 +22,6 @@ use inkless_protocol::kafka_protocol::messages::fetch_response::{
 };
 use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
 use std::time::Duration;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Longest long-poll, whatever the request asks.
@@ -48,45 +52,84 @@ fn empty(index: i32, error: i16, offsets: PartitionOffsets) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
-async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64) -> (PartitionData, usize) {
+/// One partition's answer, its size in bytes, and the high watermark it saw (-1 if none).
+async fn read_partition(
+    ctx: &Ctx,
+    p: &PartReq,
+    budget: i64,
+    rack: &str,
+) -> (PartitionData, usize, i64) {
     let unknown = PartitionOffsets {
         log_start_offset: -1,
         high_watermark: -1,
     };
     let Some(tp) = p.tp else {
-        return (empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown), 0);
+        return (
+            empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown),
+            0,
+            -1,
+        );
     };
-    let Some(handle) = ctx.node.partition(&tp) else {
-        return (empty(p.index, code::NOT_LEADER_OR_FOLLOWER, unknown), 0);
-    };
-    if budget <= 0 || p.max_bytes <= 0 {
-        return (empty(p.index, code::NONE, *handle.offsets.borrow()), 0);
+    let node = &ctx.node;
+    // KIP-392: a consumer in another AZ is sent to the node serving the partition there.
+    if !rack.is_empty() {
+        let live = node.live();
+        if rack != live.my_az() && live.nodes.iter().any(|n| n.az == rack) {
+            if let Some(replica) = live.zone_leader(&tp, rack).filter(|&r| r != live.me) {
+                return match node.offsets(&tp, i64::MAX, Duration::ZERO).await {
+                    Ok(o) => (
+                        empty(p.index, code::NONE, o)
+                            .with_preferred_read_replica(BrokerId(replica)),
+                        0,
+                        o.high_watermark,
+                    ),
+                    Err(_) => (empty(p.index, code::NOT_LEADER_OR_FOLLOWER, unknown), 0, -1),
+                };
+            }
+        }
     }
-    let max = (p.max_bytes as i64).min(budget) as u64;
-    let coords = match ctx.node.read(&tp, p.fetch_offset, max).await {
-        Ok(c) => c,
+    let max = if budget <= 0 || p.max_bytes <= 0 {
+        0
+    } else {
+        (p.max_bytes as i64).min(budget) as u64
+    };
+    let read = if max == 0 {
+        node.offsets(&tp, i64::MAX, Duration::ZERO)
+            .await
+            .map(|o| (Vec::new(), o))
+    } else {
+        node.read(&tp, p.fetch_offset, max).await
+    };
+    let (coords, offsets) = match read {
+        Ok(r) => r,
         Err(e) => {
-            let offsets = *handle.offsets.borrow();
-            let c = match e {
-                ReadError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
-                ReadError::NotOwner => code::NOT_LEADER_OR_FOLLOWER,
+            let (c, offsets) = match e {
+                ReadError::OffsetOutOfRange {
+                    log_start_offset,
+                    high_watermark,
+                } => (
+                    code::OFFSET_OUT_OF_RANGE,
+                    PartitionOffsets {
+                        log_start_offset,
+                        high_watermark,
+                    },
+                ),
+                ReadError::NotOwner => (code::NOT_LEADER_OR_FOLLOWER, unknown),
                 ReadError::Storage(m) => {
                     tracing::warn!(?tp, error = %m, "fetch read failed");
-                    code::KAFKA_STORAGE_ERROR
+                    (code::KAFKA_STORAGE_ERROR, unknown)
                 }
             };
-            return (empty(p.index, c, offsets), 0);
+            return (empty(p.index, c, offsets), 0, offsets.high_watermark);
         }
     };
-    let reads = coords.iter().map(|c| ctx.node.batch_bytes(c));
+    let reads = coords.iter().map(|c| node.batch_bytes(c));
     let batches = match try_join_all(reads).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(?tp, error = %e, "fetch read failed");
-            return (
-                empty(p.index, code::KAFKA_STORAGE_ERROR, *handle.offsets.borrow()),
-                0,
-            );
+            let data = empty(p.index, code::KAFKA_STORAGE_ERROR, offsets);
+            return (data, 0, offsets.high_watermark);
         }
     };
     let total: usize = batches.iter().map(Bytes::len).sum();
@@ -96,9 +139,8 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64) -> (PartitionData, 
         records.extend_from_slice(&b);
         set_base_offset(&mut records[at..], c.base_offset);
     }
-    let data =
-        empty(p.index, code::NONE, *handle.offsets.borrow()).with_records(Some(records.freeze()));
-    (data, total)
+    let data = empty(p.index, code::NONE, offsets).with_records(Some(records.freeze()));
+    (data, total, offsets.high_watermark)
 }
 
 fn resolve(ctx: &Ctx, req: &FetchRequest, version: i16) -> Vec<TopicReq> {
@@ -151,38 +193,36 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
     }
     let topics = resolve(ctx, &req, version);
+    let rack = if version >= 11 {
+        req.rack_id.as_str()
+    } else {
+        ""
+    };
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
-    let mut watchers: Vec<watch::Receiver<PartitionOffsets>> = topics
-        .iter()
-        .flat_map(|t| t.parts.iter())
-        .filter_map(|p| p.tp.and_then(|tp| ctx.node.partition(&tp)))
-        .map(|h| h.offsets)
-        .collect();
+    let max_bytes = if req.max_bytes > 0 {
+        req.max_bytes as i64
+    } else {
+        i64::MAX
+    };
+    let parts: Vec<&PartReq> = topics.iter().flat_map(|t| t.parts.iter()).collect();
     loop {
-        for w in &mut watchers {
-            w.borrow_and_update();
-        }
-        let max_bytes = if req.max_bytes > 0 {
-            req.max_bytes as i64
-        } else {
-            i64::MAX
-        };
         // Read every partition at once, then keep them in request order within the
         // response budget (the first partition with data always keeps at least one batch).
-        let reads = topics
+        let reads = parts
             .iter()
-            .flat_map(|t| t.parts.iter())
-            .map(|p| read_partition(ctx, p, max_bytes));
+            .map(|p| read_partition(ctx, p, max_bytes, rack));
         let mut read = join_all(reads).await.into_iter();
         let mut budget = max_bytes;
         let mut total = 0usize;
         let mut errored = false;
+        let mut redirected = false;
+        let mut seen = Vec::with_capacity(parts.len());
         let mut responses = Vec::with_capacity(topics.len());
         for t in &topics {
-            let mut parts = Vec::with_capacity(t.parts.len());
+            let mut out = Vec::with_capacity(t.parts.len());
             for p in &t.parts {
-                let Some((mut data, mut n)) = read.next() else {
+                let Some((mut data, mut n, hwm)) = read.next() else {
                     break;
                 };
                 if total > 0 && n as i64 > budget {
@@ -194,11 +234,13 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
                     data = data.with_error_code(t.unknown_code);
                 }
                 errored |= data.error_code != code::NONE;
+                redirected |= data.preferred_read_replica.0 >= 0;
                 budget -= n as i64;
                 total += n;
-                parts.push(data);
+                seen.push(hwm);
+                out.push(data);
             }
-            let mut r = FetchableTopicResponse::default().with_partitions(parts);
+            let mut r = FetchableTopicResponse::default().with_partitions(out);
             r = if version >= 13 {
                 r.with_topic_id(t.id)
             } else {
@@ -206,20 +248,25 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
             };
             responses.push(r);
         }
-        let done = total as i64 >= req.min_bytes as i64
-            || errored
-            || watchers.is_empty()
-            || tokio::time::Instant::now() >= deadline;
-        if done {
+        let now = tokio::time::Instant::now();
+        if total as i64 >= req.min_bytes as i64 || errored || redirected || now >= deadline {
             return FetchResponse::default().with_responses(responses);
         }
-        let changes = watchers.iter_mut().map(|w| w.changed().boxed());
-        if tokio::time::timeout_at(deadline, select_all(changes))
-            .await
-            .is_err()
-        {
-            // Deadline reached: one last read answers with whatever arrived.
-            watchers.clear();
+        // Long poll: wait until any partition's high watermark passes what this round saw
+        // (here or on the partition's owner), then read again.
+        let left = deadline - now;
+        let waits: Vec<_> = parts
+            .iter()
+            .zip(&seen)
+            .filter_map(|(p, hwm)| {
+                let tp = p.tp?;
+                let above = p.fetch_offset.max(*hwm);
+                Some(async move { ctx.node.offsets(&tp, above, left).await }.boxed())
+            })
+            .collect();
+        if waits.is_empty() {
+            return FetchResponse::default().with_responses(responses);
         }
+        let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
     }
 }

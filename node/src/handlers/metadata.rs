@@ -1,8 +1,13 @@
 //! Metadata: brokers, topics and partition leaders; creates unknown topics when
 //! `auto.create.topics.enable` and the request allow it.
 //!
-//! A partition's leader is the node that owns it by placement of the live set (alone, a
-//! node leads every partition). The leader epoch is always 0: partitions have no replicas
+//! A partition's "leader" is the node that owns it, or, for a client that names its AZ with
+//! `inkless_az=<az>` in its client.id, a node of that AZ: the owner when it is in that AZ,
+//! else the AZ node placement picks for it. That node accepts produce and fetch and relays
+//! only batch coordinates to the owner, so data bytes stay in the AZ. Without the hint the
+//! AZ is not taken from the node asked: clients refresh metadata from any broker they know,
+//! and leaders that depend on it would flip between AZs and reorder a producer's batches
+//! (docs/adr/0007). Consumers still read in their AZ without the hint (Fetch rack_id). The leader epoch is always 0: partitions have no replicas
 //! to diverge, so there is never a log to truncate (see docs/adr/0003).
 
 use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
@@ -16,8 +21,8 @@ use inkless_protocol::kafka_protocol::messages::metadata_response::{
 use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
 use std::collections::BTreeMap;
 
-/// The partitions of a topic as Metadata reports them.
-fn partitions(live: &LiveSet, t: &Topic) -> Vec<MetadataResponsePartition> {
+/// The partitions of a topic as Metadata reports them to a client in `az`.
+fn partitions(live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartition> {
     (0..t.record.partitions)
         .map(|p| {
             let tp = TopicPartition {
@@ -27,7 +32,12 @@ fn partitions(live: &LiveSet, t: &Topic) -> Vec<MetadataResponsePartition> {
             let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_epoch(0);
-            match live.partition_owner(&tp) {
+            let leader = if az.is_empty() {
+                live.partition_owner(&tp)
+            } else {
+                live.zone_leader(&tp, az)
+            };
+            match leader {
                 Some(owner) => entry
                     .with_leader_id(BrokerId(owner))
                     .with_replica_nodes(vec![BrokerId(owner)])
@@ -40,11 +50,11 @@ fn partitions(live: &LiveSet, t: &Topic) -> Vec<MetadataResponsePartition> {
         .collect()
 }
 
-fn topic_entry(live: &LiveSet, t: &Topic) -> MetadataResponseTopic {
+fn topic_entry(live: &LiveSet, t: &Topic, az: &str) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(t.record.name.clone()))))
         .with_topic_id(t.record.id)
-        .with_partitions(partitions(live, t))
+        .with_partitions(partitions(live, t, az))
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
@@ -55,9 +65,23 @@ fn error_entry(name: Option<String>, error: i16) -> MetadataResponseTopic {
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
+/// The AZ a client names with `inkless_az=<az>` in its client.id ("" if none).
+pub fn client_az(client_id: &str) -> &str {
+    client_id
+        .split([',', ';', ' '])
+        .find_map(|part| part.trim().strip_prefix("inkless_az="))
+        .unwrap_or("")
+}
+
 /// Answers a Metadata request.
-pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    ctx: &Ctx,
+    req: MetadataRequest,
+    version: i16,
+    client_id: &str,
+) -> MetadataResponse {
     let live = ctx.node.live();
+    let az = client_az(client_id);
     let brokers = super::brokers(ctx, &live)
         .into_iter()
         .map(|b| {
@@ -79,7 +103,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             .catalog
             .all()
             .iter()
-            .map(|t| topic_entry(&live, t))
+            .map(|t| topic_entry(&live, t, az))
             .collect(),
         Some(list) => {
             let auto_create = ctx.config.kafka.auto_create_topics_enable
@@ -92,7 +116,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                     Some(n) => n.0.to_string(),
                     None => match ctx.catalog.by_id(&want.topic_id) {
                         Some(t) => {
-                            out.push(topic_entry(&live, &t));
+                            out.push(topic_entry(&live, &t, az));
                             continue;
                         }
                         None => {
@@ -111,7 +135,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                     }
                 }
                 if let Some(t) = ctx.catalog.by_name(&name) {
-                    out.push(topic_entry(&live, &t));
+                    out.push(topic_entry(&live, &t, az));
                     continue;
                 }
                 if validate_topic_name(&name).is_err() {
@@ -126,11 +150,11 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
                 match super::topics::create_topic(ctx, &name, partitions, BTreeMap::new()).await {
                     Ok(t) => {
                         tracing::info!(topic = %name, partitions, "topic auto-created");
-                        out.push(topic_entry(&live, &t))
+                        out.push(topic_entry(&live, &t, az))
                     }
                     Err((code, _)) if code == super::code::TOPIC_ALREADY_EXISTS => {
                         match ctx.catalog.by_name(&name) {
-                            Some(t) => out.push(topic_entry(&live, &t)),
+                            Some(t) => out.push(topic_entry(&live, &t, az)),
                             None => {
                                 out.push(error_entry(Some(name), code::UNKNOWN_TOPIC_OR_PARTITION))
                             }

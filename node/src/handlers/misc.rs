@@ -22,6 +22,7 @@ use inkless_protocol::kafka_protocol::messages::offset_for_leader_epoch_response
 };
 use inkless_protocol::kafka_protocol::messages::{BrokerId, ProducerId};
 use inkless_storage::metadata::BatchCoordinate;
+use std::time::Duration;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -39,11 +40,11 @@ fn tp_of(ctx: &Ctx, topic: &str, partition: i32) -> Option<TopicPartition> {
 }
 
 async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64, i64), i16> {
-    let h = ctx
+    let offsets = ctx
         .node
-        .partition(&tp)
-        .ok_or(code::NOT_LEADER_OR_FOLLOWER)?;
-    let offsets = *h.offsets.borrow();
+        .offsets(&tp, i64::MAX, Duration::ZERO)
+        .await
+        .map_err(|_| code::NOT_LEADER_OR_FOLLOWER)?;
     let store = ctx.node.store();
     let storage = |e: inkless_storage::metadata::MetaError| {
         tracing::warn!(?tp, error = %e, "list offsets failed");
@@ -189,40 +190,37 @@ pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProd
 
 /// Answers OffsetForLeaderEpoch. Leader epochs are always 0 (no replicas, no truncation),
 /// so the end offset of any epoch up to the current one is the high watermark.
-pub fn offset_for_leader_epoch(
+pub async fn offset_for_leader_epoch(
     ctx: &Ctx,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let r = EpochEndOffset::default().with_partition(p.partition);
-                    let Some(tp) = tp_of(ctx, t.topic.0.as_str(), p.partition) else {
-                        return r
-                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_leader_epoch(-1)
-                            .with_end_offset(-1);
-                    };
-                    let Some(h) = ctx.node.partition(&tp) else {
-                        return r
-                            .with_error_code(code::NOT_LEADER_OR_FOLLOWER)
-                            .with_leader_epoch(-1)
-                            .with_end_offset(-1);
-                    };
-                    let hwm = h.offsets.borrow().high_watermark;
-                    r.with_leader_epoch(0).with_end_offset(hwm)
-                })
-                .collect();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let r = EpochEndOffset::default().with_partition(p.partition);
+            let found = match tp_of(ctx, t.topic.0.as_str(), p.partition) {
+                None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(tp) => ctx
+                    .node
+                    .offsets(&tp, i64::MAX, Duration::ZERO)
+                    .await
+                    .map_err(|_| code::NOT_LEADER_OR_FOLLOWER),
+            };
+            parts.push(match found {
+                Ok(o) => r.with_leader_epoch(0).with_end_offset(o.high_watermark),
+                Err(c) => r
+                    .with_error_code(c)
+                    .with_leader_epoch(-1)
+                    .with_end_offset(-1),
+            });
+        }
+        topics.push(
             OffsetForLeaderTopicResult::default()
                 .with_topic(t.topic)
-                .with_partitions(parts)
-        })
-        .collect();
+                .with_partitions(parts),
+        );
+    }
     OffsetForLeaderEpochResponse::default().with_topics(topics)
 }
 

@@ -172,7 +172,9 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
         .unwrap_or_default();
     let r = match req.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(ctx, r, v, &client_id).await)
+        }
         RequestKind::Produce(r) => {
             ResponseKind::Produce(produce::submit(ctx, r).await.finish().await?)
         }
@@ -198,7 +200,7 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
             ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r))
+            ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, v))

@@ -152,11 +152,11 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                     partition: index,
                 });
                 match (&topic, tp) {
-                    // Another node owns it (or it is moving): the client refreshes metadata.
+                    // No live node owns it (it is moving): the client refreshes metadata.
                     (Some(topic), Some(tp))
                         if index >= 0
                             && index < topic.record.partitions
-                            && ctx.node.partition(&tp).is_none() =>
+                            && !ctx.node.serves(&tp) =>
                     {
                         Slot::Done(error(
                             index,

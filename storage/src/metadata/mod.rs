@@ -83,7 +83,7 @@ pub struct NewTopic {
 }
 
 /// Where one stored batch is and what it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchCoordinate {
     /// Offset assigned to its first record.
     pub base_offset: i64,

@@ -1,0 +1,199 @@
+//! Mesh: this node's ractor_cluster server and its sessions to every other live node.
+//!
+//! ractor_cluster has no reconnection and no dead-peer timeout of its own, so every
+//! `reconnect_interval`, and whenever the live set changes, the mesh asks its server which
+//! peers have a session and dials the live nodes that have none. Peers authenticate with
+//! the shared cookie. Failure detection is the lease's job, not the mesh's: a node without a
+//! session is only unreachable for remote calls, which then fail and are retried by clients.
+//!
+//! Nodes are named `inkless-<node id>` on the mesh (ractor_cluster's own node ids are
+//! per-session counters and mean nothing across nodes).
+
+use crate::placement::LiveSet;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_cluster::{NodeServer, NodeServerMessage};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Mesh settings.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Address the cluster listener binds.
+    pub listen: SocketAddr,
+    /// Shared secret of the cluster.
+    pub cookie: String,
+    /// How often missing sessions are dialled again.
+    pub reconnect_interval: Duration,
+    /// Largest inbound frame accepted from a peer.
+    pub max_frame_bytes: u64,
+}
+
+/// Messages of the [`Mesh`].
+#[derive(Debug)]
+pub enum MeshMsg {
+    /// Dial the live nodes without a session.
+    Reconnect,
+}
+
+impl ractor::Message for MeshMsg {}
+
+/// Arguments of the [`Mesh`].
+#[derive(Debug, Clone)]
+pub struct MeshArgs {
+    /// This node.
+    pub node_id: i32,
+    /// Settings.
+    pub config: MeshConfig,
+    /// The live set.
+    pub live: watch::Receiver<Arc<LiveSet>>,
+}
+
+/// State of the mesh.
+pub struct MeshState {
+    args: MeshArgs,
+    server: ActorRef<NodeServerMessage>,
+}
+
+/// The actor; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Mesh;
+
+/// The mesh name of a node.
+pub fn node_name(node_id: i32) -> String {
+    format!("inkless-{node_id}")
+}
+
+/// The node id in a peer's mesh name (`inkless-<id>@host`).
+fn peer_id(name: &str) -> Option<i32> {
+    name.split('@')
+        .next()?
+        .strip_prefix("inkless-")?
+        .parse()
+        .ok()
+}
+
+impl MeshState {
+    async fn connected_peers(&self) -> HashSet<i32> {
+        let sessions = ractor::call_t!(self.server, NodeServerMessage::GetSessions, 2_000);
+        match sessions {
+            Ok(map) => map
+                .values()
+                .filter_map(|s| s.peer_name.as_ref().and_then(|n| peer_id(&n.name)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "mesh server did not list its sessions");
+                HashSet::new()
+            }
+        }
+    }
+
+    async fn reconnect(&self) {
+        let live = self.args.live.borrow().clone();
+        let connected = self.connected_peers().await;
+        for peer in &live.nodes {
+            if peer.node_id == self.args.node_id
+                || peer.cluster_addr.is_empty()
+                || connected.contains(&peer.node_id)
+            {
+                continue;
+            }
+            let server = self.server.clone();
+            let addr = peer.cluster_addr.clone();
+            let id = peer.node_id;
+            tokio::spawn(async move {
+                match tokio::time::timeout(
+                    Duration::from_secs(2),
+                    ractor_cluster::client_connect(&server, addr.as_str()),
+                )
+                .await
+                {
+                    Ok(Ok(())) => tracing::info!(peer = id, %addr, "mesh session opened"),
+                    Ok(Err(e)) => tracing::debug!(peer = id, %addr, error = %e, "mesh dial failed"),
+                    Err(_) => tracing::debug!(peer = id, %addr, "mesh dial timed out"),
+                }
+            });
+        }
+    }
+}
+
+impl Actor for Mesh {
+    type Msg = MeshMsg;
+    type State = MeshState;
+    type Arguments = MeshArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: MeshArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let c = &args.config;
+        let server = NodeServer::new(
+            c.listen.port(),
+            c.cookie.clone(),
+            node_name(args.node_id),
+            c.listen.ip().to_string(),
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(c.listen.ip())
+        .with_max_inbound_frame_size(c.max_frame_bytes);
+        let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
+        myself.send_interval(c.reconnect_interval, || MeshMsg::Reconnect);
+        // Dial at once when the live set changes.
+        let mut live = args.live.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            while live.changed().await.is_ok() {
+                if me.cast(MeshMsg::Reconnect).is_err() {
+                    break;
+                }
+            }
+        });
+        let _ = myself.cast(MeshMsg::Reconnect);
+        Ok(MeshState { args, server })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MeshMsg::Reconnect => state.reconnect().await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            // The server is the mesh: if it ends, fail so the NodeSupervisor restarts both.
+            SupervisionEvent::ActorFailed(_, err) => {
+                Err(format!("mesh server failed: {err}").into())
+            }
+            SupervisionEvent::ActorTerminated(_, _, reason) => {
+                Err(format!("mesh server stopped: {reason:?}").into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_names_map_to_node_ids() {
+        assert_eq!(super::peer_id("inkless-7@127.0.0.17"), Some(7));
+        assert_eq!(super::peer_id("inkless-12"), Some(12));
+        assert_eq!(super::peer_id("other-7@h"), None);
+        assert_eq!(super::peer_id("inkless-x@h"), None);
+    }
+}
