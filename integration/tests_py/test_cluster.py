@@ -379,3 +379,65 @@ def test_node_cut_from_the_metadata_store_is_fenced(cluster):
         log(f"after the cut healed every partition answered produce in {produced:.2f} s")
     finally:
         proxy.close()
+
+
+def object_store_counts(nodes: list[ClusterNode]) -> dict[str, int]:
+    out = {"put": 0, "get": 0, "put_bytes": 0}
+    names = {"inkless_object_store_put_requests_total": "put", "inkless_object_store_get_requests_total": "get",
+             "inkless_object_store_put_bytes_total": "put_bytes"}
+    for n in nodes:
+        for line in n.admin("/metrics").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in names:
+                out[names[parts[0]]] += int(parts[1])
+    return out
+
+
+def test_each_object_block_is_read_once_per_az(cluster):
+    """Producers of one AZ write through that AZ's nodes (client.id hint), consumers of each
+    AZ read through their AZ's nodes (hint and client.rack): every AZ reads a block from the
+    object store at most once, and a second pass reads nothing from it."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    partitions, count = 6, 3000
+    topic = uniq("azcache")
+    create_topic(cluster.bootstrap, topic, partitions)
+    wait_placed(cluster, partitions)
+    by_az: dict[str, list[ClusterNode]] = {}
+    for n in cluster.live():
+        by_az.setdefault(n.az, []).append(n)
+    az1 = ",".join(n.bootstrap for n in by_az["az1"])
+    p = Producer({"bootstrap.servers": az1, "client.id": "cache-test,inkless_az=az1", "acks": "all",
+                  "linger.ms": 20, "enable.idempotence": True, "logger": _quiet})
+    for i in range(count):
+        p.produce(topic, value=b"%06d-" % i + b"x" * 500, partition=i % partitions)
+        if i % 100 == 99:  # many objects, so that blocks spread over the AZs' shards
+            assert p.flush(60) == 0
+    written = object_store_counts(cluster.live())
+    block = 4 * 1024 * 1024
+    max_blocks = written["put"] + written["put_bytes"] // block
+    log(f"produced {count} records in {written['put']} objects ({written['put_bytes']} bytes)")
+
+    gets: dict[str, list[int]] = {}
+    for rnd in range(2):
+        for az, nodes in sorted(by_az.items()):
+            before = object_store_counts(nodes)["get"]
+            c = Consumer({"bootstrap.servers": ",".join(n.bootstrap for n in nodes),
+                          "client.id": f"cache-test,inkless_az={az}", "client.rack": az,
+                          "group.id": f"cache-{az}-{rnd}", "enable.auto.commit": False, "logger": _quiet})
+            c.assign([TopicPartition(topic, q, 0) for q in range(partitions)])
+            got = 0
+            deadline = time.monotonic() + 60
+            while got < count and time.monotonic() < deadline:
+                m = c.poll(0.2)
+                if m is not None and m.error() is None:
+                    got += 1
+            c.close()
+            assert got == count, f"{az} round {rnd}: consumed {got} of {count}"
+            gets.setdefault(az, []).append(object_store_counts(nodes)["get"] - before)
+    sys.stdout.write(f"AZ-CACHE object GETs per AZ (first pass, second pass): {gets}; objects written "
+                     f"{written['put']}, blocks at most {max_blocks}\n")
+    for az, (first, second) in gets.items():
+        assert first <= max_blocks, f"{az} read {first} blocks of at most {max_blocks}: a block was read twice"
+        assert second == 0, f"{az} read {second} blocks again on the second pass"
+    assert gets["az2"][0] > 0 and gets["az3"][0] > 0, f"reads did not go through each AZ's own cache: {gets}"
