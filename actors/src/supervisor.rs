@@ -153,12 +153,17 @@ fn walk(cell: &ActorCell, parent: Option<String>, dir: &ActorDirectory, out: &mu
     out.push(ActorInfo {
         id: id.clone(),
         parent,
+        // Unlabelled actors are ractor_cluster's own (server, listener, peer sessions).
         kind: label
             .as_ref()
             .map(|l| l.kind)
-            .unwrap_or("unknown")
+            .unwrap_or("mesh-internal")
             .to_string(),
-        name: label.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+        name: label
+            .as_ref()
+            .map(|l| l.name.clone())
+            .or_else(|| cell.get_name())
+            .unwrap_or_default(),
         status: format!("{:?}", cell.get_status()),
         restarts: label.map(|l| l.restarts).unwrap_or(0),
     });

@@ -184,6 +184,21 @@ def test_placement_metadata_and_coordinators_agree(cluster):
                 assert AZS[leader] == az, f"{n.name}: partition {p} led by {leader} in {AZS[leader]}, not {az}"
                 if AZS[running[p]] == az:
                     assert leader == running[p], f"{n.name}: partition {p} not led by its owner in {az}"
+    # The operator's view: every node with its AZ, and the partitions where they run.
+    import subprocess
+
+    from conftest import broker_binary
+
+    n1 = cluster.nodes[1]
+    out = subprocess.run([str(broker_binary()), "cluster", "status", "--admin", f"{n1.host}:{n1.admin_port}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    sys.stdout.write(out.stdout)
+    for node_id, az in AZS.items():
+        row = next((ln for ln in out.stdout.splitlines() if ln.split()[:2] == [str(node_id), az]), None)
+        assert row is not None and " true " in row, f"node {node_id} missing or not live:\n{out.stdout}"
+        owned = sum(1 for nodes in owners.values() if nodes[0] == node_id)
+        assert (f"partition={owned}" in row) if owned else ("partition=" not in row), row
     # Racks are the nodes' AZs (DescribeCluster).
     admin = KafkaAdminClient(bootstrap_servers=cluster.nodes[1].bootstrap)
     try:

@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint (`admin.listen`): `GET /metrics` in Prometheus text format,
 //! `GET /actors` (the node's live supervision tree as JSON: id, parent, kind, name, status,
 //! restarts), `GET /cluster` (every lease row in the metadata store, with its AZ, addresses
-//! and age, and the live set this node acts on) and `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
+//! and age, and the live set this node acts on), `GET /cluster/actors` (the supervision tree
+//! of every live node, fetched from their admin endpoints) and `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
 //! request head capped at 8 KiB.
 
 use crate::handlers::Ctx;
@@ -59,6 +60,7 @@ async fn answer(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             Ok(json) => ("200 OK", "application/json", json),
             Err(e) => ("503 Service Unavailable", TEXT, format!("{e}\n")),
         },
+        "/cluster/actors" => ("200 OK", "application/json", cluster_actors(ctx).await),
         _ => ("404 Not Found", TEXT, "not found\n".to_string()),
     };
     let resp = format!(
@@ -92,6 +94,48 @@ async fn cluster(ctx: &Ctx) -> Result<String, String> {
         nodes,
     };
     serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
+}
+
+/// Every live node's `/actors`, by node id; a node that does not answer gets its error.
+async fn cluster_actors(ctx: &Ctx) -> String {
+    let live = ctx.node.live();
+    let mut trees = serde_json::Map::new();
+    for n in &live.nodes {
+        let value = if n.node_id == live.me {
+            serde_json::to_value(ctx.node.actor_tree()).unwrap_or_default()
+        } else if n.admin_addr.is_empty() {
+            serde_json::json!({"error": "no admin endpoint"})
+        } else {
+            match http_get(&n.admin_addr, "/actors").await {
+                Ok(body) => serde_json::from_str(&body)
+                    .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
+            }
+        };
+        trees.insert(n.node_id.to_string(), value);
+    }
+    serde_json::Value::Object(trees).to_string()
+}
+
+/// A plain HTTP/1.1 GET of another node's admin endpoint; the body.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let io = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        if !head.starts_with("HTTP/1.1 200") {
+            let status = head.lines().next().unwrap_or("no status line");
+            return Err(std::io::Error::other(format!("{addr}{path}: {status}")));
+        }
+        Ok(body.to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), io)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}{path}")))?
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {

@@ -1,4 +1,5 @@
-//! Cluster mode: keeps this node's actors placed as the live set and the topics change.
+//! Cluster mode: keeps this node's actors placed as the live set and the topics change,
+//! and `inkless cluster status`, the operator's view of a running cluster.
 //!
 //! On every live-set change, and every `topic_refresh_interval_ms` (to see topics created,
 //! grown or deleted through other nodes), the node re-reads the topic catalog and asks its
@@ -27,4 +28,84 @@ pub async fn follow_placement(node: Node, catalog: Catalog, refresh: Duration) {
             tracing::warn!(failed = failed.len(), first = ?failed.first(), "partitions failed to start; retrying at the next placement");
         }
     }
+}
+
+/// `inkless cluster status`: asks one node's admin endpoint for the lease rows and every
+/// live node's actor tree, and prints them.
+pub async fn print_status(admin: &str, all_actors: bool, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cluster: serde_json::Value = serde_json::from_str(
+        &crate::admin::http_get(admin, "/cluster")
+            .await
+            .with_context(|| format!("asking {admin} for /cluster"))?,
+    )?;
+    let trees: serde_json::Value = serde_json::from_str(
+        &crate::admin::http_get(admin, "/cluster/actors")
+            .await
+            .with_context(|| format!("asking {admin} for /cluster/actors"))?,
+    )?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"cluster": cluster, "actors": trees})
+            )?
+        );
+        return Ok(());
+    }
+    println!(
+        "asked node {} (live set: {})",
+        cluster["node_id"], cluster["live"]
+    );
+    println!(
+        "{:>5}  {:<8} {:<22} {:<22} {:>11} {:>11}  {:<5} actors",
+        "node", "az", "kafka", "admin", "renewed", "expires in", "live"
+    );
+    let empty = Vec::new();
+    for n in cluster["nodes"].as_array().unwrap_or(&empty) {
+        let lease = &n["lease"];
+        let id = lease["node_id"].to_string();
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for a in trees[&id].as_array().unwrap_or(&empty) {
+            *kinds
+                .entry(a["kind"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+        let summary = if kinds.is_empty() {
+            trees[&id]["error"].as_str().unwrap_or("-").to_string()
+        } else {
+            kinds
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "{:>5}  {:<8} {:<22} {:<22} {:>9}ms {:>9}ms  {:<5} {}",
+            id,
+            lease["az"].as_str().unwrap_or(""),
+            lease["kafka_addr"].as_str().unwrap_or(""),
+            lease["admin_addr"].as_str().unwrap_or(""),
+            n["renewed_ago_ms"],
+            n["expires_in_ms"],
+            n["expires_in_ms"].as_i64().unwrap_or(0) > 0,
+            summary
+        );
+    }
+    if all_actors {
+        for (id, tree) in trees.as_object().into_iter().flatten() {
+            println!("\nnode {id}:");
+            for a in tree.as_array().unwrap_or(&empty) {
+                println!(
+                    "  {:<18} {:<48} {:<10} restarts={} parent={}",
+                    a["kind"].as_str().unwrap_or(""),
+                    a["name"].as_str().unwrap_or(""),
+                    a["status"].as_str().unwrap_or(""),
+                    a["restarts"],
+                    a["parent"].as_str().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -77,6 +77,8 @@ impl Default for GroupsSection {
 pub struct AdminSection {
     /// Address of the admin HTTP endpoint (`/metrics`, `/health`); empty disables it.
     pub listen: String,
+    /// host:port other nodes and the cluster CLI reach it at; "" means the bound address.
+    pub advertised: String,
 }
 
 /// `[node]`
@@ -392,6 +394,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_single_node_example_lists_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/single-node.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let listed: toml::Value = toml::from_str(&text).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        assert_eq!(
+            listed, defaults,
+            "configs/single-node.toml must list every key with its default"
+        );
+    }
+
+    #[test]
+    fn the_cluster_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/cluster/node.toml");
+        let c = Config::load(Some(&path)).unwrap();
+        assert!(c.cluster.enabled);
+        assert!(c.storage.metadata.starts_with("postgres://"));
+        assert!(c.node_config(NodeLease::default()).mesh.is_some());
+    }
 
     #[test]
     fn file_then_environment_override_defaults() {

@@ -71,6 +71,27 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Inspect a running cluster through any node's admin endpoint.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Nodes, their AZs and lease ages, and what actors run where.
+    Status {
+        /// Admin endpoint (host:port) of any node.
+        #[arg(long, default_value = "127.0.0.1:9644")]
+        admin: String,
+        /// Also print every node's whole supervision tree.
+        #[arg(long)]
+        actors: bool,
+        /// Print the raw JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_tracing(level: &str) {
@@ -90,6 +111,19 @@ fn main() -> anyhow::Result<()> {
             let c = Config::load(config.as_deref())?;
             print!("{}", toml_string(&c)?);
             Ok(())
+        }
+        Command::Cluster {
+            command:
+                ClusterCommand::Status {
+                    admin,
+                    actors,
+                    json,
+                },
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cluster::print_status(&admin, actors, json))
         }
         Command::Serve { config } => {
             let c = Config::load(config.as_deref())?;
@@ -153,6 +187,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
             c.cluster.advertised.clone()
         },
         admin_addr: match &admin_listener {
+            Some(_) if !c.admin.advertised.is_empty() => c.admin.advertised.clone(),
             Some(l) => l.local_addr()?.to_string(),
             None => String::new(),
         },
