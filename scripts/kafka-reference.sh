@@ -53,7 +53,8 @@ free_port() {
 }
 
 fetch_jars() {
-    if [[ -f "$LIBS/.complete" ]]; then
+    # kafka-tools joined the resolved set later: a cache without it is resolved again.
+    if [[ -f "$LIBS/.complete" ]] && compgen -G "$LIBS/kafka-tools-[0-9]*.jar" >/dev/null; then
         return 0
     fi
     command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
@@ -70,6 +71,7 @@ fetch_jars() {
         die "mvn dependency:copy-dependencies failed"
     fi
     ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "kafka_2.13 jar missing after resolve"; }
+    compgen -G "$tmp/kafka-tools-[0-9]*.jar" >/dev/null || { rm -rf "$tmp"; die "kafka-tools jar missing after resolve"; }
     touch "$tmp/.complete"
     rm -rf "$LIBS"
     mv "$tmp" "$LIBS"

@@ -86,6 +86,11 @@ def partition_owners(c: Cluster) -> dict[str, list[int]]:
     return owners
 
 
+def group_nodes(c: Cluster, group: str) -> list[int]:
+    """The live nodes running the coordinator of `group`."""
+    return [n.node_id for n in c.live() if any(a["name"] == f"group/{group}" for a in n.admin("/actors"))]
+
+
 def wait_placed(c: Cluster, total: int, timeout: float = 30) -> float:
     """Until every partition runs on exactly one live node; returns the seconds waited."""
     t0 = time.monotonic()
@@ -278,9 +283,14 @@ def test_crash_join_and_leave_keep_every_acknowledged_record(cluster, tmp_path):
             n != 7 for nodes in partition_owners(cluster).values() for n in nodes), "placement ignores the newcomer"
         time.sleep(2)
 
-        # 3. Graceful leave of another node.
-        leaver = next(n for n in cluster.live() if n.node_id != 7 and n.owned_partitions() > 0)
-        log(f"SIGTERM {leaver.name} running {leaver.owned_partitions()} partitions")
+        # 3. Graceful leave of the node coordinating the group (its coordinator moves too).
+        coordinators = group_nodes(cluster, group)
+        assert len(coordinators) == 1, f"group {group} runs on {coordinators}"
+        leaver = cluster.nodes[coordinators[0]]
+        if leaver.node_id == 7:
+            leaver = next(n for n in cluster.live() if n.node_id != 7 and n.owned_partitions() > 0)
+        log(f"SIGTERM {leaver.name} running {leaver.owned_partitions()} partitions and "
+            f"{'the group' if leaver.node_id == coordinators[0] else 'no group'}")
         t = time.monotonic()
         leaver.proc.send_signal(15)
         produced, fetched = probe(cluster.bootstrap, topic, partitions, t)
@@ -288,6 +298,8 @@ def test_crash_join_and_leave_keep_every_acknowledged_record(cluster, tmp_path):
         assert leaver.proc.wait(30) == 0, f"{leaver.name} exited non-zero after SIGTERM"
         wait_placed(cluster, partitions)
         time.sleep(3)
+        moved = group_nodes(cluster, group)
+        assert len(moved) == 1 and moved[0] != leaver.node_id, f"group coordinator runs on {moved}"
     finally:
         producer.halt.set()
         producer.join(10)
