@@ -687,22 +687,32 @@ impl Node {
         }
     }
 
-    /// The stored bytes of one batch, through the cache shards of this node's AZ: each
-    /// block is read by the shard that placement gives it, here or on a node of the AZ.
+    /// The stored bytes of one batch (see [`Node::object_range`]).
     pub async fn batch_bytes(&self, b: &BatchCoordinate) -> Result<Bytes, ReadError> {
+        let end = b.byte_offset + b.byte_len as u64;
+        self.object_range(&b.object_key, b.object_size, b.byte_offset, end)
+            .await
+    }
+
+    /// Bytes `start..end` of an object, through the cache shards of this node's AZ: each
+    /// block is read by the shard that placement gives it, here or on a node of the AZ.
+    pub async fn object_range(
+        &self,
+        key: &str,
+        object_size: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, ReadError> {
         let live = self.live();
         let az = live.my_az();
         let block = self.config.cache_block_bytes;
-        let (start, end) = (b.byte_offset, b.byte_offset + b.byte_len as u64);
         // Split the range where the shard changes.
         let mut pieces: Vec<(i32, u64, u64)> = Vec::new();
         let mut at = start;
         while at < end {
             let index = at / block;
             let piece_end = ((index + 1) * block).min(end);
-            let shard = live
-                .cache_owner(&b.object_key, index, az)
-                .unwrap_or(live.me);
+            let shard = live.cache_owner(key, index, az).unwrap_or(live.me);
             match pieces.last_mut() {
                 Some(last) if last.0 == shard => last.2 = piece_end,
                 _ => pieces.push((shard, at, piece_end)),
@@ -711,12 +721,12 @@ impl Node {
         }
         let reads = pieces
             .into_iter()
-            .map(|(shard, from, to)| self.cache_read(shard, b, from, to));
+            .map(|(shard, from, to)| self.cache_read(shard, key, object_size, from..to));
         let mut parts = futures::future::try_join_all(reads).await?;
         if parts.len() == 1 {
             return Ok(parts.remove(0));
         }
-        let mut out = bytes::BytesMut::with_capacity(b.byte_len as usize);
+        let mut out = bytes::BytesMut::with_capacity(end.saturating_sub(start) as usize);
         for p in parts {
             out.extend_from_slice(&p);
         }
@@ -726,16 +736,16 @@ impl Node {
     async fn cache_read(
         &self,
         shard: i32,
-        b: &BatchCoordinate,
-        start: u64,
-        end: u64,
+        key: &str,
+        object_size: u64,
+        range: std::ops::Range<u64>,
     ) -> Result<Bytes, ReadError> {
         if shard != self.config.node_id {
             let request = Request::CacheRead {
-                key: b.object_key.clone(),
-                object_size: b.object_size,
-                start,
-                end,
+                key: key.to_string(),
+                object_size,
+                start: range.start,
+                end: range.end,
             };
             let answer = gateway::call(shard, &request, self.config.remote_timeout).await;
             match answer {
@@ -753,9 +763,9 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         cache
             .cast(CacheMsg::Read {
-                key: b.object_key.clone(),
-                object_size: b.object_size,
-                range: start..end,
+                key: key.to_string(),
+                object_size,
+                range,
                 reply: tx,
             })
             .map_err(|_| ReadError::Storage("cache unavailable".into()))?;

@@ -123,8 +123,25 @@ async fn read_partition(
             return (empty(p.index, c, offsets), 0, offsets.high_watermark);
         }
     };
-    let reads = coords.iter().map(|c| node.batch_bytes(c));
-    let batches = match try_join_all(reads).await {
+    // A partition's batches of one object are contiguous in it: one read per object run.
+    let mut spans: Vec<(&str, u64, u64, u64)> = Vec::new();
+    for c in &coords {
+        match spans.last_mut() {
+            Some((key, _, _, end)) if *key == c.object_key && *end == c.byte_offset => {
+                *end += c.byte_len as u64
+            }
+            _ => spans.push((
+                &c.object_key,
+                c.object_size,
+                c.byte_offset,
+                c.byte_offset + c.byte_len as u64,
+            )),
+        }
+    }
+    let reads = spans
+        .iter()
+        .map(|&(key, size, start, end)| node.object_range(key, size, start, end));
+    let chunks = match try_join_all(reads).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(?tp, error = %e, "fetch read failed");
@@ -132,12 +149,19 @@ async fn read_partition(
             return (data, 0, offsets.high_watermark);
         }
     };
-    let total: usize = batches.iter().map(Bytes::len).sum();
+    let total: usize = chunks.iter().map(Bytes::len).sum();
     let mut records = BytesMut::with_capacity(total);
-    for (c, b) in coords.iter().zip(batches) {
-        let at = records.len();
-        records.extend_from_slice(&b);
+    for chunk in &chunks {
+        records.extend_from_slice(chunk);
+    }
+    // That one copy makes the headers writable: stamp each batch's base offset.
+    let mut at = 0usize;
+    for c in &coords {
+        if at >= records.len() {
+            break;
+        }
         set_base_offset(&mut records[at..], c.base_offset);
+        at += c.byte_len as usize;
     }
     let data = empty(p.index, code::NONE, offsets).with_records(Some(records.freeze()));
     (data, total, offsets.high_watermark)
