@@ -7,12 +7,13 @@
 //! offsets, so they show up (Empty) in ListGroups and their offsets can expire; coordinators
 //! of groups that moved away are stopped (their members rejoin at the new owner).
 //! A coordinator that fails is restarted empty (members rejoin; offsets are in the store);
-//! one that stops (deleted, offsets expired) is forgotten.
+//! more than `max_restarts` failures of one group within a minute escalate to the
+//! NodeSupervisor. One that stops (deleted, offsets expired, moved) is forgotten.
 
 use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
 use crate::placement::LiveSet;
-use crate::registry::ActorDirectory;
+use crate::registry::{ActorDirectory, RestartBudget};
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +58,8 @@ pub struct GroupManagerArgs {
     pub directory: ActorDirectory,
     /// The live set, which decides which groups this node coordinates.
     pub live: watch::Receiver<Arc<LiveSet>>,
+    /// Failures of one group's coordinator per minute before escalating.
+    pub max_restarts: u32,
 }
 
 /// State of the manager.
@@ -64,6 +67,7 @@ pub struct GroupManagerState {
     args: GroupManagerArgs,
     groups: BTreeMap<String, ActorRef<GroupMsg>>,
     by_actor: HashMap<ActorId, String>,
+    restarts: RestartBudget<String>,
 }
 
 /// The actor; see the module documentation.
@@ -140,6 +144,7 @@ impl Actor for GroupManager {
         args: GroupManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = GroupManagerState {
+            restarts: RestartBudget::new(args.max_restarts),
             args,
             groups: BTreeMap::new(),
             by_actor: HashMap::new(),
@@ -206,6 +211,9 @@ impl Actor for GroupManager {
                     state.args.directory.stopped(cell.get_id(), true);
                     tracing::warn!(group = %g, error = %err, "group coordinator failed; restarting");
                     state.groups.remove(&g);
+                    if let Err(n) = state.restarts.record(g.clone()) {
+                        return Err(format!("group {g} failed {n} times within a minute").into());
+                    }
                     if state.args.live.borrow().owns_group(&g) {
                         state.start(&myself, &g).await;
                     }

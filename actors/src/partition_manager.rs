@@ -12,16 +12,17 @@
 use crate::index_writer::IndexMsg;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
 use crate::placement::LiveSet;
-use crate::registry::{ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::registry::{
+    ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
+};
 use crate::TopicPartition;
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Longest wait for a partition that moves away to finish its in-flight commits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Delay before retrying a partition whose restart failed (e.g. metadata store down).
@@ -88,7 +89,7 @@ pub struct ManagerState {
     args: ManagerArgs,
     children: HashMap<ActorId, TopicPartition>,
     offsets: HashMap<TopicPartition, Arc<watch::Sender<PartitionOffsets>>>,
-    restarts: HashMap<TopicPartition, (u32, Instant)>,
+    restarts: RestartBudget<TopicPartition>,
 }
 
 /// The actor; see the module documentation.
@@ -144,7 +145,7 @@ impl ManagerState {
             self.children.remove(&h.actor.get_id());
             self.args.directory.stopped(h.actor.get_id(), false);
             self.offsets.remove(tp);
-            self.restarts.remove(tp);
+            self.restarts.forget(tp);
             if h.actor.cast(PartitionMsg::Drain).is_err() {
                 h.actor.stop(Some("removed".into()));
             }
@@ -196,10 +197,10 @@ impl Actor for PartitionManager {
         args: ManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = ManagerState {
+            restarts: RestartBudget::new(args.max_restarts),
             args,
             children: HashMap::new(),
             offsets: HashMap::new(),
-            restarts: HashMap::new(),
         };
         // After a restart of the manager its old children are gone (they were linked to the
         // previous instance): take over every partition the registry still lists.
@@ -283,20 +284,15 @@ impl Actor for PartitionManager {
                     return Ok(());
                 };
                 state.args.directory.stopped(cell.get_id(), true);
-                let now = Instant::now();
-                let entry = state.restarts.entry(tp).or_insert((0, now));
-                if now.duration_since(entry.1) > RESTART_WINDOW {
-                    *entry = (0, now);
-                }
-                entry.0 += 1;
-                let count = entry.0;
+                let budget = state.restarts.record(tp);
+                let count = budget.unwrap_or_else(|n| n);
                 tracing::warn!(?tp, error = %err, restarts = count, "partition actor failed; restarting");
                 state.args.partitions.remove(&tp);
                 if !state.args.live.borrow().owns_partition(&tp) {
                     state.offsets.remove(&tp);
                     return Ok(());
                 }
-                if count > state.args.max_restarts {
+                if budget.is_err() {
                     return Err(
                         format!("partition {tp:?} failed {count} times within a minute").into(),
                     );

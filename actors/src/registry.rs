@@ -8,7 +8,9 @@ use crate::TopicPartition;
 use parking_lot::RwLock;
 use ractor::ActorRef;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A running partition actor and a view of its offsets.
@@ -55,6 +57,48 @@ impl PartitionRegistry {
     /// True when no partition actor runs.
     pub fn is_empty(&self) -> bool {
         self.inner.read().is_empty()
+    }
+}
+
+/// Restarts of each child of a supervisor within a sliding minute: more than the budget is
+/// a crash loop, which the supervisor escalates instead of restarting again.
+#[derive(Debug)]
+pub struct RestartBudget<K> {
+    max: u32,
+    counts: HashMap<K, (u32, Instant)>,
+}
+
+/// The window of [`RestartBudget`].
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+impl<K: Hash + Eq> RestartBudget<K> {
+    /// At most `max` restarts of one child per minute.
+    pub fn new(max: u32) -> Self {
+        Self {
+            max,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Counts one more restart of `key`: `Ok(n)` with the restarts in the window so far,
+    /// or `Err(n)` when that is over the budget.
+    pub fn record(&mut self, key: K) -> Result<u32, u32> {
+        let now = Instant::now();
+        let entry = self.counts.entry(key).or_insert((0, now));
+        if now.duration_since(entry.1) > RESTART_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 > self.max {
+            Err(entry.0)
+        } else {
+            Ok(entry.0)
+        }
+    }
+
+    /// Forgets a child that is gone for good.
+    pub fn forget(&mut self, key: &K) {
+        self.counts.remove(key);
     }
 }
 

@@ -20,7 +20,9 @@ use crate::partition::{PartitionMsg, PartitionOffsets};
 use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::placement::LiveSet;
 use crate::produce_buffer::{BufferMsg, PartAppend, ProduceBuffer, ProduceBufferArgs};
-use crate::registry::{ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::registry::{
+    ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
+};
 use crate::uploader::{ObjectUploader, UploadMsg, UploaderArgs};
 use crate::{AppendError, ReadError, TopicPartition};
 use bytes::Bytes;
@@ -29,7 +31,7 @@ use inkless_storage::metadata::{BatchCoordinate, SharedMetadataStore};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// Tunables of the actors of a node. Every buffer and queue has a bound here.
@@ -200,7 +202,7 @@ struct NodeSupervisor;
 struct SupervisorState {
     args: SupervisorArgs,
     children: HashMap<ractor::ActorId, Child>,
-    restarts: HashMap<Child, (u32, Instant)>,
+    restarts: RestartBudget<Child>,
 }
 
 impl SupervisorState {
@@ -294,6 +296,7 @@ impl SupervisorState {
                     topics: a.topics.clone(),
                     directory: a.directory.clone(),
                     live: a.live.subscribe(),
+                    max_restarts: c.max_restarts,
                 };
                 let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
                 a.slots.groups.set(Some(r.clone()));
@@ -329,9 +332,9 @@ impl Actor for NodeSupervisor {
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = SupervisorState {
+            restarts: RestartBudget::new(args.config.max_restarts),
             args,
             children: HashMap::new(),
-            restarts: HashMap::new(),
         };
         if state.args.config.cluster_mode {
             state.spawn(myself.get_cell(), Child::Membership).await?;
@@ -370,16 +373,8 @@ impl Actor for NodeSupervisor {
             return Ok(());
         };
         state.args.directory.stopped(cell.get_id(), true);
-        let now = Instant::now();
-        let entry = state.restarts.entry(child).or_insert((0, now));
-        if now.duration_since(entry.1) > Duration::from_secs(60) {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        if entry.0 > state.args.config.max_restarts {
-            return Err(
-                format!("{child:?} failed {} times within a minute: {why}", entry.0).into(),
-            );
+        if let Err(n) = state.restarts.record(child) {
+            return Err(format!("{child:?} failed {n} times within a minute: {why}").into());
         }
         tracing::warn!(?child, reason = %why, "node actor ended; restarting");
         state.spawn(myself.get_cell(), child).await

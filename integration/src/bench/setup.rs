@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use kafka_protocol::messages::{
+    create_partitions_request::CreatePartitionsTopic,
     create_topics_request::CreatableTopic,
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     metadata_request::MetadataRequestTopic,
-    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -20,6 +21,11 @@ use super::conn::{BrokerVersions, Connection};
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// Kafka error code TOPIC_ALREADY_EXISTS.
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Kafka error code POLICY_VIOLATION: KRaft refuses to create more than about 10,000
+/// partition records in one request ("excessively large batch operation").
+const POLICY_VIOLATION: i16 = 44;
+/// Partitions per request when a topic is created in steps.
+const PARTITIONS_PER_STEP: i32 = 5_000;
 
 /// Protocol versions used for the run.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +40,8 @@ pub struct Versions {
     pub list_offsets: i16,
     /// CreateTopics (v2..=7).
     pub create_topics: i16,
+    /// CreatePartitions (v0..=3).
+    pub create_partitions: i16,
 }
 
 impl Versions {
@@ -45,6 +53,7 @@ impl Versions {
             metadata: broker.pick::<MetadataRequest>(1, 12)?,
             list_offsets: broker.pick::<ListOffsetsRequest>(1, 10)?,
             create_topics: broker.pick::<CreateTopicsRequest>(2, 7)?,
+            create_partitions: broker.pick::<CreatePartitionsRequest>(0, 3)?,
         })
     }
 }
@@ -141,29 +150,19 @@ pub async fn ensure_topic(
                 return Ok(info);
             }
             Lookup::Missing if !created => {
-                let mut topic = CreatableTopic::default();
-                topic.name = name.clone();
-                topic.num_partitions = partitions;
-                topic.replication_factor = replication_factor;
-                let mut req = CreateTopicsRequest::default();
-                req.topics = vec![topic];
-                req.timeout_ms = 30_000;
-                let resp = conn.call(&req, v.create_topics).await?;
-                for t in &resp.topics {
-                    if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
-                        bail!(
-                            "CreateTopics {}: error code {} {}",
-                            t.name.0.as_str(),
-                            t.error_code,
-                            t.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
-                        );
+                let first = create(conn, v, &name, partitions, replication_factor).await?;
+                if first == POLICY_VIOLATION && partitions > PARTITIONS_PER_STEP {
+                    // Kafka: create part of it, then grow it step by step.
+                    create(conn, v, &name, PARTITIONS_PER_STEP, replication_factor).await?;
+                    let mut total = PARTITIONS_PER_STEP;
+                    while total < partitions {
+                        total = (total + PARTITIONS_PER_STEP).min(partitions);
+                        grow(conn, v, &name, total).await?;
                     }
-                    if t.error_code == 0 {
-                        eprintln!(
-                            "created topic {} with {partitions} partitions",
-                            t.name.0.as_str()
-                        );
-                    }
+                    eprintln!(
+                        "created topic {} with {partitions} partitions in steps",
+                        name.0.as_str()
+                    );
                 }
                 created = true;
                 continue;
@@ -177,6 +176,66 @@ pub async fn ensure_topic(
         "topic {} not ready after {timeout:?}: {last}",
         name.0.as_str()
     ))
+}
+
+/// One CreateTopics; returns POLICY_VIOLATION (to retry in steps) or 0, fails otherwise.
+async fn create(
+    conn: &mut Connection,
+    v: &Versions,
+    name: &TopicName,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<i16> {
+    let mut topic = CreatableTopic::default();
+    topic.name = name.clone();
+    topic.num_partitions = partitions;
+    topic.replication_factor = replication_factor;
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![topic];
+    req.timeout_ms = 30_000;
+    let resp = conn.call(&req, v.create_topics).await?;
+    for t in &resp.topics {
+        if t.error_code == POLICY_VIOLATION {
+            return Ok(POLICY_VIOLATION);
+        }
+        if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+            bail!(
+                "CreateTopics {}: error code {} {}",
+                t.name.0.as_str(),
+                t.error_code,
+                t.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+            );
+        }
+        if t.error_code == 0 {
+            eprintln!(
+                "created topic {} with {partitions} partitions",
+                t.name.0.as_str()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Raises the topic's partition count to `total`.
+async fn grow(conn: &mut Connection, v: &Versions, name: &TopicName, total: i32) -> Result<()> {
+    let mut topic = CreatePartitionsTopic::default();
+    topic.name = name.clone();
+    topic.count = total;
+    let mut req = CreatePartitionsRequest::default();
+    req.topics = vec![topic];
+    req.timeout_ms = 60_000;
+    let resp = conn.call(&req, v.create_partitions).await?;
+    for r in &resp.results {
+        if r.error_code != 0 {
+            bail!(
+                "CreatePartitions {} to {total}: error code {} {}",
+                r.name.0.as_str(),
+                r.error_code,
+                r.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Latest offset (the log end / high watermark) of each partition, retrying
