@@ -76,7 +76,8 @@ impl Consumer {
             &plan.versions,
             &plan.topic,
             &plan.partitions,
-            Duration::from_secs(20),
+            // Thousands of partitions can take Kafka a while to elect every leader.
+            Duration::from_secs(60),
         )
         .await?;
         Ok(Consumer {

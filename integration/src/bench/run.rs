@@ -26,7 +26,7 @@ use super::setup::{ensure_topic, Versions};
 use super::stats::{get, Clock, Stats};
 
 /// Timeout of the setup steps (connect, topic creation, consumer positioning).
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time after the hard stop before tasks are aborted.
 const ABORT_GRACE: Duration = Duration::from_secs(3);
 /// Timeout of one metrics scrape.

@@ -145,6 +145,13 @@ pub async fn ensure_topic(
     let mut last = String::new();
     while Instant::now() < deadline {
         match lookup(conn, v, &name).await? {
+            // A topic grown in steps shows its first step before the rest.
+            Lookup::Ready(info) if created && (info.partitions.len() as i32) < partitions => {
+                last = format!(
+                    "{} of {partitions} partitions visible",
+                    info.partitions.len()
+                );
+            }
             Lookup::Ready(mut info) => {
                 info.created = created;
                 return Ok(info);
@@ -221,6 +228,8 @@ async fn grow(conn: &mut Connection, v: &Versions, name: &TopicName, total: i32)
     let mut topic = CreatePartitionsTopic::default();
     topic.name = name.clone();
     topic.count = total;
+    // Null, not empty: let the controller place the new partitions.
+    topic.assignments = None;
     let mut req = CreatePartitionsRequest::default();
     req.topics = vec![topic];
     req.timeout_ms = 60_000;
