@@ -170,10 +170,11 @@ impl Actor for CacheShard {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             CacheMsg::Read {
                 key,
@@ -209,6 +210,7 @@ impl Actor for CacheShard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::Post;
     use inkless_storage::blob::S3Options;
     use std::sync::atomic::Ordering;
 
@@ -233,7 +235,7 @@ mod tests {
         for i in 0..20u64 {
             let (tx, rx) = oneshot::channel();
             shard
-                .cast(CacheMsg::Read {
+                .post(CacheMsg::Read {
                     key: "o".into(),
                     object_size: 10_000,
                     range: (100 + i)..(3000 + i),
@@ -250,7 +252,7 @@ mod tests {
         // A range spanning blocks 0..2 needs the two blocks not yet cached.
         let (tx, rx) = oneshot::channel();
         shard
-            .cast(CacheMsg::Read {
+            .post(CacheMsg::Read {
                 key: "o".into(),
                 object_size: 10_000,
                 range: 4000..9000,
@@ -285,7 +287,7 @@ mod tests {
             let bytes = Bytes::from(vec![i as u8; 4096]);
             blob.put(&key, bytes.clone()).await.unwrap();
             shard
-                .cast(CacheMsg::Insert {
+                .post(CacheMsg::Insert {
                     key,
                     bytes,
                     blocks: vec![0],
@@ -295,7 +297,7 @@ mod tests {
                 let (tx, rx) = oneshot::channel();
                 let key = format!("o{}", i - lag);
                 shard
-                    .cast(CacheMsg::Read {
+                    .post(CacheMsg::Read {
                         key,
                         object_size: 4096,
                         range: 0..4096,

@@ -12,6 +12,7 @@
 //! the appends of one uploader in seal order wherever they come from.
 
 use crate::cache::CacheMsg;
+use crate::mailbox::Post;
 use crate::partition::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
 use crate::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, ReadError, TopicPartition};
@@ -201,7 +202,7 @@ fn forward<M: ractor::Message, T: Send + 'static>(
     answer: impl FnOnce(Option<T>) -> Response + Send + 'static,
 ) {
     let (tx, rx) = oneshot::channel();
-    if actor.send_message(msg(tx)).is_err() {
+    if actor.post(msg(tx)).is_err() {
         return reply(port, answer(None));
     }
     tokio::spawn(async move { reply(port, answer(rx.await.ok())) });
@@ -330,10 +331,11 @@ impl Actor for Gateway {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         let GatewayMsg::Call(bytes, port) = msg;
         match decode::<Request>(&bytes) {
             Ok(request) => state.handle(request, port),

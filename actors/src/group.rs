@@ -15,6 +15,7 @@ use crate::consumer_group::{
     ConsumerGroup, ConsumerGroupSettings, Heartbeat as ConsumerHeartbeat, HeartbeatAnswer,
     MemberView, SharedTopicLookup,
 };
+use crate::mailbox::Post;
 use bytes::Bytes;
 use inkless_storage::metadata::{CommittedOffset, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -973,7 +974,7 @@ impl Actor for GroupCoordinator {
         myself: ActorRef<Self::Msg>,
         args: GroupArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_after(ACTIVE_TICK, || GroupMsg::Tick);
+        myself.post_after(ACTIVE_TICK, || GroupMsg::Tick);
         let now = Instant::now();
         let consumer = ConsumerGroup::new(
             ConsumerGroupSettings {
@@ -1008,6 +1009,7 @@ impl Actor for GroupCoordinator {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             GroupMsg::Join(a, reply) => state.join(a, reply),
             GroupMsg::Sync(a, reply) => state.sync(a, reply),
@@ -1127,7 +1129,7 @@ impl Actor for GroupCoordinator {
                 } else {
                     IDLE_TICK.min(state.args.limits.offsets_retention)
                 };
-                myself.send_after(next, || GroupMsg::Tick);
+                myself.post_after(next, || GroupMsg::Tick);
             }
         }
         Ok(())

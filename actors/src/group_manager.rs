@@ -159,6 +159,7 @@ impl Actor for GroupManager {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             GroupManagerMsg::Get {
                 group_id,

@@ -7,6 +7,7 @@
 //! If the metadata store fails, every partition in that group is told so and reloads; the
 //! writer itself keeps running. If the writer crashes, the NodeSupervisor restarts it.
 
+use crate::mailbox::Post;
 use crate::partition::PartitionMsg;
 use inkless_storage::metadata::{AppendOutcome, PartitionAppend, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -80,7 +81,7 @@ impl IndexWriterState {
             if let Err(e) = &result {
                 tracing::error!(error = %e, "metadata commit failed");
             }
-            let _ = myself.cast(IndexMsg::Done { waiters, result });
+            let _ = myself.post(IndexMsg::Done { waiters, result });
         });
     }
 }
@@ -108,6 +109,7 @@ impl Actor for IndexWriter {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             IndexMsg::Commit {
                 append,
@@ -126,7 +128,7 @@ impl Actor for IndexWriter {
                             .ok_or_else(|| "missing commit outcome".to_string()),
                         Err(e) => Err(e.clone()),
                     };
-                    let _ = reply_to.cast(PartitionMsg::Committed { token, outcome });
+                    let _ = reply_to.post(PartitionMsg::Committed { token, outcome });
                 }
             }
         }

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod group;
 pub mod group_manager;
 pub mod index_writer;
+pub mod mailbox;
 pub mod membership;
 pub mod mesh;
 pub mod partition;

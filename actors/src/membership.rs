@@ -10,6 +10,7 @@
 //! serving too (its commits would be fenced anyway). It rejoins after the next successful
 //! renewal. [`MembershipMsg::Leave`] ends the lease at once for a graceful exit.
 
+use crate::mailbox::Post;
 use crate::placement::LiveSet;
 use inkless_storage::metadata::{MetaError, NodeLease, NodeStatus, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -166,7 +167,7 @@ impl MembershipState {
                 if let Some(ms) =
                     next_expiry.filter(|&ms| (ms as u128) < c.renew_interval.as_millis())
                 {
-                    myself.send_after(Duration::from_millis(ms as u64 + 5), || {
+                    myself.post_after(Duration::from_millis(ms as u64 + 5), || {
                         MembershipMsg::Renew
                     });
                 }
@@ -201,7 +202,7 @@ impl Actor for Membership {
         myself: ActorRef<Self::Msg>,
         args: MembershipArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_interval(args.config.renew_interval, || MembershipMsg::Renew);
+        myself.post_interval(args.config.renew_interval, || MembershipMsg::Renew);
         Ok(MembershipState {
             args,
             renewed_at: Instant::now(),
@@ -215,6 +216,7 @@ impl Actor for Membership {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             MembershipMsg::Renew if !state.left => state.renew(&myself).await,
             MembershipMsg::Renew => {}

@@ -9,6 +9,7 @@
 //! Nodes are named `inkless-<node id>` on the mesh (ractor_cluster's own node ids are
 //! per-session counters and mean nothing across nodes).
 
+use crate::mailbox::Post;
 use crate::placement::LiveSet;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::{NodeServer, NodeServerMessage};
@@ -141,27 +142,28 @@ impl Actor for Mesh {
         .with_listen_addr(c.listen.ip())
         .with_max_inbound_frame_size(c.max_frame_bytes);
         let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
-        myself.send_interval(c.reconnect_interval, || MeshMsg::Reconnect);
+        myself.post_interval(c.reconnect_interval, || MeshMsg::Reconnect);
         // Dial at once when the live set changes.
         let mut live = args.live.clone();
         let me = myself.clone();
         tokio::spawn(async move {
             while live.changed().await.is_ok() {
-                if me.cast(MeshMsg::Reconnect).is_err() {
+                if me.post(MeshMsg::Reconnect).is_err() {
                     break;
                 }
             }
         });
-        let _ = myself.cast(MeshMsg::Reconnect);
+        let _ = myself.post(MeshMsg::Reconnect);
         Ok(MeshState { args, server })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             MeshMsg::Reconnect => state.reconnect().await,
         }

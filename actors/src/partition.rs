@@ -13,6 +13,7 @@
 //! fails otherwise it fails, and the PartitionManager restarts it from the metadata store.
 
 use crate::index_writer::IndexMsg;
+use crate::mailbox::Post;
 use crate::registry::ActorSlot;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
@@ -374,7 +375,7 @@ impl PartitionState {
             replies: vec![(reply, ack)],
         });
         if writer
-            .cast(IndexMsg::Commit {
+            .post(IndexMsg::Commit {
                 append,
                 reply_to: myself.clone(),
                 token,
@@ -382,7 +383,7 @@ impl PartitionState {
             .is_err()
         {
             // The writer is gone: our offsets are now uncertain; let the failure path reload.
-            let _ = myself.cast(PartitionMsg::Committed {
+            let _ = myself.post(PartitionMsg::Committed {
                 token,
                 outcome: Err("index writer stopped".into()),
             });
@@ -587,6 +588,7 @@ impl Actor for PartitionActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             PartitionMsg::Append {
                 object_key,

@@ -10,6 +10,7 @@
 //! escalate: the manager fails and the NodeSupervisor decides.
 
 use crate::index_writer::IndexMsg;
+use crate::mailbox::Post;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
 use crate::placement::LiveSet;
 use crate::registry::{
@@ -146,7 +147,7 @@ impl ManagerState {
             self.args.directory.stopped(h.actor.get_id(), false);
             self.offsets.remove(tp);
             self.restarts.forget(tp);
-            if h.actor.cast(PartitionMsg::Drain).is_err() {
+            if h.actor.post(PartitionMsg::Drain).is_err() {
                 h.actor.stop(Some("removed".into()));
             }
             stopping.push(h.actor);
@@ -216,7 +217,7 @@ impl Actor for PartitionManager {
         for tp in owned {
             if let Err(e) = state.start(&myself, tp).await {
                 tracing::error!(?tp, error = %e, "partition actor failed to start; retrying");
-                myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
+                myself.post_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
             }
         }
         Ok(state)
@@ -228,6 +229,7 @@ impl Actor for PartitionManager {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             ManagerMsg::Ensure { tps, reply } => {
                 let _ = reply.send(state.ensure(&myself, tps).await);
@@ -260,7 +262,7 @@ impl Actor for PartitionManager {
                 {
                     if let Err(e) = state.start(&myself, tp).await {
                         tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
-                        myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
+                        myself.post_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
                     }
                 }
             }
@@ -299,7 +301,7 @@ impl Actor for PartitionManager {
                 }
                 if let Err(e) = state.start(&myself, tp).await {
                     tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
-                    myself.send_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
+                    myself.post_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

@@ -6,6 +6,7 @@
 //! order. The buffer holds no acknowledged data: if it crashes, the producers waiting on
 //! its open object get an error and retry; the NodeSupervisor restarts it empty.
 
+use crate::mailbox::Post;
 use crate::partition::{AppendReply, IncomingBatch};
 use crate::registry::ActorSlot;
 use crate::uploader::{SealedObject, SealedPart, UploadMsg};
@@ -109,7 +110,7 @@ impl ProduceBufferState {
         };
         match self.args.uploader.get() {
             Some(u) => {
-                if let Err(e) = u.cast(UploadMsg::Upload(sealed)) {
+                if let Err(e) = u.post(UploadMsg::Upload(sealed)) {
                     tracing::error!(error = %e, "uploader unavailable; failing sealed object");
                 }
             }
@@ -148,6 +149,7 @@ impl Actor for ProduceBuffer {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             BufferMsg::Append(parts) => {
                 let was_empty = state.builder.is_empty();
@@ -173,7 +175,7 @@ impl Actor for ProduceBuffer {
                     state.seal();
                 } else if was_empty && !state.builder.is_empty() {
                     let generation = state.generation;
-                    myself.send_after(state.args.flush_interval, move || BufferMsg::FlushTimer {
+                    myself.post_after(state.args.flush_interval, move || BufferMsg::FlushTimer {
                         generation,
                     });
                 }

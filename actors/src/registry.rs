@@ -170,6 +170,7 @@ impl ActorDirectory {
 
     /// Forgets a stopped actor; `keep_history` keeps its restart count for a successor.
     pub fn stopped(&self, id: ractor::ActorId, keep_history: bool) {
+        crate::mailbox::forget(&id);
         if let Some(l) = self.labels.write().remove(&id) {
             if !keep_history {
                 self.restarts.write().remove(&l.name);

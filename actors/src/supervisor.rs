@@ -14,6 +14,7 @@ use crate::gateway::{Gateway, GatewayArgs};
 use crate::group::{GroupLimits, GroupMsg};
 use crate::group_manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
+use crate::mailbox::Post;
 use crate::membership::{self, Membership, MembershipArgs, MembershipConfig, MembershipMsg};
 use crate::mesh::{Mesh, MeshArgs, MeshConfig};
 use crate::partition::{PartitionMsg, PartitionOffsets};
@@ -147,6 +148,8 @@ pub struct ActorInfo {
     pub status: String,
     /// Restarts of this name so far.
     pub restarts: u32,
+    /// Messages waiting in its mailbox (counted by [`crate::mailbox`]).
+    pub mailbox: u64,
 }
 
 fn walk(cell: &ActorCell, parent: Option<String>, dir: &ActorDirectory, out: &mut Vec<ActorInfo>) {
@@ -168,6 +171,7 @@ fn walk(cell: &ActorCell, parent: Option<String>, dir: &ActorDirectory, out: &mu
             .unwrap_or_default(),
         status: format!("{:?}", cell.get_status()),
         restarts: label.map(|l| l.restarts).unwrap_or(0),
+        mailbox: crate::mailbox::queued(&cell.get_id()),
     });
     for child in cell.get_children() {
         walk(&child, Some(id.clone()), dir, out);
@@ -475,7 +479,7 @@ impl Node {
         let failed = match self.slots.manager.get() {
             Some(m) => {
                 let (tx, rx) = oneshot::channel();
-                match m.cast(ManagerMsg::Place { all, reply: tx }) {
+                match m.post(ManagerMsg::Place { all, reply: tx }) {
                     Ok(()) => rx.await.unwrap_or_default(),
                     Err(_) => Vec::new(),
                 }
@@ -484,7 +488,7 @@ impl Node {
         };
         if let Some(g) = self.slots.groups.get() {
             let (tx, rx) = oneshot::channel();
-            if g.cast(GroupManagerMsg::Place(tx)).is_ok() {
+            if g.post(GroupManagerMsg::Place(tx)).is_ok() {
                 let _ = rx.await;
             }
         }
@@ -498,7 +502,7 @@ impl Node {
             return;
         };
         let (tx, rx) = oneshot::channel();
-        if m.cast(MembershipMsg::Leave(tx)).is_ok() {
+        if m.post(MembershipMsg::Leave(tx)).is_ok() {
             let _ = rx.await;
         }
         self.place(Vec::new()).await;
@@ -543,14 +547,14 @@ impl Node {
             .get()
             .ok_or_else(|| AppendError::Unavailable("produce buffer".into()))?;
         buffer
-            .cast(BufferMsg::Append(parts))
+            .post(BufferMsg::Append(parts))
             .map_err(|_| AppendError::Unavailable("produce buffer".into()))
     }
 
     /// Seals the open object now.
     pub fn flush(&self) {
         if let Some(b) = self.slots.buffer.get() {
-            let _ = b.cast(BufferMsg::FlushNow);
+            let _ = b.post(BufferMsg::FlushNow);
         }
     }
 
@@ -570,7 +574,7 @@ impl Node {
             .iter()
             .map(|tp| (*tp, "partition manager stopped".into()))
             .collect();
-        if m.cast(ManagerMsg::Ensure { tps, reply: tx }).is_err() {
+        if m.post(ManagerMsg::Ensure { tps, reply: tx }).is_err() {
             return failed;
         }
         rx.await.unwrap_or(failed)
@@ -580,7 +584,7 @@ impl Node {
     pub async fn remove_partitions(&self, tps: Vec<TopicPartition>) {
         if let Some(m) = self.slots.manager.get() {
             let (tx, rx) = oneshot::channel();
-            if m.cast(ManagerMsg::Remove { tps, reply: tx }).is_ok() {
+            if m.post(ManagerMsg::Remove { tps, reply: tx }).is_ok() {
                 let _ = rx.await;
             }
         }
@@ -625,7 +629,7 @@ impl Node {
             Route::Local(h) => {
                 let (tx, rx) = oneshot::channel();
                 h.actor
-                    .cast(PartitionMsg::Read {
+                    .post(PartitionMsg::Read {
                         offset,
                         max_bytes,
                         reply: tx,
@@ -757,7 +761,7 @@ impl Node {
             .ok_or_else(|| ReadError::Storage("cache unavailable".into()))?;
         let (tx, rx) = oneshot::channel();
         cache
-            .cast(CacheMsg::Read {
+            .post(CacheMsg::Read {
                 key: key.to_string(),
                 object_size,
                 range,
@@ -775,7 +779,7 @@ impl Node {
             Route::Local(h) => {
                 let (tx, rx) = oneshot::channel();
                 h.actor
-                    .cast(PartitionMsg::DeleteRecords { offset, reply: tx })
+                    .post(PartitionMsg::DeleteRecords { offset, reply: tx })
                     .map_err(|_| ReadError::NotOwner)?;
                 rx.await.map_err(|_| ReadError::NotOwner)?
             }
@@ -794,14 +798,14 @@ impl Node {
     pub fn inject_partition_panic(&self, tp: &TopicPartition) -> bool {
         self.partitions
             .get(tp)
-            .is_some_and(|h| h.actor.cast(PartitionMsg::InjectPanic).is_ok())
+            .is_some_and(|h| h.actor.post(PartitionMsg::InjectPanic).is_ok())
     }
 
     /// The coordinator of `group_id`, started if `create` and not running.
     pub async fn group(&self, group_id: &str, create: bool) -> Option<ActorRef<GroupMsg>> {
         let m = self.slots.groups.get()?;
         let (tx, rx) = oneshot::channel();
-        m.cast(GroupManagerMsg::Get {
+        m.post(GroupManagerMsg::Get {
             group_id: group_id.to_string(),
             create,
             reply: tx,
@@ -816,7 +820,7 @@ impl Node {
             return Vec::new();
         };
         let (tx, rx) = oneshot::channel();
-        if m.cast(GroupManagerMsg::List(tx)).is_err() {
+        if m.post(GroupManagerMsg::List(tx)).is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -828,7 +832,7 @@ impl Node {
         self.slots
             .manager
             .get()
-            .is_some_and(|m| m.cast(ManagerMsg::InjectPanic).is_ok())
+            .is_some_and(|m| m.post(ManagerMsg::InjectPanic).is_ok())
     }
 
     /// The live supervision tree of this node, root first.

@@ -10,6 +10,7 @@
 
 use crate::cache::CacheMsg;
 use crate::gateway::{self, Request, Response};
+use crate::mailbox::Post;
 use crate::partition::{AppendReply, IncomingBatch, PartitionMsg};
 use crate::placement::LiveSet;
 use crate::registry::{ActorSlot, PartitionRegistry};
@@ -140,7 +141,7 @@ impl UploaderState {
             let myself = myself.clone();
             tokio::spawn(async move {
                 let result = put_with_retry(blob, key, bytes, timeout).await;
-                let _ = myself.cast(UploadMsg::Uploaded { seq, result });
+                let _ = myself.post(UploadMsg::Uploaded { seq, result });
             });
         }
     }
@@ -173,7 +174,7 @@ impl UploaderState {
             let blocks = (0..size.div_ceil(self.args.block_bytes))
                 .filter(|&b| live.cache_owner(&t.key, b, az).is_none_or(|o| o == live.me))
                 .collect();
-            let _ = cache.cast(CacheMsg::Insert {
+            let _ = cache.post(CacheMsg::Insert {
                 key: t.key.clone(),
                 bytes: t.bytes.clone(),
                 blocks,
@@ -198,7 +199,7 @@ impl UploaderState {
                 reply: p.reply,
             };
             if let Err(ractor::MessagingErr::SendErr(PartitionMsg::Append { reply, .. })) =
-                h.actor.send_message(msg)
+                h.actor.post(msg)
             {
                 let _ = reply.send(Err(AppendError::NotOwner));
             }
@@ -261,6 +262,7 @@ impl Actor for ObjectUploader {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::mailbox::taken(&myself);
         match msg {
             UploadMsg::Upload(obj) => {
                 let seq = state.next_seq;

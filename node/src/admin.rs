@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint (`admin.listen`): `GET /metrics` in Prometheus text format,
 //! `GET /actors` (the node's live supervision tree as JSON: id, parent, kind, name, status,
-//! restarts), `GET /cluster` (every lease row in the metadata store, with its AZ, addresses
+//! restarts, mailbox length), `GET /cluster` (every lease row in the metadata store, with its AZ, addresses
 //! and age, and the live set this node acts on), `GET /cluster/actors` (the supervision tree
 //! of every live node, fetched from their admin endpoints) and `GET /health`. A deliberately small HTTP/1.1 responder: one request per connection,
 //! request head capped at 8 KiB.

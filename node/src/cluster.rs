@@ -97,11 +97,12 @@ pub async fn print_status(admin: &str, all_actors: bool, json: bool) -> anyhow::
             println!("\nnode {id}:");
             for a in tree.as_array().unwrap_or(&empty) {
                 println!(
-                    "  {:<18} {:<48} {:<10} restarts={} parent={}",
+                    "  {:<18} {:<48} {:<10} restarts={} mailbox={} parent={}",
                     a["kind"].as_str().unwrap_or(""),
                     a["name"].as_str().unwrap_or(""),
                     a["status"].as_str().unwrap_or(""),
                     a["restarts"],
+                    a["mailbox"],
                     a["parent"].as_str().unwrap_or("-")
                 );
             }

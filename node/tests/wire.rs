@@ -867,6 +867,13 @@ fn metrics_count_object_store_requests() {
     }
     assert!(tree[0]["parent"].is_null(), "the root comes first");
     assert!(tree.iter().skip(1).all(|a| a["parent"].is_string()));
+    // Every actor reports its mailbox length; an idle broker's are (nearly: a timer tick
+    // may be on its way) empty.
+    assert!(
+        tree.iter()
+            .all(|a| a["mailbox"].as_u64().is_some_and(|n| n <= 1)),
+        "{tree:?}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use inkless_actors::consumer_group::{Assignment, Heartbeat};
 use inkless_actors::group::GroupMsg;
+use inkless_actors::mailbox::Post;
 use inkless_protocol::kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
 use inkless_protocol::kafka_protocol::messages::consumer_group_describe_response::{
     self as describe, ConsumerGroupDescribeResponse, DescribedGroup, Member,
@@ -76,7 +77,7 @@ pub async fn heartbeat(
         client_host: format!("/{}", peer.ip()),
     };
     let (tx, rx) = oneshot::channel();
-    if actor.cast(GroupMsg::ConsumerHeartbeat(hb, tx)).is_err() {
+    if actor.post(GroupMsg::ConsumerHeartbeat(hb, tx)).is_err() {
         return fail(code::COORDINATOR_NOT_AVAILABLE, "Coordinator unavailable");
     }
     let Ok(a) = rx.await else {
@@ -129,7 +130,7 @@ pub async fn describe(
             None => None,
             Some(actor) => {
                 let (tx, rx) = oneshot::channel();
-                match actor.cast(GroupMsg::ConsumerDescribe(tx)) {
+                match actor.post(GroupMsg::ConsumerDescribe(tx)) {
                     Ok(()) => rx.await.ok(),
                     Err(_) => None,
                 }

@@ -6,6 +6,7 @@
 use super::{code, not_coordinator, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use bytes::Bytes;
 use inkless_actors::group::{self, GroupMsg, JoinArgs, MemberRef, SyncArgs};
+use inkless_actors::mailbox::Post;
 use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_groups_response::{
     DeletableGroupResult, DeleteGroupsResponse,
@@ -61,7 +62,7 @@ async fn ask<T>(
     msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg,
 ) -> Option<T> {
     let (tx, rx) = oneshot::channel();
-    actor.cast(msg(tx)).ok()?;
+    actor.post(msg(tx)).ok()?;
     rx.await.ok()
 }
 
