@@ -13,6 +13,7 @@
 
 use crate::cache::CacheMsg;
 use crate::mailbox::Post;
+use crate::membership::MembershipMsg;
 use crate::partition::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
 use crate::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, ReadError, TopicPartition};
@@ -81,6 +82,9 @@ pub enum Request {
         /// New log start offset (`-1`: the high watermark).
         offset: i64,
     },
+    /// The sender's membership changed (it is leaving): renew and re-read the leases now
+    /// instead of at the next tick.
+    MembershipChanged,
     /// Bytes of an object through the node's cache shard.
     CacheRead {
         /// Object key.
@@ -107,6 +111,8 @@ pub enum Response {
     DeleteRecords(Result<i64, ReadError>),
     /// To [`Request::CacheRead`].
     CacheRead(Result<Vec<u8>, ReadError>),
+    /// To [`Request::MembershipChanged`].
+    Ack,
     /// The request could not be decoded.
     Refused(String),
 }
@@ -183,6 +189,8 @@ pub struct GatewayArgs {
     pub partitions: PartitionRegistry,
     /// Local cache shard.
     pub cache: Arc<ActorSlot<CacheMsg>>,
+    /// Local membership actor.
+    pub membership: Arc<ActorSlot<MembershipMsg>>,
 }
 
 /// The actor; see the module documentation.
@@ -284,6 +292,12 @@ impl GatewayArgs {
                     |r| Response::DeleteRecords(r.unwrap_or(Err(ReadError::NotOwner))),
                 ),
             },
+            Request::MembershipChanged => {
+                if let Some(m) = self.membership.get() {
+                    let _ = m.post(MembershipMsg::Renew);
+                }
+                reply(port, Response::Ack);
+            }
             Request::CacheRead {
                 key,
                 object_size,

@@ -231,6 +231,7 @@ impl SupervisorState {
                     node_id: c.node_id,
                     partitions: a.partitions.clone(),
                     cache: a.slots.cache.clone(),
+                    membership: a.slots.membership.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Gateway, args, me).await?;
                 r.get_cell()
@@ -504,6 +505,18 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         if m.post(MembershipMsg::Leave(tx)).is_ok() {
             let _ = rx.await;
+        }
+        // Tell the others, so they re-read the leases now rather than at their next renewal.
+        let live = self.live();
+        for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
+            let sent = gateway::send(
+                peer.node_id,
+                &Request::MembershipChanged,
+                Duration::from_secs(1),
+            );
+            if let Err(e) = sent {
+                tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave");
+            }
         }
         self.place(Vec::new()).await;
     }

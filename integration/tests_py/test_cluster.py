@@ -19,6 +19,7 @@ Nodes run without a data directory; the test checks none was created.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -106,6 +107,22 @@ def wait_placed(c: Cluster, total: int, timeout: float = 30) -> float:
         time.sleep(0.1)
 
 
+def watch_placement(c: Cluster, total: int, t_event: float) -> dict[str, float]:
+    """In the background, the seconds from t_event until every partition runs on exactly one
+    live node again (the server side of convergence; clients then need their own retries)."""
+    out: dict[str, float] = {}
+
+    def run():
+        time.sleep(0.05)  # let the event take effect first
+        wait_placed(c, total, timeout=60)
+        out["placed"] = time.monotonic() - t_event
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    out["thread"] = t  # type: ignore[assignment]
+    return out
+
+
 def probe(bootstrap: str, topic: str, partitions: int, t_event: float, timeout: float = 60) -> tuple[float, float]:
     """Produces one record to every partition and fetches each back, with fresh clients.
     Returns (seconds from t_event until the last produce was acknowledged, ... until the
@@ -154,7 +171,10 @@ class _Quiet:
 _quiet = _Quiet()
 
 
-def report(what: str, produced: float, fetched: float) -> None:
+def report(what: str, produced: float, fetched: float, placed: dict | None = None) -> None:
+    if placed is not None:
+        placed["thread"].join(60)
+        what += f" (partitions placed again after {placed.get('placed', float('nan')):.2f} s)"
     line = f"CONVERGENCE {what}: every partition answered produce after {produced:.2f} s, fetch after {fetched:.2f} s"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -266,7 +286,9 @@ def test_crash_join_and_leave_keep_every_acknowledged_record(cluster, tmp_path):
         log(f"kill -9 {victim.name} running {counts[victim.node_id]} of {partitions} partitions")
         t = time.monotonic()
         victim.kill9()
-        report(f"crash of {victim.name} (lease ttl {LEASE_TTL_MS} ms)", *probe(cluster.bootstrap, topic, partitions, t))
+        placed = watch_placement(cluster, partitions, t)
+        report(f"crash of {victim.name} (lease ttl {LEASE_TTL_MS} ms)",
+               *probe(cluster.bootstrap, topic, partitions, t), placed)
         wait_placed(cluster, partitions)
         time.sleep(2)
 
@@ -293,8 +315,9 @@ def test_crash_join_and_leave_keep_every_acknowledged_record(cluster, tmp_path):
             f"{'the group' if leaver.node_id == coordinators[0] else 'no group'}")
         t = time.monotonic()
         leaver.proc.send_signal(15)
+        placed = watch_placement(cluster, partitions, t)
         produced, fetched = probe(cluster.bootstrap, topic, partitions, t)
-        report(f"graceful leave of {leaver.name}", produced, fetched)
+        report(f"graceful leave of {leaver.name}", produced, fetched, placed)
         assert leaver.proc.wait(30) == 0, f"{leaver.name} exited non-zero after SIGTERM"
         wait_placed(cluster, partitions)
         time.sleep(3)
