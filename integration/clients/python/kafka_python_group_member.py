@@ -60,6 +60,11 @@ def main() -> int:
         auto_commit_interval_ms=1000,
         session_timeout_ms=int(g.env("GROUP_SESSION_TIMEOUT_MS", "6000")),
         heartbeat_interval_ms=int(g.env("GROUP_HEARTBEAT_INTERVAL_MS", "1000")),
+        # kafka-python waits 305 s for a response by default. Once, a group leader was seen
+        # to wait on its own SyncGroup answer forever, although the broker had completed the
+        # generation and the other members had their assignments. With 10 s it times out,
+        # reconnects and rejoins, as the Java client (30 s) would.
+        request_timeout_ms=max(10_000, int(g.env("GROUP_SESSION_TIMEOUT_MS", "6000")) + 1_000),
         partition_assignment_strategy=[ASSIGNORS[assignor]],
         **kw,
     )
