@@ -6,6 +6,8 @@
 //! one GET (quick_cache placeholders). Reads run in tasks so the shard never blocks on the
 //! object store. The cache holds only copies: a restart by the NodeSupervisor loses nothing.
 
+use crate::mailbox::Post;
+use crate::registry::ActorSlot;
 use crate::ReadError;
 use bytes::{Bytes, BytesMut};
 use inkless_storage::blob::BlobStore;
@@ -43,6 +45,29 @@ pub enum CacheMsg {
 
 // Local only: never sent to another node.
 impl ractor::Message for CacheMsg {}
+
+/// Reads `range` of object `key` through the shard in `slot`.
+pub async fn read_through(
+    slot: &ActorSlot<CacheMsg>,
+    key: &str,
+    object_size: u64,
+    range: Range<u64>,
+) -> Result<Bytes, ReadError> {
+    let cache = slot
+        .get()
+        .ok_or_else(|| ReadError::Storage("cache unavailable".into()))?;
+    let (tx, rx) = oneshot::channel();
+    cache
+        .post(CacheMsg::Read {
+            key: key.to_string(),
+            object_size,
+            range,
+            reply: tx,
+        })
+        .map_err(|_| ReadError::Storage("cache unavailable".into()))?;
+    rx.await
+        .map_err(|_| ReadError::Storage("cache stopped".into()))?
+}
 
 /// Arguments of a [`CacheShard`].
 #[derive(Debug, Clone)]
@@ -210,7 +235,6 @@ impl Actor for CacheShard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mailbox::Post;
     use inkless_storage::blob::S3Options;
     use std::sync::atomic::Ordering;
 

@@ -11,7 +11,7 @@
 //! gateway forwards each to the local actor before it handles the next, so a partition sees
 //! the appends of one uploader in seal order wherever they come from.
 
-use crate::cache::CacheMsg;
+use crate::cache::{read_through, CacheMsg};
 use crate::mailbox::Post;
 use crate::membership::MembershipMsg;
 use crate::partition::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
@@ -201,97 +201,61 @@ fn reply(port: RpcReplyPort<Vec<u8>>, r: Response) {
     let _ = port.send(encode(&r));
 }
 
-/// Forwards a message with a oneshot reply to a local actor and answers the port when the
-/// actor does, without holding up the gateway.
-fn forward<M: ractor::Message, T: Send + 'static>(
-    actor: &ActorRef<M>,
-    msg: impl FnOnce(oneshot::Sender<T>) -> M,
-    port: RpcReplyPort<Vec<u8>>,
-    answer: impl FnOnce(Option<T>) -> Response + Send + 'static,
-) {
-    let (tx, rx) = oneshot::channel();
-    if actor.post(msg(tx)).is_err() {
-        return reply(port, answer(None));
-    }
-    tokio::spawn(async move { reply(port, answer(rx.await.ok())) });
+/// Answers `port` with what `answer` computes, without holding up the gateway.
+fn answer_later<F>(port: RpcReplyPort<Vec<u8>>, answer: F)
+where
+    F: std::future::Future<Output = Response> + Send + 'static,
+{
+    tokio::spawn(async move { reply(port, answer.await) });
 }
 
 impl GatewayArgs {
     fn handle(&self, request: Request, port: RpcReplyPort<Vec<u8>>) {
+        let partitions = self.partitions.clone();
         match request {
             Request::Append {
                 tp,
                 object_key,
                 object_size,
                 batches,
-            } => match self.partitions.get(&tp) {
-                None => reply(port, Response::Append(Err(AppendError::NotOwner))),
-                Some(h) => forward(
-                    &h.actor,
-                    |reply| PartitionMsg::Append {
-                        object_key,
-                        object_size,
-                        batches,
-                        reply,
-                    },
-                    port,
-                    |r| Response::Append(r.unwrap_or(Err(AppendError::NotOwner))),
-                ),
-            },
+            } => {
+                // Sent before the next request is handled: appends keep their seal order.
+                let (tx, rx) = oneshot::channel();
+                let sent = partitions.get(&tp).is_some_and(|h| {
+                    h.actor
+                        .post(PartitionMsg::Append {
+                            object_key,
+                            object_size,
+                            batches,
+                            reply: tx,
+                        })
+                        .is_ok()
+                });
+                if !sent {
+                    return reply(port, Response::Append(Err(AppendError::NotOwner)));
+                }
+                answer_later(port, async move {
+                    Response::Append(rx.await.unwrap_or(Err(AppendError::NotOwner)))
+                });
+            }
             Request::Read {
                 tp,
                 offset,
                 max_bytes,
-            } => match self.partitions.get(&tp) {
-                None => reply(port, Response::Read(Err(ReadError::NotOwner))),
-                Some(h) => {
-                    let offsets = h.offsets.clone();
-                    forward(
-                        &h.actor,
-                        |reply| PartitionMsg::Read {
-                            offset,
-                            max_bytes,
-                            reply,
-                        },
-                        port,
-                        move |r| {
-                            Response::Read(
-                                r.unwrap_or(Err(ReadError::NotOwner))
-                                    .map(|coords| (coords, *offsets.borrow())),
-                            )
-                        },
-                    )
-                }
-            },
+            } => answer_later(port, async move {
+                Response::Read(partitions.read(&tp, offset, max_bytes).await)
+            }),
             Request::Offsets {
                 tp,
                 offset,
                 wait_ms,
-            } => match self.partitions.get(&tp) {
-                None => reply(port, Response::Offsets(None)),
-                Some(h) => {
-                    let mut offsets = h.offsets;
-                    tokio::spawn(async move {
-                        let wait = Duration::from_millis(wait_ms.min(60_000));
-                        let _ = tokio::time::timeout(
-                            wait,
-                            offsets.wait_for(|o| o.high_watermark > offset),
-                        )
-                        .await;
-                        let now = *offsets.borrow();
-                        reply(port, Response::Offsets(Some(now)));
-                    });
-                }
-            },
-            Request::DeleteRecords { tp, offset } => match self.partitions.get(&tp) {
-                None => reply(port, Response::DeleteRecords(Err(ReadError::NotOwner))),
-                Some(h) => forward(
-                    &h.actor,
-                    |reply| PartitionMsg::DeleteRecords { offset, reply },
-                    port,
-                    |r| Response::DeleteRecords(r.unwrap_or(Err(ReadError::NotOwner))),
-                ),
-            },
+            } => answer_later(port, async move {
+                let wait = Duration::from_millis(wait_ms.min(60_000));
+                Response::Offsets(partitions.offsets(&tp, offset, wait).await)
+            }),
+            Request::DeleteRecords { tp, offset } => answer_later(port, async move {
+                Response::DeleteRecords(partitions.delete_records(&tp, offset).await)
+            }),
             Request::MembershipChanged => {
                 if let Some(m) = self.membership.get() {
                     let _ = m.post(MembershipMsg::Renew);
@@ -303,28 +267,13 @@ impl GatewayArgs {
                 object_size,
                 start,
                 end,
-            } => match self.cache.get() {
-                None => reply(
-                    port,
-                    Response::CacheRead(Err(ReadError::Storage("cache unavailable".into()))),
-                ),
-                Some(cache) => forward(
-                    &cache,
-                    |reply| CacheMsg::Read {
-                        key,
-                        object_size,
-                        range: start..end,
-                        reply,
-                    },
-                    port,
-                    |r| {
-                        Response::CacheRead(
-                            r.unwrap_or(Err(ReadError::Storage("cache stopped".into())))
-                                .map(|b| b.to_vec()),
-                        )
-                    },
-                ),
-            },
+            } => {
+                let cache = self.cache.clone();
+                answer_later(port, async move {
+                    let bytes = read_through(&cache, &key, object_size, start..end).await;
+                    Response::CacheRead(bytes.map(|b| b.to_vec()))
+                })
+            }
         }
     }
 }

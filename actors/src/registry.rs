@@ -3,15 +3,17 @@
 //! Actors are restarted by their supervisors, which gives them new references; supervisors
 //! update these tables, so callers always look actors up here instead of keeping refs.
 
+use crate::mailbox::Post;
 use crate::partition::{PartitionMsg, PartitionOffsets};
-use crate::TopicPartition;
+use crate::{ReadError, TopicPartition};
+use inkless_storage::metadata::BatchCoordinate;
 use parking_lot::RwLock;
 use ractor::ActorRef;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// A running partition actor and a view of its offsets.
 #[derive(Debug, Clone)]
@@ -47,6 +49,54 @@ impl PartitionRegistry {
     /// All partitions running here.
     pub fn partitions(&self) -> Vec<TopicPartition> {
         self.inner.read().keys().copied().collect()
+    }
+
+    /// Coordinates of committed batches of a local partition from `offset`, and its offsets
+    /// after the read.
+    pub async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<(Vec<BatchCoordinate>, PartitionOffsets), ReadError> {
+        let h = self.get(tp).ok_or(ReadError::NotOwner)?;
+        let (tx, rx) = oneshot::channel();
+        h.actor
+            .post(PartitionMsg::Read {
+                offset,
+                max_bytes,
+                reply: tx,
+            })
+            .map_err(|_| ReadError::NotOwner)?;
+        let coords = rx.await.map_err(|_| ReadError::NotOwner)??;
+        let offsets = *h.offsets.borrow();
+        Ok((coords, offsets))
+    }
+
+    /// The offsets of a local partition once its high watermark is above `above` or after
+    /// `wait` (at once when `wait` is zero); `None` if it does not run here.
+    pub async fn offsets(
+        &self,
+        tp: &TopicPartition,
+        above: i64,
+        wait: Duration,
+    ) -> Option<PartitionOffsets> {
+        let mut rx = self.get(tp)?.offsets;
+        if !wait.is_zero() {
+            let _ = tokio::time::timeout(wait, rx.wait_for(|o| o.high_watermark > above)).await;
+        }
+        let now = *rx.borrow();
+        Some(now)
+    }
+
+    /// Raises the log start offset of a local partition.
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ReadError> {
+        let h = self.get(tp).ok_or(ReadError::NotOwner)?;
+        let (tx, rx) = oneshot::channel();
+        h.actor
+            .post(PartitionMsg::DeleteRecords { offset, reply: tx })
+            .map_err(|_| ReadError::NotOwner)?;
+        rx.await.map_err(|_| ReadError::NotOwner)?
     }
 
     /// Number of running partition actors.

@@ -17,7 +17,7 @@ use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::mailbox::Post;
 use crate::membership::{self, Membership, MembershipArgs, MembershipConfig, MembershipMsg};
 use crate::mesh::{Mesh, MeshArgs, MeshConfig};
-use crate::partition::{PartitionMsg, PartitionOffsets};
+use crate::partition::PartitionOffsets;
 use crate::partition_manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::placement::LiveSet;
 use crate::produce_buffer::{BufferMsg, PartAppend, ProduceBuffer, ProduceBufferArgs};
@@ -389,7 +389,7 @@ impl Actor for NodeSupervisor {
 /// Where a partition is served from, as seen by this node.
 enum Route {
     /// Its actor runs here.
-    Local(PartitionHandle),
+    Local,
     /// It runs on this live node.
     Remote(i32),
     /// Nowhere this node knows of.
@@ -605,8 +605,8 @@ impl Node {
 
     /// Where `tp` is served: here, on another node, or nowhere.
     fn route(&self, tp: &TopicPartition) -> Route {
-        if let Some(h) = self.partitions.get(tp) {
-            return Route::Local(h);
+        if self.partitions.get(tp).is_some() {
+            return Route::Local;
         }
         let live = self.live();
         match live.partition_owner(tp) {
@@ -639,19 +639,7 @@ impl Node {
     ) -> Result<(Vec<BatchCoordinate>, PartitionOffsets), ReadError> {
         match self.route(tp) {
             Route::Nowhere => Err(ReadError::NotOwner),
-            Route::Local(h) => {
-                let (tx, rx) = oneshot::channel();
-                h.actor
-                    .post(PartitionMsg::Read {
-                        offset,
-                        max_bytes,
-                        reply: tx,
-                    })
-                    .map_err(|_| ReadError::NotOwner)?;
-                let coords = rx.await.map_err(|_| ReadError::NotOwner)??;
-                let offsets = *h.offsets.borrow();
-                Ok((coords, offsets))
-            }
+            Route::Local => self.partitions.read(tp, offset, max_bytes).await,
             Route::Remote(owner) => {
                 let request = Request::Read {
                     tp: *tp,
@@ -676,15 +664,11 @@ impl Node {
     ) -> Result<PartitionOffsets, ReadError> {
         match self.route(tp) {
             Route::Nowhere => Err(ReadError::NotOwner),
-            Route::Local(h) => {
-                let mut rx = h.offsets;
-                if !wait.is_zero() {
-                    let _ =
-                        tokio::time::timeout(wait, rx.wait_for(|o| o.high_watermark > above)).await;
-                }
-                let now = *rx.borrow();
-                Ok(now)
-            }
+            Route::Local => self
+                .partitions
+                .offsets(tp, above, wait)
+                .await
+                .ok_or(ReadError::NotOwner),
             Route::Remote(owner) => {
                 let request = Request::Offsets {
                     tp: *tp,
@@ -767,35 +751,14 @@ impl Node {
                 Err(e) => tracing::debug!(shard, error = %e, "remote cache shard unreachable"),
             }
         }
-        let cache = self
-            .slots
-            .cache
-            .get()
-            .ok_or_else(|| ReadError::Storage("cache unavailable".into()))?;
-        let (tx, rx) = oneshot::channel();
-        cache
-            .post(CacheMsg::Read {
-                key: key.to_string(),
-                object_size,
-                range,
-                reply: tx,
-            })
-            .map_err(|_| ReadError::Storage("cache unavailable".into()))?;
-        rx.await
-            .map_err(|_| ReadError::Storage("cache stopped".into()))?
+        crate::cache::read_through(&self.slots.cache, key, object_size, range).await
     }
 
     /// Raises the log start offset of `tp`, wherever it runs.
     pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ReadError> {
         match self.route(tp) {
             Route::Nowhere => Err(ReadError::NotOwner),
-            Route::Local(h) => {
-                let (tx, rx) = oneshot::channel();
-                h.actor
-                    .post(PartitionMsg::DeleteRecords { offset, reply: tx })
-                    .map_err(|_| ReadError::NotOwner)?;
-                rx.await.map_err(|_| ReadError::NotOwner)?
-            }
+            Route::Local => self.partitions.delete_records(tp, offset).await,
             Route::Remote(owner) => match self
                 .remote(owner, Request::DeleteRecords { tp: *tp, offset })
                 .await?
@@ -809,9 +772,11 @@ impl Node {
     /// Injects a panic into a partition actor (fault-injection builds only).
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_partition_panic(&self, tp: &TopicPartition) -> bool {
-        self.partitions
-            .get(tp)
-            .is_some_and(|h| h.actor.post(PartitionMsg::InjectPanic).is_ok())
+        self.partitions.get(tp).is_some_and(|h| {
+            h.actor
+                .post(crate::partition::PartitionMsg::InjectPanic)
+                .is_ok()
+        })
     }
 
     /// The coordinator of `group_id`, started if `create` and not running.
