@@ -39,6 +39,23 @@ CLIENT_TIMEOUT = float(os.environ.get("INKLESS_TEST_CLIENT_TIMEOUT", "300"))
 START_TIMEOUT = float(os.environ.get("INKLESS_TEST_START_TIMEOUT", "60"))
 STOP_TIMEOUT = float(os.environ.get("INKLESS_TEST_STOP_TIMEOUT", "30"))
 
+# Numbers that tests measure (convergence times, GET counts, latencies): printed as they
+# happen and again together at the end of the run, so that CI's log shows them.
+MEASUREMENTS: list[str] = []
+
+
+def measurement(line: str) -> None:
+    MEASUREMENTS.append(line)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASUREMENTS:
+        terminalreporter.section("measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
+
 
 def target_dir() -> Path:
     return Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "inkless-target")

@@ -28,7 +28,7 @@ import pytest
 
 import groupwire as wire
 from cluster import LEASE_TTL_MS, Cluster, ClusterNode
-from conftest import EXTERNAL, ClientRunner
+from conftest import EXTERNAL, ClientRunner, measurement
 from pgserver import PgServer
 from s3server import CuttableProxy, MotoServer
 from test_groups import GroupRun, KeyedProducer, create_topic, log, uniq
@@ -175,9 +175,8 @@ def report(what: str, produced: float, fetched: float, placed: dict | None = Non
     if placed is not None:
         placed["thread"].join(60)
         what += f" (partitions placed again after {placed.get('placed', float('nan')):.2f} s)"
-    line = f"CONVERGENCE {what}: every partition answered produce after {produced:.2f} s, fetch after {fetched:.2f} s"
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    measurement(f"CONVERGENCE {what}: every partition answered produce after {produced:.2f} s, "
+                f"fetch after {fetched:.2f} s")
 
 
 # ---------------------------------------------------------------- tests
@@ -397,7 +396,8 @@ def test_node_cut_from_the_metadata_store_is_fenced(cluster):
             time.sleep(0.1)
         else:
             pytest.fail("node 8's partitions did not move within 30 s of the cut", pytrace=False)
-        log(f"node 8's {len(mine)} partitions moved {time.monotonic() - t:.2f} s after the cut")
+        measurement(f"FENCING node 8 cut from the metadata store: its {len(mine)} partitions moved "
+                    f"{time.monotonic() - t:.2f} s after the cut")
         # Node 8 is partitioned away: whatever it believes, it must not acknowledge.
         with wire.Conn(cut.bootstrap, timeout=30) as conn:
             err, _ = conn.produce(topic, p, [b"stale-owner"], timeout_ms=5000)
@@ -485,8 +485,8 @@ def test_each_object_block_is_read_once_per_az(cluster):
             c.close()
             assert got == count, f"{az} round {rnd}: consumed {got} of {count}"
             gets.setdefault(az, []).append(object_store_counts(nodes)["get"] - before)
-    sys.stdout.write(f"AZ-CACHE object GETs per AZ (first pass, second pass): {gets}; objects written "
-                     f"{written['put']}, blocks at most {max_blocks}\n")
+    measurement(f"AZ-CACHE object GETs per AZ (first pass, second pass): {gets}; objects written "
+                f"{written['put']}, blocks at most {max_blocks}")
     for az, (first, second) in gets.items():
         assert first <= max_blocks, f"{az} read {first} blocks of at most {max_blocks}: a block was read twice"
         assert second == 0, f"{az} read {second} blocks again on the second pass"

@@ -56,6 +56,7 @@ from conftest import (
     ClientRunner,
     LocalBroker,
     free_port,
+    measurement,
     need_tool,
     stop_and_check,
     tail,
@@ -572,10 +573,10 @@ def run_rebalance_scenario(gclients: ClientRunner, tmp_path: Path, client: str, 
         "leave": run.replay_rebalance(t_leave, {"m1", "m3", "m4"}),
         "kill": run.replay_rebalance(t_kill, {"m1", "m4"}),
     }
-    sys.stdout.write(
+    measurement(
         f"REBALANCE {label}: form(3 members, from the last START)={durations['form']} ms join={durations['join']} ms "
         f"leave={durations['leave']} ms kill={durations['kill']} ms (session timeout {SESSION_TIMEOUT_MS} ms); "
-        f"{stats['records']} records, {stats['redelivered']} redelivered\n")
+        f"{stats['records']} records, {stats['redelivered']} redelivered")
 
 
 # ---------------------------------------------------------------- 1. rebalances

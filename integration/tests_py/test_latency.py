@@ -10,12 +10,14 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from conftest import measurement
+
 RECORDS = 300
 INTERVAL_S = 0.01
 P99_LIMIT_S = 30.0
 
 
-def test_send_to_poll_latency(bootstrap, topic, capsys):
+def test_send_to_poll_latency(bootstrap, topic):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(timeout=60)
 
@@ -99,9 +101,6 @@ def test_send_to_poll_latency(bootstrap, topic, capsys):
     def pct(q: float) -> float:
         return s[min(len(s) - 1, int(q * len(s)))]
 
-    with capsys.disabled():
-        print(
-            f"\n  send-to-poll latency over {RECORDS} records: p50 {pct(0.50) * 1000:.1f} ms, "
-            f"p99 {pct(0.99) * 1000:.1f} ms, max {s[-1] * 1000:.1f} ms"
-        )
+    measurement(f"LATENCY send-to-poll over {RECORDS} records: p50 {pct(0.50) * 1000:.1f} ms, "
+                f"p99 {pct(0.99) * 1000:.1f} ms, max {s[-1] * 1000:.1f} ms")
     assert pct(0.99) < P99_LIMIT_S, f"p99 latency {pct(0.99):.2f}s >= {P99_LIMIT_S}s"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of Apache Kafka and Inkless (embedded: local files +
-# SQLite) with inkless-bench, on this machine, one broker at a time.
+# Side-by-side benchmark of Apache Kafka, Inkless embedded (local files + SQLite)
+# and Inkless with an S3 server (moto + SQLite) with inkless-bench, on this
+# machine, one broker at a time.
 #
 #   scripts/bench/compare.sh
 #
-# Builds the release binaries, then for each system (Kafka first, then
-# Inkless) and each rate: starts a fresh broker on free loopback ports in a
+# Builds the release binaries, then for each system (Kafka first, then the
+# Inkless variants) and each rate: starts a fresh broker on free loopback ports in a
 # temp dir, runs inkless-bench (OMB shape: 1 topic, 100 partitions, 1 KiB
 # records, 4 producers, 4 consumers, acks=-1), stops the broker. Prints a
 # table with Inkless/Kafka ratios built from the RESULT_JSON lines.
@@ -15,7 +16,10 @@
 #   WARMUP          seconds before the measured window, not counted (default 10; Kafka's
 #                   JIT needs it: without it Kafka's low-rate latencies are ~10x worse)
 #   RATES           space-separated --rate values, 0 = max (default "0 5000")
-#   SYSTEMS         subset/order of "kafka inkless" (default "kafka inkless")
+#   SYSTEMS         subset/order of "kafka inkless inkless-s3" (default: all three;
+#                   inkless-s3 keeps its objects in an S3 server, moto's, started here
+#                   on loopback: its CPU is on the same 2 cores and not counted as the
+#                   broker's)
 #   BENCH_ARGS      extra inkless-bench arguments (default none)
 #   INKLESS_ENV     extra VAR=value settings for the Inkless broker, space-separated
 #   BUILD           0 skips cargo build (default 1)
@@ -38,7 +42,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/inkless-target}"
 DURATION="${DURATION:-30}"
 WARMUP="${WARMUP:-10}"
 RATES="${RATES:-0 5000}"
-SYSTEMS="${SYSTEMS:-kafka inkless}"
+SYSTEMS="${SYSTEMS:-kafka inkless inkless-s3}"
 BENCH_ARGS="${BENCH_ARGS:-}"
 INKLESS_ENV="${INKLESS_ENV:-}"
 BUILD="${BUILD:-1}"
@@ -60,7 +64,7 @@ if [[ "$BUILD" == 1 ]]; then
 fi
 [[ -x "$REL/inkless" && -x "$REL/inkless-bench" ]] || die "missing $REL/inkless or $REL/inkless-bench"
 for s in $SYSTEMS; do
-    [[ "$s" == kafka || "$s" == inkless ]] || die "unknown system '$s' in SYSTEMS"
+    [[ "$s" == kafka || "$s" == inkless || "$s" == inkless-s3 ]] || die "unknown system '$s' in SYSTEMS"
 done
 
 log "results in $OUT (warm-up ${WARMUP}s, duration ${DURATION}s, rates: $RATES, systems: $SYSTEMS)"
@@ -81,7 +85,7 @@ for sys in $SYSTEMS; do
             ((waited % 30 == 0)) && log "$name: machine ${idle_busy}% busy; waiting for < ${QUIET_PCT}% (${waited}/${QUIET_WAIT}s)"
         done
         log "$name: machine busy before start ${idle_busy}% of one core"
-        if [[ "$sys" == kafka ]]; then start_kafka "$dir"; else start_inkless "$dir"; fi
+        start_system "$dir" "$sys"
         log "$name: broker pid $CUR_PID on $BOOTSTRAP; running inkless-bench"
         args=(--bootstrap "$BOOTSTRAP" --warmup-secs "$WARMUP" --duration-secs "$DURATION" --rate "$rate" --broker-pid "$CUR_PID")
         [[ -n "$METRICS" ]] && args+=(--metrics-url "$METRICS")
@@ -168,25 +172,37 @@ def fmt(v):
         return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.2f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
+def value(run, f):
+    if run is None:
+        return None
+    if f is None:  # per-run, not per-result
+        return run.get("others_cpu_s")
+    return f(run["result"]) if run["result"] else None
+
+systems = list(dict.fromkeys(r["system"] for r in rows))
+others = [s for s in systems if s != "kafka"]
 ok = True
 for rate in rates:
-    k, i = runs.get(("kafka", rate)), runs.get(("inkless", rate))
+    k = runs.get(("kafka", rate))
     label = "max" if rate == 0 else f"{rate:g} records/s"
     print(f"\n=== rate {label} ===")
-    print(f"{'metric':<20} {'kafka':>14} {'inkless':>14} {'inkless/kafka':>14}")
+    head = f"{'metric':<20}" + "".join(f" {s:>14}" for s in systems)
+    if k:
+        head += "".join(f" {s + '/kafka':>18}" for s in others)
+    print(head)
     for name, f, _ in metrics:
-        if f is None:  # per-run, not per-result
-            kv = k.get("others_cpu_s") if k else None
-            iv = i.get("others_cpu_s") if i else None
-        else:
-            kv = f(k["result"]) if k and k["result"] else None
-            iv = f(i["result"]) if i and i["result"] else None
-        ratio = "-"
-        if f is not None and isinstance(kv, (int, float)) and isinstance(iv, (int, float)) \
-                and not isinstance(kv, bool) and kv:
-            ratio = f"{iv / kv:.2f}x"
-        print(f"{name:<20} {fmt(kv):>14} {fmt(iv):>14} {ratio:>14}")
-    for r in (k, i):
+        vals = {s: value(runs.get((s, rate)), f) for s in systems}
+        line = f"{name:<20}" + "".join(f" {fmt(vals[s]):>14}" for s in systems)
+        if k:
+            kv = vals.get("kafka")
+            for s in others:
+                iv, ratio = vals[s], "-"
+                if f is not None and isinstance(kv, (int, float)) and isinstance(iv, (int, float)) \
+                        and not isinstance(kv, bool) and kv:
+                    ratio = f"{iv / kv:.2f}x"
+                line += f" {ratio:>18}"
+        print(line)
+    for r in (runs.get((s, rate)) for s in systems):
         if not r:
             continue
         res = r["result"]

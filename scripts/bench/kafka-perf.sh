@@ -15,7 +15,8 @@
 #   RECORDS      records produced (default 1000000, about 1 GiB at 1 KiB)
 #   RECORD_SIZE  bytes per record (default 1024)
 #   PARTITIONS   partitions of the topic (default 100)
-#   SYSTEMS      subset/order of "kafka inkless" (default "kafka inkless")
+#   SYSTEMS      subset/order of "kafka inkless inkless-s3" (default "kafka inkless";
+#                inkless-s3 = Inkless with objects in an S3 server, moto)
 #   INKLESS_ENV  extra VAR=value settings for the Inkless broker, space-separated
 #   BUILD        0 skips cargo build (default 1)
 #   OUT          directory for logs (default: a new temp dir, kept)
@@ -50,31 +51,33 @@ fi
 for sys in $SYSTEMS; do
     dir="$OUT/$sys"
     rm -rf "$dir"; mkdir -p "$dir"
-    case "$sys" in
-        kafka) start_kafka "$dir" ;;
-        inkless) start_inkless "$dir" ;;
-        *) die "unknown system '$sys'" ;;
-    esac
+    start_system "$dir" "$sys"
     log "$sys on $BOOTSTRAP: creating topic perf ($PARTITIONS partitions)"
     tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --create \
         --topic perf --partitions "$PARTITIONS" --replication-factor 1 >"$dir/topic.log" 2>&1 \
         || { cat "$dir/topic.log" >&2; die "topic creation failed on $sys"; }
     cpu0="$(proc_cpu_s "$CUR_PID")"
+    puts0="$(metric_value inkless_object_store_put_requests_total)"
     log "$sys: ProducerPerformance, $RECORDS records of $RECORD_SIZE bytes"
     tool org.apache.kafka.tools.ProducerPerformance --topic perf --num-records "$RECORDS" \
         --record-size "$RECORD_SIZE" --throughput -1 \
         --producer-props "bootstrap.servers=$BOOTSTRAP" acks=all linger.ms=5 batch.size=262144 \
         >"$dir/producer.txt" 2>"$dir/producer.err" || { tail -20 "$dir/producer.err" >&2; die "producer failed on $sys"; }
     cpu1="$(proc_cpu_s "$CUR_PID")"
+    puts1="$(metric_value inkless_object_store_put_requests_total)"
+    gets1="$(metric_value inkless_object_store_get_requests_total)"
     log "$sys: ConsumerPerformance"
     tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$BOOTSTRAP" --topic perf \
         --messages "$RECORDS" --timeout 120000 \
         >"$dir/consumer.txt" 2>"$dir/consumer.err" || { tail -20 "$dir/consumer.err" >&2; die "consumer failed on $sys"; }
     cpu2="$(proc_cpu_s "$CUR_PID")"
+    gets2="$(metric_value inkless_object_store_get_requests_total)"
     stop_broker
     rm -rf "$dir/logs" "$dir/data/objects"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$sys" "$(tail -1 "$dir/producer.txt")" \
-        "$(tail -1 "$dir/consumer.txt")" "$cpu0" "$cpu1" "$cpu2" >>"$OUT/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sys" "$(tail -1 "$dir/producer.txt")" \
+        "$(tail -1 "$dir/consumer.txt")" "$cpu0" "$cpu1" "$cpu2" \
+        "$(python3 -c "print(${puts1:-0} - ${puts0:-0})" 2>/dev/null)" \
+        "$(python3 -c "print(${gets2:-0} - ${gets1:-0})" 2>/dev/null)" >>"$OUT/results.tsv"
 done
 
 python3 - "$OUT/results.tsv" "$RECORDS" "$RECORD_SIZE" <<'EOF'
@@ -82,7 +85,7 @@ import re, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 gib = int(sys.argv[2]) * int(sys.argv[3]) / 2**30
 out = {}
-for sys_name, prod, cons, c0, c1, c2 in rows:
+for sys_name, prod, cons, c0, c1, c2, puts, gets in rows:
     m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?(\d+) ms 50th, "
                   r"(\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", prod)
     c = cons.split(",")
@@ -93,13 +96,20 @@ for sys_name, prod, cons, c0, c1, c2 in rows:
         "broker CPU s per GiB produced": (float(c1) - float(c0)) / gib,
         "broker CPU s per GiB consumed": (float(c2) - float(c1)) / gib,
     }
+    if sys_name != "kafka":
+        # Catch-up read: every block was written before the consumer started.
+        out[sys_name]["object PUTs per GiB produced"] = float(puts) / gib
+        out[sys_name]["object GETs per GiB consumed"] = float(gets) / gib
 names = list(out)
 print("ProducerPerformance / ConsumerPerformance (kafka-tools), acks=all, "
       f"{sys.argv[2]} records of {sys.argv[3]} B")
-print(f"{'':34}" + "".join(f"{n:>12}" for n in names) + ("   inkless/kafka" if len(names) == 2 else ""))
-for k in next(iter(out.values())):
-    vals = [out[n][k] for n in names]
-    ratio = f"   {vals[1] / vals[0]:.2f}x" if len(vals) == 2 and vals[0] else ""
-    print(f"{k:34}" + "".join(f"{v:12.1f}" for v in vals) + ratio)
+others = [n for n in names if n != "kafka"]
+base = out.get("kafka")
+print(f"{'':34}" + "".join(f"{n:>12}" for n in names) + ("".join(f"{n + '/kafka':>18}" for n in others) if base else ""))
+for k in dict.fromkeys(k for n in names for k in out[n]):
+    line = f"{k:34}" + "".join(f"{out[n][k]:12.1f}" if k in out[n] else f"{'-':>12}" for n in names)
+    if base:
+        line += "".join(f"{out[n][k] / base[k]:17.2f}x" if k in base and base[k] else f"{'-':>18}" for n in others)
+    print(line)
 EOF
 log "logs in $OUT"

@@ -43,11 +43,19 @@ except Exception:
 EOF2
 }
 
+# Value of the Prometheus counter $1 on the running Inkless broker ("" for Kafka or when
+# the scrape fails).
+metric_value() { # metric_value NAME
+    [[ -n "${METRICS:-}" ]] || { echo ""; return; }
+    curl -sf --max-time 5 "$METRICS" | awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "" }'
+}
+
 # --- currently running broker, stopped by cleanup ---
 CUR_KIND=""
 CUR_DIR=""
 CUR_PID=""
 CUR_PORT=""
+S3_PID=""
 
 stop_broker() {
     case "$CUR_KIND" in
@@ -66,6 +74,11 @@ stop_broker() {
             fi
             ;;
     esac
+    if [[ -n "$S3_PID" ]]; then
+        kill -TERM "$S3_PID" 2>/dev/null || true
+        wait "$S3_PID" 2>/dev/null || true
+        S3_PID=""
+    fi
     CUR_KIND=""; CUR_PID=""
 }
 trap 'stop_broker' EXIT
@@ -82,14 +95,47 @@ start_kafka() { # start_kafka DIR -> sets CUR_*
     METRICS=""
 }
 
-start_inkless() { # start_inkless DIR -> sets CUR_*
-    local dir="$1" port aport
+# The S3 server of the `inkless-s3` system: moto's server (Python, in memory; the test
+# suite's S3 server), with one bucket. Sets S3_PID and S3_ENV (the broker's settings).
+start_s3() { # start_s3 DIR
+    local dir="$1" port i
+    port="$(free_port)"
+    python3 -m moto.server -H 127.0.0.1 -p "$port" >"$dir/s3.log" 2>&1 </dev/null &
+    S3_PID=$!
+    for i in $(seq 1 100); do
+        kill -0 "$S3_PID" 2>/dev/null || { cat "$dir/s3.log" >&2; die "moto server exited during start"; }
+        curl -sf -X PUT "http://127.0.0.1:$port/inkless" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    S3_ENV="INKLESS__STORAGE__OBJECT_STORE=s3://inkless/bench
+INKLESS__STORAGE__S3__ENDPOINT=http://127.0.0.1:$port
+INKLESS__STORAGE__S3__REGION=us-east-1
+INKLESS__STORAGE__S3__ACCESS_KEY_ID=bench
+INKLESS__STORAGE__S3__SECRET_ACCESS_KEY=bench
+INKLESS__STORAGE__S3__PATH_STYLE=true
+INKLESS__STORAGE__S3__ALLOW_HTTP=true"
+}
+
+# Starts the system named $2 (kafka, inkless, inkless-s3) in DIR -> sets CUR_*.
+start_system() { # start_system DIR SYSTEM
+    case "$2" in
+        kafka) start_kafka "$1" ;;
+        inkless) start_inkless "$1" ;;
+        inkless-s3) start_s3 "$1"; start_inkless "$1" "$S3_ENV" ;;
+        *) die "unknown system '$2' (kafka, inkless, inkless-s3)" ;;
+    esac
+}
+
+start_inkless() { # start_inkless DIR [NEWLINE-SEPARATED VAR=value...] -> sets CUR_*
+    local dir="$1" extra="${2:-}" port aport
     port="$(free_port)"; aport="$(free_port)"
     while [[ "$aport" == "$port" ]]; do aport="$(free_port)"; done
     mkdir -p "$dir/data"
     CUR_KIND=inkless; CUR_DIR="$dir"; CUR_PORT="$port"
     # shellcheck disable=SC2086
-    env $INKLESS_ENV \
+    local -a extra_env=()
+    [[ -n "$extra" ]] && mapfile -t extra_env <<<"$extra"
+    env $INKLESS_ENV "${extra_env[@]}" \
         INKLESS__KAFKA__LISTEN="127.0.0.1:$port" \
         INKLESS__STORAGE__DATA_DIR="$dir/data" \
         INKLESS__ADMIN__LISTEN="127.0.0.1:$aport" \

@@ -1,4 +1,5 @@
-//! CPU time of a process from `/proc/PID/stat` (utime + stime).
+//! CPU time of a process from `/proc/PID/stat` (utime + stime) and its resident memory
+//! from `/proc/PID/status` (VmRSS).
 
 use anyhow::{anyhow, Context, Result};
 
@@ -8,6 +9,28 @@ pub fn cpu_seconds(pid: &str) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_stat(&text, clock_ticks()).with_context(|| format!("parsing {path}"))
+}
+
+/// Resident set size of process `pid` in bytes (`VmRSS`).
+pub fn rss_bytes(pid: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_rss(&text).with_context(|| format!("parsing {path}"))
+}
+
+/// The `VmRSS:  1234 kB` line of a status file, in bytes.
+fn parse_rss(text: &str) -> Result<u64> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .ok_or_else(|| anyhow!("no VmRSS line"))?;
+    let kib = line
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("empty VmRSS line"))?
+        .parse::<u64>()
+        .map_err(|e| anyhow!("VmRSS: {e}"))?;
+    Ok(kib * 1024)
 }
 
 /// Clock ticks per second used by `/proc` (USER_HZ).
@@ -54,5 +77,13 @@ mod tests {
     #[test]
     fn reads_own_process() {
         assert!(cpu_seconds("self").unwrap() >= 0.0);
+        assert!(rss_bytes("self").unwrap() > 0);
+    }
+
+    #[test]
+    fn parses_rss_line() {
+        let status = "Name:\tinkless\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\nThreads:\t4\n";
+        assert_eq!(parse_rss(status).unwrap(), 2048 * 1024);
+        assert!(parse_rss("Name:\tx\n").is_err());
     }
 }

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 /// Bytes in a GiB.
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Bytes in a mebibyte.
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// Percentiles of a latency histogram (recorded in µs), in milliseconds.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +82,26 @@ pub struct CounterDelta {
     pub delta: f64,
 }
 
+/// The broker's resident memory before the run created its topic and once every
+/// partition of it had answered, before anything was produced.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleMemory {
+    /// RSS before CreateTopics, in bytes.
+    pub rss_before_topic: u64,
+    /// RSS with the topic's partitions idle, in bytes.
+    pub rss_with_topic: u64,
+    /// Partitions of the topic.
+    pub partitions: usize,
+}
+
+impl IdleMemory {
+    /// Growth per partition in bytes (0 if memory shrank).
+    pub fn per_partition_bytes(&self) -> f64 {
+        self.rss_with_topic.saturating_sub(self.rss_before_topic) as f64
+            / self.partitions.max(1) as f64
+    }
+}
+
 /// Everything measured in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -131,6 +153,8 @@ pub struct Report {
     pub object_store: Option<Vec<CounterDelta>>,
     /// Why the metrics are missing, when asked for.
     pub metrics_error: Option<String>,
+    /// Broker memory of the idle topic, when the run created it and knows the pid.
+    pub idle_memory: Option<IdleMemory>,
     /// False when the run was cut short by the hard deadline.
     pub finished: bool,
 }
@@ -279,6 +303,16 @@ impl Report {
         if let Some(cpu) = self.bench_cpu_secs {
             let _ = writeln!(s, "bench CPU           {cpu:.2} s");
         }
+        if let Some(m) = &self.idle_memory {
+            let _ = writeln!(
+                s,
+                "broker RSS          {:.1} MiB before the topic, {:.1} MiB with {} idle partitions: {:.1} KiB per partition",
+                m.rss_before_topic as f64 / MIB,
+                m.rss_with_topic as f64 / MIB,
+                m.partitions,
+                m.per_partition_bytes() / 1024.0
+            );
+        }
         if let Some(deltas) = &self.object_store {
             if deltas.is_empty() {
                 let _ = writeln!(s, "object store        no counters matching 'object_store'");
@@ -348,6 +382,9 @@ impl Report {
             "broker_cpu_seconds": self.broker_cpu_secs.map(round3),
             "broker_cpu_seconds_per_gib": self.broker_cpu_secs.and_then(|c| self.per_gib(c)).map(round3),
             "bench_cpu_seconds": self.bench_cpu_secs.map(round3),
+            "broker_rss_before_topic_bytes": self.idle_memory.map(|m| m.rss_before_topic),
+            "broker_rss_idle_topic_bytes": self.idle_memory.map(|m| m.rss_with_topic),
+            "broker_rss_per_idle_partition_bytes": self.idle_memory.map(|m| m.per_partition_bytes().round()),
             "object_store": object_store,
             "finished": self.finished,
         })

@@ -21,7 +21,7 @@ use super::consumer::{Consumer, ConsumerPlan};
 use super::procstat;
 use super::producer::{self, ProducerPlan};
 use super::prom;
-use super::report::{CounterDelta, LatencySummary, Report};
+use super::report::{CounterDelta, IdleMemory, LatencySummary, Report};
 use super::setup::{ensure_topic, Versions};
 use super::stats::{get, Clock, Stats};
 
@@ -70,6 +70,7 @@ pub async fn run(args: Args) -> Result<Report> {
         .await
         .context("connecting to the bootstrap broker")?;
     let mut versions = Versions::negotiate(&admin.versions)?;
+    let rss_before_topic = broker_rss(&args);
     let topic = ensure_topic(
         &mut admin,
         &versions,
@@ -150,6 +151,17 @@ pub async fn run(args: Args) -> Result<Report> {
             prepared.push(c);
         }
     }
+
+    // Every partition has answered ListOffsets and nothing is produced yet: what the
+    // broker holds now is the cost of idle partitions.
+    let idle_memory = match (rss_before_topic, broker_rss(&args)) {
+        (Some(before), Some(after)) if topic.created => Some(IdleMemory {
+            rss_before_topic: before,
+            rss_with_topic: after,
+            partitions: partitions.len(),
+        }),
+        _ => None,
+    };
 
     // --- the run ---
     let start = Instant::now();
@@ -273,6 +285,7 @@ pub async fn run(args: Args) -> Result<Report> {
         kafka_errors: stats.kafka_errors.lock().clone(),
         client_errors: stats.client_errors.lock().clone(),
         consumers_enabled: n_consumers > 0,
+        idle_memory,
         finished,
         ..Report::default()
     };
@@ -339,6 +352,18 @@ pub async fn run(args: Args) -> Result<Report> {
         _ => {}
     }
     Ok(r)
+}
+
+/// The broker's resident memory, when its pid is known and readable.
+fn broker_rss(args: &Args) -> Option<u64> {
+    let pid = args.broker_pid?;
+    match procstat::rss_bytes(&pid.to_string()) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            eprintln!("warning: broker memory unavailable: {e:#}");
+            None
+        }
+    }
 }
 
 /// Awaits the tasks until `deadline`, aborting the ones still running then.
