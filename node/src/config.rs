@@ -119,7 +119,7 @@ impl Default for KafkaSection {
             listen: "127.0.0.1:9092".into(),
             advertised: String::new(),
             max_frame_bytes: inkless_protocol::frame::DEFAULT_MAX_FRAME_BYTES,
-            max_in_flight_requests_per_connection: 16,
+            max_in_flight_requests_per_connection: 64,
             max_connections: 10_000,
             auto_create_topics_enable: true,
             num_partitions: 1,

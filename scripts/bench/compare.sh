@@ -91,15 +91,16 @@ for sys in $SYSTEMS; do
         [[ -n "$METRICS" ]] && args+=(--metrics-url "$METRICS")
         # shellcheck disable=SC2086
         rc=0
-        m0="$(machine_busy_s)"; b0="$(proc_cpu_s "$CUR_PID")"
+        m0="$(machine_busy_s)"; b0="$(proc_cpu_s "$CUR_PID")"; s0="$(proc_cpu_s "${S3_PID:-0}")"
         /usr/bin/time -f "%U %S" -o "$dir/bench.time" \
             timeout --kill-after=10 "$((WARMUP + DURATION + 120))" "$REL/inkless-bench" "${args[@]}" $BENCH_ARGS \
             >"$dir/bench.out" 2>"$dir/bench.err" || rc=$?
-        m1="$(machine_busy_s)"; b1="$(proc_cpu_s "$CUR_PID")"
-        # CPU used by other processes while the bench ran (neither broker nor bench).
+        m1="$(machine_busy_s)"; b1="$(proc_cpu_s "$CUR_PID")"; s1="$(proc_cpu_s "${S3_PID:-0}")"
+        s3cpu="$(python3 -c "print(round($s1 - $s0, 1))")"
+        # CPU used by other processes while the bench ran (neither broker, S3 server nor bench).
         others="$(python3 -c "
 u = open('$dir/bench.time').read().split()[-2:]
-print(round($m1 - $m0 - ($b1 - $b0) - float(u[0]) - float(u[1]), 1))" 2>/dev/null || echo -1)"
+print(round($m1 - $m0 - ($b1 - $b0) - ($s3cpu) - float(u[0]) - float(u[1]), 1))" 2>/dev/null || echo -1)"
         alive=1; kill -0 "$CUR_PID" 2>/dev/null || alive=0
         stop_broker
         if [[ "$KEEP_DATA" != 1 ]]; then
@@ -108,15 +109,16 @@ print(round($m1 - $m0 - ($b1 - $b0) - float(u[0]) - float(u[1]), 1))" 2>/dev/nul
         grep -v '^RESULT_JSON ' "$dir/bench.out" >&2 || true
         [[ $rc -eq 0 ]] || { log "$name: inkless-bench exited with $rc"; tail -5 "$dir/bench.err" >&2; }
         [[ $alive -eq 1 ]] || log "$name: WARNING broker was not running at the end of the run"
-        python3 - "$sys" "$rate" "$idle_busy" "$rc" "$alive" "$dir/bench.out" "$others" >>"$OUT/results.jsonl" <<'EOF'
+        python3 - "$sys" "$rate" "$idle_busy" "$rc" "$alive" "$dir/bench.out" "$others" "$s3cpu" >>"$OUT/results.jsonl" <<'EOF'
 import json, sys
-sysname, rate, busy, rc, alive, path, others = sys.argv[1:]
+sysname, rate, busy, rc, alive, path, others, s3cpu = sys.argv[1:]
 res = None
 for line in open(path, errors="replace"):
     if line.startswith("RESULT_JSON "):
         res = json.loads(line[len("RESULT_JSON "):])
 print(json.dumps({"system": sysname, "rate": float(rate), "busy_before": float(busy),
                   "bench_rc": int(rc), "broker_alive": alive == "1", "others_cpu_s": float(others),
+                  "s3_server_cpu_s": float(s3cpu),
                   "result": res}))
 EOF
     done
@@ -155,7 +157,8 @@ metrics = [
     ("broker CPU s/GiB", lambda r: get(r, "broker_cpu_seconds_per_gib"), False),
     ("broker CPU s", lambda r: get(r, "broker_cpu_seconds"), False),
     ("bench CPU s", lambda r: get(r, "bench_cpu_seconds"), False),
-    ("others' CPU s", None, False),
+    ("S3 server CPU s", "s3_server_cpu_s", False),
+    ("others' CPU s", "others_cpu_s", False),
     ("object PUTs/GiB", puts_per_gib, False),
     ("records acked", lambda r: get(r, "records_acked"), True),
     ("records failed", lambda r: get(r, "records_failed"), False),
@@ -175,8 +178,8 @@ def fmt(v):
 def value(run, f):
     if run is None:
         return None
-    if f is None:  # per-run, not per-result
-        return run.get("others_cpu_s")
+    if isinstance(f, str):  # per-run, not per-result
+        return run.get(f)
     return f(run["result"]) if run["result"] else None
 
 systems = list(dict.fromkeys(r["system"] for r in rows))
@@ -197,7 +200,7 @@ for rate in rates:
             kv = vals.get("kafka")
             for s in others:
                 iv, ratio = vals[s], "-"
-                if f is not None and isinstance(kv, (int, float)) and isinstance(iv, (int, float)) \
+                if callable(f) and isinstance(kv, (int, float)) and isinstance(iv, (int, float)) \
                         and not isinstance(kv, bool) and kv:
                     ratio = f"{iv / kv:.2f}x"
                 line += f" {ratio:>18}"
