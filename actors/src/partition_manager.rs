@@ -175,7 +175,7 @@ impl ManagerState {
         let live = self.args.live.borrow().clone();
         let mut failed = Vec::new();
         for tp in tps {
-            if !live.owns_partition(&tp) || self.args.partitions.get(&tp).is_some() {
+            if !live.owns_partition(&tp) || self.args.partitions.contains(&tp) {
                 continue;
             }
             if let Err(e) = self.start(myself, tp).await {
@@ -256,7 +256,7 @@ impl Actor for PartitionManager {
             #[cfg(any(test, feature = "fault-injection"))]
             ManagerMsg::InjectPanic => panic!("injected panic in partition manager"),
             ManagerMsg::Restart(tp) => {
-                if state.args.partitions.get(&tp).is_none()
+                if !state.args.partitions.contains(&tp)
                     && state.offsets.contains_key(&tp)
                     && state.args.live.borrow().owns_partition(&tp)
                 {

@@ -605,7 +605,7 @@ impl Node {
 
     /// Where `tp` is served: here, on another node, or nowhere.
     fn route(&self, tp: &TopicPartition) -> Route {
-        if self.partitions.get(tp).is_some() {
+        if self.partitions.contains(tp) {
             return Route::Local;
         }
         let live = self.live();

@@ -2,7 +2,7 @@
 
 use crate::partition::AppendAck;
 use crate::produce_buffer::PartAppend;
-use crate::{AppendError, Node, NodeConfig, TopicPartition};
+use crate::{AppendError, Node, NodeConfig, ReadError, TopicPartition};
 use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch::{split_and_validate, BatchHeader};
 use inkless_storage::blob::{BlobStore, S3Options};
@@ -128,6 +128,23 @@ async fn appends_are_sequenced_committed_and_readable() {
     assert_eq!(
         node.partition(&tp).unwrap().offsets.borrow().high_watermark,
         5
+    );
+    // At the end of the log: nothing, with the offsets; past it: out of range; inside it:
+    // the batches from the one holding the offset.
+    let (at_end, offsets) = node.read(&tp, 5, 1 << 20).await.unwrap();
+    assert!(at_end.is_empty());
+    assert_eq!((offsets.log_start_offset, offsets.high_watermark), (0, 5));
+    assert!(matches!(
+        node.read(&tp, 6, 1 << 20).await,
+        Err(ReadError::OffsetOutOfRange {
+            high_watermark: 5,
+            ..
+        })
+    ));
+    let (inside, _) = node.read(&tp, 4, 1 << 20).await.unwrap();
+    assert_eq!(
+        inside.iter().map(|c| c.base_offset).collect::<Vec<_>>(),
+        vec![3]
     );
     node.stop().await;
 }

@@ -11,7 +11,8 @@
 # which tells whether other processes starved it.
 #
 # Env: RATE (0 = max), DURATION bench seconds (default 25), PERF_SECS sampling seconds
-# (default 15, starting 3 s into the run), FREQ Hz (default 999), INKLESS_ENV extra
+# (default 15, starting PERF_DELAY s into the run, default 3; more for big topics, whose
+# creation comes first), BENCH_ARGS extra inkless-bench arguments, FREQ Hz (default 999), INKLESS_ENV extra
 # VAR=value settings for the broker, BUILD=0 skips cargo build, KEEP_DATA=1 keeps the
 # objects (deleted by default; metadata.db stays). perf.data is ~15 MB per second sampled.
 # Needs perf (apt-get install linux-perf). `perf script` takes minutes on a big profile.
@@ -24,11 +25,13 @@ OUT="${1:-$(mktemp -d /tmp/inkless-profile.XXXXXX)}"
 RATE="${RATE:-0}"
 DURATION="${DURATION:-25}"
 PERF_SECS="${PERF_SECS:-15}"
+PERF_DELAY="${PERF_DELAY:-3}"
+BENCH_ARGS="${BENCH_ARGS:-}"
 FREQ="${FREQ:-999}"
 INKLESS_ENV="${INKLESS_ENV:-}"
 mkdir -p "$OUT/data"
 command -v perf >/dev/null || { echo "perf not found (apt-get install linux-perf)" >&2; exit 1; }
-((PERF_SECS + 3 < DURATION)) || { echo "PERF_SECS + 3 must be below DURATION" >&2; exit 1; }
+((PERF_SECS + PERF_DELAY < DURATION)) || { echo "PERF_SECS + PERF_DELAY must be below DURATION" >&2; exit 1; }
 
 if [[ "${BUILD:-1}" == 1 ]]; then
     (cd "$ROOT" && cargo build --release -p inkless-node -p inkless-integration) >"$OUT/build.log" 2>&1
@@ -47,11 +50,12 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
+# shellcheck disable=SC2086
 timeout "$((DURATION + 120))" "$REL/inkless-bench" --bootstrap "127.0.0.1:$port" --rate "$RATE" \
     --duration-secs "$DURATION" --broker-pid "$BP" --metrics-url "http://127.0.0.1:$aport/metrics" \
-    >"$OUT/bench.out" 2>"$OUT/bench.err" &
+    $BENCH_ARGS >"$OUT/bench.out" 2>"$OUT/bench.err" &
 BEN=$!
-sleep 3
+sleep "$PERF_DELAY"
 python3 - "$BP" "$PERF_SECS" >"$OUT/schedstat.txt" <<'EOF' &
 import os, sys, time
 pid, secs = sys.argv[1], float(sys.argv[2])
