@@ -14,7 +14,7 @@
 
 use crate::index_writer::IndexMsg;
 use crate::mailbox::Post;
-use crate::registry::ActorSlot;
+use crate::registry::{ActorSlot, PublishSignal};
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
 use inkless_storage::metadata::{
@@ -119,6 +119,8 @@ pub struct PartitionArgs {
     pub index_writer: Arc<ActorSlot<IndexMsg>>,
     /// Offsets published to readers (kept across restarts by the manager).
     pub offsets: Arc<watch::Sender<PartitionOffsets>>,
+    /// Raised after each publication, for readers of many partitions.
+    pub published: PublishSignal,
     /// Recent coordinates kept in memory.
     pub recent_batches_max: usize,
 }
@@ -245,6 +247,7 @@ fn record_sequence(entry: &mut Option<ProducerEntry>, h: &BatchHeader, base_offs
 impl PartitionState {
     fn publish(&self) {
         self.args.offsets.send_replace(self.committed);
+        self.args.published.notify();
     }
 
     fn ack(&self, base_offset: i64) -> AppendAck {

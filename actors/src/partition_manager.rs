@@ -114,6 +114,7 @@ impl ManagerState {
             store: self.args.store.clone(),
             index_writer: self.args.index_writer.clone(),
             offsets: sender.clone(),
+            published: self.args.partitions.publish_signal(),
             recent_batches_max: self.args.recent_batches_max,
         };
         let (actor, _) = Actor::spawn_linked(None, PartitionActor, args, myself.get_cell())

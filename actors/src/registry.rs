@@ -25,12 +25,52 @@ pub struct PartitionHandle {
 }
 
 /// The partition actors running on this node.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PartitionRegistry {
     inner: Arc<RwLock<HashMap<TopicPartition, PartitionHandle>>>,
+    /// Counts publications of new offsets by any local partition, so that a reader of many
+    /// partitions waits on one channel instead of one per partition.
+    published: Arc<watch::Sender<u64>>,
+}
+
+impl Default for PartitionRegistry {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            published: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+/// Tells readers that a local partition published new offsets (see
+/// [`PartitionRegistry::changes`]); held by every PartitionActor.
+#[derive(Debug, Clone)]
+pub struct PublishSignal(Arc<watch::Sender<u64>>);
+
+impl PublishSignal {
+    /// Wakes every reader waiting on [`PartitionRegistry::changes`].
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl PartitionRegistry {
+    /// The signal partition actors raise after publishing offsets.
+    pub fn publish_signal(&self) -> PublishSignal {
+        PublishSignal(self.published.clone())
+    }
+
+    /// A receiver that sees every publication after this call: subscribe, check the
+    /// partitions' offsets, then await `changed()`, and no publication is missed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// The published offsets of a local partition, without waiting or messaging its actor.
+    pub fn published_offsets(&self, tp: &TopicPartition) -> Option<PartitionOffsets> {
+        self.inner.read().get(tp).map(|h| *h.offsets.borrow())
+    }
+
     /// The handle of a partition, if its actor runs here.
     pub fn get(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
         self.inner.read().get(tp).cloned()

@@ -810,6 +810,39 @@ fn fetch_long_polls_until_data_arrives() {
 }
 
 #[test]
+fn fetch_long_poll_ignores_commits_to_other_partitions() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "idle", 1, &[]);
+    create_topic(&mut c, "busy", 1, &[]);
+    let addr = b.addr.clone();
+    // Commits to another topic during the whole long poll wake it; it must wait on.
+    let producer = std::thread::spawn(move || {
+        let s = TcpStream::connect(addr).unwrap();
+        let mut p = Conn { s, next: 100 };
+        let until = Instant::now() + Duration::from_millis(1200);
+        let mut sent = 0;
+        while Instant::now() < until {
+            assert_eq!(produce(&mut p, "busy", 0, records(1, 10)).error_code, 0);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sent
+    });
+    let started = Instant::now();
+    let data = fetch(&mut c, "idle", 0, 0, 1500);
+    let waited = started.elapsed();
+    assert!(producer.join().unwrap() > 5);
+    assert_eq!(data.error_code, 0);
+    assert_eq!(data.high_watermark, 0);
+    assert!(data.records.is_none_or(|r| r.is_empty()));
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "answered before max_wait_ms with nothing to return: {waited:?}"
+    );
+}
+
+#[test]
 fn metrics_count_object_store_requests() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

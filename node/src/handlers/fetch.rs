@@ -53,12 +53,37 @@ fn empty(index: i32, error: i16, offsets: PartitionOffsets) -> PartitionData {
 }
 
 /// One partition's answer, its size in bytes, and the high watermark it saw (-1 if none).
-async fn read_partition(
-    ctx: &Ctx,
-    p: &PartReq,
-    budget: i64,
-    rack: &str,
-) -> (PartitionData, usize, i64) {
+type PartAnswer = (PartitionData, usize, i64);
+
+/// True when a consumer of this rack is to be sent to a node of its own AZ (KIP-392).
+fn rack_elsewhere(ctx: &Ctx, rack: &str) -> bool {
+    if rack.is_empty() {
+        return false;
+    }
+    let live = ctx.node.live();
+    rack != live.my_az() && live.nodes.iter().any(|n| n.az == rack)
+}
+
+/// The answer of a partition that needs no read: unknown, or running here with the fetch
+/// offset at its high watermark (most partitions of a wide fetch). `None`: it needs a read.
+fn answer_at_once(ctx: &Ctx, p: &PartReq) -> Option<PartAnswer> {
+    let Some(tp) = p.tp else {
+        let unknown = PartitionOffsets {
+            log_start_offset: -1,
+            high_watermark: -1,
+        };
+        return Some((
+            empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown),
+            0,
+            -1,
+        ));
+    };
+    let o = ctx.node.partitions().published_offsets(&tp)?;
+    (p.fetch_offset == o.high_watermark && p.fetch_offset >= o.log_start_offset)
+        .then(|| (empty(p.index, code::NONE, o), 0, o.high_watermark))
+}
+
+async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> PartAnswer {
     let unknown = PartitionOffsets {
         log_start_offset: -1,
         high_watermark: -1,
@@ -211,42 +236,117 @@ fn resolve(ctx: &Ctx, req: &FetchRequest, version: i16) -> Vec<TopicReq> {
         .collect()
 }
 
+/// What one round of a fetch reads.
+struct Round<'a> {
+    topics: &'a [TopicReq],
+    parts: Vec<&'a PartReq>,
+    max_bytes: i64,
+    min_bytes: i64,
+    rack: &'a str,
+    version: i16,
+}
+
 /// Answers Fetch.
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
     }
     let topics = resolve(ctx, &req, version);
-    let rack = if version >= 11 {
-        req.rack_id.as_str()
-    } else {
-        ""
-    };
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
-    let max_bytes = if req.max_bytes > 0 {
-        req.max_bytes as i64
-    } else {
-        i64::MAX
+    let round = Round {
+        topics: &topics,
+        parts: topics.iter().flat_map(|t| t.parts.iter()).collect(),
+        max_bytes: if req.max_bytes > 0 {
+            req.max_bytes as i64
+        } else {
+            i64::MAX
+        },
+        min_bytes: req.min_bytes as i64,
+        rack: if version >= 11 {
+            req.rack_id.as_str()
+        } else {
+            ""
+        },
+        version,
     };
-    let parts: Vec<&PartReq> = topics.iter().flat_map(|t| t.parts.iter()).collect();
+    let nothing_to_wait_for = round.parts.iter().all(|p| p.tp.is_none());
     loop {
-        // Read every partition at once, then keep them in request order within the
-        // response budget (the first partition with data always keeps at least one batch).
-        let reads = parts
+        // Subscribed before reading, so a commit during the read still wakes the wait.
+        let mut local_changes = ctx.node.partitions().changes();
+        let (response, done, seen) = round.read(ctx).await;
+        let now = tokio::time::Instant::now();
+        if done || nothing_to_wait_for || now >= deadline {
+            return response;
+        }
+        // Long poll until a local partition publishes new offsets, or a remote one's high
+        // watermark passes what this round saw, then read again. Local partitions share
+        // one wait, so a wide fetch does not register one waiter per partition.
+        let left = deadline - now;
+        let mut waits: Vec<_> = round
+            .parts
             .iter()
-            .map(|p| read_partition(ctx, p, max_bytes, rack));
-        let mut read = join_all(reads).await.into_iter();
-        let mut budget = max_bytes;
+            .zip(&seen)
+            .filter_map(|(p, hwm)| {
+                let tp = p.tp?;
+                if ctx.node.partitions().contains(&tp) {
+                    return None;
+                }
+                let above = p.fetch_offset.max(*hwm);
+                Some(async move { ctx.node.offsets(&tp, above, left).await.map(|_| ()) }.boxed())
+            })
+            .collect();
+        waits.push(
+            async move {
+                if local_changes.changed().await.is_err() {
+                    // The registry is gone (shutdown): only the deadline ends the wait.
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+            .boxed(),
+        );
+        let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
+    }
+}
+
+impl Round<'_> {
+    /// Reads every partition (those that need no read are answered at once, the others
+    /// concurrently) and keeps them in request order within the response budget (the first
+    /// partition with data always keeps at least one batch). Returns the response, whether
+    /// it is final (min_bytes reached, an error, or a redirect), and each partition's high
+    /// watermark as seen.
+    async fn read(&self, ctx: &Ctx) -> (FetchResponse, bool, Vec<i64>) {
+        let redirect = rack_elsewhere(ctx, self.rack);
+        let quick: Vec<Option<PartAnswer>> = self
+            .parts
+            .iter()
+            .map(|p| {
+                if redirect {
+                    None
+                } else {
+                    answer_at_once(ctx, p)
+                }
+            })
+            .collect();
+        let reads = self
+            .parts
+            .iter()
+            .zip(&quick)
+            .filter(|(_, q)| q.is_none())
+            .map(|(p, _)| read_partition(ctx, p, self.max_bytes, self.rack));
+        let mut slow = join_all(reads).await.into_iter();
+        let mut read = quick.into_iter().map(|q| q.or_else(|| slow.next()));
+        let mut budget = self.max_bytes;
         let mut total = 0usize;
         let mut errored = false;
         let mut redirected = false;
-        let mut seen = Vec::with_capacity(parts.len());
-        let mut responses = Vec::with_capacity(topics.len());
-        for t in &topics {
+        let mut seen = Vec::with_capacity(self.parts.len());
+        let mut responses = Vec::with_capacity(self.topics.len());
+        for t in self.topics {
             let mut out = Vec::with_capacity(t.parts.len());
             for p in &t.parts {
-                let Some((mut data, mut n, hwm)) = read.next() else {
+                let Some((mut data, mut n, hwm)) = read.next().flatten() else {
                     break;
                 };
                 if total > 0 && n as i64 > budget {
@@ -265,32 +365,18 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
                 out.push(data);
             }
             let mut r = FetchableTopicResponse::default().with_partitions(out);
-            r = if version >= 13 {
+            r = if self.version >= 13 {
                 r.with_topic_id(t.id)
             } else {
                 r.with_topic(t.name.clone())
             };
             responses.push(r);
         }
-        let now = tokio::time::Instant::now();
-        if total as i64 >= req.min_bytes as i64 || errored || redirected || now >= deadline {
-            return FetchResponse::default().with_responses(responses);
-        }
-        // Long poll: wait until any partition's high watermark passes what this round saw
-        // (here or on the partition's owner), then read again.
-        let left = deadline - now;
-        let waits: Vec<_> = parts
-            .iter()
-            .zip(&seen)
-            .filter_map(|(p, hwm)| {
-                let tp = p.tp?;
-                let above = p.fetch_offset.max(*hwm);
-                Some(async move { ctx.node.offsets(&tp, above, left).await }.boxed())
-            })
-            .collect();
-        if waits.is_empty() {
-            return FetchResponse::default().with_responses(responses);
-        }
-        let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
+        let done = total as i64 >= self.min_bytes || errored || redirected;
+        (
+            FetchResponse::default().with_responses(responses),
+            done,
+            seen,
+        )
     }
 }
