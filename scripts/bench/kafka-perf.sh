@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Second opinion on scripts/bench/compare.sh: Apache Kafka's own ProducerPerformance and
 # ConsumerPerformance (kafka-tools, from Maven Central) against Apache Kafka 4.x (one KRaft
-# node) and Inkless (embedded default), one after the other, with the same settings.
+# node), Inkless (embedded default) and Inkless on an S3 server, one after the other, with the
+# same settings.
 #
 #   scripts/bench/kafka-perf.sh
 #
@@ -9,13 +10,15 @@
 # ProducerPerformance --num-records RECORDS --record-size RECORD_SIZE --throughput -1
 # (acks=all, linger.ms=5, batch.size=256 KiB), then ConsumerPerformance reading them all back.
 # Prints one table: produce MB/s, records/s, latency avg/p50/p99/p99.9 (as ProducerPerformance
-# measures it: send to ack), consume MB/s, and broker CPU seconds per GiB produced+consumed.
+# measures it: send to ack), consume MB/s, broker CPU seconds per GiB produced and consumed,
+# and for Inkless the object PUTs per GiB produced and GETs per GiB consumed (the consumer
+# reads from offset 0 once everything is written: a catch-up read).
 #
 # Env:
 #   RECORDS      records produced (default 1000000, about 1 GiB at 1 KiB)
 #   RECORD_SIZE  bytes per record (default 1024)
 #   PARTITIONS   partitions of the topic (default 100)
-#   SYSTEMS      subset/order of "kafka inkless inkless-s3" (default "kafka inkless";
+#   SYSTEMS      subset/order of "kafka inkless inkless-s3" (default: all three;
 #                inkless-s3 = Inkless with objects in an S3 server, moto)
 #   INKLESS_ENV  extra VAR=value settings for the Inkless broker, space-separated
 #   BUILD        0 skips cargo build (default 1)
@@ -28,10 +31,11 @@ REL="$CARGO_TARGET_DIR/release"
 RECORDS="${RECORDS:-1000000}"
 RECORD_SIZE="${RECORD_SIZE:-1024}"
 PARTITIONS="${PARTITIONS:-100}"
-SYSTEMS="${SYSTEMS:-kafka inkless}"
+SYSTEMS="${SYSTEMS:-kafka inkless inkless-s3}"
 INKLESS_ENV="${INKLESS_ENV:-}"
 BUILD="${BUILD:-1}"
 OUT="${OUT:-$(mktemp -d /tmp/inkless-kafka-perf.XXXXXX)}"
+mkdir -p "$OUT"
 BENCH_NAME=kafka-perf
 # shellcheck source=scripts/bench/lib.sh
 source "$ROOT/scripts/bench/lib.sh"

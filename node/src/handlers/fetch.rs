@@ -21,6 +21,7 @@ use inkless_protocol::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
+use inkless_storage::metadata::BatchCoordinate;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -83,17 +84,39 @@ fn answer_at_once(ctx: &Ctx, p: &PartReq) -> Option<PartAnswer> {
         .then(|| (empty(p.index, code::NONE, o), 0, o.high_watermark))
 }
 
-async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> PartAnswer {
+/// Where a partition's answer stands after its coordinates were looked up.
+// Lives for one round in a Vec with one entry per partition; boxing the large variant would
+// cost an allocation for every partition of a wide fetch.
+#[allow(clippy::large_enum_variant)]
+enum Located {
+    /// Answered without records (error, redirect, nothing new).
+    Done(PartAnswer),
+    /// Committed batches to read, with the partition's offsets.
+    Batches(Vec<BatchCoordinate>, PartitionOffsets),
+}
+
+impl Located {
+    /// Bytes the batches would add to the response.
+    fn bytes(&self) -> usize {
+        match self {
+            Located::Done(_) => 0,
+            Located::Batches(coords, _) => coords.iter().map(|c| c.byte_len as usize).sum(),
+        }
+    }
+}
+
+/// Looks up the batch coordinates of one partition from its fetch offset (no object bytes).
+async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
     let unknown = PartitionOffsets {
         log_start_offset: -1,
         high_watermark: -1,
     };
     let Some(tp) = p.tp else {
-        return (
+        return Located::Done((
             empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown),
             0,
             -1,
-        );
+        ));
     };
     let node = &ctx.node;
     // KIP-392: a consumer in another AZ is sent to the node serving the partition there.
@@ -101,7 +124,7 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Part
         let live = node.live();
         if rack != live.my_az() && live.nodes.iter().any(|n| n.az == rack) {
             if let Some(replica) = live.zone_leader(&tp, rack).filter(|&r| r != live.me) {
-                return match node.offsets(&tp, i64::MAX, Duration::ZERO).await {
+                return Located::Done(match node.offsets(&tp, i64::MAX, Duration::ZERO).await {
                     Ok(o) => (
                         empty(p.index, code::NONE, o)
                             .with_preferred_read_replica(BrokerId(replica)),
@@ -109,7 +132,7 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Part
                         o.high_watermark,
                     ),
                     Err(_) => (empty(p.index, code::NOT_LEADER_OR_FOLLOWER, unknown), 0, -1),
-                };
+                });
             }
         }
     }
@@ -145,12 +168,31 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Part
                     (code::KAFKA_STORAGE_ERROR, unknown)
                 }
             };
-            return (empty(p.index, c, offsets), 0, offsets.high_watermark);
+            return Located::Done((empty(p.index, c, offsets), 0, offsets.high_watermark));
         }
     };
+    if coords.is_empty() {
+        return Located::Done((
+            empty(p.index, code::NONE, offsets),
+            0,
+            offsets.high_watermark,
+        ));
+    }
+    Located::Batches(coords, offsets)
+}
+
+/// Reads the located batches' bytes through the cache and stamps their base offsets.
+async fn read_batches(
+    ctx: &Ctx,
+    p: &PartReq,
+    coords: &[BatchCoordinate],
+    offsets: PartitionOffsets,
+) -> PartAnswer {
+    let node = &ctx.node;
+    let tp = p.tp;
     // A partition's batches of one object are contiguous in it: one read per object run.
     let mut spans: Vec<(&str, u64, u64, u64)> = Vec::new();
-    for c in &coords {
+    for c in coords {
         match spans.last_mut() {
             Some((key, _, _, end)) if *key == c.object_key && *end == c.byte_offset => {
                 *end += c.byte_len as u64
@@ -181,7 +223,7 @@ async fn read_partition(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Part
     }
     // That one copy makes the headers writable: stamp each batch's base offset.
     let mut at = 0usize;
-    for c in &coords {
+    for c in coords {
         if at >= records.len() {
             break;
         }
@@ -311,11 +353,12 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
 }
 
 impl Round<'_> {
-    /// Reads every partition (those that need no read are answered at once, the others
-    /// concurrently) and keeps them in request order within the response budget (the first
-    /// partition with data always keeps at least one batch). Returns the response, whether
-    /// it is final (min_bytes reached, an error, or a redirect), and each partition's high
-    /// watermark as seen.
+    /// Reads every partition and answers them in request order within the response budget
+    /// (the first partition with data always keeps at least one batch). Coordinates come
+    /// first, for all partitions at once (those at their end without a task); the budget is
+    /// applied to them, so only the batches that go into the response are read. Returns the
+    /// response, whether it is final (min_bytes reached, an error, or a redirect), and each
+    /// partition's high watermark as seen.
     async fn read(&self, ctx: &Ctx) -> (FetchResponse, bool, Vec<i64>) {
         let redirect = rack_elsewhere(ctx, self.rack);
         let quick: Vec<Option<PartAnswer>> = self
@@ -329,15 +372,63 @@ impl Round<'_> {
                 }
             })
             .collect();
-        let reads = self
+        let lookups = self
             .parts
             .iter()
             .zip(&quick)
             .filter(|(_, q)| q.is_none())
-            .map(|(p, _)| read_partition(ctx, p, self.max_bytes, self.rack));
-        let mut slow = join_all(reads).await.into_iter();
-        let mut read = quick.into_iter().map(|q| q.or_else(|| slow.next()));
+            .map(|(p, _)| locate(ctx, p, self.max_bytes, self.rack));
+        let mut looked_up = join_all(lookups).await.into_iter();
+        let mut located: Vec<Located> = quick
+            .into_iter()
+            .zip(&self.parts)
+            .map(|(q, p)| match q {
+                Some(answer) => Located::Done(answer),
+                // One lookup ran per partition without a quick answer, so this never falls
+                // back; if it did, the partition would get an error, not a wrong answer.
+                None => looked_up.next().unwrap_or_else(|| {
+                    let unknown = PartitionOffsets {
+                        log_start_offset: -1,
+                        high_watermark: -1,
+                    };
+                    Located::Done((empty(p.index, code::UNKNOWN_SERVER_ERROR, unknown), 0, -1))
+                }),
+            })
+            .collect();
         let mut budget = self.max_bytes;
+        let mut first = true;
+        for (l, p) in located.iter_mut().zip(&self.parts) {
+            let n = l.bytes() as i64;
+            if n == 0 {
+                continue;
+            }
+            if !first && n > budget {
+                // Over the response budget: answer this one without records.
+                if let Located::Batches(_, offsets) = l {
+                    let offsets = *offsets;
+                    *l = Located::Done((
+                        empty(p.index, code::NONE, offsets),
+                        0,
+                        offsets.high_watermark,
+                    ));
+                }
+                continue;
+            }
+            first = false;
+            budget -= n;
+        }
+        let reads = located
+            .iter()
+            .zip(&self.parts)
+            .filter_map(|(l, p)| match l {
+                Located::Batches(coords, offsets) => Some(read_batches(ctx, p, coords, *offsets)),
+                Located::Done(_) => None,
+            });
+        let mut read_back = join_all(reads).await.into_iter();
+        let mut answers = located.into_iter().map(|l| match l {
+            Located::Done(answer) => Some(answer),
+            Located::Batches(..) => read_back.next(),
+        });
         let mut total = 0usize;
         let mut errored = false;
         let mut redirected = false;
@@ -346,20 +437,14 @@ impl Round<'_> {
         for t in self.topics {
             let mut out = Vec::with_capacity(t.parts.len());
             for p in &t.parts {
-                let Some((mut data, mut n, hwm)) = read.next().flatten() else {
+                let Some((mut data, n, hwm)) = answers.next().flatten() else {
                     break;
                 };
-                if total > 0 && n as i64 > budget {
-                    // Over the response budget: answer this one without records.
-                    data = data.with_records(Some(Bytes::new()));
-                    n = 0;
-                }
                 if p.tp.is_none() {
                     data = data.with_error_code(t.unknown_code);
                 }
                 errored |= data.error_code != code::NONE;
                 redirected |= data.preferred_read_replica.0 >= 0;
-                budget -= n as i64;
                 total += n;
                 seen.push(hwm);
                 out.push(data);
