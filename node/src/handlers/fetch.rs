@@ -105,6 +105,16 @@ impl Located {
     }
 }
 
+/// The answer for a partition whose read result went missing (an internal error: one result
+/// is collected per read started, so this is never expected).
+fn lost(p: &PartReq) -> PartAnswer {
+    let unknown = PartitionOffsets {
+        log_start_offset: -1,
+        high_watermark: -1,
+    };
+    (empty(p.index, code::UNKNOWN_SERVER_ERROR, unknown), 0, -1)
+}
+
 /// Looks up the batch coordinates of one partition from its fetch offset (no object bytes).
 async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
     let unknown = PartitionOffsets {
@@ -354,11 +364,9 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
 
 impl Round<'_> {
     /// Reads every partition and answers them in request order within the response budget
-    /// (the first partition with data always keeps at least one batch). Coordinates come
-    /// first, for all partitions at once (those at their end without a task); the budget is
-    /// applied to them, so only the batches that go into the response are read. Returns the
-    /// response, whether it is final (min_bytes reached, an error, or a redirect), and each
-    /// partition's high watermark as seen.
+    /// (the first partition with data always keeps at least one batch); partitions at their
+    /// end are answered without a task. Returns the response, whether it is final (min_bytes
+    /// reached, an error, or a redirect), and each partition's high watermark as seen.
     async fn read(&self, ctx: &Ctx) -> (FetchResponse, bool, Vec<i64>) {
         let redirect = rack_elsewhere(ctx, self.rack);
         let quick: Vec<Option<PartAnswer>> = self
@@ -372,6 +380,48 @@ impl Round<'_> {
                 }
             })
             .collect();
+        let partition_limits: i64 = self.parts.iter().map(|p| p.max_bytes.max(0) as i64).sum();
+        let answers = if partition_limits <= self.max_bytes {
+            self.read_straight(ctx, quick).await
+        } else {
+            self.read_within_budget(ctx, quick).await
+        };
+        self.assemble(answers)
+    }
+
+    /// Every partition can be answered in full within the budget: each is located and read
+    /// on its own, so fast ones do not wait for slow ones (a consumer at the tail).
+    async fn read_straight(&self, ctx: &Ctx, quick: Vec<Option<PartAnswer>>) -> Vec<PartAnswer> {
+        let reads = self
+            .parts
+            .iter()
+            .zip(&quick)
+            .filter(|(_, q)| q.is_none())
+            .map(|(p, _)| async move {
+                match locate(ctx, p, self.max_bytes, self.rack).await {
+                    Located::Done(answer) => answer,
+                    Located::Batches(coords, offsets) => {
+                        read_batches(ctx, p, &coords, offsets).await
+                    }
+                }
+            });
+        let mut read = join_all(reads).await.into_iter();
+        quick
+            .into_iter()
+            .zip(&self.parts)
+            .map(|(q, p)| q.or_else(|| read.next()).unwrap_or_else(|| lost(p)))
+            .collect()
+    }
+
+    /// The partitions may ask for more than the response holds (a catch-up read): all are
+    /// located first, the budget is applied to their coordinates in request order, and only
+    /// the batches that go into the response are read, so no block is fetched (or evicted
+    /// from the cache) for bytes that would be dropped.
+    async fn read_within_budget(
+        &self,
+        ctx: &Ctx,
+        quick: Vec<Option<PartAnswer>>,
+    ) -> Vec<PartAnswer> {
         let lookups = self
             .parts
             .iter()
@@ -384,15 +434,7 @@ impl Round<'_> {
             .zip(&self.parts)
             .map(|(q, p)| match q {
                 Some(answer) => Located::Done(answer),
-                // One lookup ran per partition without a quick answer, so this never falls
-                // back; if it did, the partition would get an error, not a wrong answer.
-                None => looked_up.next().unwrap_or_else(|| {
-                    let unknown = PartitionOffsets {
-                        log_start_offset: -1,
-                        high_watermark: -1,
-                    };
-                    Located::Done((empty(p.index, code::UNKNOWN_SERVER_ERROR, unknown), 0, -1))
-                }),
+                None => looked_up.next().unwrap_or_else(|| Located::Done(lost(p))),
             })
             .collect();
         let mut budget = self.max_bytes;
@@ -425,10 +467,21 @@ impl Round<'_> {
                 Located::Done(_) => None,
             });
         let mut read_back = join_all(reads).await.into_iter();
-        let mut answers = located.into_iter().map(|l| match l {
-            Located::Done(answer) => Some(answer),
-            Located::Batches(..) => read_back.next(),
-        });
+        located
+            .into_iter()
+            .zip(&self.parts)
+            .map(|(l, p)| match l {
+                Located::Done(answer) => answer,
+                Located::Batches(..) => read_back.next().unwrap_or_else(|| lost(p)),
+            })
+            .collect()
+    }
+
+    /// The response from the partitions' answers, in request order; the budget as in
+    /// [`Round::read`] (a no-op after `read_within_budget`).
+    fn assemble(&self, answers: Vec<PartAnswer>) -> (FetchResponse, bool, Vec<i64>) {
+        let mut answers = answers.into_iter();
+        let mut budget = self.max_bytes;
         let mut total = 0usize;
         let mut errored = false;
         let mut redirected = false;
@@ -437,9 +490,15 @@ impl Round<'_> {
         for t in self.topics {
             let mut out = Vec::with_capacity(t.parts.len());
             for p in &t.parts {
-                let Some((mut data, n, hwm)) = answers.next().flatten() else {
+                let Some((mut data, mut n, hwm)) = answers.next() else {
                     break;
                 };
+                if total > 0 && n as i64 > budget {
+                    // Over the response budget: answer this one without records.
+                    data = data.with_records(Some(Bytes::new()));
+                    n = 0;
+                }
+                budget -= n as i64;
                 if p.tp.is_none() {
                     data = data.with_error_code(t.unknown_code);
                 }
