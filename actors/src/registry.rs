@@ -66,9 +66,17 @@ impl PartitionRegistry {
         self.published.subscribe()
     }
 
-    /// The published offsets of a local partition, without waiting or messaging its actor.
-    pub fn published_offsets(&self, tp: &TopicPartition) -> Option<PartitionOffsets> {
-        self.inner.read().get(tp).map(|h| *h.offsets.borrow())
+    /// The published offsets of partitions (`None`: unknown or not running here), without
+    /// waiting or messaging their actors, under one lock for all of them (a wide fetch asks
+    /// for thousands at a time, from several threads).
+    pub fn published_offsets<'a>(
+        &self,
+        tps: impl IntoIterator<Item = Option<&'a TopicPartition>>,
+    ) -> Vec<Option<PartitionOffsets>> {
+        let map = self.inner.read();
+        tps.into_iter()
+            .map(|tp| tp.and_then(|tp| map.get(tp)).map(|h| *h.offsets.borrow()))
+            .collect()
     }
 
     /// The handle of a partition, if its actor runs here.

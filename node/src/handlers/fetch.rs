@@ -65,10 +65,11 @@ fn rack_elsewhere(ctx: &Ctx, rack: &str) -> bool {
     rack != live.my_az() && live.nodes.iter().any(|n| n.az == rack)
 }
 
-/// The answer of a partition that needs no read: unknown, or running here with the fetch
-/// offset at its high watermark (most partitions of a wide fetch). `None`: it needs a read.
-fn answer_at_once(ctx: &Ctx, p: &PartReq) -> Option<PartAnswer> {
-    let Some(tp) = p.tp else {
+/// The answer of a partition that needs no read: unknown, or running here (`published` are
+/// its offsets) with the fetch offset at its high watermark (most partitions of a wide
+/// fetch). `None`: it needs a read.
+fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<PartAnswer> {
+    if p.tp.is_none() {
         let unknown = PartitionOffsets {
             log_start_offset: -1,
             high_watermark: -1,
@@ -78,8 +79,8 @@ fn answer_at_once(ctx: &Ctx, p: &PartReq) -> Option<PartAnswer> {
             0,
             -1,
         ));
-    };
-    let o = ctx.node.partitions().published_offsets(&tp)?;
+    }
+    let o = published?;
     (p.fetch_offset == o.high_watermark && p.fetch_offset >= o.log_start_offset)
         .then(|| (empty(p.index, code::NONE, o), 0, o.high_watermark))
 }
@@ -335,13 +336,18 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         // watermark passes what this round saw, then read again. Local partitions share
         // one wait, so a wide fetch does not register one waiter per partition.
         let left = deadline - now;
+        let local = ctx
+            .node
+            .partitions()
+            .published_offsets(round.parts.iter().map(|p| p.tp.as_ref()));
         let mut waits: Vec<_> = round
             .parts
             .iter()
             .zip(&seen)
-            .filter_map(|(p, hwm)| {
+            .zip(&local)
+            .filter_map(|((p, hwm), local)| {
                 let tp = p.tp?;
-                if ctx.node.partitions().contains(&tp) {
+                if local.is_some() {
                     return None;
                 }
                 let above = p.fetch_offset.max(*hwm);
@@ -368,18 +374,19 @@ impl Round<'_> {
     /// end are answered without a task. Returns the response, whether it is final (min_bytes
     /// reached, an error, or a redirect), and each partition's high watermark as seen.
     async fn read(&self, ctx: &Ctx) -> (FetchResponse, bool, Vec<i64>) {
-        let redirect = rack_elsewhere(ctx, self.rack);
-        let quick: Vec<Option<PartAnswer>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                if redirect {
-                    None
-                } else {
-                    answer_at_once(ctx, p)
-                }
-            })
-            .collect();
+        let quick: Vec<Option<PartAnswer>> = if rack_elsewhere(ctx, self.rack) {
+            self.parts.iter().map(|_| None).collect()
+        } else {
+            let published = ctx
+                .node
+                .partitions()
+                .published_offsets(self.parts.iter().map(|p| p.tp.as_ref()));
+            self.parts
+                .iter()
+                .zip(published)
+                .map(|(p, o)| answer_at_once(p, o))
+                .collect()
+        };
         let partition_limits: i64 = self.parts.iter().map(|p| p.max_bytes.max(0) as i64).sum();
         let answers = if partition_limits <= self.max_bytes {
             self.read_straight(ctx, quick).await
@@ -422,24 +429,22 @@ impl Round<'_> {
         ctx: &Ctx,
         quick: Vec<Option<PartAnswer>>,
     ) -> Vec<PartAnswer> {
-        let lookups = self
+        // Only the partitions without a quick answer (few, in a wide fetch) are located;
+        // quick answers carry no bytes, so the budget runs over these in request order.
+        let slow: Vec<&PartReq> = self
             .parts
             .iter()
             .zip(&quick)
             .filter(|(_, q)| q.is_none())
-            .map(|(p, _)| locate(ctx, p, self.max_bytes, self.rack));
-        let mut looked_up = join_all(lookups).await.into_iter();
-        let mut located: Vec<Located> = quick
-            .into_iter()
-            .zip(&self.parts)
-            .map(|(q, p)| match q {
-                Some(answer) => Located::Done(answer),
-                None => looked_up.next().unwrap_or_else(|| Located::Done(lost(p))),
-            })
+            .map(|(p, _)| *p)
             .collect();
+        let lookups = slow
+            .iter()
+            .map(|p| locate(ctx, p, self.max_bytes, self.rack));
+        let mut located: Vec<Located> = join_all(lookups).await;
         let mut budget = self.max_bytes;
         let mut first = true;
-        for (l, p) in located.iter_mut().zip(&self.parts) {
+        for (l, p) in located.iter_mut().zip(&slow) {
             let n = l.bytes() as i64;
             if n == 0 {
                 continue;
@@ -459,21 +464,19 @@ impl Round<'_> {
             first = false;
             budget -= n;
         }
-        let reads = located
-            .iter()
-            .zip(&self.parts)
-            .filter_map(|(l, p)| match l {
-                Located::Batches(coords, offsets) => Some(read_batches(ctx, p, coords, *offsets)),
-                Located::Done(_) => None,
-            });
+        let reads = located.iter().zip(&slow).filter_map(|(l, p)| match l {
+            Located::Batches(coords, offsets) => Some(read_batches(ctx, p, coords, *offsets)),
+            Located::Done(_) => None,
+        });
         let mut read_back = join_all(reads).await.into_iter();
-        located
+        let mut answered = located.into_iter().zip(&slow).map(|(l, p)| match l {
+            Located::Done(answer) => answer,
+            Located::Batches(..) => read_back.next().unwrap_or_else(|| lost(p)),
+        });
+        quick
             .into_iter()
             .zip(&self.parts)
-            .map(|(l, p)| match l {
-                Located::Done(answer) => answer,
-                Located::Batches(..) => read_back.next().unwrap_or_else(|| lost(p)),
-            })
+            .map(|(q, p)| q.or_else(|| answered.next()).unwrap_or_else(|| lost(p)))
             .collect()
     }
 
