@@ -86,8 +86,8 @@ fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<Pa
 }
 
 /// Where a partition's answer stands after its coordinates were looked up.
-// Lives for one round in a Vec with one entry per partition; boxing the large variant would
-// cost an allocation for every partition of a wide fetch.
+// Lives for one round in a Vec with one entry per partition to read; boxing the large
+// variant would cost an allocation for each of them.
 #[allow(clippy::large_enum_variant)]
 enum Located {
     /// Answered without records (error, redirect, nothing new).
