@@ -38,6 +38,13 @@ pub struct PartitionOffsets {
     pub high_watermark: i64,
 }
 
+impl PartitionOffsets {
+    /// A read from `offset` is at the end of the log: valid, with nothing to return yet.
+    pub fn at_end(&self, offset: i64) -> bool {
+        offset == self.high_watermark && offset >= self.log_start_offset
+    }
+}
+
 /// One batch of an append: its header and where it sits in the object.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IncomingBatch {

@@ -119,7 +119,7 @@ impl PartitionRegistry {
             // from the published offsets, without a message to the actor. They may lag the
             // actor's by one commit; then this answer is merely one commit early.
             let published = *h.offsets.borrow();
-            if offset == published.high_watermark && offset >= published.log_start_offset {
+            if published.at_end(offset) {
                 return Ok((Vec::new(), published));
             }
             h.clone()

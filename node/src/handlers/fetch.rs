@@ -28,6 +28,12 @@ use uuid::Uuid;
 /// Longest long-poll, whatever the request asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
+/// Offsets answered for a partition whose offsets are not known here.
+const UNKNOWN_OFFSETS: PartitionOffsets = PartitionOffsets {
+    log_start_offset: -1,
+    high_watermark: -1,
+};
+
 struct PartReq {
     index: i32,
     tp: Option<TopicPartition>,
@@ -70,18 +76,14 @@ fn rack_elsewhere(ctx: &Ctx, rack: &str) -> bool {
 /// fetch). `None`: it needs a read.
 fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<PartAnswer> {
     if p.tp.is_none() {
-        let unknown = PartitionOffsets {
-            log_start_offset: -1,
-            high_watermark: -1,
-        };
         return Some((
-            empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown),
+            empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_OFFSETS),
             0,
             -1,
         ));
     }
     let o = published?;
-    (p.fetch_offset == o.high_watermark && p.fetch_offset >= o.log_start_offset)
+    o.at_end(p.fetch_offset)
         .then(|| (empty(p.index, code::NONE, o), 0, o.high_watermark))
 }
 
@@ -109,19 +111,16 @@ impl Located {
 /// The answer for a partition whose read result went missing (an internal error: one result
 /// is collected per read started, so this is never expected).
 fn lost(p: &PartReq) -> PartAnswer {
-    let unknown = PartitionOffsets {
-        log_start_offset: -1,
-        high_watermark: -1,
-    };
-    (empty(p.index, code::UNKNOWN_SERVER_ERROR, unknown), 0, -1)
+    (
+        empty(p.index, code::UNKNOWN_SERVER_ERROR, UNKNOWN_OFFSETS),
+        0,
+        -1,
+    )
 }
 
 /// Looks up the batch coordinates of one partition from its fetch offset (no object bytes).
 async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
-    let unknown = PartitionOffsets {
-        log_start_offset: -1,
-        high_watermark: -1,
-    };
+    let unknown = UNKNOWN_OFFSETS;
     let Some(tp) = p.tp else {
         return Located::Done((
             empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown),
@@ -327,7 +326,13 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
     loop {
         // Subscribed before reading, so a commit during the read still wakes the wait.
         let mut local_changes = ctx.node.partitions().changes();
-        let (response, done, seen) = round.read(ctx).await;
+        // The partitions running here, with their offsets: answered at once when at their
+        // end, and waited for through `local_changes`.
+        let published = ctx
+            .node
+            .partitions()
+            .published_offsets(round.parts.iter().map(|p| p.tp.as_ref()));
+        let (response, done, seen) = round.read(ctx, &published).await;
         let now = tokio::time::Instant::now();
         if done || nothing_to_wait_for || now >= deadline {
             return response;
@@ -336,15 +341,11 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         // watermark passes what this round saw, then read again. Local partitions share
         // one wait, so a wide fetch does not register one waiter per partition.
         let left = deadline - now;
-        let local = ctx
-            .node
-            .partitions()
-            .published_offsets(round.parts.iter().map(|p| p.tp.as_ref()));
         let mut waits: Vec<_> = round
             .parts
             .iter()
             .zip(&seen)
-            .zip(&local)
+            .zip(&published)
             .filter_map(|((p, hwm), local)| {
                 let tp = p.tp?;
                 if local.is_some() {
@@ -373,18 +374,18 @@ impl Round<'_> {
     /// (the first partition with data always keeps at least one batch); partitions at their
     /// end are answered without a task. Returns the response, whether it is final (min_bytes
     /// reached, an error, or a redirect), and each partition's high watermark as seen.
-    async fn read(&self, ctx: &Ctx) -> (FetchResponse, bool, Vec<i64>) {
+    async fn read(
+        &self,
+        ctx: &Ctx,
+        published: &[Option<PartitionOffsets>],
+    ) -> (FetchResponse, bool, Vec<i64>) {
         let quick: Vec<Option<PartAnswer>> = if rack_elsewhere(ctx, self.rack) {
             self.parts.iter().map(|_| None).collect()
         } else {
-            let published = ctx
-                .node
-                .partitions()
-                .published_offsets(self.parts.iter().map(|p| p.tp.as_ref()));
             self.parts
                 .iter()
                 .zip(published)
-                .map(|(p, o)| answer_at_once(p, o))
+                .map(|(p, o)| answer_at_once(p, *o))
                 .collect()
         };
         let partition_limits: i64 = self.parts.iter().map(|p| p.max_bytes.max(0) as i64).sum();
