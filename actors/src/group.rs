@@ -17,7 +17,7 @@ use crate::consumer_group::{
 };
 use crate::mailbox::Post;
 use bytes::Bytes;
-use inkless_storage::metadata::{CommittedOffset, SharedMetadataStore};
+use inkless_storage::metadata::{Claimant, CommittedOffset, MetaError, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ pub mod code {
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     /// COORDINATOR_NOT_AVAILABLE
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// NOT_COORDINATOR
+    pub const NOT_COORDINATOR: i16 = 16;
     /// ILLEGAL_GENERATION
     pub const ILLEGAL_GENERATION: i16 = 22;
     /// INCONSISTENT_GROUP_PROTOCOL
@@ -310,6 +312,8 @@ pub struct GroupArgs {
     pub limits: GroupLimits,
     /// Topic names to ids (consumer protocol).
     pub topics: SharedTopicLookup,
+    /// This node under its current lease: the coordinator claims the group with it.
+    pub claimant: Claimant,
 }
 
 #[derive(Debug)]
@@ -330,6 +334,8 @@ struct Member {
 #[derive(Debug)]
 pub struct GroupCoordinatorState {
     args: GroupArgs,
+    /// The group's owner epoch this coordinator claimed; its offset commits carry it.
+    owner_epoch: i64,
     state: GroupState,
     generation: i32,
     protocol_type: Option<String>,
@@ -974,6 +980,12 @@ impl Actor for GroupCoordinator {
         myself: ActorRef<Self::Msg>,
         args: GroupArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Claimed first: while another live coordinator holds the group this start fails,
+        // and the client is told NOT_COORDINATOR.
+        let owner_epoch = args
+            .store
+            .claim_group(&args.group_id, args.claimant)
+            .await?;
         myself.post_after(ACTIVE_TICK, || GroupMsg::Tick);
         let now = Instant::now();
         let consumer = ConsumerGroup::new(
@@ -986,6 +998,7 @@ impl Actor for GroupCoordinator {
         );
         Ok(GroupCoordinatorState {
             args,
+            owner_epoch,
             state: GroupState::Empty,
             generation: 0,
             protocol_type: None,
@@ -1031,14 +1044,23 @@ impl Actor for GroupCoordinator {
             } => {
                 let mut c = state.check_commit(&member, generation, &offsets);
                 if c == code::NONE && !offsets.is_empty() {
-                    if let Err(e) = state
+                    let committed = state
                         .args
                         .store
-                        .commit_offsets(&state.args.group_id, offsets)
-                        .await
-                    {
-                        tracing::warn!(group = %state.args.group_id, error = %e, "offset commit failed");
-                        c = code::KAFKA_STORAGE_ERROR;
+                        .commit_offsets(&state.args.group_id, state.owner_epoch, offsets)
+                        .await;
+                    match committed {
+                        Ok(()) => {}
+                        Err(MetaError::GroupFenced(_)) => {
+                            tracing::warn!(group = %state.args.group_id, "group is coordinated elsewhere now; stopping");
+                            let _ = reply.send(code::NOT_COORDINATOR);
+                            myself.stop(Some("fenced".into()));
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            tracing::warn!(group = %state.args.group_id, error = %e, "offset commit failed");
+                            c = code::KAFKA_STORAGE_ERROR;
+                        }
                     }
                 }
                 if state.state == GroupState::Empty {

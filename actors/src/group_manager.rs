@@ -5,13 +5,19 @@
 //! the groups this node owns by placement of the live set ([`LiveSet`]). On start, and on
 //! every placement, it starts a coordinator for every owned group that has committed
 //! offsets, so they show up (Empty) in ListGroups and their offsets can expire; coordinators
-//! of groups that moved away are stopped (their members rejoin at the new owner).
+//! of groups that moved away are stopped (their members rejoin at the new owner) and
+//! released in the metadata store, so their new owner may claim them at once. A coordinator
+//! claims its group when it starts, which fails while another node's live lease holds it
+//! (clients get NOT_COORDINATOR and retry); coordinators started under an older lease
+//! generation are stopped (they were taken over). Every placement also releases the groups
+//! the store says this node holds but does not run.
 //! A coordinator that fails is restarted empty (members rejoin; offsets are in the store);
 //! more than `max_restarts` failures of one group within a minute escalate to the
 //! NodeSupervisor. One that stops (deleted, offsets expired, moved) is forgotten.
 
 use crate::consumer_group::SharedTopicLookup;
 use crate::group::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::lease::LeaseGuard;
 use crate::placement::LiveSet;
 use crate::registry::{ActorDirectory, RestartBudget};
 use inkless_storage::metadata::SharedMetadataStore;
@@ -60,6 +66,8 @@ pub struct GroupManagerArgs {
     pub live: watch::Receiver<Arc<LiveSet>>,
     /// Failures of one group's coordinator per minute before escalating.
     pub max_restarts: u32,
+    /// This node's lease: coordinators claim their groups under it.
+    pub guard: LeaseGuard,
 }
 
 /// State of the manager.
@@ -68,6 +76,8 @@ pub struct GroupManagerState {
     groups: BTreeMap<String, ActorRef<GroupMsg>>,
     by_actor: HashMap<ActorId, String>,
     restarts: RestartBudget<String>,
+    /// The lease generation the running coordinators claimed their groups under.
+    generation: i64,
 }
 
 /// The actor; see the module documentation.
@@ -80,11 +90,15 @@ impl GroupManagerState {
         myself: &ActorRef<GroupManagerMsg>,
         group_id: &str,
     ) -> Option<ActorRef<GroupMsg>> {
+        if self.groups.is_empty() {
+            self.generation = self.args.guard.generation();
+        }
         let args = GroupArgs {
             group_id: group_id.to_string(),
             store: self.args.store.clone(),
             limits: self.args.limits.clone(),
             topics: self.args.topics.clone(),
+            claimant: self.args.guard.claimant(),
         };
         match Actor::spawn_linked(None, GroupCoordinator, args, myself.get_cell()).await {
             Ok((actor, _)) => {
@@ -96,7 +110,7 @@ impl GroupManagerState {
                 Some(actor)
             }
             Err(e) => {
-                tracing::error!(group = %group_id, error = %e, "group coordinator failed to start");
+                tracing::info!(group = %group_id, error = %e, "group coordinator did not start");
                 None
             }
         }
@@ -109,14 +123,21 @@ impl GroupManagerState {
         myself: &ActorRef<GroupManagerMsg>,
     ) -> Result<(), ActorProcessingErr> {
         let live = self.args.live.borrow().clone();
+        if self.generation != self.args.guard.generation() {
+            for (g, actor) in std::mem::take(&mut self.groups) {
+                tracing::info!(group = %g, "group was held under an older lease generation; stopping its coordinator");
+                actor.stop(Some("taken over".into()));
+            }
+            self.generation = self.args.guard.generation();
+        }
         let lost: Vec<String> = self
             .groups
             .keys()
             .filter(|g| !live.owns_group(g))
             .cloned()
             .collect();
-        for g in lost {
-            if let Some(actor) = self.groups.remove(&g) {
+        for g in &lost {
+            if let Some(actor) = self.groups.remove(g) {
                 tracing::info!(group = %g, "group moved to another node; stopping its coordinator");
                 actor.stop(Some("moved".into()));
             }
@@ -124,10 +145,25 @@ impl GroupManagerState {
         if !live.me_live {
             return Ok(());
         }
+        let claimant = self.args.guard.claimant();
+        if claimant.lease_generation.is_some() {
+            self.args.store.release_groups(claimant, lost).await?;
+        }
         for g in self.args.store.offset_groups().await? {
             if live.owns_group(&g) && !self.groups.contains_key(&g) {
                 self.start(myself, &g).await;
             }
+        }
+        if claimant.lease_generation.is_some() {
+            let strays: Vec<String> = self
+                .args
+                .store
+                .owned_groups(claimant)
+                .await?
+                .into_iter()
+                .filter(|g| !self.groups.contains_key(g))
+                .collect();
+            self.args.store.release_groups(claimant, strays).await?;
         }
         Ok(())
     }
@@ -145,6 +181,7 @@ impl Actor for GroupManager {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = GroupManagerState {
             restarts: RestartBudget::new(args.max_restarts),
+            generation: args.guard.generation(),
             args,
             groups: BTreeMap::new(),
             by_actor: HashMap::new(),

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod group;
 pub mod group_manager;
 pub mod index_writer;
+pub mod lease;
 pub mod mailbox;
 pub mod membership;
 pub mod mesh;
@@ -103,5 +104,7 @@ pub enum ReadError {
     Storage(String),
 }
 
+#[cfg(test)]
+mod ownership_tests;
 #[cfg(test)]
 mod tests;

@@ -5,14 +5,24 @@
 //! It is published on a watch channel whenever it changes; placement
 //! ([`crate::placement::LiveSet`]) turns it into ownership.
 //!
-//! If the lease cannot be renewed for `ttl`, the other nodes consider this one gone and take
-//! over its partitions; the actor then publishes a live set without this node, so it stops
-//! serving too (its commits would be fenced anyway). It rejoins after the next successful
-//! renewal. [`MembershipMsg::Leave`] ends the lease at once for a graceful exit.
+//! Each successful renewal also moves this node's [`LeaseGuard`] forward, which is what lets
+//! it serve. If the lease cannot be renewed, the guard runs out first (before the store's
+//! expiry), then after `ttl` the actor publishes a live set without this node, so its
+//! managers stop what they run. It rejoins after the next successful renewal; if another
+//! node took something over meanwhile, the renewal returns a new lease generation and
+//! nothing held under the old one is served again.
+//!
+//! After a lapse (the store was unreachable, or the node was frozen) the node keeps the
+//! peers of its last view for one `ttl` even if their leases ran out too: they were most
+//! likely cut off from the store as it was, and renew within a second. Without this, the
+//! first node back after a metadata-store outage would see only itself and claim every
+//! partition of the cluster. [`MembershipMsg::Leave`] stops renewing for a graceful exit.
 
+use crate::lease::LeaseGuard;
 use crate::mailbox::Post;
 use crate::placement::LiveSet;
-use inkless_storage::metadata::{MetaError, NodeLease, NodeStatus, SharedMetadataStore};
+use inkless_storage::metadata::{LeaseView, NodeLease};
+use inkless_storage::metadata::{MetaError, NodeStatus, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +54,8 @@ impl Default for MembershipConfig {
 pub enum MembershipMsg {
     /// Renew the lease now.
     Renew,
-    /// End the lease (graceful leave); answered when the store has forgotten it.
+    /// Stop renewing and publish a live set without this node (graceful leave); the caller
+    /// releases the lease once everything is handed off.
     Leave(oneshot::Sender<()>),
 }
 
@@ -60,6 +71,8 @@ pub struct MembershipArgs {
     pub store: SharedMetadataStore,
     /// Where the live set is published.
     pub live: Arc<watch::Sender<Arc<LiveSet>>>,
+    /// This node's lease, as request handlers see it.
+    pub guard: LeaseGuard,
 }
 
 /// State of the actor.
@@ -67,6 +80,8 @@ pub struct MembershipState {
     args: MembershipArgs,
     /// When the last successful renewal was sent.
     renewed_at: Instant,
+    /// Until then, peers of the last view are kept although their leases ran out.
+    settling_until: Option<Instant>,
     left: bool,
 }
 
@@ -75,20 +90,25 @@ pub struct MembershipState {
 pub struct Membership;
 
 /// Registers the lease, waiting while an earlier incarnation of this node id still holds
-/// one (a restart after a crash), and returns the first live set.
+/// one (a restart after a crash), and returns the first live set and the lease guard.
 pub async fn register(
     store: &SharedMetadataStore,
     config: &MembershipConfig,
-) -> Result<LiveSet, MetaError> {
+) -> Result<(LiveSet, LeaseGuard), MetaError> {
+    let me = config.lease.node_id;
     loop {
+        let sent = Instant::now();
         match store
             .renew_lease(&config.lease, config.ttl.as_millis() as i64)
             .await
         {
-            Ok(rows) => return Ok(live_set(config.lease.node_id, &rows)),
+            Ok(view) => {
+                let guard = LeaseGuard::leased(me, view.generation, sent, config.ttl);
+                return Ok((live_set(me, &view), guard));
+            }
             Err(MetaError::LeaseHeld { expires_in_ms, .. }) => {
                 tracing::warn!(
-                    node_id = config.lease.node_id,
+                    node_id = me,
                     expires_in_ms,
                     "another incarnation of this node id holds a lease; waiting for it to expire"
                 );
@@ -100,8 +120,9 @@ pub async fn register(
     }
 }
 
-fn live_set(me: i32, rows: &[NodeStatus]) -> LiveSet {
-    let nodes: Vec<NodeLease> = rows
+fn live_set(me: i32, view: &LeaseView) -> LiveSet {
+    let nodes: Vec<NodeLease> = view
+        .nodes
         .iter()
         .filter(|r| r.is_live())
         .map(|r| r.lease.clone())
@@ -109,6 +130,7 @@ fn live_set(me: i32, rows: &[NodeStatus]) -> LiveSet {
     LiveSet {
         me,
         me_live: nodes.iter().any(|n| n.node_id == me),
+        generation: view.generation,
         nodes,
     }
 }
@@ -135,6 +157,7 @@ impl MembershipState {
         LiveSet {
             me: cur.me,
             me_live: false,
+            generation: cur.generation,
             nodes: cur
                 .nodes
                 .iter()
@@ -145,7 +168,7 @@ impl MembershipState {
     }
 
     async fn renew(&mut self, myself: &ActorRef<MembershipMsg>) {
-        let c = &self.args.config;
+        let c = self.args.config.clone();
         let sent = Instant::now();
         let renewed = tokio::time::timeout(
             c.ttl,
@@ -155,11 +178,12 @@ impl MembershipState {
         )
         .await;
         match renewed {
-            Ok(Ok(rows)) => {
-                self.renewed_at = sent;
+            Ok(Ok(view)) => {
+                self.renewed(&view, sent);
                 // Look again right when the next peer lease runs out, not a tick later:
                 // that is what a crashed node's partitions wait for.
-                let next_expiry = rows
+                let next_expiry = view
+                    .nodes
                     .iter()
                     .filter(|r| r.is_live() && r.lease.node_id != c.lease.node_id)
                     .map(|r| r.expires_in_ms)
@@ -171,7 +195,11 @@ impl MembershipState {
                         MembershipMsg::Renew
                     });
                 }
-                self.publish(live_set(c.lease.node_id, &rows));
+                let mut set = live_set(c.lease.node_id, &view);
+                if self.settling_until.is_some_and(|t| Instant::now() < t) {
+                    self.keep_previous_peers(&mut set, &view.nodes);
+                }
+                self.publish(set);
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "lease renewal failed");
@@ -182,6 +210,41 @@ impl MembershipState {
                 self.expire_if_due();
             }
         }
+    }
+
+    /// Moves the guard forward; notes a broken lease and starts settling after a lapse.
+    fn renewed(&mut self, view: &LeaseView, sent: Instant) {
+        let ttl = self.args.config.ttl;
+        let was_valid = self.args.guard.is_valid();
+        let previous = self.args.guard.renewed(view.generation, sent, ttl);
+        self.renewed_at = sent;
+        if previous != view.generation {
+            tracing::warn!(
+                previous,
+                generation = view.generation,
+                "lease was taken over while it had expired: nothing held under the previous generation is served again"
+            );
+        }
+        if !was_valid || view.lapsed {
+            tracing::info!(
+                lapsed_in_store = view.lapsed,
+                "lease renewed after a lapse; keeping the last view's peers for one TTL"
+            );
+            self.settling_until = Some(Instant::now() + ttl);
+        }
+    }
+
+    /// Adds the peers of the last published view whose lease rows still exist (they ran
+    /// out, but were not released by a graceful leave).
+    fn keep_previous_peers(&self, set: &mut LiveSet, rows: &[NodeStatus]) {
+        let cur = self.args.live.borrow().clone();
+        for n in &cur.nodes {
+            let has_row = rows.iter().any(|r| r.lease.node_id == n.node_id);
+            if n.node_id != set.me && has_row && set.node(n.node_id).is_none() {
+                set.nodes.push(n.clone());
+            }
+        }
+        set.nodes.sort_by_key(|n| n.node_id);
     }
 
     fn expire_if_due(&self) {
@@ -206,6 +269,7 @@ impl Actor for Membership {
         Ok(MembershipState {
             args,
             renewed_at: Instant::now(),
+            settling_until: None,
             left: false,
         })
     }
@@ -222,15 +286,6 @@ impl Actor for Membership {
             MembershipMsg::Renew => {}
             MembershipMsg::Leave(reply) => {
                 state.left = true;
-                let lease = &state.args.config.lease;
-                if let Err(e) = state
-                    .args
-                    .store
-                    .release_lease(lease.node_id, lease.incarnation)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not release the lease; it will expire");
-                }
                 state.publish(state.without_me());
                 let _ = reply.send(());
             }

@@ -8,9 +8,10 @@
 //! - [`PartitionMsg::Read`]: coordinates of committed batches from an offset.
 //! - [`PartitionMsg::DeleteRecords`]: raises the log start offset.
 //!
-//! On start it claims the partition in the metadata store (bumping the owner epoch, which
-//! fences any older owner) and loads its state. If a commit is fenced it stops; if a commit
-//! fails otherwise it fails, and the PartitionManager restarts it from the metadata store.
+//! On start it claims the partition in the metadata store (which succeeds only if no live
+//! lease holds it elsewhere, and bumps the owner epoch, which fences any older owner) and
+//! loads its state. If a commit is fenced it stops; if a commit fails otherwise it fails, and
+//! the PartitionManager restarts it from the metadata store.
 
 use crate::index_writer::IndexMsg;
 use crate::mailbox::Post;
@@ -18,7 +19,7 @@ use crate::registry::{ActorSlot, PublishSignal};
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
 use inkless_storage::metadata::{
-    AppendOutcome, BatchCoordinate, PartitionAppend, ProducerRecord, SharedMetadataStore,
+    AppendOutcome, BatchCoordinate, Claimant, PartitionAppend, ProducerRecord, SharedMetadataStore,
 };
 use inkless_storage::object::BatchPosition;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -118,8 +119,8 @@ impl ractor::Message for PartitionMsg {}
 pub struct PartitionArgs {
     /// The partition.
     pub tp: TopicPartition,
-    /// This node's id, recorded as owner.
-    pub node_id: i32,
+    /// This node under its current lease, recorded as owner.
+    pub claimant: Claimant,
     /// Metadata store.
     pub store: SharedMetadataStore,
     /// Where commits go.
@@ -542,7 +543,7 @@ impl Actor for PartitionActor {
         let tp = args.tp;
         let st = args
             .store
-            .claim_partition(tp.topic_id, tp.partition, args.node_id)
+            .claim_partition(tp.topic_id, tp.partition, args.claimant)
             .await?;
         let mut producers: HashMap<i64, ProducerEntry> = st
             .producers

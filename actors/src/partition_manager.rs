@@ -3,8 +3,16 @@
 //! Takes [`ManagerMsg::Ensure`] (start actors for these partitions if this node owns them
 //! and they are not running), [`ManagerMsg::Place`] (run exactly the owned ones of all
 //! partitions) and [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted).
-//! Ownership is the placement of the current live set ([`LiveSet`]); a partition that moves
-//! away is drained (its in-flight commits finish) before its actor stops. When a PartitionActor
+//! Ownership is the placement of the current live set ([`LiveSet`]), and the metadata store
+//! must agree: an actor claims its partition when it starts, which succeeds only when the
+//! partition is free or held under an expired lease (see [`inkless_storage::metadata`]); a
+//! refused start is retried with backoff until the previous owner has released it. A
+//! partition that moves away is drained (its in-flight commits finish) before its actor
+//! stops, then released in the store so that its new owner may claim it. Actors claimed
+//! under an older lease generation are stopped without a release: they were taken over.
+//! Every placement also releases what the store says this node holds but does not run
+//! (a claim whose answer was lost, an actor that failed after its partition moved), so no
+//! partition stays held by a node that does not serve it. When a PartitionActor
 //! fails (panic or commit failure) the manager restarts it, which reloads its state from the
 //! metadata store; more than `max_restarts` failures of one partition within a minute
 //! escalate: the manager fails and the NodeSupervisor decides.
@@ -17,17 +25,19 @@ use crate::registry::{
     ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
 };
 use crate::TopicPartition;
-use inkless_storage::metadata::SharedMetadataStore;
+use inkless_storage::metadata::{PartitionKey, SharedMetadataStore};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
-/// Longest wait for a partition that moves away to finish its in-flight commits.
+/// Longest wait for the partitions that move away to finish their in-flight commits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Delay before retrying a partition whose restart failed (e.g. metadata store down).
-const RESTART_RETRY: Duration = Duration::from_secs(1);
+/// First delay before retrying a partition whose start failed (e.g. not released yet).
+const RESTART_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest delay between retries of a partition's start.
+const RESTART_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Messages of the [`PartitionManager`].
 #[derive(Debug)]
@@ -91,6 +101,8 @@ pub struct ManagerState {
     children: HashMap<ActorId, TopicPartition>,
     offsets: HashMap<TopicPartition, Arc<watch::Sender<PartitionOffsets>>>,
     restarts: RestartBudget<TopicPartition>,
+    /// Failed starts in a row, per partition, for the retry backoff.
+    retries: HashMap<TopicPartition, u32>,
 }
 
 /// The actor; see the module documentation.
@@ -108,9 +120,10 @@ impl ManagerState {
             .entry(tp)
             .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
             .clone();
+        let claimant = self.args.partitions.guard().claimant();
         let args = PartitionArgs {
             tp,
-            node_id: self.args.node_id,
+            claimant,
             store: self.args.store.clone(),
             index_writer: self.args.index_writer.clone(),
             offsets: sender.clone(),
@@ -131,9 +144,72 @@ impl ManagerState {
             PartitionHandle {
                 actor,
                 offsets: sender.subscribe(),
+                generation: claimant.lease_generation.unwrap_or(0),
             },
         );
+        self.retries.remove(&tp);
         Ok(())
+    }
+
+    /// Starts `tp`, or schedules another try with backoff if that fails.
+    async fn start_or_retry(
+        &mut self,
+        myself: &ActorRef<ManagerMsg>,
+        tp: TopicPartition,
+    ) -> Result<(), String> {
+        let r = self.start(myself, tp).await;
+        if let Err(e) = &r {
+            let n = self.retries.entry(tp).or_insert(0);
+            *n += 1;
+            let delay = (RESTART_RETRY_FIRST * 2u32.saturating_pow(*n - 1)).min(RESTART_RETRY_MAX);
+            tracing::debug!(?tp, error = %e, attempt = *n, ?delay, "partition actor did not start; retrying");
+            myself.post_after(delay, move || ManagerMsg::Restart(tp));
+        }
+        r
+    }
+
+    /// Gives up partitions in the store (cluster mode), so that their new owner may claim
+    /// them at once instead of waiting for this node's lease to expire.
+    async fn release(&self, tps: Vec<PartitionKey>) {
+        let claimant = self.args.partitions.guard().claimant();
+        if claimant.lease_generation.is_none() || tps.is_empty() {
+            return;
+        }
+        match self.args.store.release_partitions(claimant, tps).await {
+            Ok(n) => tracing::debug!(released = n, "partitions released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release partitions; they free up when this lease expires")
+            }
+        }
+    }
+
+    /// Releases what the store says this node holds but does not run.
+    async fn release_strays(&self) {
+        let claimant = self.args.partitions.guard().claimant();
+        if claimant.lease_generation.is_none() {
+            return;
+        }
+        match self.args.store.owned_partitions(claimant).await {
+            Ok(held) => {
+                let strays: Vec<PartitionKey> = held
+                    .into_iter()
+                    .filter(|(topic_id, partition)| {
+                        !self.args.partitions.runs(&TopicPartition {
+                            topic_id: *topic_id,
+                            partition: *partition,
+                        })
+                    })
+                    .collect();
+                if !strays.is_empty() {
+                    tracing::info!(
+                        partitions = strays.len(),
+                        "releasing partitions held but not run"
+                    );
+                    self.release(strays).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not list held partitions"),
+        }
     }
 
     /// Stops the actors of `tps`: each finishes its in-flight commits first, and new
@@ -153,9 +229,11 @@ impl ManagerState {
             }
             stopping.push(h.actor);
         }
-        // Wait until they are gone, so a re-created topic or a new owner never sees them.
-        for actor in stopping {
-            let gone = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        // Wait until they are gone (all together, one deadline), so a re-created topic or a
+        // new owner never sees them.
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        futures::future::join_all(stopping.into_iter().map(|actor| async move {
+            let gone = tokio::time::timeout_at(deadline, async {
                 while actor.get_status() != ractor::ActorStatus::Stopped {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -165,7 +243,8 @@ impl ManagerState {
                 tracing::warn!(actor = %actor.get_id(), "partition did not drain in time; stopping it");
                 actor.stop(Some("drain timed out".into()));
             }
-        }
+        }))
+        .await;
     }
 
     async fn ensure(
@@ -176,13 +255,61 @@ impl ManagerState {
         let live = self.args.live.borrow().clone();
         let mut failed = Vec::new();
         for tp in tps {
-            if !live.owns_partition(&tp) || self.args.partitions.contains(&tp) {
+            if !live.owns_partition(&tp) || self.args.partitions.runs(&tp) {
                 continue;
             }
-            if let Err(e) = self.start(myself, tp).await {
-                tracing::error!(?tp, error = %e, "partition actor failed to start");
+            if let Err(e) = self.start_or_retry(myself, tp).await {
                 failed.push((tp, e));
             }
+        }
+        failed
+    }
+
+    /// Runs exactly the owned ones of `all`: stops (draining, then releasing) those that
+    /// moved away, stops those of an older lease generation, starts the missing ones.
+    async fn place(
+        &mut self,
+        myself: &ActorRef<ManagerMsg>,
+        all: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, String)> {
+        let live = self.args.live.borrow().clone();
+        let generation = self.args.partitions.guard().generation();
+        let owned: HashSet<TopicPartition> = all
+            .into_iter()
+            .filter(|tp| live.owns_partition(tp))
+            .collect();
+        let mut moved = Vec::new();
+        let mut taken_over = Vec::new();
+        for tp in self.args.partitions.partitions() {
+            let stale = self
+                .args
+                .partitions
+                .running(&tp)
+                .is_some_and(|h| h.generation != generation);
+            if stale {
+                taken_over.push(tp);
+            } else if !owned.contains(&tp) {
+                moved.push(tp);
+            }
+        }
+        if !taken_over.is_empty() {
+            tracing::warn!(
+                partitions = taken_over.len(),
+                "stopping partitions held under an older lease generation"
+            );
+        }
+        if !moved.is_empty() {
+            tracing::info!(partitions = moved.len(), "handing off partitions");
+        }
+        taken_over.extend(moved.iter().copied());
+        self.stop_all(&taken_over).await;
+        if live.me_live {
+            self.release(moved.iter().map(|tp| (tp.topic_id, tp.partition)).collect())
+                .await;
+        }
+        let failed = self.ensure(myself, owned.into_iter().collect()).await;
+        if live.me_live {
+            self.release_strays().await;
         }
         failed
     }
@@ -203,6 +330,7 @@ impl Actor for PartitionManager {
             args,
             children: HashMap::new(),
             offsets: HashMap::new(),
+            retries: HashMap::new(),
         };
         // After a restart of the manager its old children are gone (they were linked to the
         // previous instance): take over every partition the registry still lists.
@@ -216,10 +344,7 @@ impl Actor for PartitionManager {
             .filter(|tp| live.owns_partition(tp))
             .collect();
         for tp in owned {
-            if let Err(e) = state.start(&myself, tp).await {
-                tracing::error!(?tp, error = %e, "partition actor failed to start; retrying");
-                myself.post_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
-            }
+            let _ = state.start_or_retry(&myself, tp).await;
         }
         Ok(state)
     }
@@ -236,35 +361,18 @@ impl Actor for PartitionManager {
                 let _ = reply.send(state.ensure(&myself, tps).await);
             }
             ManagerMsg::Place { all, reply } => {
-                let live = state.args.live.borrow().clone();
-                let owned: HashSet<TopicPartition> = all
-                    .into_iter()
-                    .filter(|tp| live.owns_partition(tp))
-                    .collect();
-                let lost: Vec<TopicPartition> = state
-                    .args
-                    .partitions
-                    .partitions()
-                    .into_iter()
-                    .filter(|tp| !owned.contains(tp))
-                    .collect();
-                if !lost.is_empty() {
-                    tracing::info!(partitions = lost.len(), "handing off partitions");
-                }
-                state.stop_all(&lost).await;
-                let _ = reply.send(state.ensure(&myself, owned.into_iter().collect()).await);
+                let _ = reply.send(state.place(&myself, all).await);
             }
             #[cfg(any(test, feature = "fault-injection"))]
             ManagerMsg::InjectPanic => panic!("injected panic in partition manager"),
             ManagerMsg::Restart(tp) => {
-                if !state.args.partitions.contains(&tp)
+                if !state.args.partitions.runs(&tp)
                     && state.offsets.contains_key(&tp)
                     && state.args.live.borrow().owns_partition(&tp)
                 {
-                    if let Err(e) = state.start(&myself, tp).await {
-                        tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
-                        myself.post_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
-                    }
+                    let _ = state.start_or_retry(&myself, tp).await;
+                } else {
+                    state.retries.remove(&tp);
                 }
             }
             ManagerMsg::Remove { tps, reply } => {
@@ -293,6 +401,7 @@ impl Actor for PartitionManager {
                 state.args.partitions.remove(&tp);
                 if !state.args.live.borrow().owns_partition(&tp) {
                     state.offsets.remove(&tp);
+                    state.release(vec![(tp.topic_id, tp.partition)]).await;
                     return Ok(());
                 }
                 if budget.is_err() {
@@ -300,10 +409,7 @@ impl Actor for PartitionManager {
                         format!("partition {tp:?} failed {count} times within a minute").into(),
                     );
                 }
-                if let Err(e) = state.start(&myself, tp).await {
-                    tracing::error!(?tp, error = %e, "partition actor restart failed; retrying");
-                    myself.post_after(RESTART_RETRY, move || ManagerMsg::Restart(tp));
-                }
+                let _ = state.start_or_retry(&myself, tp).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(tp) = state.children.remove(&cell.get_id()) {
@@ -312,7 +418,7 @@ impl Actor for PartitionManager {
                     if state
                         .args
                         .partitions
-                        .get(&tp)
+                        .running(&tp)
                         .is_some_and(|h| h.actor.get_id() == cell.get_id())
                     {
                         state.args.partitions.remove(&tp);

@@ -16,6 +16,8 @@ pub struct LiveSet {
     pub me: i32,
     /// False while this node cannot renew its own lease: it must own nothing.
     pub me_live: bool,
+    /// The generation of this node's lease (see [`crate::lease`]); 0 without leases.
+    pub generation: i64,
     /// Live nodes, by node id (this node included while `me_live`).
     pub nodes: Vec<NodeLease>,
 }
@@ -26,6 +28,7 @@ impl LiveSet {
         Self {
             me: lease.node_id,
             me_live: true,
+            generation: 0,
             nodes: vec![lease],
         }
     }
@@ -150,6 +153,7 @@ mod tests {
         LiveSet {
             me: ids[0],
             me_live: true,
+            generation: 0,
             nodes: ids
                 .iter()
                 .map(|&i| lease(i, if i % 2 == 0 { "a" } else { "b" }))

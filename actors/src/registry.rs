@@ -2,7 +2,12 @@
 //!
 //! Actors are restarted by their supervisors, which gives them new references; supervisors
 //! update these tables, so callers always look actors up here instead of keeping refs.
+//!
+//! Every lookup of a partition answers only while this node's lease holds the generation the
+//! partition was claimed under ([`LeaseGuard::holds`]): a node whose lease ran out, or was
+//! taken over, serves nothing it held, even before its managers stop those actors.
 
+use crate::lease::LeaseGuard;
 use crate::mailbox::Post;
 use crate::partition::{PartitionMsg, PartitionOffsets};
 use crate::{ReadError, TopicPartition};
@@ -22,23 +27,24 @@ pub struct PartitionHandle {
     pub actor: ActorRef<PartitionMsg>,
     /// Log start offset and high watermark, updated after every commit.
     pub offsets: watch::Receiver<PartitionOffsets>,
+    /// The lease generation it was claimed under.
+    pub generation: i64,
 }
 
 /// The partition actors running on this node.
 #[derive(Debug, Clone)]
 pub struct PartitionRegistry {
     inner: Arc<RwLock<HashMap<TopicPartition, PartitionHandle>>>,
+    guard: LeaseGuard,
     /// Counts publications of new offsets by any local partition, so that a reader of many
     /// partitions waits on one channel instead of one per partition.
     published: Arc<watch::Sender<u64>>,
 }
 
 impl Default for PartitionRegistry {
+    /// A registry of a node alone, without leases.
     fn default() -> Self {
-        Self {
-            inner: Arc::default(),
-            published: Arc::new(watch::channel(0).0),
-        }
+        Self::new(LeaseGuard::unleased(0))
     }
 }
 
@@ -55,6 +61,30 @@ impl PublishSignal {
 }
 
 impl PartitionRegistry {
+    /// An empty registry whose lookups answer while `guard` holds.
+    pub fn new(guard: LeaseGuard) -> Self {
+        Self {
+            inner: Arc::default(),
+            guard,
+            published: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// The lease guard lookups obey.
+    pub fn guard(&self) -> &LeaseGuard {
+        &self.guard
+    }
+
+    /// The handle of `tp` if it may be served now.
+    fn serving<'m>(
+        &self,
+        map: &'m HashMap<TopicPartition, PartitionHandle>,
+        tp: &TopicPartition,
+    ) -> Option<&'m PartitionHandle> {
+        let generation = self.guard.serving()?;
+        map.get(tp).filter(|h| h.generation == generation)
+    }
+
     /// The signal partition actors raise after publishing offsets.
     pub fn publish_signal(&self) -> PublishSignal {
         PublishSignal(self.published.clone())
@@ -74,19 +104,36 @@ impl PartitionRegistry {
         tps: impl IntoIterator<Item = Option<&'a TopicPartition>>,
     ) -> Vec<Option<PartitionOffsets>> {
         let map = self.inner.read();
+        let Some(generation) = self.guard.serving() else {
+            return tps.into_iter().map(|_| None).collect();
+        };
         tps.into_iter()
-            .map(|tp| tp.and_then(|tp| map.get(tp)).map(|h| *h.offsets.borrow()))
+            .map(|tp| {
+                tp.and_then(|tp| map.get(tp))
+                    .filter(|h| h.generation == generation)
+                    .map(|h| *h.offsets.borrow())
+            })
             .collect()
     }
 
-    /// The handle of a partition, if its actor runs here.
+    /// The handle of a partition, if its actor runs here and may serve.
     pub fn get(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
-        self.inner.read().get(tp).cloned()
+        self.serving(&self.inner.read(), tp).cloned()
     }
 
-    /// True if the partition's actor runs here (no handle is cloned).
+    /// True if the partition's actor runs here and may serve (no handle is cloned).
     pub fn contains(&self, tp: &TopicPartition) -> bool {
+        self.serving(&self.inner.read(), tp).is_some()
+    }
+
+    /// True if an actor of the partition runs here, whether or not it may serve.
+    pub fn runs(&self, tp: &TopicPartition) -> bool {
         self.inner.read().contains_key(tp)
+    }
+
+    /// The handle of a running actor, whether or not it may serve (its supervisor's view).
+    pub fn running(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
+        self.inner.read().get(tp).cloned()
     }
 
     /// Records a (re)started actor.
@@ -114,7 +161,7 @@ impl PartitionRegistry {
     ) -> Result<(Vec<BatchCoordinate>, PartitionOffsets), ReadError> {
         let h = {
             let map = self.inner.read();
-            let h = map.get(tp).ok_or(ReadError::NotOwner)?;
+            let h = self.serving(&map, tp).ok_or(ReadError::NotOwner)?;
             // A consumer at the end of the log (most partitions of a wide fetch) is answered
             // from the published offsets, without a message to the actor. They may lag the
             // actor's by one commit; then this answer is merely one commit early.
@@ -147,7 +194,7 @@ impl PartitionRegistry {
     ) -> Option<PartitionOffsets> {
         let mut rx = {
             let map = self.inner.read();
-            let offsets = &map.get(tp)?.offsets;
+            let offsets = &self.serving(&map, tp)?.offsets;
             let now = *offsets.borrow();
             if wait.is_zero() || now.high_watermark > above {
                 return Some(now);
@@ -155,8 +202,9 @@ impl PartitionRegistry {
             offsets.clone()
         };
         let _ = tokio::time::timeout(wait, rx.wait_for(|o| o.high_watermark > above)).await;
+        // The wait may have outlived the lease (a frozen node resumes here).
         let now = *rx.borrow();
-        Some(now)
+        self.contains(tp).then_some(now)
     }
 
     /// Raises the log start offset of a local partition.

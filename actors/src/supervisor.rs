@@ -14,6 +14,7 @@ use crate::gateway::{Gateway, GatewayArgs};
 use crate::group::{GroupLimits, GroupMsg};
 use crate::group_manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
+use crate::lease::LeaseGuard;
 use crate::mailbox::Post;
 use crate::membership::{self, Membership, MembershipArgs, MembershipConfig, MembershipMsg};
 use crate::mesh::{Mesh, MeshArgs, MeshConfig};
@@ -241,6 +242,7 @@ impl SupervisorState {
                     config: c.membership.clone(),
                     store: a.store.clone(),
                     live: a.live.clone(),
+                    guard: a.partitions.guard().clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Membership, args, me).await?;
                 a.slots.membership.set(Some(r.clone()));
@@ -302,6 +304,7 @@ impl SupervisorState {
                     directory: a.directory.clone(),
                     live: a.live.subscribe(),
                     max_restarts: c.max_restarts,
+                    guard: a.partitions.guard().clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
                 a.slots.groups.set(Some(r.clone()));
@@ -419,14 +422,17 @@ impl Node {
         blob: BlobStore,
         topics: SharedTopicLookup,
     ) -> Result<Node, NodeError> {
-        let partitions = PartitionRegistry::default();
         let slots = Arc::new(Slots::default());
         let directory = ActorDirectory::default();
-        let first = if config.cluster_mode {
+        let (first, guard) = if config.cluster_mode {
             membership::register(&store, &config.membership).await?
         } else {
-            LiveSet::single(config.membership.lease.clone())
+            (
+                LiveSet::single(config.membership.lease.clone()),
+                LeaseGuard::unleased(config.node_id),
+            )
         };
+        let partitions = PartitionRegistry::new(guard);
         let (live_tx, live) = watch::channel(Arc::new(first));
         let args = SupervisorArgs {
             live: Arc::new(live_tx),
@@ -496,15 +502,26 @@ impl Node {
         failed
     }
 
-    /// Graceful leave: ends the lease, so other nodes take over at their next renewal, and
-    /// stops (draining) every partition and group here. A no-op outside cluster mode.
+    /// Graceful leave: stops serving, stops renewing, hands every partition and group off
+    /// (draining, then releasing each in the store), then ends the lease, so other nodes
+    /// take over at once. A no-op outside cluster mode.
     pub async fn leave(&self) {
         let Some(m) = self.slots.membership.get() else {
             return;
         };
+        self.partitions.guard().revoke();
         let (tx, rx) = oneshot::channel();
         if m.post(MembershipMsg::Leave(tx)).is_ok() {
             let _ = rx.await;
+        }
+        self.place(Vec::new()).await;
+        let lease = &self.config.membership.lease;
+        if let Err(e) = self
+            .store
+            .release_lease(lease.node_id, lease.incarnation)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the lease; it will expire");
         }
         // Tell the others, so they re-read the leases now rather than at their next renewal.
         let live = self.live();
@@ -518,7 +535,6 @@ impl Node {
                 tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave");
             }
         }
-        self.place(Vec::new()).await;
     }
 
     /// The node's configuration.
@@ -779,8 +795,12 @@ impl Node {
         })
     }
 
-    /// The coordinator of `group_id`, started if `create` and not running.
+    /// The coordinator of `group_id`, started if `create` and not running; `None` while
+    /// this node's lease does not hold (see [`crate::lease`]).
     pub async fn group(&self, group_id: &str, create: bool) -> Option<ActorRef<GroupMsg>> {
+        if !self.partitions.guard().is_valid() {
+            return None;
+        }
         let m = self.slots.groups.get()?;
         let (tx, rx) = oneshot::channel();
         m.post(GroupManagerMsg::Get {

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 /// A minimal valid magic-2 batch with `count` records (record bodies are opaque to the
 /// broker, so the bytes after the header only need a correct CRC).
-fn batch(count: i32, producer: (i64, i16, i32)) -> Bytes {
+pub(crate) fn batch(count: i32, producer: (i64, i16, i32)) -> Bytes {
     let mut b = BytesMut::zeroed(61 + 8);
     let len = (b.len() - 12) as i32;
     b[8..12].copy_from_slice(&len.to_be_bytes());
@@ -46,7 +46,7 @@ fn crc32c(data: &[u8]) -> u32 {
 }
 
 #[derive(Debug)]
-struct NoTopics;
+pub(crate) struct NoTopics;
 
 impl crate::consumer_group::TopicLookup for NoTopics {
     fn lookup(&self, _name: &str) -> Option<(uuid::Uuid, i32)> {
@@ -87,7 +87,11 @@ async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
     (node, tp, dir)
 }
 
-async fn produce(node: &Node, tp: TopicPartition, b: Bytes) -> Result<AppendAck, AppendError> {
+pub(crate) async fn produce(
+    node: &Node,
+    tp: TopicPartition,
+    b: Bytes,
+) -> Result<AppendAck, AppendError> {
     let (tx, rx) = oneshot::channel();
     let batches = split_and_validate(&b).unwrap();
     node.produce(vec![PartAppend {
@@ -102,7 +106,7 @@ async fn produce(node: &Node, tp: TopicPartition, b: Bytes) -> Result<AppendAck,
         .expect("reply not dropped")
 }
 
-async fn read_all(node: &Node, tp: TopicPartition) -> Vec<(i64, BatchHeader)> {
+pub(crate) async fn read_all(node: &Node, tp: TopicPartition) -> Vec<(i64, BatchHeader)> {
     let (coords, _) = node.read(&tp, 0, 1 << 30).await.unwrap();
     let mut out = Vec::new();
     for c in coords {
@@ -234,6 +238,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
             ..GroupLimits::default()
         },
         topics: std::sync::Arc::new(NoTopics),
+        claimant: inkless_storage::metadata::Claimant::alone(1),
     };
     let (g, handle) = ractor::Actor::spawn(None, GroupCoordinator, args)
         .await

@@ -5,8 +5,8 @@
 //! Missing PostgreSQL binaries fail the tests: run `scripts/install-test-deps.sh`.
 
 use inkless_storage::metadata::{
-    self, conformance, AppendOutcome, BatchCoordinate, MetaError, MetadataStore, NewTopic,
-    PartitionAppend, PostgresStore, SharedMetadataStore,
+    self, conformance, AppendOutcome, BatchCoordinate, Claimant, MetaError, MetadataStore,
+    NewTopic, PartitionAppend, PostgresStore, SharedMetadataStore,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -258,14 +258,20 @@ async fn two_handles_on_one_database_fence_each_other() {
         producers: vec![],
     };
 
-    let first = a.claim_partition(t.id, 0, 1).await.expect("claim a");
+    let first = a
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("claim a");
     let out = a
         .commit_appends(vec![append(first.owner_epoch, vec![batch(0, 4, "o1")])])
         .await
         .expect("commit a");
     assert_eq!(out, vec![AppendOutcome::Committed]);
 
-    let second = b.claim_partition(t.id, 0, 2).await.expect("claim b");
+    let second = b
+        .claim_partition(t.id, 0, Claimant::alone(2))
+        .await
+        .expect("claim b");
     assert!(second.owner_epoch > first.owner_epoch);
     assert_eq!(second.high_watermark, 5);
     let out = a
@@ -316,7 +322,7 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2], "each migration applied once");
+    assert_eq!(versions, vec![1, 2, 3], "each migration applied once");
 
     let t = stores[0]
         .create_topic(NewTopic {
@@ -334,7 +340,10 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
         tokio::spawn(async move {
             let mut committed = 0;
             for round in 0..40 {
-                let st = s.claim_partition(t.id, 0, i as i32).await.expect("claim");
+                let st = s
+                    .claim_partition(t.id, 0, Claimant::alone(i as i32))
+                    .await
+                    .expect("claim");
                 let hwm = st.high_watermark;
                 let out = s
                     .commit_appends(vec![PartitionAppend {
@@ -362,7 +371,11 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
             let mine: Vec<i32> = (1..8).filter(|p| p % 2 == (i as i32) % 2).collect();
             let mut epochs = Vec::new();
             for &p in &mine {
-                epochs.push(s.claim_partition(t.id, p, i as i32).await.expect("claim"));
+                epochs.push(
+                    s.claim_partition(t.id, p, Claimant::alone(i as i32))
+                        .await
+                        .expect("claim"),
+                );
             }
             for round in 0..40i64 {
                 let mut appends: Vec<PartitionAppend> = mine
@@ -405,7 +418,10 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
         assert_eq!(b.base_offset, i as i64, "dense offsets");
     }
     for p in 1..8 {
-        let st = stores[0].claim_partition(t.id, p, 9).await.expect("claim");
+        let st = stores[0]
+            .claim_partition(t.id, p, Claimant::alone(9))
+            .await
+            .expect("claim");
         assert_eq!(st.high_watermark, 80);
     }
     drop(client);

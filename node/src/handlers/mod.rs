@@ -148,9 +148,11 @@ pub fn brokers(ctx: &Ctx, live: &LiveSet) -> Vec<BrokerEntry> {
     out
 }
 
-/// NOT_COORDINATOR when another node coordinates `group_id`.
+/// NOT_COORDINATOR when another node coordinates `group_id`, or this node's lease does not
+/// hold right now (it may have been taken over while this node was cut off or frozen).
 pub fn not_coordinator(ctx: &Ctx, group_id: &str) -> Option<i16> {
-    (!ctx.node.live().owns_group(group_id)).then_some(code::NOT_COORDINATOR)
+    let mine = ctx.node.live().owns_group(group_id) && ctx.node.partitions().guard().is_valid();
+    (!mine).then_some(code::NOT_COORDINATOR)
 }
 
 /// Kafka's "no authorized operations reported" value.

@@ -32,6 +32,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     producers_and_delete_records(&store).await;
     group_offsets(&store).await;
     leases(&store).await;
+    ownership(&store).await;
 }
 
 fn lease(node_id: i32, az: &str) -> NodeLease {
@@ -48,11 +49,11 @@ fn lease(node_id: i32, az: &str) -> NodeLease {
 async fn leases(s: &SharedMetadataStore) {
     let a = lease(1, "az-a");
     let b = lease(2, "az-b");
-    let seen = s.renew_lease(&a, 60_000).await.expect("register a");
+    let seen = s.renew_lease(&a, 60_000).await.expect("register a").nodes;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].lease, a);
     assert!(seen[0].is_live() && seen[0].expires_in_ms <= 60_000);
-    let seen = s.renew_lease(&b, 60_000).await.expect("register b");
+    let seen = s.renew_lease(&b, 60_000).await.expect("register b").nodes;
     let ids: Vec<i32> = seen.iter().map(|n| n.lease.node_id).collect();
     assert_eq!(ids, vec![1, 2]);
 
@@ -74,7 +75,7 @@ async fn leases(s: &SharedMetadataStore) {
         .find(|n| n.lease.node_id == 1)
         .expect("row")
         .is_live());
-    let seen = s.renew_lease(&a2, 60_000).await.expect("take over");
+    let seen = s.renew_lease(&a2, 60_000).await.expect("take over").nodes;
     let one = seen.iter().find(|n| n.lease.node_id == 1).expect("row");
     assert_eq!(one.lease.incarnation, a2.incarnation);
     assert!(one.is_live());
@@ -106,13 +107,23 @@ async fn group_offsets(s: &SharedMetadataStore) {
         metadata: format!("m{offset}"),
         commit_time_ms: 1_000 + offset,
     };
-    s.commit_offsets("g1", vec![o(0, 5), o(1, 7)])
+    let g1 = s
+        .claim_group("g1", Claimant::alone(1))
+        .await
+        .expect("claim");
+    let g2 = s
+        .claim_group("g2", Claimant::alone(1))
+        .await
+        .expect("claim");
+    s.commit_offsets("g1", g1, vec![o(0, 5), o(1, 7)])
         .await
         .expect("commit");
-    s.commit_offsets("g1", vec![o(0, 9)])
+    s.commit_offsets("g1", g1, vec![o(0, 9)])
         .await
         .expect("recommit");
-    s.commit_offsets("g2", vec![o(1, 1)]).await.expect("commit");
+    s.commit_offsets("g2", g2, vec![o(1, 1)])
+        .await
+        .expect("commit");
     assert_eq!(
         s.fetch_offsets("g1").await.expect("fetch"),
         vec![o(0, 9), o(1, 7)]
@@ -177,7 +188,7 @@ async fn topics(s: &SharedMetadataStore) {
     ));
     let t = s.create_partitions("alpha", 5).await.expect("grow");
     assert_eq!(t.partitions, 5);
-    s.claim_partition(t.id, 4, 1)
+    s.claim_partition(t.id, 4, Claimant::alone(1))
         .await
         .expect("new partition exists");
     assert_eq!(s.list_topics().await.expect("list"), vec![t.clone()]);
@@ -188,7 +199,7 @@ async fn topics(s: &SharedMetadataStore) {
         Err(MetaError::UnknownTopic(_))
     ));
     assert!(matches!(
-        s.claim_partition(t.id, 0, 1).await,
+        s.claim_partition(t.id, 0, Claimant::alone(1)).await,
         Err(MetaError::UnknownPartition(..))
     ));
 }
@@ -202,7 +213,10 @@ async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
         })
         .await
         .expect("create");
-    let first = s.claim_partition(t.id, 0, 1).await.expect("claim");
+    let first = s
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("claim");
     assert_eq!((first.high_watermark, first.log_start_offset), (0, 0));
     let append = |epoch, batches| PartitionAppend {
         topic_id: t.id,
@@ -266,7 +280,10 @@ async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
     assert_eq!(max.map(|b| b.base_offset), Some(5));
 
     // A new owner fences the old one.
-    let second = s.claim_partition(t.id, 0, 2).await.expect("claim");
+    let second = s
+        .claim_partition(t.id, 0, Claimant::alone(2))
+        .await
+        .expect("claim");
     assert!(second.owner_epoch > first.owner_epoch);
     assert_eq!(second.high_watermark, 6);
     let stale = s
@@ -298,7 +315,10 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
         })
         .await
         .expect("create");
-    let st = s.claim_partition(t.id, 0, 1).await.expect("claim");
+    let st = s
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("claim");
     let batches: Vec<_> = (0..7)
         .map(|i| batch(i * 2, i * 2 + 1, "p", i as u64 * 100, (a, 3, i as i32 * 2)))
         .collect();
@@ -318,7 +338,10 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
         .await
         .expect("commit");
     assert_eq!(out, vec![AppendOutcome::Committed]);
-    let st = s.claim_partition(t.id, 0, 1).await.expect("reclaim");
+    let st = s
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("reclaim");
     assert_eq!(st.producers.len(), 1);
     assert_eq!(st.producers[0].last_sequence, 13);
     let seqs: Vec<i32> = st
@@ -354,6 +377,170 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
         s.delete_records(t.id, 0, st.owner_epoch, 99).await,
         Err(MetaError::Invalid(_))
     ));
-    let st = s.claim_partition(t.id, 0, 1).await.expect("reclaim");
+    let st = s
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("reclaim");
     assert_eq!((st.log_start_offset, st.high_watermark), (5, 14));
+}
+
+/// Exclusive claims under leases: what a live lease holds cannot be taken, a release or an
+/// expiry frees it, and taking it from an expired lease breaks that lease.
+async fn ownership(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "owned".into(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let (a, b) = (lease(11, "az-a"), lease(12, "az-b"));
+    let ga = s
+        .renew_lease(&a, 60_000)
+        .await
+        .expect("register a")
+        .generation;
+    let gb = s
+        .renew_lease(&b, 60_000)
+        .await
+        .expect("register b")
+        .generation;
+    assert_ne!(ga, gb, "every lease gets its own generation");
+    let ca = Claimant {
+        node_id: 11,
+        lease_generation: Some(ga),
+    };
+    let cb = Claimant {
+        node_id: 12,
+        lease_generation: Some(gb),
+    };
+
+    // A live holder keeps it; its own re-claim (an actor restart) is allowed.
+    let first = s.claim_partition(t.id, 0, ca).await.expect("claim a");
+    match s.claim_partition(t.id, 0, cb).await {
+        Err(MetaError::OwnedElsewhere { owner: 11 }) => {}
+        other => panic!("expected OwnedElsewhere, got {other:?}"),
+    }
+    let again = s.claim_partition(t.id, 0, ca).await.expect("reclaim a");
+    assert_eq!(again.owner_epoch, first.owner_epoch + 1);
+    assert_eq!(
+        s.owned_partitions(ca).await.expect("owned"),
+        vec![(t.id, 0)]
+    );
+
+    // A release frees it, and fences the releaser's epoch.
+    assert_eq!(
+        s.release_partitions(cb, vec![(t.id, 0)])
+            .await
+            .expect("no-op"),
+        0
+    );
+    assert_eq!(
+        s.release_partitions(ca, vec![(t.id, 0)])
+            .await
+            .expect("release"),
+        1
+    );
+    let append = PartitionAppend {
+        topic_id: t.id,
+        partition: 0,
+        owner_epoch: again.owner_epoch,
+        batches: vec![batch(0, 0, "o1", 0, (-1, -1, -1))],
+        producers: vec![],
+    };
+    assert_eq!(
+        s.commit_appends(vec![append]).await.expect("commit"),
+        vec![AppendOutcome::Fenced]
+    );
+    s.claim_partition(t.id, 0, cb)
+        .await
+        .expect("claim b after release");
+    assert!(s.owned_partitions(ca).await.expect("owned").is_empty());
+
+    // A claim under a generation the claimant no longer holds is refused.
+    let stale = Claimant {
+        node_id: 11,
+        lease_generation: Some(ga + 1000),
+    };
+    assert!(matches!(
+        s.claim_partition(t.id, 1, stale).await,
+        Err(MetaError::LeaseLost { node_id: 11, .. })
+    ));
+
+    // A lapse nobody took advantage of keeps the generation.
+    s.renew_lease(&a, 1).await.expect("short renewal");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let view = s.renew_lease(&a, 60_000).await.expect("renew after lapse");
+    assert_eq!((view.generation, view.lapsed), (ga, true));
+
+    // Taking from an expired lease breaks it: its holder renews into a new generation.
+    s.claim_partition(t.id, 1, ca).await.expect("claim a");
+    s.renew_lease(&a, 1).await.expect("short renewal");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.claim_partition(t.id, 1, cb)
+        .await
+        .expect("take from the expired lease");
+    let view = s
+        .renew_lease(&a, 60_000)
+        .await
+        .expect("renew after the break");
+    assert_ne!(view.generation, ga);
+    assert!(matches!(
+        s.claim_partition(t.id, 1, ca).await,
+        Err(MetaError::LeaseLost { .. })
+    ));
+    let ca = Claimant {
+        node_id: 11,
+        lease_generation: Some(view.generation),
+    };
+
+    // Groups follow the same rules, and a stale coordinator's commits are fenced.
+    let e1 = s.claim_group("owned-g", ca).await.expect("claim group");
+    assert!(matches!(
+        s.claim_group("owned-g", cb).await,
+        Err(MetaError::OwnedElsewhere { owner: 11 })
+    ));
+    let o = CommittedOffset {
+        topic_id: t.id,
+        partition: 0,
+        offset: 3,
+        leader_epoch: 0,
+        metadata: String::new(),
+        commit_time_ms: 1,
+    };
+    s.commit_offsets("owned-g", e1, vec![o.clone()])
+        .await
+        .expect("commit");
+    assert_eq!(
+        s.owned_groups(ca).await.expect("owned"),
+        vec!["owned-g".to_string()]
+    );
+    assert_eq!(
+        s.release_groups(ca, vec!["owned-g".into()])
+            .await
+            .expect("release"),
+        1
+    );
+    let e2 = s.claim_group("owned-g", cb).await.expect("claim b");
+    assert!(e2 > e1);
+    assert!(matches!(
+        s.commit_offsets("owned-g", e1, vec![o.clone()]).await,
+        Err(MetaError::GroupFenced(_))
+    ));
+    s.commit_offsets("owned-g", e2, vec![o])
+        .await
+        .expect("commit b");
+
+    // A new incarnation of a node id gets a new generation.
+    s.release_lease(11, a.incarnation).await.expect("leave");
+    let a2 = lease(11, "az-a");
+    let g2 = s
+        .renew_lease(&a2, 60_000)
+        .await
+        .expect("re-register")
+        .generation;
+    assert!(g2 != ga && g2 != view.generation);
+    s.release_lease(11, a2.incarnation).await.expect("leave");
+    s.release_lease(12, b.incarnation).await.expect("leave");
 }

@@ -6,9 +6,17 @@
 //! implementations chosen by URL (`sqlite://` now, `postgres://` for clusters); all share
 //! one test suite ([`conformance`]).
 //!
-//! Fencing: every write to a partition carries the owner epoch its writer claimed with
-//! [`MetadataStore::claim_partition`]; a write with an older epoch is refused, so a stale
-//! owner can never write after its partition moved.
+//! Ownership: a partition (or a consumer group) is claimed with
+//! [`MetadataStore::claim_partition`] ([`MetadataStore::claim_group`]) by a [`Claimant`]: a
+//! node under one generation of its lease. A claim succeeds only when the thing is free
+//! (never owned, or released), already the claimant's, or held under a lease that has
+//! expired on the store's clock; taking it from an expired lease *breaks* that lease (gives
+//! its row a new generation), so its holder learns at its next renewal that everything it
+//! held under the old generation is gone. So at most one live lease holds a thing at a time.
+//!
+//! Fencing: every write to a partition (or a group's offsets) carries the owner epoch its
+//! writer claimed; a write with an older epoch is refused, so a stale owner can never write
+//! after its partition moved.
 
 pub mod conformance;
 mod postgres;
@@ -47,6 +55,23 @@ pub enum MetaError {
         /// Time left on the other incarnation's lease.
         expires_in_ms: i64,
     },
+    /// The thing is held by another node under a live lease: it must release it first.
+    #[error("held by node {owner} under a live lease")]
+    OwnedElsewhere {
+        /// The node holding it.
+        owner: i32,
+    },
+    /// The claimant's own lease is not live under the generation it claimed with.
+    #[error("the lease of node {node_id} is not live under generation {generation}")]
+    LeaseLost {
+        /// The claimant.
+        node_id: i32,
+        /// The generation it claimed with.
+        generation: i64,
+    },
+    /// The group's offsets were written by a coordinator with a stale owner epoch.
+    #[error("group {0} is coordinated under a newer epoch")]
+    GroupFenced(String),
     /// The database failed.
     #[error("metadata database: {0}")]
     Database(String),
@@ -137,6 +162,42 @@ pub struct CommittedOffset {
     pub metadata: String,
     /// When it was committed.
     pub commit_time_ms: i64,
+}
+
+/// Who claims a partition or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimant {
+    /// The claiming node.
+    pub node_id: i32,
+    /// The generation of the node's lease ([`LeaseView::generation`]); `None` for a node
+    /// that runs alone without leases, whose claims always succeed.
+    pub lease_generation: Option<i64>,
+}
+
+impl Claimant {
+    /// A node alone, without leases.
+    pub fn alone(node_id: i32) -> Self {
+        Self {
+            node_id,
+            lease_generation: None,
+        }
+    }
+}
+
+/// A partition: topic id and index.
+pub type PartitionKey = (Uuid, i32);
+
+/// What a lease renewal returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The generation of this node's lease. It changes when another node took something
+    /// from the lease after it expired, and for every new incarnation; whatever the node
+    /// holds under an older generation is no longer its own.
+    pub generation: i64,
+    /// True when the lease had expired on the store's clock before this renewal.
+    pub lapsed: bool,
+    /// Every lease row, by node id.
+    pub nodes: Vec<NodeStatus>,
 }
 
 /// State of a partition when its owner claims it.
@@ -264,13 +325,31 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     ) -> MetaResult<TopicRecord>;
     /// Raises the partition count to `total`.
     async fn create_partitions(&self, name: &str, total: i32) -> MetaResult<TopicRecord>;
-    /// Takes ownership of a partition: bumps its owner epoch and returns its state.
+    /// Takes ownership of a partition (see the module documentation for when that is
+    /// allowed; otherwise [`MetaError::OwnedElsewhere`] or [`MetaError::LeaseLost`]): bumps
+    /// its owner epoch and returns its state.
     async fn claim_partition(
         &self,
         topic_id: Uuid,
         partition: i32,
-        node_id: i32,
+        claimant: Claimant,
     ) -> MetaResult<PartitionState>;
+    /// Gives up partitions the claimant holds (others are left alone), bumping their owner
+    /// epochs so that nothing in flight from the old owner can commit. Returns how many.
+    async fn release_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<u64>;
+    /// The partitions the claimant holds.
+    async fn owned_partitions(&self, claimant: Claimant) -> MetaResult<Vec<PartitionKey>>;
+    /// Takes the coordination of a consumer group (same rules as a partition) and returns
+    /// the group's new owner epoch, which [`MetadataStore::commit_offsets`] checks.
+    async fn claim_group(&self, group: &str, claimant: Claimant) -> MetaResult<i64>;
+    /// Gives up groups the claimant coordinates. Returns how many.
+    async fn release_groups(&self, claimant: Claimant, groups: Vec<String>) -> MetaResult<u64>;
+    /// The groups the claimant coordinates.
+    async fn owned_groups(&self, claimant: Claimant) -> MetaResult<Vec<String>>;
     /// Commits appends of many partitions in one transaction. Each partition is checked on
     /// its own (epoch, contiguity); the others still commit.
     async fn commit_appends(&self, appends: Vec<PartitionAppend>)
@@ -306,8 +385,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         owner_epoch: i64,
         offset: i64,
     ) -> MetaResult<i64>;
-    /// Stores (replacing) committed offsets of a consumer group.
-    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> MetaResult<()>;
+    /// Stores (replacing) committed offsets of a consumer group, if `owner_epoch` is the
+    /// group's current owner epoch (else [`MetaError::GroupFenced`]).
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<()>;
     /// Every committed offset of a group.
     async fn fetch_offsets(&self, group: &str) -> MetaResult<Vec<CommittedOffset>>;
     /// Deletes a group's offsets (all, or the listed partitions); returns how many.
@@ -320,9 +405,9 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// A new, never used producer id.
     async fn allocate_producer_id(&self) -> MetaResult<i64>;
     /// Registers or renews this node's lease until `ttl_ms` from now (the store's clock) and
-    /// returns every lease row. Refused with [`MetaError::LeaseHeld`] while another
-    /// incarnation of the same node id holds an unexpired lease.
-    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<Vec<NodeStatus>>;
+    /// returns its generation and every lease row. Refused with [`MetaError::LeaseHeld`]
+    /// while another incarnation of the same node id holds an unexpired lease.
+    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView>;
     /// Ends this incarnation's lease at once (graceful leave).
     async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()>;
     /// Every lease row, live or recently expired, by node id.

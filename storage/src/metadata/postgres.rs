@@ -14,6 +14,8 @@
 //! partitions in one statement, in key order, and writes all its rows with one `UNNEST`
 //! statement per table, pipelined on one connection.
 
+mod ownership;
+
 use super::sqlite::PRODUCER_BATCHES_KEPT;
 use super::*;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -116,10 +118,27 @@ CREATE TABLE node_leases (
     expires_ms BIGINT NOT NULL
 );
 "#,
+    r#"
+CREATE SEQUENCE lease_generations START WITH 1;
+ALTER TABLE node_leases ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE partitions ADD COLUMN owner_generation BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX partitions_by_owner ON partitions (owner_node, owner_generation);
+CREATE TABLE group_owners (
+    group_id TEXT COLLATE "C" PRIMARY KEY,
+    owner_node INTEGER NOT NULL,
+    owner_generation BIGINT NOT NULL,
+    owner_epoch BIGINT NOT NULL
+);
+CREATE INDEX group_owners_by_owner ON group_owners (owner_node, owner_generation);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0069_6e6b_6c65_7373;
+
+/// Longest time one attempt of a call may take before it fails (the database, or the
+/// network to it, stopped answering; without this a call would hang for TCP's timeouts).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Attempts of one call that keeps hitting deadlocks or serialization failures.
 const MAX_ATTEMPTS: u32 = 5;
@@ -352,7 +371,9 @@ impl PostgresStore {
     }
 
     /// Runs `body` in one READ COMMITTED transaction, retrying it from the start when the
-    /// database rolled it back on a deadlock or serialization failure.
+    /// database rolled it back on a deadlock or serialization failure. An attempt that takes
+    /// longer than [`CALL_TIMEOUT`] (a database that stopped answering) fails, and its
+    /// connection is taken out of the pool, since it may still be inside the transaction.
     async fn with_tx<T, F>(&self, mut body: F) -> MetaResult<T>
     where
         T: Send,
@@ -361,13 +382,20 @@ impl PostgresStore {
         let mut attempt = 1;
         loop {
             let mut client = self.client().await?;
-            let result: TxResult<T> = async {
+            let result = tokio::time::timeout(CALL_TIMEOUT, async {
                 let tx = client.transaction().await?;
                 let out = body(&tx).await?;
                 tx.commit().await?;
                 Ok(out)
-            }
+            })
             .await;
+            let result: TxResult<T> = match result {
+                Ok(r) => r,
+                Err(_) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    return Err(timed_out());
+                }
+            };
             match result {
                 Err(TxError::Pg(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
                     tracing::debug!(attempt, error = %pg(e), "metadata transaction conflict; retrying");
@@ -380,12 +408,29 @@ impl PostgresStore {
         }
     }
 
-    /// Runs one read statement outside any explicit transaction.
+    /// Runs one read statement outside any explicit transaction (bounded like [`Self::with_tx`]).
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> MetaResult<Vec<Row>> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
-        client.query(&stmt, params).await.map_err(pg)
+        let result = tokio::time::timeout(CALL_TIMEOUT, async {
+            let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+            client.query(&stmt, params).await.map_err(pg)
+        })
+        .await;
+        match result {
+            Ok(r) => r,
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(timed_out())
+            }
+        }
     }
+}
+
+fn timed_out() -> MetaError {
+    MetaError::Database(format!(
+        "no answer from the database within {} s",
+        CALL_TIMEOUT.as_secs()
+    ))
 }
 
 /// Columns of a [`BatchCoordinate`], in [`batch_row`] order, from `batches b JOIN objects o`.
@@ -660,19 +705,10 @@ async fn claim_partition_tx(
     tx: &Tx<'_>,
     topic_id: Uuid,
     partition: i32,
-    node_id: i32,
+    claimant: Claimant,
 ) -> TxResult<PartitionState> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = $3 WHERE topic_id = $1 AND partition = $2 RETURNING owner_epoch, log_start_offset, high_watermark",
-        )
-        .await?;
-    let row = tx
-        .query_opt(&stmt, &[&topic_id, &partition, &node_id])
-        .await?
-        .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
     let (owner_epoch, log_start_offset, high_watermark) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        ownership::claim_partition_row(tx, topic_id, partition, claimant).await?;
     // The partition row stays locked until commit, so no append can slip in between.
     let producers_sql = "SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id";
     let batches_sql = format!(
@@ -909,10 +945,73 @@ impl MetadataStore for PostgresStore {
         &self,
         topic_id: Uuid,
         partition: i32,
-        node_id: i32,
+        claimant: Claimant,
     ) -> MetaResult<PartitionState> {
-        self.with_tx(move |tx| Box::pin(claim_partition_tx(tx, topic_id, partition, node_id)))
+        self.with_tx(move |tx| Box::pin(claim_partition_tx(tx, topic_id, partition, claimant)))
             .await
+    }
+
+    async fn release_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<u64> {
+        if partitions.is_empty() {
+            return Ok(0);
+        }
+        let partitions = Arc::new(partitions);
+        self.with_tx(move |tx| {
+            let partitions = partitions.clone();
+            Box::pin(async move { ownership::release_partitions(tx, claimant, &partitions).await })
+        })
+        .await
+    }
+
+    async fn owned_partitions(&self, claimant: Claimant) -> MetaResult<Vec<PartitionKey>> {
+        let rows = self
+            .query(
+                "SELECT topic_id, partition FROM partitions WHERE owner_node = $1 AND owner_generation = $2",
+                &[&claimant.node_id, &ownership::generation(claimant)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(pg)
+    }
+
+    async fn claim_group(&self, group: &str, claimant: Claimant) -> MetaResult<i64> {
+        let group: Arc<str> = group.into();
+        self.with_tx(move |tx| {
+            let group = group.clone();
+            Box::pin(async move { ownership::claim_group(tx, &group, claimant).await })
+        })
+        .await
+    }
+
+    async fn release_groups(&self, claimant: Claimant, groups: Vec<String>) -> MetaResult<u64> {
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let groups = Arc::new(groups);
+        self.with_tx(move |tx| {
+            let groups = groups.clone();
+            Box::pin(async move { ownership::release_groups(tx, claimant, &groups).await })
+        })
+        .await
+    }
+
+    async fn owned_groups(&self, claimant: Claimant) -> MetaResult<Vec<String>> {
+        let rows = self
+            .query(
+                "SELECT group_id FROM group_owners WHERE owner_node = $1 AND owner_generation = $2 ORDER BY group_id",
+                &[&claimant.node_id, &ownership::generation(claimant)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(pg)
     }
 
     async fn commit_appends(
@@ -1016,14 +1115,16 @@ impl MetadataStore for PostgresStore {
         .await
     }
 
-    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> MetaResult<()> {
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<()> {
         // One row per partition (the last one wins, as with one upsert after another).
         let mut last: BTreeMap<(Uuid, i32), CommittedOffset> = BTreeMap::new();
         for o in offsets {
             last.insert((o.topic_id, o.partition), o);
-        }
-        if last.is_empty() {
-            return Ok(());
         }
         let mut cols = (
             Vec::new(),
@@ -1046,6 +1147,10 @@ impl MetadataStore for PostgresStore {
         self.with_tx(move |tx| {
             let (cols, group) = (cols.clone(), group.clone());
             Box::pin(async move {
+                ownership::check_group_epoch(tx, &group, owner_epoch).await?;
+                if cols.0.is_empty() {
+                    return Ok(());
+                }
                 let stmt = tx
                     .prepare_cached(
                         "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms) SELECT $1::text, t, p, o, e, m, c FROM UNNEST($2::uuid[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::int8[]) AS u(t, p, o, e, m, c) ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
@@ -1160,55 +1265,11 @@ impl MetadataStore for PostgresStore {
             .map_err(pg)
     }
 
-    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<Vec<NodeStatus>> {
+    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
         let lease = lease.clone();
         self.with_tx(move |tx| {
             let lease = lease.clone();
-            Box::pin(async move {
-                // The database's clock, so that nodes with skewed clocks agree on expiry.
-                let now = store_now(tx).await?;
-                tx.execute(
-                    "DELETE FROM node_leases WHERE expires_ms < $1",
-                    &[&(now - EXPIRED_LEASE_KEPT_MS)],
-                )
-                .await?;
-                let updated = tx
-                    .execute(
-                        "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                         ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
-                             kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
-                             admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
-                             expires_ms = excluded.expires_ms
-                         WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= $7",
-                        &[
-                            &lease.node_id,
-                            &lease.incarnation,
-                            &lease.az,
-                            &lease.kafka_addr,
-                            &lease.cluster_addr,
-                            &lease.admin_addr,
-                            &now,
-                            &(now + ttl_ms),
-                        ],
-                    )
-                    .await?;
-                if updated == 0 {
-                    let expires: i64 = tx
-                        .query_one(
-                            "SELECT expires_ms FROM node_leases WHERE node_id = $1",
-                            &[&lease.node_id],
-                        )
-                        .await?
-                        .try_get(0)?;
-                    return Err(MetaError::LeaseHeld {
-                        node_id: lease.node_id,
-                        expires_in_ms: expires - now,
-                    }
-                    .into());
-                }
-                all_nodes(tx, now).await
-            })
+            Box::pin(async move { renew_lease_tx(tx, &lease, ttl_ms).await })
         })
         .await
     }
@@ -1231,6 +1292,74 @@ impl MetadataStore for PostgresStore {
         })
         .await
     }
+}
+
+/// Registers or renews a lease. The row is locked by the update, so a claim that breaks this
+/// lease either commits first (and the renewal returns the new generation) or waits and
+/// finds the lease renewed. A row is taken over by a new incarnation only when expired, and
+/// gets a new generation; a renewal of the same incarnation keeps its generation.
+async fn renew_lease_tx(tx: &Tx<'_>, lease: &NodeLease, ttl_ms: i64) -> TxResult<LeaseView> {
+    // The database's clock, so that nodes with skewed clocks agree on expiry.
+    let now = store_now(tx).await?;
+    tx.execute(
+        "DELETE FROM node_leases WHERE expires_ms < $1",
+        &[&(now - EXPIRED_LEASE_KEPT_MS)],
+    )
+    .await?;
+    let before = tx
+        .query_opt(
+            "SELECT incarnation, expires_ms FROM node_leases WHERE node_id = $1 FOR UPDATE",
+            &[&lease.node_id],
+        )
+        .await?;
+    let lapsed = match &before {
+        Some(r) => {
+            let (incarnation, expires): (Uuid, i64) = (r.try_get(0)?, r.try_get(1)?);
+            if incarnation != lease.incarnation && expires > now {
+                return Err(MetaError::LeaseHeld {
+                    node_id: lease.node_id,
+                    expires_in_ms: expires - now,
+                }
+                .into());
+            }
+            incarnation == lease.incarnation && expires <= now
+        }
+        None => false,
+    };
+    let row = tx
+        .query_opt(
+            "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms, generation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nextval('lease_generations'))
+             ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
+                 kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
+                 admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
+                 expires_ms = excluded.expires_ms,
+                 generation = CASE WHEN node_leases.incarnation = excluded.incarnation AND node_leases.generation > 0
+                     THEN node_leases.generation ELSE excluded.generation END
+             WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= $7
+             RETURNING generation",
+            &[
+                &lease.node_id,
+                &lease.incarnation,
+                &lease.az,
+                &lease.kafka_addr,
+                &lease.cluster_addr,
+                &lease.admin_addr,
+                &now,
+                &(now + ttl_ms),
+            ],
+        )
+        .await?
+        // Another incarnation registered between our read and our write.
+        .ok_or(MetaError::LeaseHeld {
+            node_id: lease.node_id,
+            expires_in_ms: ttl_ms,
+        })?;
+    Ok(LeaseView {
+        generation: row.try_get(0)?,
+        lapsed,
+        nodes: all_nodes(tx, now).await?,
+    })
 }
 
 /// Milliseconds since the Unix epoch on the database's clock.

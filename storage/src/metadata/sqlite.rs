@@ -5,6 +5,8 @@
 //! (not an OS crash; see docs/configuration.md). Schema changes are numbered migrations
 //! recorded in `PRAGMA user_version`.
 
+mod ownership;
+
 use super::*;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -95,6 +97,20 @@ CREATE TABLE node_leases (
     renewed_ms BIGINT NOT NULL,
     expires_ms BIGINT NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE lease_generation_seq (next BIGINT NOT NULL);
+INSERT INTO lease_generation_seq (next) VALUES (1);
+ALTER TABLE node_leases ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE partitions ADD COLUMN owner_generation BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX partitions_by_owner ON partitions (owner_node, owner_generation);
+CREATE TABLE group_owners (
+    group_id TEXT PRIMARY KEY,
+    owner_node INTEGER NOT NULL,
+    owner_generation BIGINT NOT NULL,
+    owner_epoch BIGINT NOT NULL
+);
+CREATE INDEX group_owners_by_owner ON group_owners (owner_node, owner_generation);
 "#,
 ];
 
@@ -526,19 +542,11 @@ impl MetadataStore for SqliteStore {
         &self,
         topic_id: Uuid,
         partition: i32,
-        node_id: i32,
+        claimant: Claimant,
     ) -> MetaResult<PartitionState> {
         self.with_tx(move |tx| {
             let id = topic_id.to_string();
-            let n = tx
-                .execute(
-                    "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = ?3 WHERE topic_id = ?1 AND partition = ?2",
-                    params![id, partition, node_id],
-                )
-                .map_err(db)?;
-            if n == 0 {
-                return Err(MetaError::UnknownPartition(topic_id, partition));
-            }
+            ownership::claim_partition_row(tx, topic_id, partition, claimant)?;
             let (owner_epoch, log_start_offset, high_watermark) = partition_row(tx, topic_id, partition)?
                 .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
             let producers: Vec<ProducerRecord> = {
@@ -576,6 +584,36 @@ impl MetadataStore for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn release_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<u64> {
+        self.with_tx(move |tx| ownership::release_partitions(tx, claimant, &partitions))
+            .await
+    }
+
+    async fn owned_partitions(&self, claimant: Claimant) -> MetaResult<Vec<PartitionKey>> {
+        self.with_tx(move |tx| ownership::owned_partitions(tx, claimant))
+            .await
+    }
+
+    async fn claim_group(&self, group: &str, claimant: Claimant) -> MetaResult<i64> {
+        let group = group.to_string();
+        self.with_tx(move |tx| ownership::claim_group(tx, &group, claimant))
+            .await
+    }
+
+    async fn release_groups(&self, claimant: Claimant, groups: Vec<String>) -> MetaResult<u64> {
+        self.with_tx(move |tx| ownership::release_groups(tx, claimant, &groups))
+            .await
+    }
+
+    async fn owned_groups(&self, claimant: Claimant) -> MetaResult<Vec<String>> {
+        self.with_tx(move |tx| ownership::owned_groups(tx, claimant))
+            .await
     }
 
     async fn commit_appends(
@@ -694,9 +732,15 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> MetaResult<()> {
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<()> {
         let group = group.to_string();
         self.with_tx(move |tx| {
+            ownership::check_group_epoch(tx, &group, owner_epoch)?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO group_offsets (group_id, topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
@@ -817,52 +861,10 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<Vec<NodeStatus>> {
+    async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
         let lease = lease.clone();
-        self.with_tx(move |tx| {
-            let now = crate::now_ms();
-            tx.execute(
-                "DELETE FROM node_leases WHERE expires_ms < ?1",
-                params![now - EXPIRED_LEASE_KEPT_MS],
-            )
-            .map_err(db)?;
-            let updated = tx
-                .execute(
-                    "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
-                         kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
-                         admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
-                         expires_ms = excluded.expires_ms
-                     WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= ?7",
-                    params![
-                        lease.node_id,
-                        lease.incarnation.to_string(),
-                        lease.az,
-                        lease.kafka_addr,
-                        lease.cluster_addr,
-                        lease.admin_addr,
-                        now,
-                        now + ttl_ms
-                    ],
-                )
-                .map_err(db)?;
-            if updated == 0 {
-                let expires: i64 = tx
-                    .query_row(
-                        "SELECT expires_ms FROM node_leases WHERE node_id = ?1",
-                        params![lease.node_id],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                return Err(MetaError::LeaseHeld {
-                    node_id: lease.node_id,
-                    expires_in_ms: expires - now,
-                });
-            }
-            all_nodes(tx, now)
-        })
-        .await
+        self.with_tx(move |tx| renew_lease_tx(tx, &lease, ttl_ms))
+            .await
     }
 
     async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()> {
@@ -880,6 +882,62 @@ impl MetadataStore for SqliteStore {
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
         self.with_tx(|tx| all_nodes(tx, crate::now_ms())).await
     }
+}
+
+/// Registers or renews a lease (see PostgreSQL's `renew_lease_tx` for the rules).
+fn renew_lease_tx(tx: &Transaction<'_>, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
+    let now = crate::now_ms();
+    tx.execute(
+        "DELETE FROM node_leases WHERE expires_ms < ?1",
+        params![now - EXPIRED_LEASE_KEPT_MS],
+    )
+    .map_err(db)?;
+    let before: Option<(String, i64, i64)> = tx
+        .query_row(
+            "SELECT incarnation, expires_ms, generation FROM node_leases WHERE node_id = ?1",
+            params![lease.node_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let mine = lease.incarnation.to_string();
+    let (generation, lapsed) = match before {
+        Some((inc, expires, _)) if inc != mine && expires > now => {
+            return Err(MetaError::LeaseHeld {
+                node_id: lease.node_id,
+                expires_in_ms: expires - now,
+            })
+        }
+        Some((inc, expires, generation)) if inc == mine && generation > 0 => {
+            (generation, expires <= now)
+        }
+        _ => (ownership::next_generation(tx)?, false),
+    };
+    tx.execute(
+        "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms, generation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
+             kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
+             admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
+             expires_ms = excluded.expires_ms, generation = excluded.generation",
+        params![
+            lease.node_id,
+            mine,
+            lease.az,
+            lease.kafka_addr,
+            lease.cluster_addr,
+            lease.admin_addr,
+            now,
+            now + ttl_ms,
+            generation
+        ],
+    )
+    .map_err(db)?;
+    Ok(LeaseView {
+        generation,
+        lapsed,
+        nodes: all_nodes(tx, now)?,
+    })
 }
 
 fn all_nodes(tx: &Transaction<'_>, now: i64) -> MetaResult<Vec<NodeStatus>> {
