@@ -15,6 +15,7 @@ use crate::cache::{read_through, CacheMsg};
 use crate::mailbox::Post;
 use crate::membership::MembershipMsg;
 use crate::partition::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
+use crate::partition_manager::ManagerMsg;
 use crate::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, ReadError, TopicPartition};
 use bincode::Options;
@@ -96,6 +97,9 @@ pub enum Request {
         /// End (exclusive).
         end: u64,
     },
+    /// The sender released these partitions, which placement gives to the receiver: claim
+    /// them now rather than at the next retry.
+    Released(Vec<TopicPartition>),
 }
 
 /// The answer to a [`Request`].
@@ -191,6 +195,8 @@ pub struct GatewayArgs {
     pub cache: Arc<ActorSlot<CacheMsg>>,
     /// Local membership actor.
     pub membership: Arc<ActorSlot<MembershipMsg>>,
+    /// Local partition manager.
+    pub manager: Arc<ActorSlot<ManagerMsg>>,
 }
 
 /// The actor; see the module documentation.
@@ -256,6 +262,14 @@ impl GatewayArgs {
             Request::DeleteRecords { tp, offset } => answer_later(port, async move {
                 Response::DeleteRecords(partitions.delete_records(&tp, offset).await)
             }),
+            Request::Released(tps) => {
+                if let Some(m) = self.manager.get() {
+                    for tp in tps {
+                        let _ = m.post(ManagerMsg::Restart(tp));
+                    }
+                }
+                reply(port, Response::Ack);
+            }
             Request::MembershipChanged => {
                 if let Some(m) = self.membership.get() {
                     let _ = m.post(MembershipMsg::Renew);

@@ -17,6 +17,7 @@
 //! metadata store; more than `max_restarts` failures of one partition within a minute
 //! escalate: the manager fails and the NodeSupervisor decides.
 
+use crate::gateway::{self, Request};
 use crate::index_writer::IndexMsg;
 use crate::mailbox::Post;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
@@ -36,6 +37,8 @@ use tokio::sync::{oneshot, watch};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// First delay before retrying a partition whose start failed (e.g. not released yet).
 const RESTART_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// How long a release notice to a new owner may take.
+const RELEASE_NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest delay between retries of a partition's start.
 const RESTART_RETRY_MAX: Duration = Duration::from_secs(2);
 
@@ -306,12 +309,33 @@ impl ManagerState {
         if live.me_live {
             self.release(moved.iter().map(|tp| (tp.topic_id, tp.partition)).collect())
                 .await;
+            tell_new_owners(&live, moved);
         }
         let failed = self.ensure(myself, owned.into_iter().collect()).await;
         if live.me_live {
             self.release_strays().await;
         }
         failed
+    }
+}
+
+/// Tells each new owner which of its partitions were just released, so it claims them now
+/// instead of at its next retry (best effort: the retry gets there anyway).
+fn tell_new_owners(live: &LiveSet, released: Vec<TopicPartition>) {
+    let mut by_owner: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
+    for tp in released {
+        if let Some(owner) = live.partition_owner(&tp).filter(|o| *o != live.me) {
+            by_owner.entry(owner).or_default().push(tp);
+        }
+    }
+    for (owner, tps) in by_owner {
+        let sent = gateway::send(owner, &Request::Released(tps), RELEASE_NOTICE_TIMEOUT);
+        match sent {
+            Ok(answer) => {
+                tokio::spawn(answer);
+            }
+            Err(e) => tracing::debug!(owner, error = %e, "could not tell the new owner"),
+        }
     }
 }
 

@@ -233,6 +233,7 @@ impl SupervisorState {
                     partitions: a.partitions.clone(),
                     cache: a.slots.cache.clone(),
                     membership: a.slots.membership.clone(),
+                    manager: a.slots.manager.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Gateway, args, me).await?;
                 r.get_cell()
@@ -389,6 +390,34 @@ impl Actor for NodeSupervisor {
     }
 }
 
+/// Tells the peers that this node joined, so that they re-read the leases (and hand over
+/// its partitions) now rather than at their next renewal. The mesh dials them in the
+/// background, so this tries for about two seconds.
+async fn announce_join(live: watch::Receiver<Arc<LiveSet>>) {
+    let mut told = std::collections::HashSet::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let set = live.borrow().clone();
+        let peers: Vec<i32> = set
+            .nodes
+            .iter()
+            .map(|n| n.node_id)
+            .filter(|id| *id != set.me && !told.contains(id))
+            .collect();
+        if peers.is_empty() && !told.is_empty() {
+            return;
+        }
+        for peer in peers {
+            if let Ok(answer) =
+                gateway::send(peer, &Request::MembershipChanged, Duration::from_secs(1))
+            {
+                tokio::spawn(answer);
+                told.insert(peer);
+            }
+        }
+    }
+}
+
 /// Where a partition is served from, as seen by this node.
 enum Route {
     /// Its actor runs here.
@@ -457,6 +486,9 @@ impl Node {
             let _ = handle.await;
             let _ = tx.send(true);
         });
+        if config.cluster_mode {
+            tokio::spawn(announce_join(live.clone()));
+        }
         Ok(Node {
             directory,
             config,
