@@ -15,6 +15,7 @@ import struct
 
 API_VERSIONS, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, OFFSET_COMMIT, LEAVE_GROUP = 18, 11, 14, 12, 8, 13
 PRODUCE = 0
+LIST_OFFSETS = 2
 USED_VERSIONS = {JOIN_GROUP: 5, SYNC_GROUP: 3, HEARTBEAT: 3, OFFSET_COMMIT: 7, LEAVE_GROUP: 3}
 
 NONE = 0
@@ -156,6 +157,15 @@ class Conn:
         (_, parts), = topics
         (_, err, base, _), = parts
         return err, base
+
+    def latest_offset(self, topic: str, partition: int) -> tuple[int, int]:
+        """One ListOffsets v1 for the latest offset; returns (error code, offset)."""
+        body = i32(-1) + array([string(topic) + array([i32(partition) + i64(-1)])])
+        r = self.request(LIST_OFFSETS, 1, body)
+        topics = r.array(lambda t: (t.string(), t.array(lambda p: (p.i32(), p.i16(), p.i64(), p.i64()))))
+        (_, parts), = topics
+        (_, err, _, offset), = parts
+        return err, offset
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
         r = self.request(API_VERSIONS, 0, b"")

@@ -13,11 +13,16 @@
 4. A node cut off from the metadata store is fenced: once its partitions moved, a produce
    sent to it is refused, and nothing it held appears in the log; after the cut heals it
    rejoins and serves again.
+5. A frozen node (SIGSTOP) whose partitions moved answers the requests that waited on its
+   connections with NOT_LEADER_OR_FOLLOWER the moment it resumes, never from the state it
+   held before (ADR 0009).
 Nodes run without a data directory; the test checks none was created.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -429,6 +434,52 @@ def test_node_cut_from_the_metadata_store_is_fenced(cluster):
         log(f"after the cut healed every partition answered produce in {produced:.2f} s")
     finally:
         proxy.close()
+
+
+def test_a_frozen_node_answers_not_leader_when_it_resumes(cluster):
+    partitions = 12
+    topic = uniq("frozen")
+    create_topic(cluster.bootstrap, topic, partitions)
+    wait_placed(cluster, partitions)
+    owners = partition_owners(cluster)
+    p, (victim_id,) = next((int(name.rsplit("/", 1)[1]), nodes) for name, nodes in sorted(owners.items()))
+    victim = cluster.nodes[victim_id]
+    with wire.Conn(victim.bootstrap) as conn:
+        err, _ = conn.produce(topic, p, [b"before-freeze"])
+        assert err == 0, f"produce to the owner before the freeze: error {err}"
+    waiting = wire.Conn(victim.bootstrap, timeout=30)
+    try:
+        os.kill(victim.proc.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        # The others take the partition over and extend its log past what the victim knew.
+        other = next(n for n in cluster.live() if n is not victim)
+        deadline = frozen_at + 30
+        while True:
+            with wire.Conn(other.bootstrap, timeout=10) as c:
+                err, _ = c.produce(topic, p, [b"after-takeover"], timeout_ms=2000)
+            if err == 0:
+                break
+            assert time.monotonic() < deadline, f"partition {p} was not taken over within 30 s (error {err})"
+            time.sleep(0.2)
+        moved = time.monotonic() - frozen_at
+        # A request that waited on the frozen node's connection...
+        answer: list = []
+        asker = threading.Thread(target=lambda: answer.append(waiting.latest_offset(topic, p)))
+        asker.start()
+        time.sleep(0.5)
+        resumed_at = time.monotonic()
+        os.kill(victim.proc.pid, signal.SIGCONT)
+        asker.join(20)
+        waited = time.monotonic() - resumed_at
+        assert answer, "the resumed node did not answer within 20 s"
+        err, offset = answer[0]
+        # ...is refused at once, not answered from the high watermark the node held (1).
+        assert err == 6, f"the resumed node answered error {err} offset {offset}, not NOT_LEADER_OR_FOLLOWER"
+        measurement(f"FROZEN node {victim_id}: its partition moved {moved:.2f} s after SIGSTOP; on SIGCONT "
+                    f"a waiting request got NOT_LEADER_OR_FOLLOWER after {waited:.2f} s")
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+        waiting.close()
 
 
 def object_store_counts(nodes: list[ClusterNode]) -> dict[str, int]:
