@@ -80,6 +80,11 @@ pub enum AppendError {
     /// The request's time ran out before the append could start (back-pressure).
     #[error("timed out waiting for produce capacity")]
     TimedOut,
+    /// The append was handed on but its outcome is unknown (its actor stopped with the
+    /// commit in flight, or its owner did not answer): it may or may not be in the log, so
+    /// the client must not be told NOT_LEADER_OR_FOLLOWER, which promises it is not.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
     /// The node is shutting down or an actor is gone.
     #[error("unavailable: {0}")]
     Unavailable(String),

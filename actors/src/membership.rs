@@ -96,6 +96,7 @@ pub async fn register(
     config: &MembershipConfig,
 ) -> Result<(LiveSet, LeaseGuard), MetaError> {
     let me = config.lease.node_id;
+    let give_up = Instant::now() + REGISTER_DB_PATIENCE;
     loop {
         let sent = Instant::now();
         match store
@@ -115,10 +116,18 @@ pub async fn register(
                 tokio::time::sleep(Duration::from_millis(expires_in_ms.clamp(10, 60_000) as u64))
                     .await;
             }
+            // The database may be restarting or briefly unreachable: keep trying a while.
+            Err(MetaError::Database(e)) if Instant::now() < give_up => {
+                tracing::warn!(node_id = me, error = %e, "could not register the lease; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             Err(e) => return Err(e),
         }
     }
 }
+
+/// How long registration retries a failing metadata store before the node gives up.
+const REGISTER_DB_PATIENCE: Duration = Duration::from_secs(60);
 
 fn live_set(me: i32, view: &LeaseView) -> LiveSet {
     let nodes: Vec<NodeLease> = view

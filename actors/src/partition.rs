@@ -635,7 +635,10 @@ impl Actor for PartitionActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.fail_pending(AppendError::NotOwner);
+        // Commits still pending may yet land in the store: their outcome is unknown.
+        state.fail_pending(AppendError::Indeterminate(
+            "the partition stopped with the commit in flight".into(),
+        ));
         Ok(())
     }
 }

@@ -228,7 +228,8 @@ fn append_remote(owner: i32, key: &str, object_size: u64, p: SealedPart, timeout
                     Ok(other) => Err(AppendError::Unavailable(format!(
                         "unexpected answer from node {owner}: {other:?}"
                     ))),
-                    Err(e) => Err(AppendError::Unavailable(e.to_string())),
+                    // Sent, but no answer: the owner may have appended it.
+                    Err(e) => Err(AppendError::Indeterminate(e.to_string())),
                 };
                 let _ = p.reply.send(r);
             });

@@ -39,7 +39,7 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         AppendError::NotOwner | AppendError::Unavailable(_) => code::NOT_LEADER_OR_FOLLOWER,
         AppendError::Storage(_) | AppendError::Metadata(_) => code::KAFKA_STORAGE_ERROR,
-        AppendError::TimedOut => code::REQUEST_TIMED_OUT,
+        AppendError::TimedOut | AppendError::Indeterminate(_) => code::REQUEST_TIMED_OUT,
     }
 }
 
@@ -276,10 +276,12 @@ impl Submitted {
                             .with_log_append_time_ms(append_time)
                             .with_log_start_offset(ack.log_start_offset),
                         Ok(Ok(Err(e))) => error(index, append_error_code(&e), e.to_string()),
+                        // Dropped on the way: it may have been committed, so not NOT_LEADER
+                        // (which tells the client it was not, and makes it resend freely).
                         Ok(Err(_)) => error(
                             index,
-                            code::NOT_LEADER_OR_FOLLOWER,
-                            "append was dropped; retry",
+                            code::REQUEST_TIMED_OUT,
+                            "append outcome unknown; retry",
                         ),
                         Err(_) => error(
                             index,
