@@ -23,6 +23,8 @@ const MARGIN_DIVISOR: u32 = 8;
 struct State {
     generation: i64,
     valid_until: Instant,
+    /// Renewals that found the lease lapsed (deadline passed) or taken over.
+    lapses: u64,
 }
 
 /// Shared view of this node's lease; cheap to clone.
@@ -49,6 +51,7 @@ impl LeaseGuard {
             state: Some(Arc::new(RwLock::new(State {
                 generation,
                 valid_until: deadline(sent, ttl),
+                lapses: 0,
             }))),
         }
     }
@@ -94,9 +97,20 @@ impl LeaseGuard {
         };
         let mut s = s.write();
         let previous = s.generation;
+        if previous != generation || Instant::now() >= s.valid_until {
+            s.lapses += 1;
+        }
         s.generation = generation;
         s.valid_until = deadline(sent, ttl);
         previous
+    }
+
+    /// How many times the lease was renewed after it had lapsed or been taken over (0
+    /// without leases). A connection opened at another count may hold requests that waited
+    /// through the lapse (a frozen process reads them after it resumes): they must not be
+    /// served.
+    pub fn lapses(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.read().lapses)
     }
 
     /// Stops serving at once (graceful leave).
@@ -126,6 +140,9 @@ mod tests {
         assert!(!g.holds(7), "past its deadline a lease holds nothing");
         assert_eq!(g.renewed(8, Instant::now(), ttl), 7);
         assert!(!g.holds(7) && g.holds(8));
+        assert_eq!(g.lapses(), 1, "renewed after a lapse");
+        g.renewed(8, Instant::now(), ttl);
+        assert_eq!(g.lapses(), 1, "a renewal in time is no lapse");
         g.revoke();
         assert!(!g.is_valid());
         let alone = LeaseGuard::unleased(1);

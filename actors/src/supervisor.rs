@@ -656,6 +656,10 @@ impl Node {
         if self.partitions.contains(tp) {
             return Route::Local;
         }
+        // Without a valid lease this node's view may be stale: it relays nothing either.
+        if !self.partitions.guard().is_valid() {
+            return Route::Nowhere;
+        }
         let live = self.live();
         match live.partition_owner(tp) {
             Some(owner) if owner != live.me && live.me_live => Route::Remote(owner),

@@ -182,8 +182,10 @@ impl UploaderState {
         }
         for p in t.parts {
             let Some(h) = self.args.partitions.get(&p.tp) else {
+                // Relayed only while this node's lease holds (its view may be stale else).
+                let relay = self.args.partitions.guard().is_valid();
                 match live.partition_owner(&p.tp) {
-                    Some(owner) if owner != live.me => {
+                    Some(owner) if owner != live.me && relay => {
                         append_remote(owner, &t.key, size, p, self.args.upload_timeout)
                     }
                     _ => {

@@ -50,14 +50,21 @@ class MotoServer:
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:port to a target; `cut()` drops every connection and refuses new
-    ones until `restore()`."""
+    """Forwards 127.0.0.1:port to a target, with two faults a test can switch on:
+
+    - `cut()` drops every connection and refuses new ones until `restore()`;
+    - `blackhole()` keeps connections open and accepts new ones but forwards nothing until
+      `restore()`, like a network that drops packets: nothing is lost, since TCP would
+      retransmit, so what was sent during the black hole arrives after `restore()`.
+    """
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.up = True
+        self.flowing = threading.Event()  # cleared while black-holed
+        self.flowing.set()
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.closed = False
@@ -72,49 +79,72 @@ class CuttableProxy:
             if not self.up:
                 c.close()
                 continue
-            try:
-                t = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                c.close()
-                continue
             with self.lock:
-                self.conns += [c, t]
-            threading.Thread(target=self._pump, args=(c, t), daemon=True).start()
-            threading.Thread(target=self._pump, args=(t, c), daemon=True).start()
+                self.conns.append(c)
+            threading.Thread(target=self._connect, args=(c,), daemon=True).start()
+
+    def _connect(self, c: socket.socket) -> None:
+        self.flowing.wait()  # a black hole lets no byte through, not even the target's SYN
+        try:
+            t = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            t.settimeout(None)  # an idle connection (a pooled one) stays open
+        except OSError:
+            c.close()
+            return
+        with self.lock:
+            if not self.up:
+                c.close()
+                t.close()
+                return
+            self.conns.append(t)
+        threading.Thread(target=self._pump, args=(c, t), daemon=True).start()
+        threading.Thread(target=self._pump, args=(t, c), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
+                self.flowing.wait()  # held, not dropped, while black-holed
                 if not data or not self.up:
                     break
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+        with self.lock:
+            for s in (src, dst):
+                _close(s)
+                if s in self.conns:
+                    self.conns.remove(s)
 
     def cut(self) -> None:
         self.up = False
         with self.lock:
             for s in self.conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-                except OSError:
-                    pass
+                _close(s)
             self.conns.clear()
+        self.flowing.set()  # held pumps wake up and see the cut
+
+    def blackhole(self) -> None:
+        self.flowing.clear()
 
     def restore(self) -> None:
         self.up = True
+        self.flowing.set()
 
     def close(self) -> None:
         self.closed = True
         self.cut()
         self.listener.close()
+
+
+def _close(s: socket.socket) -> None:
+    """shutdown() first: it wakes a thread blocked in recv() on the socket (close() alone
+    would leave that recv, and so the connection, open)."""
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
 
 
 def s3_env(endpoint: str, bucket: str, prefix: str, upload_timeout_ms: int) -> dict[str, str]:
