@@ -80,8 +80,6 @@ impl ractor::Message for ManagerMsg {}
 /// Arguments of the [`PartitionManager`].
 #[derive(Debug, Clone)]
 pub struct ManagerArgs {
-    /// This node.
-    pub node_id: i32,
     /// Metadata store.
     pub store: SharedMetadataStore,
     /// Where partition actors are published.

@@ -284,7 +284,6 @@ impl SupervisorState {
             }
             Child::Manager => {
                 let args = ManagerArgs {
-                    node_id: c.node_id,
                     store: a.store.clone(),
                     partitions: a.partitions.clone(),
                     index_writer: a.slots.index.clone(),
@@ -534,9 +533,9 @@ impl Node {
         failed
     }
 
-    /// Graceful leave: stops serving, stops renewing, hands every partition and group off
-    /// (draining, then releasing each in the store), then ends the lease, so other nodes
-    /// take over at once. A no-op outside cluster mode.
+    /// Graceful leave: stops serving, stops renewing, drains every partition and group, then
+    /// ends the lease, which frees everything held under it, so other nodes take over at
+    /// once. A no-op outside cluster mode.
     pub async fn leave(&self) {
         let Some(m) = self.slots.membership.get() else {
             return;

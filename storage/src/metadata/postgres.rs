@@ -1308,13 +1308,15 @@ async fn renew_lease_tx(tx: &Tx<'_>, lease: &NodeLease, ttl_ms: i64) -> TxResult
     .await?;
     let before = tx
         .query_opt(
-            "SELECT incarnation, expires_ms FROM node_leases WHERE node_id = $1 FOR UPDATE",
+            "SELECT incarnation, expires_ms, generation FROM node_leases WHERE node_id = $1 FOR UPDATE",
             &[&lease.node_id],
         )
         .await?;
-    let lapsed = match &before {
+    // The row stays locked: the generation read here is the one a takeover left.
+    let (kept, lapsed) = match &before {
         Some(r) => {
-            let (incarnation, expires): (Uuid, i64) = (r.try_get(0)?, r.try_get(1)?);
+            let (incarnation, expires, generation): (Uuid, i64, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
             if incarnation != lease.incarnation && expires > now {
                 return Err(MetaError::LeaseHeld {
                     node_id: lease.node_id,
@@ -1322,20 +1324,29 @@ async fn renew_lease_tx(tx: &Tx<'_>, lease: &NodeLease, ttl_ms: i64) -> TxResult
                 }
                 .into());
             }
-            incarnation == lease.incarnation && expires <= now
+            let mine = incarnation == lease.incarnation;
+            (
+                (mine && generation > 0).then_some(generation),
+                mine && expires <= now,
+            )
         }
-        None => false,
+        None => (None, false),
+    };
+    let generation: i64 = match kept {
+        Some(g) => g,
+        None => tx
+            .query_one("SELECT nextval('lease_generations')", &[])
+            .await?
+            .try_get(0)?,
     };
     let row = tx
         .query_opt(
             "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms, generation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nextval('lease_generations'))
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
                  kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
                  admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
-                 expires_ms = excluded.expires_ms,
-                 generation = CASE WHEN node_leases.incarnation = excluded.incarnation AND node_leases.generation > 0
-                     THEN node_leases.generation ELSE excluded.generation END
+                 expires_ms = excluded.expires_ms, generation = excluded.generation
              WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= $7
              RETURNING generation",
             &[
@@ -1347,6 +1358,7 @@ async fn renew_lease_tx(tx: &Tx<'_>, lease: &NodeLease, ttl_ms: i64) -> TxResult
                 &lease.admin_addr,
                 &now,
                 &(now + ttl_ms),
+                &generation,
             ],
         )
         .await?
