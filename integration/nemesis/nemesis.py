@@ -1109,6 +1109,7 @@ def summarize(opts, workload: Workload, nemesis: Nemesis, final, hw, served, pro
         "elapsed": round(log.now(), 1),
     }
     summary["violations"] = sum(summary[k] for k in VIOLATION_KEYS)
+    summary["duplicates_by_producer"] = dict(Counter(r["value"].rsplit("-", 1)[0] for r in found["duplicates"]))
     if problems:
         summary["read_problems"] = len(problems)
     if workload.failures():
