@@ -20,7 +20,7 @@
 
 use crate::lease::LeaseGuard;
 use crate::mailbox::Post;
-use crate::placement::LiveSet;
+use crate::placement::{LiveSet, LAPSED_LISTED};
 use inkless_storage::metadata::{LeaseView, NodeLease};
 use inkless_storage::metadata::{MetaError, NodeStatus, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -136,11 +136,19 @@ fn live_set(me: i32, view: &LeaseView) -> LiveSet {
         .filter(|r| r.is_live())
         .map(|r| r.lease.clone())
         .collect();
+    let listed_ms = LAPSED_LISTED.as_millis() as i64;
+    let lapsed = view
+        .nodes
+        .iter()
+        .filter(|r| !r.is_live() && r.expires_in_ms > -listed_ms && r.lease.node_id != me)
+        .map(|r| r.lease.clone())
+        .collect();
     LiveSet {
         me,
         me_live: nodes.iter().any(|n| n.node_id == me),
         generation: view.generation,
         nodes,
+        lapsed,
     }
 }
 
@@ -173,6 +181,7 @@ impl MembershipState {
                 .filter(|n| n.node_id != cur.me)
                 .cloned()
                 .collect(),
+            lapsed: cur.lapsed.clone(),
         }
     }
 
@@ -251,6 +260,7 @@ impl MembershipState {
             let has_row = rows.iter().any(|r| r.lease.node_id == n.node_id);
             if n.node_id != set.me && has_row && set.node(n.node_id).is_none() {
                 set.nodes.push(n.clone());
+                set.lapsed.retain(|l| l.node_id != n.node_id);
             }
         }
         set.nodes.sort_by_key(|n| n.node_id);
@@ -300,5 +310,44 @@ impl Actor for Membership {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node_id: i32, expires_in_ms: i64) -> NodeStatus {
+        NodeStatus {
+            lease: NodeLease {
+                node_id,
+                ..NodeLease::default()
+            },
+            renewed_ago_ms: 0,
+            expires_in_ms,
+        }
+    }
+
+    #[test]
+    fn nodes_that_lapsed_a_moment_ago_stay_listed_but_own_nothing() {
+        let listed = LAPSED_LISTED.as_millis() as i64;
+        let view = LeaseView {
+            generation: 7,
+            lapsed: false,
+            nodes: vec![
+                row(1, 2_000),
+                row(2, -500),              // frozen a moment ago
+                row(3, -(listed + 1_000)), // gone for longer
+                row(4, 100),
+            ],
+        };
+        let set = live_set(1, &view);
+        let ids = |v: &[NodeLease]| v.iter().map(|n| n.node_id).collect::<Vec<_>>();
+        assert_eq!(ids(&set.nodes), [1, 4]);
+        assert_eq!(ids(&set.lapsed), [2]);
+        assert!(set.me_live && set.generation == 7);
+        // This node's own expired row is never "lapsed": it lists itself regardless.
+        let set = live_set(2, &view);
+        assert!(!set.me_live && set.lapsed.is_empty());
     }
 }

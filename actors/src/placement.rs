@@ -20,7 +20,16 @@ pub struct LiveSet {
     pub generation: i64,
     /// Live nodes, by node id (this node included while `me_live`).
     pub nodes: Vec<NodeLease>,
+    /// Nodes whose leases ran out less than [`LAPSED_LISTED`] ago without a graceful leave,
+    /// by node id. They own nothing, but Metadata still lists them as brokers: a client
+    /// drops a broker missing from Metadata and gives up the requests in flight to it as
+    /// "not persisted", so a node that was only frozen or cut off for a moment would see
+    /// batches it had appended sent again elsewhere (duplicates without idempotence).
+    pub lapsed: Vec<NodeLease>,
 }
+
+/// How long a node whose lease ran out stays listed as a broker (see [`LiveSet::lapsed`]).
+pub const LAPSED_LISTED: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl LiveSet {
     /// A cluster of one: this node.
@@ -30,6 +39,7 @@ impl LiveSet {
             me_live: true,
             generation: 0,
             nodes: vec![lease],
+            lapsed: Vec::new(),
         }
     }
 
@@ -158,6 +168,7 @@ mod tests {
                 .iter()
                 .map(|&i| lease(i, if i % 2 == 0 { "a" } else { "b" }))
                 .collect(),
+            lapsed: Vec::new(),
         }
     }
 

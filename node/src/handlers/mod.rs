@@ -121,12 +121,14 @@ pub struct BrokerEntry {
     pub rack: Option<String>,
 }
 
-/// The brokers clients may use: every live node, and this node even while it is not live
-/// (so a client that bootstrapped here can learn the others).
+/// The brokers clients may use: every live node, nodes whose leases ran out a moment ago
+/// (see [`LiveSet::lapsed`]), and this node even while it is not live (so a client that
+/// bootstrapped here can learn the others).
 pub fn brokers(ctx: &Ctx, live: &LiveSet) -> Vec<BrokerEntry> {
     let mut out: Vec<BrokerEntry> = live
         .nodes
         .iter()
+        .chain(&live.lapsed)
         .filter(|n| n.node_id != ctx.config.node.id)
         .filter_map(|n| {
             let (host, port) = split_host_port(&n.kafka_addr)?;
