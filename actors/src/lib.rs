@@ -16,25 +16,25 @@
 //!
 //! Request handlers (in the node crate) talk to actors through [`Node`].
 
-pub mod cache;
-pub mod consumer_group;
-pub mod gateway;
-pub mod group;
-pub mod group_manager;
-pub mod index_writer;
-pub mod lease;
-pub mod mailbox;
-pub mod membership;
-pub mod mesh;
-pub mod partition;
-pub mod partition_manager;
-pub mod placement;
-pub mod produce_buffer;
-pub mod registry;
-pub mod supervisor;
-pub mod uploader;
+mod cluster;
+mod group;
+mod node;
+mod partition;
+mod read;
+mod tree;
+mod write;
 
-pub use supervisor::{Node, NodeConfig};
+pub use cluster::membership::MembershipConfig;
+pub use cluster::mesh::MeshConfig;
+pub use cluster::placement::LiveSet;
+pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLookup};
+pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, SyncArgs};
+pub use group::error::{GroupError, GroupResult};
+pub use group::handle::{CoordinatorGone, GroupHandle};
+pub use node::{Node, NodeConfig, NodeError};
+pub use partition::actor::{AppendAck, PartitionOffsets};
+pub use tree::supervisor::ActorInfo;
+pub use write::produce_buffer::PartAppend;
 
 use uuid::Uuid;
 

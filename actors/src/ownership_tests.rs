@@ -1,7 +1,7 @@
 //! Ownership under churn, with two cluster-mode nodes on one metadata store: the
 //! interleaving that lost acknowledged records (ADR 0009), replayed deterministically.
 
-use crate::membership::MembershipConfig;
+use crate::cluster::membership::MembershipConfig;
 use crate::tests::{batch, produce, read_all, NoTopics};
 use crate::{AppendError, Node, NodeConfig, ReadError, TopicPartition};
 use inkless_storage::blob::{BlobStore, S3Options};
@@ -64,6 +64,10 @@ async fn a_node_with_a_stale_view_cannot_take_a_partition_from_a_live_owner() {
         cluster_node(2, Duration::from_secs(60), Duration::from_secs(120)),
     )
     .await;
+    // Nodes of one process reach each other's gateways without a mesh; B must not hear
+    // A's join and leave announcements, which would make it renew (and see A) early.
+    let b_gateway = crate::cluster::gateway::group_name(2);
+    ractor::pg::leave(b_gateway.clone(), ractor::pg::get_members(&b_gateway));
     let a = start(
         dir.path(),
         &blob,

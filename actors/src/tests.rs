@@ -1,7 +1,7 @@
 //! Tests of the whole actor tree on an in-memory object store and SQLite.
 
-use crate::partition::AppendAck;
-use crate::produce_buffer::PartAppend;
+use crate::partition::actor::AppendAck;
+use crate::write::produce_buffer::PartAppend;
 use crate::{AppendError, Node, NodeConfig, ReadError, TopicPartition};
 use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch::{split_and_validate, BatchHeader};
@@ -48,7 +48,7 @@ fn crc32c(data: &[u8]) -> u32 {
 #[derive(Debug)]
 pub(crate) struct NoTopics;
 
-impl crate::consumer_group::TopicLookup for NoTopics {
+impl crate::group::consumer::TopicLookup for NoTopics {
     fn lookup(&self, _name: &str) -> Option<(uuid::Uuid, i32)> {
         None
     }
@@ -216,7 +216,9 @@ async fn a_panicking_partition_restarts_from_the_store_and_loses_nothing() {
 
 #[tokio::test]
 async fn offsets_of_an_empty_group_expire_after_the_retention() {
-    use crate::group::{code, GroupArgs, GroupCoordinator, GroupLimits, GroupMsg, MemberRef};
+    use crate::group::coordinator::{
+        GroupArgs, GroupCoordinator, GroupLimits, GroupMsg, MemberRef,
+    };
     use inkless_storage::metadata::CommittedOffset;
     let dir = tempfile::tempdir().unwrap();
     let store = metadata::open("sqlite://meta.db", dir.path())
@@ -263,7 +265,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         reply: tx,
     })
     .unwrap();
-    assert_eq!(rx.await.unwrap(), code::NONE);
+    assert_eq!(rx.await.unwrap(), Ok(()));
     assert_eq!(store.fetch_offsets("g").await.unwrap().len(), 1);
     // The coordinator deletes the offsets and stops once the group stayed empty that long.
     tokio::time::timeout(Duration::from_secs(5), handle)

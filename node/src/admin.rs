@@ -190,7 +190,7 @@ pub fn metrics(ctx: &Ctx) -> String {
         &mut out,
         "inkless_partitions",
         "Partition actors running on this node.",
-        ctx.node.partitions().len() as u64,
+        ctx.node.running_partitions() as u64,
     );
     gauge(
         &mut out,

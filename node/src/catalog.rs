@@ -386,7 +386,7 @@ impl Catalog {
     }
 }
 
-impl inkless_actors::consumer_group::TopicLookup for Catalog {
+impl inkless_actors::TopicLookup for Catalog {
     fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
         self.by_name(name)
             .map(|t| (t.record.id, t.record.partitions))

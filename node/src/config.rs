@@ -348,14 +348,14 @@ impl Config {
                 .parse()
                 .ok()
                 .filter(|_| self.cluster.enabled)
-                .map(|listen| inkless_actors::mesh::MeshConfig {
+                .map(|listen| inkless_actors::MeshConfig {
                     listen,
                     cookie: self.cluster.cookie.clone(),
                     reconnect_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
                     // Room for a cache block and the request around it.
                     max_frame_bytes: self.fetch.cache_block_bytes * 2 + (1 << 20),
                 }),
-            membership: inkless_actors::membership::MembershipConfig {
+            membership: inkless_actors::MembershipConfig {
                 lease,
                 renew_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
                 ttl: Duration::from_millis(self.cluster.lease_ttl_ms),
@@ -368,7 +368,7 @@ impl Config {
             cache_capacity_bytes: self.fetch.cache_capacity_bytes,
             recent_batches_per_partition: self.fetch.recent_batches_per_partition,
             max_appends_per_commit: self.produce.max_appends_per_commit,
-            groups: inkless_actors::group::GroupLimits {
+            groups: inkless_actors::GroupLimits {
                 min_session_timeout: Duration::from_millis(self.groups.min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(self.groups.max_session_timeout_ms),
                 initial_rebalance_delay: Duration::from_millis(

@@ -225,7 +225,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
     } else {
         anyhow::ensure!(failed.is_empty(), "partitions failed to start: {failed:?}");
     }
-    let started = node.partitions().len();
+    let started = node.running_partitions();
     if c.cluster.enabled {
         tokio::spawn(cluster::follow_placement(
             node.clone(),

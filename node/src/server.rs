@@ -87,8 +87,7 @@ async fn connection(
     });
     let decoder = FrameDecoder::new(ctx.config.kafka.max_frame_bytes);
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let guard = ctx.node.partitions().guard().clone();
-    let lapses = guard.lapses();
+    let lapses = ctx.node.lease_lapses();
     'read: loop {
         loop {
             // Requests read after this node's lease lapsed and was renewed may have waited
@@ -96,7 +95,7 @@ async fn connection(
             // partitions may have moved and the client may have given up on them. Close
             // without serving them: the client reconnects and asks for metadata again
             // (ADR 0009). While the lease is merely invalid, handlers refuse on their own.
-            if guard.lapses() != lapses && !buf.is_empty() {
+            if ctx.node.lease_lapses() != lapses && !buf.is_empty() {
                 tracing::info!(%peer, "lease lapsed since this connection opened; closing it");
                 break 'read;
             }

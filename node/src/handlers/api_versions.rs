@@ -1,5 +1,6 @@
 //! ApiVersions: advertises exactly [`SUPPORTED_APIS`].
 
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::api_versions_response::{
     ApiVersion, ApiVersionsResponse,
 };
@@ -24,5 +25,5 @@ pub fn handle() -> ApiVersionsResponse {
 
 /// The answer to an ApiVersions request of a version we do not support (sent as v0).
 pub fn unsupported_version() -> ApiVersionsResponse {
-    handle().with_error_code(super::code::UNSUPPORTED_VERSION)
+    handle().with_error_code(ResponseError::UnsupportedVersion.code())
 }

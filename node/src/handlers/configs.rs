@@ -1,7 +1,8 @@
 //! DescribeConfigs (topics and the broker) and IncrementalAlterConfigs (topics).
 
-use super::{code, s, Ctx};
+use super::{s, Ctx};
 use crate::catalog::{topic_config_def, validate_topic_config, TOPIC_CONFIGS};
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use inkless_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -126,7 +127,7 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Describ
             RESOURCE_TOPIC => match ctx.catalog.by_name(&name) {
                 None => {
                     results.push(
-                        base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                        base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_error_message(Some(s(format!("Topic '{name}' does not exist.")))),
                     );
                     continue;
@@ -156,14 +157,14 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Describ
             }
             RESOURCE_BROKER => {
                 results.push(
-                    base.with_error_code(code::INVALID_REQUEST)
+                    base.with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(s(format!("Unknown broker {name}")))),
                 );
                 continue;
             }
             other => {
                 results.push(
-                    base.with_error_code(code::INVALID_REQUEST)
+                    base.with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(s(format!(
                             "Resource type {other} is not supported"
                         )))),
@@ -204,19 +205,19 @@ pub async fn incremental_alter(
         let outcome: Result<(), (i16, String)> = async {
             if res.resource_type != RESOURCE_TOPIC {
                 return Err((
-                    code::INVALID_REQUEST,
+                    ResponseError::InvalidRequest.code(),
                     "Only topic configs can be altered; broker configs are static".into(),
                 ));
             }
             let topic = ctx.catalog.by_name(&name).ok_or((
-                code::UNKNOWN_TOPIC_OR_PARTITION,
+                ResponseError::UnknownTopicOrPartition.code(),
                 format!("Topic '{name}' does not exist."),
             ))?;
             let mut changes = Vec::with_capacity(res.configs.len());
             for c in &res.configs {
                 let key = c.name.to_string();
                 let def = topic_config_def(&key).ok_or((
-                    code::INVALID_CONFIG,
+                    ResponseError::InvalidConfig.code(),
                     format!("Unknown topic config name: {key}"),
                 ))?;
                 let current = topic
@@ -253,13 +254,14 @@ pub async fn incremental_alter(
                     }
                     op => {
                         return Err((
-                            code::INVALID_REQUEST,
+                            ResponseError::InvalidRequest.code(),
                             format!("Unknown config operation {op}"),
                         ))
                     }
                 };
                 if let Some(v) = &new {
-                    validate_topic_config(&key, v).map_err(|m| (code::INVALID_CONFIG, m))?;
+                    validate_topic_config(&key, v)
+                        .map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
                 }
                 changes.push((key, new));
             }
@@ -270,7 +272,7 @@ pub async fn incremental_alter(
                 .alter(&name, changes)
                 .await
                 .map(|_| ())
-                .map_err(|e| (code::UNKNOWN_SERVER_ERROR, e.to_string()))
+                .map_err(|e| (ResponseError::UnknownServerError.code(), e.to_string()))
         }
         .await;
         out.push(match outcome {

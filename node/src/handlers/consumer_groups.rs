@@ -1,10 +1,9 @@
 //! The consumer group protocol of KIP-848: ConsumerGroupHeartbeat and
 //! ConsumerGroupDescribe. Assignments are computed by the group's coordinator actor.
 
-use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
-use inkless_actors::consumer_group::{Assignment, Heartbeat};
-use inkless_actors::group::GroupMsg;
-use inkless_actors::mailbox::Post;
+use super::{group_code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED, NONE};
+use inkless_actors::{Assignment, ConsumerHeartbeat as Heartbeat};
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
 use inkless_protocol::kafka_protocol::messages::consumer_group_describe_response::{
     self as describe, ConsumerGroupDescribeResponse, DescribedGroup, Member,
@@ -15,7 +14,6 @@ use inkless_protocol::kafka_protocol::messages::consumer_group_heartbeat_respons
 };
 use inkless_protocol::kafka_protocol::messages::TopicName;
 use std::net::SocketAddr;
-use tokio::sync::oneshot;
 
 fn to_wire(a: &Assignment) -> Vec<heartbeat::TopicPartitions> {
     a.iter()
@@ -40,7 +38,10 @@ pub async fn heartbeat(
             .with_error_message(Some(s(m)))
     };
     if req.group_id.0.is_empty() {
-        return fail(code::INVALID_GROUP_ID, "Group id must not be empty");
+        return fail(
+            ResponseError::InvalidGroupId.code(),
+            "Group id must not be empty",
+        );
     }
     if req
         .subscribed_topic_regex
@@ -48,7 +49,7 @@ pub async fn heartbeat(
         .is_some_and(|r| !r.is_empty())
     {
         return fail(
-            code::INVALID_REQUEST,
+            ResponseError::InvalidRequest.code(),
             "Regular-expression subscriptions are not supported yet",
         );
     }
@@ -76,15 +77,14 @@ pub async fn heartbeat(
         client_id: client_id.to_string(),
         client_host: format!("/{}", peer.ip()),
     };
-    let (tx, rx) = oneshot::channel();
-    if actor.post(GroupMsg::ConsumerHeartbeat(hb, tx)).is_err() {
-        return fail(code::COORDINATOR_NOT_AVAILABLE, "Coordinator unavailable");
-    }
-    let Ok(a) = rx.await else {
-        return fail(code::COORDINATOR_NOT_AVAILABLE, "Coordinator unavailable");
+    let Ok(a) = actor.consumer_heartbeat(hb).await else {
+        return fail(
+            ResponseError::CoordinatorNotAvailable.code(),
+            "Coordinator unavailable",
+        );
     };
     ConsumerGroupHeartbeatResponse::default()
-        .with_error_code(a.error)
+        .with_error_code(a.error.map_or(NONE, group_code))
         .with_error_message(a.message.map(s))
         .with_member_id(Some(s(a.member_id)))
         .with_member_epoch(a.member_epoch)
@@ -128,17 +128,11 @@ pub async fn describe(
         }
         let d = match ctx.node.group(&g.0, false).await {
             None => None,
-            Some(actor) => {
-                let (tx, rx) = oneshot::channel();
-                match actor.post(GroupMsg::ConsumerDescribe(tx)) {
-                    Ok(()) => rx.await.ok(),
-                    Err(_) => None,
-                }
-            }
+            Some(actor) => actor.consumer_describe().await.ok(),
         };
         let Some(d) = d.filter(|d| d.state != "Dead") else {
             out.push(
-                base.with_error_code(69)
+                base.with_error_code(ResponseError::GroupIdNotFound.code())
                     .with_error_message(Some(s(format!("Group {} not found.", g.0))))
                     .with_group_state(s("Dead")),
             );

@@ -10,12 +10,13 @@
 //! session was created, so each fetch is a full, sessionless fetch; an incremental fetch on
 //! an unknown session gets FETCH_SESSION_ID_NOT_FOUND and the client starts over.
 
-use super::{code, Ctx};
+use super::Ctx;
+use super::NONE;
 use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, select_all, try_join_all, FutureExt};
-use inkless_actors::partition::PartitionOffsets;
-use inkless_actors::{ReadError, TopicPartition};
+use inkless_actors::{PartitionOffsets, ReadError, TopicPartition};
 use inkless_protocol::batch::set_base_offset;
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use inkless_protocol::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
@@ -77,14 +78,18 @@ fn rack_elsewhere(ctx: &Ctx, rack: &str) -> bool {
 fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<PartAnswer> {
     if p.tp.is_none() {
         return Some((
-            empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_OFFSETS),
+            empty(
+                p.index,
+                ResponseError::UnknownTopicOrPartition.code(),
+                UNKNOWN_OFFSETS,
+            ),
             0,
             -1,
         ));
     }
     let o = published?;
     o.at_end(p.fetch_offset)
-        .then(|| (empty(p.index, code::NONE, o), 0, o.high_watermark))
+        .then(|| (empty(p.index, NONE, o), 0, o.high_watermark))
 }
 
 /// Where a partition's answer stands after its coordinates were looked up.
@@ -112,7 +117,11 @@ impl Located {
 /// is collected per read started, so this is never expected).
 fn lost(p: &PartReq) -> PartAnswer {
     (
-        empty(p.index, code::UNKNOWN_SERVER_ERROR, UNKNOWN_OFFSETS),
+        empty(
+            p.index,
+            ResponseError::UnknownServerError.code(),
+            UNKNOWN_OFFSETS,
+        ),
         0,
         -1,
     )
@@ -123,7 +132,11 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
     let unknown = UNKNOWN_OFFSETS;
     let Some(tp) = p.tp else {
         return Located::Done((
-            empty(p.index, code::UNKNOWN_TOPIC_OR_PARTITION, unknown),
+            empty(
+                p.index,
+                ResponseError::UnknownTopicOrPartition.code(),
+                unknown,
+            ),
             0,
             -1,
         ));
@@ -136,12 +149,15 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
             if let Some(replica) = live.zone_leader(&tp, rack).filter(|&r| r != live.me) {
                 return Located::Done(match node.offsets(&tp, i64::MAX, Duration::ZERO).await {
                     Ok(o) => (
-                        empty(p.index, code::NONE, o)
-                            .with_preferred_read_replica(BrokerId(replica)),
+                        empty(p.index, NONE, o).with_preferred_read_replica(BrokerId(replica)),
                         0,
                         o.high_watermark,
                     ),
-                    Err(_) => (empty(p.index, code::NOT_LEADER_OR_FOLLOWER, unknown), 0, -1),
+                    Err(_) => (
+                        empty(p.index, ResponseError::NotLeaderOrFollower.code(), unknown),
+                        0,
+                        -1,
+                    ),
                 });
             }
         }
@@ -166,27 +182,23 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
                     log_start_offset,
                     high_watermark,
                 } => (
-                    code::OFFSET_OUT_OF_RANGE,
+                    ResponseError::OffsetOutOfRange.code(),
                     PartitionOffsets {
                         log_start_offset,
                         high_watermark,
                     },
                 ),
-                ReadError::NotOwner => (code::NOT_LEADER_OR_FOLLOWER, unknown),
+                ReadError::NotOwner => (ResponseError::NotLeaderOrFollower.code(), unknown),
                 ReadError::Storage(m) => {
                     tracing::warn!(?tp, error = %m, "fetch read failed");
-                    (code::KAFKA_STORAGE_ERROR, unknown)
+                    (ResponseError::KafkaStorageError.code(), unknown)
                 }
             };
             return Located::Done((empty(p.index, c, offsets), 0, offsets.high_watermark));
         }
     };
     if coords.is_empty() {
-        return Located::Done((
-            empty(p.index, code::NONE, offsets),
-            0,
-            offsets.high_watermark,
-        ));
+        return Located::Done((empty(p.index, NONE, offsets), 0, offsets.high_watermark));
     }
     Located::Batches(coords, offsets)
 }
@@ -222,7 +234,7 @@ async fn read_batches(
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(?tp, error = %e, "fetch read failed");
-            let data = empty(p.index, code::KAFKA_STORAGE_ERROR, offsets);
+            let data = empty(p.index, ResponseError::KafkaStorageError.code(), offsets);
             return (data, 0, offsets.high_watermark);
         }
     };
@@ -240,7 +252,7 @@ async fn read_batches(
         set_base_offset(&mut records[at..], c.base_offset);
         at += c.byte_len as usize;
     }
-    let data = empty(p.index, code::NONE, offsets).with_records(Some(records.freeze()));
+    let data = empty(p.index, NONE, offsets).with_records(Some(records.freeze()));
     (data, total, offsets.high_watermark)
 }
 
@@ -254,9 +266,9 @@ fn resolve(ctx: &Ctx, req: &FetchRequest, version: i16) -> Vec<TopicReq> {
                 ctx.catalog.by_name(t.topic.0.as_str())
             };
             let unknown_code = if version >= 13 {
-                code::UNKNOWN_TOPIC_ID
+                ResponseError::UnknownTopicId.code()
             } else {
-                code::UNKNOWN_TOPIC_OR_PARTITION
+                ResponseError::UnknownTopicOrPartition.code()
             };
             let parts = t
                 .partitions
@@ -278,7 +290,7 @@ fn resolve(ctx: &Ctx, req: &FetchRequest, version: i16) -> Vec<TopicReq> {
                 name: t.topic.clone(),
                 id: t.topic_id,
                 unknown_code: if topic.is_some() {
-                    code::UNKNOWN_TOPIC_OR_PARTITION
+                    ResponseError::UnknownTopicOrPartition.code()
                 } else {
                     unknown_code
                 },
@@ -301,7 +313,8 @@ struct Round<'a> {
 /// Answers Fetch.
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 {
-        return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
     let topics = resolve(ctx, &req, version);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -325,13 +338,12 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
     let nothing_to_wait_for = round.parts.iter().all(|p| p.tp.is_none());
     loop {
         // Subscribed before reading, so a commit during the read still wakes the wait.
-        let mut local_changes = ctx.node.partitions().changes();
+        let mut local_changes = ctx.node.local_changes();
         // The partitions running here, with their offsets: answered at once when at their
         // end, and waited for through `local_changes`.
         let published = ctx
             .node
-            .partitions()
-            .published_offsets(round.parts.iter().map(|p| p.tp.as_ref()));
+            .local_offsets(round.parts.iter().map(|p| p.tp.as_ref()));
         let (response, done, seen) = round.read(ctx, &published).await;
         let now = tokio::time::Instant::now();
         if done || nothing_to_wait_for || now >= deadline {
@@ -454,11 +466,7 @@ impl Round<'_> {
                 // Over the response budget: answer this one without records.
                 if let Located::Batches(_, offsets) = l {
                     let offsets = *offsets;
-                    *l = Located::Done((
-                        empty(p.index, code::NONE, offsets),
-                        0,
-                        offsets.high_watermark,
-                    ));
+                    *l = Located::Done((empty(p.index, NONE, offsets), 0, offsets.high_watermark));
                 }
                 continue;
             }
@@ -506,7 +514,7 @@ impl Round<'_> {
                 if p.tp.is_none() {
                     data = data.with_error_code(t.unknown_code);
                 }
-                errored |= data.error_code != code::NONE;
+                errored |= data.error_code != NONE;
                 redirected |= data.preferred_read_replica.0 >= 0;
                 total += n;
                 seen.push(hwm);

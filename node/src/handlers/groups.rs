@@ -3,10 +3,11 @@
 //! OffsetDelete. Membership lives in the group's GroupCoordinator actor; committed offsets
 //! live in the metadata store.
 
-use super::{code, not_coordinator, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
+use super::NONE;
+use super::{group_code, group_outcome, not_coordinator, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use bytes::Bytes;
-use inkless_actors::group::{self, GroupMsg, JoinArgs, MemberRef, SyncArgs};
-use inkless_actors::mailbox::Post;
+use inkless_actors::{JoinArgs, MemberRef, SyncArgs};
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_groups_response::{
     DeletableGroupResult, DeleteGroupsResponse,
@@ -51,20 +52,10 @@ use inkless_storage::metadata::CommittedOffset;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// Kafka's key type of consumer groups in FindCoordinator.
 const KEY_TYPE_GROUP: i8 = 0;
-
-async fn ask<T>(
-    actor: &ractor::ActorRef<GroupMsg>,
-    msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg,
-) -> Option<T> {
-    let (tx, rx) = oneshot::channel();
-    actor.post(msg(tx)).ok()?;
-    rx.await.ok()
-}
 
 /// Answers FindCoordinator with the node that owns the group by placement.
 pub fn find_coordinator(
@@ -78,7 +69,7 @@ pub fn find_coordinator(
     let answer = |key: &str| -> (i16, Option<String>, i32, String, i32) {
         if req.key_type != KEY_TYPE_GROUP {
             return (
-                code::COORDINATOR_NOT_AVAILABLE,
+                ResponseError::CoordinatorNotAvailable.code(),
                 Some("Transactions are not supported yet".into()),
                 -1,
                 String::new(),
@@ -89,9 +80,9 @@ pub fn find_coordinator(
             .group_owner(key)
             .and_then(|id| brokers.iter().find(|b| b.id == id))
         {
-            Some(b) => (code::NONE, None, b.id, b.host.clone(), b.port),
+            Some(b) => (NONE, None, b.id, b.host.clone(), b.port),
             None => (
-                code::COORDINATOR_NOT_AVAILABLE,
+                ResponseError::CoordinatorNotAvailable.code(),
                 Some("no live node".into()),
                 -1,
                 String::new(),
@@ -148,13 +139,13 @@ pub async fn join(
             .with_member_id(req.member_id.clone())
     };
     if !group_limits_ok(&req.group_id.0) {
-        return fail(code::INVALID_GROUP_ID);
+        return fail(ResponseError::InvalidGroupId.code());
     }
     if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
         return fail(c);
     }
     let Some(actor) = ctx.node.group(&req.group_id.0, true).await else {
-        return fail(code::COORDINATOR_NOT_AVAILABLE);
+        return fail(ResponseError::CoordinatorNotAvailable.code());
     };
     let args = JoinArgs {
         member_id: req.member_id.to_string(),
@@ -179,11 +170,11 @@ pub async fn join(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let Some(r) = ask(&actor, |tx| GroupMsg::Join(args, tx)).await else {
-        return fail(code::COORDINATOR_NOT_AVAILABLE);
+    let Some(r) = actor.join(args).await.ok() else {
+        return fail(ResponseError::CoordinatorNotAvailable.code());
     };
     JoinGroupResponse::default()
-        .with_error_code(r.error)
+        .with_error_code(r.error.map_or(NONE, group_code))
         .with_generation_id(r.generation)
         .with_protocol_type(if version >= 7 {
             r.protocol_type.map(s)
@@ -217,7 +208,7 @@ pub async fn sync(
         return SyncGroupResponse::default().with_error_code(c);
     }
     let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
-        return SyncGroupResponse::default().with_error_code(group::code::UNKNOWN_MEMBER_ID);
+        return SyncGroupResponse::default().with_error_code(ResponseError::UnknownMemberId.code());
     };
     let args = SyncArgs {
         member_id: req.member_id.to_string(),
@@ -229,11 +220,12 @@ pub async fn sync(
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
-    let Some(r) = ask(&actor, |tx| GroupMsg::Sync(args, tx)).await else {
-        return SyncGroupResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE);
+    let Some(r) = actor.sync(args).await.ok() else {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
     let r2 = SyncGroupResponse::default()
-        .with_error_code(r.error)
+        .with_error_code(r.error.map_or(NONE, group_code))
         .with_assignment(r.assignment);
     if version >= 5 {
         r2.with_protocol_type(r.protocol_type.map(s))
@@ -249,19 +241,16 @@ pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
         return HeartbeatResponse::default().with_error_code(c);
     }
     let c = match ctx.node.group(&req.group_id.0, false).await {
-        None => group::code::UNKNOWN_MEMBER_ID,
+        None => ResponseError::UnknownMemberId.code(),
         Some(actor) => {
             let member = MemberRef {
                 member_id: req.member_id.to_string(),
                 instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
             };
-            ask(&actor, |reply| GroupMsg::Heartbeat {
-                member,
-                generation: req.generation_id,
-                reply,
-            })
-            .await
-            .unwrap_or(code::COORDINATOR_NOT_AVAILABLE)
+            actor
+                .heartbeat(member, req.generation_id)
+                .await
+                .map_or(ResponseError::CoordinatorNotAvailable.code(), group_outcome)
         }
     };
     HeartbeatResponse::default().with_error_code(c)
@@ -287,15 +276,13 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
         return LeaveGroupResponse::default().with_error_code(c);
     }
     let codes = match ctx.node.group(&req.group_id.0, false).await {
-        None => vec![group::code::UNKNOWN_MEMBER_ID; members.len()],
+        None => vec![ResponseError::UnknownMemberId.code(); members.len()],
         Some(actor) => {
             let n = members.len();
-            ask(&actor, |reply| GroupMsg::Leave {
-                members: members.clone(),
-                reply,
-            })
-            .await
-            .unwrap_or(vec![code::COORDINATOR_NOT_AVAILABLE; n])
+            match actor.leave(members.clone()).await {
+                Ok(outcomes) => outcomes.into_iter().map(group_outcome).collect(),
+                Err(_) => vec![ResponseError::CoordinatorNotAvailable.code(); n],
+            }
         }
     };
     if version >= 3 {
@@ -311,7 +298,7 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
             .collect();
         LeaveGroupResponse::default().with_members(out)
     } else {
-        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(code::NONE))
+        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(NONE))
     }
 }
 
@@ -343,13 +330,16 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
                     });
                     parts.push((p.partition_index, None));
                 }
-                _ => parts.push((p.partition_index, Some(code::UNKNOWN_TOPIC_OR_PARTITION))),
+                _ => parts.push((
+                    p.partition_index,
+                    Some(ResponseError::UnknownTopicOrPartition.code()),
+                )),
             }
         }
         plan.push((t.name.clone(), parts));
     }
     let group_code = if !group_limits_ok(&req.group_id.0) {
-        code::INVALID_GROUP_ID
+        ResponseError::InvalidGroupId.code()
     } else if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
         c
     } else {
@@ -358,21 +348,17 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
             .group(&req.group_id.0, req.generation_id_or_member_epoch < 0)
             .await
         {
-            None => group::code::ILLEGAL_GENERATION,
+            None => ResponseError::IllegalGeneration.code(),
             Some(actor) => {
                 let member = MemberRef {
                     member_id: req.member_id.to_string(),
                     instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
                 };
                 let generation = req.generation_id_or_member_epoch;
-                ask(&actor, |reply| GroupMsg::Commit {
-                    member,
-                    generation,
-                    offsets,
-                    reply,
-                })
-                .await
-                .unwrap_or(code::COORDINATOR_NOT_AVAILABLE)
+                actor
+                    .commit(member, generation, offsets)
+                    .await
+                    .map_or(ResponseError::CoordinatorNotAvailable.code(), group_outcome)
             }
         }
     };
@@ -409,7 +395,7 @@ async fn committed(
         .await
         .map_err(|e| {
             tracing::warn!(group = %group_id, error = %e, "offset fetch failed");
-            code::KAFKA_STORAGE_ERROR
+            ResponseError::KafkaStorageError.code()
         })?;
     let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
     match wanted {
@@ -545,7 +531,7 @@ pub async fn list(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroups
     let types: Vec<String> = req.types_filter.iter().map(|x| x.to_lowercase()).collect();
     let mut out = Vec::new();
     for (id, actor) in ctx.node.groups().await {
-        let Some(d) = ask(&actor, GroupMsg::Describe).await else {
+        let Some(d) = actor.describe().await.ok() else {
             continue;
         };
         if version >= 4 && !states.is_empty() && !states.contains(&d.state_name.to_lowercase()) {
@@ -587,7 +573,7 @@ pub async fn describe(
             continue;
         }
         let d = match ctx.node.group(&g.0, false).await {
-            Some(actor) => ask(&actor, GroupMsg::Describe).await,
+            Some(actor) => actor.describe().await.ok(),
             None => None,
         };
         let Some(d) = d else {
@@ -626,11 +612,12 @@ pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
     let mut out = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
         let c = match ctx.node.group(&g.0, false).await {
-            _ if not_coordinator(ctx, &g.0).is_some() => code::NOT_COORDINATOR,
-            None => group::code::GROUP_ID_NOT_FOUND,
-            Some(actor) => ask(&actor, GroupMsg::Delete)
+            _ if not_coordinator(ctx, &g.0).is_some() => ResponseError::NotCoordinator.code(),
+            None => ResponseError::GroupIdNotFound.code(),
+            Some(actor) => actor
+                .delete()
                 .await
-                .unwrap_or(group::code::GROUP_ID_NOT_FOUND),
+                .map_or(ResponseError::GroupIdNotFound.code(), group_outcome),
         };
         out.push(
             DeletableGroupResult::default()
@@ -671,10 +658,12 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
         return OffsetDeleteResponse::default().with_error_code(c);
     }
     let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
-        return OffsetDeleteResponse::default().with_error_code(group::code::GROUP_ID_NOT_FOUND);
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupIdNotFound.code());
     };
-    let Some(d) = ask(&actor, GroupMsg::Describe).await else {
-        return OffsetDeleteResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE);
+    let Some(d) = actor.describe().await.ok() else {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
     let mut subscribed: Vec<String> = if d.protocol_type == "consumer" {
         d.members
@@ -692,8 +681,10 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let c = match &topic {
-                None => code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(_) if subscribed.contains(&name) => group::code::GROUP_SUBSCRIBED_TO_TOPIC,
+                None => ResponseError::UnknownTopicOrPartition.code(),
+                Some(_) if subscribed.contains(&name) => {
+                    ResponseError::GroupSubscribedToTopic.code()
+                }
                 Some(tt) => match ctx
                     .node
                     .store()
@@ -703,10 +694,10 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
                     )
                     .await
                 {
-                    Ok(_) => code::NONE,
+                    Ok(_) => NONE,
                     Err(e) => {
                         tracing::warn!(error = %e, "offset delete failed");
-                        code::KAFKA_STORAGE_ERROR
+                        ResponseError::KafkaStorageError.code()
                     }
                 },
             };

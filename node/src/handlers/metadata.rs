@@ -10,10 +10,10 @@
 //! (docs/adr/0007). Consumers still read in their AZ without the hint (Fetch rack_id). The leader epoch is always 0: partitions have no replicas
 //! to diverge, so there is never a log to truncate (see docs/adr/0003).
 
-use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::catalog::{validate_topic_name, Topic};
-use inkless_actors::placement::LiveSet;
-use inkless_actors::TopicPartition;
+use inkless_actors::{LiveSet, TopicPartition};
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::metadata_request::MetadataRequest;
 use inkless_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -43,7 +43,7 @@ fn partitions(live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartit
                     .with_replica_nodes(vec![BrokerId(owner)])
                     .with_isr_nodes(vec![BrokerId(owner)]),
                 None => entry
-                    .with_error_code(code::LEADER_NOT_AVAILABLE)
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1)),
             }
         })
@@ -121,7 +121,7 @@ pub async fn handle(
                         }
                         None => {
                             out.push(
-                                error_entry(None, code::UNKNOWN_TOPIC_ID)
+                                error_entry(None, ResponseError::UnknownTopicId.code())
                                     .with_topic_id(want.topic_id),
                             );
                             continue;
@@ -139,11 +139,17 @@ pub async fn handle(
                     continue;
                 }
                 if validate_topic_name(&name).is_err() {
-                    out.push(error_entry(Some(name), code::INVALID_TOPIC_EXCEPTION));
+                    out.push(error_entry(
+                        Some(name),
+                        ResponseError::InvalidTopicException.code(),
+                    ));
                     continue;
                 }
                 if !auto_create {
-                    out.push(error_entry(Some(name), code::UNKNOWN_TOPIC_OR_PARTITION));
+                    out.push(error_entry(
+                        Some(name),
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ));
                     continue;
                 }
                 let partitions = ctx.config.kafka.num_partitions;
@@ -152,12 +158,13 @@ pub async fn handle(
                         tracing::info!(topic = %name, partitions, "topic auto-created");
                         out.push(topic_entry(&live, &t, az))
                     }
-                    Err((code, _)) if code == super::code::TOPIC_ALREADY_EXISTS => {
+                    Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {
                         match ctx.catalog.by_name(&name) {
                             Some(t) => out.push(topic_entry(&live, &t, az)),
-                            None => {
-                                out.push(error_entry(Some(name), code::UNKNOWN_TOPIC_OR_PARTITION))
-                            }
+                            None => out.push(error_entry(
+                                Some(name),
+                                ResponseError::UnknownTopicOrPartition.code(),
+                            )),
                         }
                     }
                     Err((code, msg)) => {

@@ -1,8 +1,9 @@
 //! ListOffsets, DeleteRecords, InitProducerId, OffsetForLeaderEpoch and DescribeCluster.
 
-use super::{code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use inkless_actors::{ReadError, TopicPartition};
 use inkless_protocol::batch::record_timestamps;
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
@@ -44,11 +45,11 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
         .node
         .offsets(&tp, i64::MAX, Duration::ZERO)
         .await
-        .map_err(|_| code::NOT_LEADER_OR_FOLLOWER)?;
+        .map_err(|_| ResponseError::NotLeaderOrFollower.code())?;
     let store = ctx.node.store();
     let storage = |e: inkless_storage::metadata::MetaError| {
         tracing::warn!(?tp, error = %e, "list offsets failed");
-        code::KAFKA_STORAGE_ERROR
+        ResponseError::KafkaStorageError.code()
     };
     match timestamp {
         LATEST => Ok((-1, offsets.high_watermark)),
@@ -79,7 +80,7 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
                 .unwrap_or((b.max_timestamp, b.base_offset));
             Ok((t, offset.max(offsets.log_start_offset)))
         }
-        _ => Err(code::INVALID_REQUEST),
+        _ => Err(ResponseError::InvalidRequest.code()),
     }
 }
 
@@ -112,7 +113,7 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> L
                 .with_leader_epoch(epoch);
             let r = match tp_of(ctx, t.name.0.as_str(), p.partition_index) {
                 None => r
-                    .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                     .with_offset(-1)
                     .with_timestamp(-1),
                 Some(tp) => match list_one(ctx, tp, p.timestamp).await {
@@ -141,16 +142,18 @@ pub async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecor
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
             let r = match tp_of(ctx, t.name.0.as_str(), p.partition_index) {
-                None => r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
+                None => r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 Some(tp) => match ctx.node.delete_records(&tp, p.offset).await {
                     Ok(low) => r.with_low_watermark(low),
                     Err(ReadError::OffsetOutOfRange { .. }) => {
-                        r.with_error_code(code::OFFSET_OUT_OF_RANGE)
+                        r.with_error_code(ResponseError::OffsetOutOfRange.code())
                     }
-                    Err(ReadError::NotOwner) => r.with_error_code(code::NOT_LEADER_OR_FOLLOWER),
+                    Err(ReadError::NotOwner) => {
+                        r.with_error_code(ResponseError::NotLeaderOrFollower.code())
+                    }
                     Err(ReadError::Storage(m)) => {
                         tracing::warn!(?tp, error = %m, "delete records failed");
-                        r.with_error_code(code::KAFKA_STORAGE_ERROR)
+                        r.with_error_code(ResponseError::KafkaStorageError.code())
                     }
                 },
             };
@@ -172,7 +175,7 @@ pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProd
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        return r.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        return r.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return r
@@ -183,7 +186,7 @@ pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProd
         Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "producer id allocation failed");
-            r.with_error_code(code::KAFKA_STORAGE_ERROR)
+            r.with_error_code(ResponseError::KafkaStorageError.code())
         }
     }
 }
@@ -200,12 +203,12 @@ pub async fn offset_for_leader_epoch(
         for p in &t.partitions {
             let r = EpochEndOffset::default().with_partition(p.partition);
             let found = match tp_of(ctx, t.topic.0.as_str(), p.partition) {
-                None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Some(tp) => ctx
                     .node
                     .offsets(&tp, i64::MAX, Duration::ZERO)
                     .await
-                    .map_err(|_| code::NOT_LEADER_OR_FOLLOWER),
+                    .map_err(|_| ResponseError::NotLeaderOrFollower.code()),
             };
             parts.push(match found {
                 Ok(o) => r.with_leader_epoch(0).with_end_offset(o.high_watermark),

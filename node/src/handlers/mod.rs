@@ -13,8 +13,8 @@ pub mod topics;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use inkless_actors::placement::LiveSet;
-use inkless_actors::Node;
+use inkless_actors::{GroupError, GroupResult, LiveSet, Node};
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use inkless_protocol::kafka_protocol::protocol::StrBytes;
 use inkless_protocol::request::DecodedRequest;
@@ -22,64 +22,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// Kafka error codes used by the handlers.
-pub mod code {
-    /// No error.
-    pub const NONE: i16 = 0;
-    /// OFFSET_OUT_OF_RANGE
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    /// CORRUPT_MESSAGE
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    /// UNKNOWN_TOPIC_OR_PARTITION
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    /// NOT_LEADER_OR_FOLLOWER
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    /// REQUEST_TIMED_OUT
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    /// MESSAGE_TOO_LARGE
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    /// INVALID_TOPIC_EXCEPTION
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    /// INVALID_REQUIRED_ACKS
-    pub const INVALID_REQUIRED_ACKS: i16 = 21;
-    /// UNSUPPORTED_VERSION
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    /// TOPIC_ALREADY_EXISTS
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    /// INVALID_PARTITIONS
-    pub const INVALID_PARTITIONS: i16 = 37;
-    /// INVALID_REPLICATION_FACTOR
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    /// INVALID_REPLICA_ASSIGNMENT
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    /// INVALID_CONFIG
-    pub const INVALID_CONFIG: i16 = 40;
-    /// INVALID_REQUEST
-    pub const INVALID_REQUEST: i16 = 42;
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    /// INVALID_PRODUCER_EPOCH
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    /// KAFKA_STORAGE_ERROR
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// FETCH_SESSION_ID_NOT_FOUND
-    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-    /// INVALID_RECORD
-    pub const INVALID_RECORD: i16 = 87;
-    /// UNKNOWN_TOPIC_ID
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-    /// COORDINATOR_NOT_AVAILABLE
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    /// NOT_COORDINATOR
-    pub const NOT_COORDINATOR: i16 = 16;
-    /// LEADER_NOT_AVAILABLE
-    pub const LEADER_NOT_AVAILABLE: i16 = 5;
-    /// INVALID_GROUP_ID
-    pub const INVALID_GROUP_ID: i16 = 24;
-    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are not implemented yet.
-    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-    /// UNKNOWN_SERVER_ERROR
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+/// The error code of success.
+pub const NONE: i16 = 0;
+
+/// The Kafka error code of a group coordinator's refusal: the one place they are mapped.
+pub fn group_code(e: GroupError) -> i16 {
+    let kafka = match e {
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::Storage => ResponseError::KafkaStorageError,
+        GroupError::InvalidRequest => ResponseError::InvalidRequest,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+    };
+    kafka.code()
+}
+
+/// The error code of a group request's outcome (`NONE` when it succeeded).
+pub fn group_outcome(outcome: GroupResult) -> i16 {
+    outcome.err().map_or(NONE, group_code)
 }
 
 /// Everything a handler needs.
@@ -153,8 +124,8 @@ pub fn brokers(ctx: &Ctx, live: &LiveSet) -> Vec<BrokerEntry> {
 /// NOT_COORDINATOR when another node coordinates `group_id`, or this node's lease does not
 /// hold right now (it may have been taken over while this node was cut off or frozen).
 pub fn not_coordinator(ctx: &Ctx, group_id: &str) -> Option<i16> {
-    let mine = ctx.node.live().owns_group(group_id) && ctx.node.partitions().guard().is_valid();
-    (!mine).then_some(code::NOT_COORDINATOR)
+    let mine = ctx.node.live().owns_group(group_id) && ctx.node.lease_valid();
+    (!mine).then_some(ResponseError::NotCoordinator.code())
 }
 
 /// Kafka's "no authorized operations reported" value.

@@ -7,11 +7,10 @@
 //! Node-wide back-pressure: a request waits for `produce.max_bytes_in_flight` budget before
 //! it is buffered.
 
-use super::{code, s, Ctx};
-use inkless_actors::partition::AppendAck;
-use inkless_actors::produce_buffer::PartAppend;
-use inkless_actors::{AppendError, TopicPartition};
+use super::{s, Ctx};
+use inkless_actors::{AppendAck, AppendError, PartAppend, TopicPartition};
 use inkless_protocol::batch::{self, BatchError, BatchHeader, ValidatedBatch};
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::produce_request::ProduceRequest;
 use inkless_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
@@ -35,18 +34,24 @@ fn error(index: i32, c: i16, msg: impl Into<String>) -> PartitionProduceResponse
 /// Maps an append failure to Kafka's error code.
 pub fn append_error_code(e: &AppendError) -> i16 {
     match e {
-        AppendError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
-        AppendError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
-        AppendError::NotOwner | AppendError::Unavailable(_) => code::NOT_LEADER_OR_FOLLOWER,
-        AppendError::Storage(_) | AppendError::Metadata(_) => code::KAFKA_STORAGE_ERROR,
-        AppendError::TimedOut | AppendError::Indeterminate(_) => code::REQUEST_TIMED_OUT,
+        AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+        AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+        AppendError::NotOwner | AppendError::Unavailable(_) => {
+            ResponseError::NotLeaderOrFollower.code()
+        }
+        AppendError::Storage(_) | AppendError::Metadata(_) => {
+            ResponseError::KafkaStorageError.code()
+        }
+        AppendError::TimedOut | AppendError::Indeterminate(_) => {
+            ResponseError::RequestTimedOut.code()
+        }
     }
 }
 
 fn batch_error_code(e: &BatchError) -> i16 {
     match e {
-        BatchError::InvalidRecordCount { .. } => code::INVALID_RECORD,
-        _ => code::CORRUPT_MESSAGE,
+        BatchError::InvalidRecordCount { .. } => ResponseError::InvalidRecord.code(),
+        _ => ResponseError::CorruptMessage.code(),
     }
 }
 
@@ -59,7 +64,7 @@ fn validate(
 ) -> Result<(Vec<ValidatedBatch>, i64), (i16, String)> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err((
-            code::CORRUPT_MESSAGE,
+            ResponseError::CorruptMessage.code(),
             "Produce request has no records".into(),
         ));
     };
@@ -68,14 +73,14 @@ fn validate(
     if batches.len() != 1 {
         // As Kafka since Produce v3: exactly one batch per partition per request.
         return Err((
-            code::INVALID_RECORD,
+            ResponseError::InvalidRecord.code(),
             "Produce requests must have exactly one record batch per partition".into(),
         ));
     }
     for b in &batches {
         if b.bytes.len() as i64 > max_message_bytes {
             return Err((
-                code::MESSAGE_TOO_LARGE,
+                ResponseError::MessageTooLarge.code(),
                 format!(
                     "Batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
                     b.bytes.len()
@@ -84,7 +89,7 @@ fn validate(
         }
         if b.header.is_control() || b.header.is_transactional() {
             return Err((
-                code::INVALID_RECORD,
+                ResponseError::InvalidRecord.code(),
                 "Transactional and control batches are not supported yet".into(),
             ));
         }
@@ -94,8 +99,8 @@ fn validate(
         append_time = inkless_storage::now_ms();
         for b in &mut batches {
             b.bytes = batch::set_log_append_time(&b.bytes, append_time);
-            b.header =
-                BatchHeader::parse(&b.bytes).map_err(|e| (code::CORRUPT_MESSAGE, e.to_string()))?;
+            b.header = BatchHeader::parse(&b.bytes)
+                .map_err(|e| (ResponseError::CorruptMessage.code(), e.to_string()))?;
         }
     }
     Ok((batches, append_time))
@@ -137,13 +142,13 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
             let slot = if req.transactional_id.is_some() {
                 Slot::Done(error(
                     index,
-                    code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
                     "Transactions are not supported yet",
                 ))
             } else if !matches!(acks, -1..=1) {
                 Slot::Done(error(
                     index,
-                    code::INVALID_REQUIRED_ACKS,
+                    ResponseError::InvalidRequiredAcks.code(),
                     format!("Invalid acks {acks}"),
                 ))
             } else {
@@ -160,7 +165,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                     {
                         Slot::Done(error(
                             index,
-                            code::NOT_LEADER_OR_FOLLOWER,
+                            ResponseError::NotLeaderOrFollower.code(),
                             "This node does not lead the partition.",
                         ))
                     }
@@ -192,7 +197,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                     }
                     _ => Slot::Done(error(
                         index,
-                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        ResponseError::UnknownTopicOrPartition.code(),
                         "This server does not host this topic-partition.",
                     )),
                 }
@@ -280,12 +285,12 @@ impl Submitted {
                         // (which tells the client it was not, and makes it resend freely).
                         Ok(Err(_)) => error(
                             index,
-                            code::REQUEST_TIMED_OUT,
+                            ResponseError::RequestTimedOut.code(),
                             "append outcome unknown; retry",
                         ),
                         Err(_) => error(
                             index,
-                            code::REQUEST_TIMED_OUT,
+                            ResponseError::RequestTimedOut.code(),
                             "append not durable within the request timeout",
                         ),
                     },

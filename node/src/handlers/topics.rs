@@ -3,9 +3,10 @@
 //! Diskless topics have no replicas: any replication factor (or -1) is accepted and the
 //! object store provides durability; Metadata reports the single leader as the only replica.
 
-use super::{code, s, Ctx};
+use super::{s, Ctx};
 use crate::catalog::{validate_topic_config, validate_topic_name, Topic};
 use inkless_actors::TopicPartition;
+use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use inkless_protocol::kafka_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
@@ -32,15 +33,15 @@ pub type Failure = (i16, String);
 fn meta_failure(e: MetaError) -> Failure {
     match e {
         MetaError::TopicExists(n) => (
-            code::TOPIC_ALREADY_EXISTS,
+            ResponseError::TopicAlreadyExists.code(),
             format!("Topic '{n}' already exists."),
         ),
         MetaError::UnknownTopic(n) => (
-            code::UNKNOWN_TOPIC_OR_PARTITION,
+            ResponseError::UnknownTopicOrPartition.code(),
             format!("Topic '{n}' does not exist."),
         ),
-        MetaError::Invalid(m) => (code::INVALID_PARTITIONS, m),
-        other => (code::UNKNOWN_SERVER_ERROR, other.to_string()),
+        MetaError::Invalid(m) => (ResponseError::InvalidPartitions.code(), m),
+        other => (ResponseError::UnknownServerError.code(), other.to_string()),
     }
 }
 
@@ -87,7 +88,7 @@ async fn start_partitions(ctx: &Ctx, t: &Topic, from: i32) -> Result<(), Failure
     match failed.first() {
         None => Ok(()),
         Some((tp, e)) => Err((
-            code::UNKNOWN_SERVER_ERROR,
+            ResponseError::UnknownServerError.code(),
             format!("partition {} failed to start: {e}", tp.partition),
         )),
     }
@@ -98,16 +99,16 @@ fn check_new_topic(
     t: &inkless_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic,
 ) -> Result<(i32, BTreeMap<String, String>), Failure> {
     let name = t.name.0.as_str();
-    validate_topic_name(name).map_err(|m| (code::INVALID_TOPIC_EXCEPTION, m))?;
+    validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException.code(), m))?;
     if ctx.catalog.by_name(name).is_some() {
         return Err((
-            code::TOPIC_ALREADY_EXISTS,
+            ResponseError::TopicAlreadyExists.code(),
             format!("Topic '{name}' already exists."),
         ));
     }
     if !t.assignments.is_empty() {
         return Err((
-            code::INVALID_REPLICA_ASSIGNMENT,
+            ResponseError::InvalidReplicaAssignment.code(),
             "Manual replica assignment is not supported: diskless partitions have no replicas."
                 .into(),
         ));
@@ -117,14 +118,14 @@ fn check_new_topic(
         n if (1..=MAX_PARTITIONS_PER_TOPIC).contains(&n) => n,
         n => {
             return Err((
-                code::INVALID_PARTITIONS,
+                ResponseError::InvalidPartitions.code(),
                 format!("Number of partitions {n} is invalid."),
             ))
         }
     };
     if t.replication_factor == 0 || t.replication_factor < -1 {
         return Err((
-            code::INVALID_REPLICATION_FACTOR,
+            ResponseError::InvalidReplicationFactor.code(),
             format!("Replication factor {} is invalid.", t.replication_factor),
         ));
     }
@@ -132,7 +133,7 @@ fn check_new_topic(
     for c in &t.configs {
         let Some(v) = &c.value else { continue };
         validate_topic_config(c.name.as_str(), v.as_str())
-            .map_err(|m| (code::INVALID_CONFIG, m))?;
+            .map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
         configs.insert(c.name.to_string(), v.to_string());
     }
     Ok((partitions, configs))
@@ -218,9 +219,9 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
             .with_topic_id(id);
         let Some(topic) = topic else {
             let c = if name.is_none() {
-                code::UNKNOWN_TOPIC_ID
+                ResponseError::UnknownTopicId.code()
             } else {
-                code::UNKNOWN_TOPIC_OR_PARTITION
+                ResponseError::UnknownTopicOrPartition.code()
             };
             out.push(r.with_error_code(c));
             continue;
@@ -254,19 +255,19 @@ pub async fn create_partitions(
         let r = CreatePartitionsTopicResult::default().with_name(TopicName(s(name.clone())));
         let outcome: Result<(), Failure> = async {
             let topic = ctx.catalog.by_name(&name).ok_or((
-                code::UNKNOWN_TOPIC_OR_PARTITION,
+                ResponseError::UnknownTopicOrPartition.code(),
                 format!("Topic '{name}' does not exist."),
             ))?;
             if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
                 return Err((
-                    code::INVALID_REPLICA_ASSIGNMENT,
+                    ResponseError::InvalidReplicaAssignment.code(),
                     "Manual replica assignment is not supported.".to_string(),
                 ));
             }
             let before = topic.record.partitions;
             if t.count <= before || t.count > MAX_PARTITIONS_PER_TOPIC {
                 return Err((
-                    code::INVALID_PARTITIONS,
+                    ResponseError::InvalidPartitions.code(),
                     format!(
                         "Topic currently has {before} partitions, {} would not be an increase.",
                         t.count

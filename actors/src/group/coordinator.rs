@@ -11,55 +11,18 @@
 //! groups work the same as consumers). If the actor fails, the GroupManager restarts it
 //! empty: members get UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION and rejoin, offsets are safe.
 
-use crate::consumer_group::{
+use crate::group::consumer::{
     ConsumerGroup, ConsumerGroupSettings, Heartbeat as ConsumerHeartbeat, HeartbeatAnswer,
     MemberView, SharedTopicLookup,
 };
-use crate::mailbox::Post;
+use crate::group::error::{GroupError, GroupResult};
+use crate::tree::mailbox::Post;
 use bytes::Bytes;
 use inkless_storage::metadata::{Claimant, CommittedOffset, MetaError, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// Kafka error codes of the group protocol.
-pub mod code {
-    /// No error.
-    pub const NONE: i16 = 0;
-    /// OFFSET_METADATA_TOO_LARGE
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    /// COORDINATOR_NOT_AVAILABLE
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    /// NOT_COORDINATOR
-    pub const NOT_COORDINATOR: i16 = 16;
-    /// ILLEGAL_GENERATION
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    /// INCONSISTENT_GROUP_PROTOCOL
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    /// INVALID_GROUP_ID
-    pub const INVALID_GROUP_ID: i16 = 24;
-    /// UNKNOWN_MEMBER_ID
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// INVALID_SESSION_TIMEOUT
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    /// REBALANCE_IN_PROGRESS
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// KAFKA_STORAGE_ERROR
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// NON_EMPTY_GROUP
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    /// GROUP_ID_NOT_FOUND
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    /// MEMBER_ID_REQUIRED
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    /// GROUP_MAX_SIZE_REACHED
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    /// GROUP_SUBSCRIBED_TO_TOPIC
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-    /// FENCED_INSTANCE_ID
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-}
 
 /// Group settings (Kafka's `group.*` and `offsets.*` broker configs).
 #[derive(Debug, Clone)]
@@ -151,8 +114,8 @@ pub struct JoinArgs {
 /// A JoinGroup answer.
 #[derive(Debug, Clone, Default)]
 pub struct JoinResult {
-    /// Error code.
-    pub error: i16,
+    /// Why the request was refused, if it was.
+    pub error: Option<GroupError>,
     /// Generation.
     pub generation: i32,
     /// Protocol type.
@@ -183,8 +146,8 @@ pub struct SyncArgs {
 /// A SyncGroup answer.
 #[derive(Debug, Clone, Default)]
 pub struct SyncResult {
-    /// Error code.
-    pub error: i16,
+    /// Why the request was refused, if it was.
+    pub error: Option<GroupError>,
     /// Protocol type.
     pub protocol_type: Option<String>,
     /// Chosen protocol.
@@ -266,14 +229,14 @@ pub enum GroupMsg {
         /// Its generation.
         generation: i32,
         /// Error code.
-        reply: oneshot::Sender<i16>,
+        reply: oneshot::Sender<GroupResult>,
     },
     /// LeaveGroup for these members; one error code each.
     Leave {
         /// Leaving members (by member id, or by instance id when the member id is empty).
         members: Vec<MemberRef>,
         /// Error code per member.
-        reply: oneshot::Sender<Vec<i16>>,
+        reply: oneshot::Sender<Vec<GroupResult>>,
     },
     /// OffsetCommit, validated against membership then stored.
     Commit {
@@ -284,7 +247,7 @@ pub enum GroupMsg {
         /// Offsets to store.
         offsets: Vec<CommittedOffset>,
         /// Error code for the whole commit.
-        reply: oneshot::Sender<i16>,
+        reply: oneshot::Sender<GroupResult>,
     },
     /// The group's state.
     Describe(oneshot::Sender<GroupDescription>),
@@ -293,7 +256,7 @@ pub enum GroupMsg {
     /// ConsumerGroupDescribe (KIP-848).
     ConsumerDescribe(oneshot::Sender<ConsumerGroupDescription>),
     /// DeleteGroups: NON_EMPTY_GROUP unless empty; otherwise drops offsets and stops.
-    Delete(oneshot::Sender<i16>),
+    Delete(oneshot::Sender<GroupResult>),
     /// Timer.
     Tick,
 }
@@ -378,7 +341,7 @@ impl GroupCoordinatorState {
         }
     }
 
-    fn remove_member(&mut self, id: &str, error: i16) {
+    fn remove_member(&mut self, id: &str, error: GroupError) {
         if let Some(m) = self.members.remove(id) {
             self.order.retain(|x| x != id);
             if let Some(i) = &m.instance_id {
@@ -388,7 +351,7 @@ impl GroupCoordinatorState {
             }
             if let Some(tx) = m.awaiting_join {
                 let _ = tx.send(JoinResult {
-                    error,
+                    error: Some(error),
                     member_id: id.to_string(),
                     generation: -1,
                     ..Default::default()
@@ -396,7 +359,7 @@ impl GroupCoordinatorState {
             }
             if let Some(tx) = m.awaiting_sync {
                 let _ = tx.send(SyncResult {
-                    error,
+                    error: Some(error),
                     ..Default::default()
                 });
             }
@@ -414,7 +377,7 @@ impl GroupCoordinatorState {
         for m in self.members.values_mut() {
             if let Some(tx) = m.awaiting_sync.take() {
                 let _ = tx.send(SyncResult {
-                    error: code::REBALANCE_IN_PROGRESS,
+                    error: Some(GroupError::RebalanceInProgress),
                     ..Default::default()
                 });
             }
@@ -452,7 +415,7 @@ impl GroupCoordinatorState {
             .map(|(id, _)| id.clone())
             .collect();
         for id in missing {
-            self.remove_member(&id, code::UNKNOWN_MEMBER_ID);
+            self.remove_member(&id, GroupError::UnknownMemberId);
         }
         self.generation += 1;
         if self.members.is_empty() {
@@ -480,7 +443,7 @@ impl GroupCoordinatorState {
             m.last_heartbeat = now;
             if let Some(tx) = m.awaiting_join.take() {
                 let _ = tx.send(JoinResult {
-                    error: code::NONE,
+                    error: None,
                     generation: self.generation,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
@@ -543,9 +506,9 @@ impl GroupCoordinatorState {
     }
 
     fn join(&mut self, a: JoinArgs, reply: oneshot::Sender<JoinResult>) {
-        let fail = |reply: oneshot::Sender<JoinResult>, error: i16, member_id: String| {
+        let fail = |reply: oneshot::Sender<JoinResult>, error: GroupError, member_id: String| {
             let _ = reply.send(JoinResult {
-                error,
+                error: Some(error),
                 member_id,
                 generation: -1,
                 ..Default::default()
@@ -553,17 +516,17 @@ impl GroupCoordinatorState {
         };
         let l = &self.args.limits;
         if a.session_timeout < l.min_session_timeout || a.session_timeout > l.max_session_timeout {
-            return fail(reply, code::INVALID_SESSION_TIMEOUT, a.member_id);
+            return fail(reply, GroupError::InvalidSessionTimeout, a.member_id);
         }
         if a.protocol_type.is_empty() || a.protocols.is_empty() || self.consumer.has_members() {
-            return fail(reply, code::INCONSISTENT_GROUP_PROTOCOL, a.member_id);
+            return fail(reply, GroupError::InconsistentGroupProtocol, a.member_id);
         }
         self.consumer_type = false;
         if self.state != GroupState::Empty
             && (self.protocol_type.as_deref() != Some(a.protocol_type.as_str())
                 || !self.supports_current_protocols(&a.protocols))
         {
-            return fail(reply, code::INCONSISTENT_GROUP_PROTOCOL, a.member_id);
+            return fail(reply, GroupError::InconsistentGroupProtocol, a.member_id);
         }
         let now = Instant::now();
         let mut member_id = a.member_id.clone();
@@ -577,7 +540,7 @@ impl GroupCoordinatorState {
                     if let Some(m) = old_member {
                         if let Some(tx) = m.awaiting_join {
                             let _ = tx.send(JoinResult {
-                                error: code::FENCED_INSTANCE_ID,
+                                error: Some(GroupError::FencedInstanceId),
                                 member_id: old.clone(),
                                 generation: -1,
                                 ..Default::default()
@@ -585,7 +548,7 @@ impl GroupCoordinatorState {
                         }
                         if let Some(tx) = m.awaiting_sync {
                             let _ = tx.send(SyncResult {
-                                error: code::FENCED_INSTANCE_ID,
+                                error: Some(GroupError::FencedInstanceId),
                                 ..Default::default()
                             });
                         }
@@ -598,12 +561,12 @@ impl GroupCoordinatorState {
                 member_id = new_id;
             } else {
                 if self.members.len() + self.pending.len() >= self.args.limits.max_size {
-                    return fail(reply, code::GROUP_MAX_SIZE_REACHED, String::new());
+                    return fail(reply, GroupError::GroupMaxSizeReached, String::new());
                 }
                 let new_id = Self::new_member_id(&a.client_id);
                 if a.require_known_member_id {
                     self.pending.insert(new_id.clone(), now + a.session_timeout);
-                    return fail(reply, code::MEMBER_ID_REQUIRED, new_id);
+                    return fail(reply, GroupError::MemberIdRequired, new_id);
                 }
                 member_id = new_id;
             }
@@ -613,7 +576,7 @@ impl GroupCoordinatorState {
                 .get(instance)
                 .is_some_and(|id| *id != member_id)
             {
-                return fail(reply, code::FENCED_INSTANCE_ID, member_id);
+                return fail(reply, GroupError::FencedInstanceId, member_id);
             }
         }
 
@@ -625,13 +588,13 @@ impl GroupCoordinatorState {
                 .as_ref()
                 .is_some_and(|i| self.static_members.get(i) == Some(&member_id));
             if !was_pending && !is_static_new && !a.member_id.is_empty() {
-                return fail(reply, code::UNKNOWN_MEMBER_ID, member_id);
+                return fail(reply, GroupError::UnknownMemberId, member_id);
             }
             if self.members.len() >= self.args.limits.max_size {
                 if let Some(i) = &a.instance_id {
                     self.static_members.remove(i);
                 }
-                return fail(reply, code::GROUP_MAX_SIZE_REACHED, member_id);
+                return fail(reply, GroupError::GroupMaxSizeReached, member_id);
             }
             self.members.insert(
                 member_id.clone(),
@@ -669,7 +632,7 @@ impl GroupCoordinatorState {
             .get(&member_id)
             .is_some_and(|m| m.protocols != a.protocols);
         let Some(m) = self.members.get_mut(&member_id) else {
-            return fail(reply, code::UNKNOWN_MEMBER_ID, member_id);
+            return fail(reply, GroupError::UnknownMemberId, member_id);
         };
         m.session_timeout = a.session_timeout;
         m.rebalance_timeout = a.rebalance_timeout;
@@ -679,7 +642,7 @@ impl GroupCoordinatorState {
             GroupState::PreparingRebalance => {
                 if let Some(old) = m.awaiting_join.replace(reply) {
                     let _ = old.send(JoinResult {
-                        error: code::UNKNOWN_MEMBER_ID,
+                        error: Some(GroupError::UnknownMemberId),
                         member_id: member_id.clone(),
                         generation: -1,
                         ..Default::default()
@@ -715,7 +678,7 @@ impl GroupCoordinatorState {
                         Vec::new()
                     };
                     let _ = reply.send(JoinResult {
-                        error: code::NONE,
+                        error: None,
                         generation: self.generation,
                         protocol_type: self.protocol_type.clone(),
                         protocol_name: self.protocol_name.clone(),
@@ -725,14 +688,16 @@ impl GroupCoordinatorState {
                     });
                 }
             }
-            GroupState::Empty | GroupState::Dead => fail(reply, code::UNKNOWN_MEMBER_ID, member_id),
+            GroupState::Empty | GroupState::Dead => {
+                fail(reply, GroupError::UnknownMemberId, member_id)
+            }
         }
     }
 
     fn sync(&mut self, a: SyncArgs, reply: oneshot::Sender<SyncResult>) {
-        let err = |reply: oneshot::Sender<SyncResult>, error: i16| {
+        let err = |reply: oneshot::Sender<SyncResult>, error: GroupError| {
             let _ = reply.send(SyncResult {
-                error,
+                error: Some(error),
                 ..Default::default()
             });
         };
@@ -741,16 +706,16 @@ impl GroupCoordinatorState {
             instance_id: a.instance_id.clone(),
         };
         if self.is_fenced(&who) {
-            return err(reply, code::FENCED_INSTANCE_ID);
+            return err(reply, GroupError::FencedInstanceId);
         }
         if !self.members.contains_key(&a.member_id) {
-            return err(reply, code::UNKNOWN_MEMBER_ID);
+            return err(reply, GroupError::UnknownMemberId);
         }
         if a.generation != self.generation {
-            return err(reply, code::ILLEGAL_GENERATION);
+            return err(reply, GroupError::IllegalGeneration);
         }
         match self.state {
-            GroupState::PreparingRebalance => err(reply, code::REBALANCE_IN_PROGRESS),
+            GroupState::PreparingRebalance => err(reply, GroupError::RebalanceInProgress),
             GroupState::CompletingRebalance => {
                 if let Some(m) = self.members.get_mut(&a.member_id) {
                     m.last_heartbeat = Instant::now();
@@ -766,7 +731,7 @@ impl GroupCoordinatorState {
                     for m in self.members.values_mut() {
                         if let Some(tx) = m.awaiting_sync.take() {
                             let _ = tx.send(SyncResult {
-                                error: code::NONE,
+                                error: None,
                                 protocol_type: self.protocol_type.clone(),
                                 protocol_name: self.protocol_name.clone(),
                                 assignment: m.assignment.clone(),
@@ -782,37 +747,37 @@ impl GroupCoordinatorState {
                     .map(|m| m.assignment.clone())
                     .unwrap_or_default();
                 let _ = reply.send(SyncResult {
-                    error: code::NONE,
+                    error: None,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
                     assignment,
                 });
             }
-            GroupState::Empty | GroupState::Dead => err(reply, code::UNKNOWN_MEMBER_ID),
+            GroupState::Empty | GroupState::Dead => err(reply, GroupError::UnknownMemberId),
         }
     }
 
-    fn heartbeat(&mut self, who: &MemberRef, generation: i32) -> i16 {
+    fn heartbeat(&mut self, who: &MemberRef, generation: i32) -> GroupResult {
         if self.is_fenced(who) {
-            return code::FENCED_INSTANCE_ID;
+            return Err(GroupError::FencedInstanceId);
         }
         let state = self.state;
         let current = self.generation;
         let Some(m) = self.members.get_mut(&who.member_id) else {
-            return code::UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         };
         if generation != current {
-            return code::ILLEGAL_GENERATION;
+            return Err(GroupError::IllegalGeneration);
         }
         m.last_heartbeat = Instant::now();
         match state {
-            GroupState::PreparingRebalance => code::REBALANCE_IN_PROGRESS,
-            GroupState::CompletingRebalance | GroupState::Stable => code::NONE,
-            GroupState::Empty | GroupState::Dead => code::UNKNOWN_MEMBER_ID,
+            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
+            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
         }
     }
 
-    fn leave(&mut self, members: Vec<MemberRef>) -> Vec<i16> {
+    fn leave(&mut self, members: Vec<MemberRef>) -> Vec<GroupResult> {
         let mut out = Vec::with_capacity(members.len());
         let mut removed = false;
         for who in members {
@@ -830,15 +795,15 @@ impl GroupCoordinatorState {
                         instance_id: who.instance_id.clone(),
                     }) =>
                 {
-                    out.push(code::FENCED_INSTANCE_ID)
+                    out.push(Err(GroupError::FencedInstanceId))
                 }
                 Some(id) if self.members.contains_key(&id) => {
-                    self.remove_member(&id, code::UNKNOWN_MEMBER_ID);
+                    self.remove_member(&id, GroupError::UnknownMemberId);
                     removed = true;
-                    out.push(code::NONE);
+                    out.push(Ok(()));
                 }
-                Some(id) if self.pending.remove(&id).is_some() => out.push(code::NONE),
-                _ => out.push(code::UNKNOWN_MEMBER_ID),
+                Some(id) if self.pending.remove(&id).is_some() => out.push(Ok(())),
+                _ => out.push(Err(GroupError::UnknownMemberId)),
             }
         }
         if removed {
@@ -848,32 +813,37 @@ impl GroupCoordinatorState {
         out
     }
 
-    fn check_commit(&self, who: &MemberRef, generation: i32, offsets: &[CommittedOffset]) -> i16 {
+    fn check_commit(
+        &self,
+        who: &MemberRef,
+        generation: i32,
+        offsets: &[CommittedOffset],
+    ) -> GroupResult {
         if offsets
             .iter()
             .any(|o| o.metadata.len() > self.args.limits.offset_metadata_max_bytes)
         {
-            return code::OFFSET_METADATA_TOO_LARGE;
+            return Err(GroupError::OffsetMetadataTooLarge);
         }
         if self.consumer.has_members() {
             return self.consumer.check_commit(&who.member_id, generation);
         }
         if generation < 0 && who.member_id.is_empty() && self.state == GroupState::Empty {
-            return code::NONE;
+            return Ok(());
         }
         if self.is_fenced(who) {
-            return code::FENCED_INSTANCE_ID;
+            return Err(GroupError::FencedInstanceId);
         }
         if !self.members.contains_key(&who.member_id) {
-            return code::UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         }
         if generation != self.generation {
-            return code::ILLEGAL_GENERATION;
+            return Err(GroupError::IllegalGeneration);
         }
         match self.state {
-            GroupState::Stable | GroupState::PreparingRebalance => code::NONE,
-            GroupState::CompletingRebalance => code::REBALANCE_IN_PROGRESS,
-            GroupState::Empty | GroupState::Dead => code::UNKNOWN_MEMBER_ID,
+            GroupState::Stable | GroupState::PreparingRebalance => Ok(()),
+            GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
         }
     }
 
@@ -942,7 +912,7 @@ impl GroupCoordinatorState {
             if !expired.is_empty() {
                 for id in &expired {
                     tracing::info!(group = %self.args.group_id, member = %id, "session expired");
-                    self.remove_member(id, code::UNKNOWN_MEMBER_ID);
+                    self.remove_member(id, GroupError::UnknownMemberId);
                 }
                 self.prepare_rebalance("session expired");
             }
@@ -1022,7 +992,7 @@ impl Actor for GroupCoordinator {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             GroupMsg::Join(a, reply) => state.join(a, reply),
             GroupMsg::Sync(a, reply) => state.sync(a, reply),
@@ -1043,7 +1013,7 @@ impl Actor for GroupCoordinator {
                 reply,
             } => {
                 let mut c = state.check_commit(&member, generation, &offsets);
-                if c == code::NONE && !offsets.is_empty() {
+                if c.is_ok() && !offsets.is_empty() {
                     let committed = state
                         .args
                         .store
@@ -1053,13 +1023,13 @@ impl Actor for GroupCoordinator {
                         Ok(()) => {}
                         Err(MetaError::GroupFenced(_)) => {
                             tracing::warn!(group = %state.args.group_id, "group is coordinated elsewhere now; stopping");
-                            let _ = reply.send(code::NOT_COORDINATOR);
+                            let _ = reply.send(Err(GroupError::NotCoordinator));
                             myself.stop(Some("fenced".into()));
                             return Ok(());
                         }
                         Err(e) => {
                             tracing::warn!(group = %state.args.group_id, error = %e, "offset commit failed");
-                            c = code::KAFKA_STORAGE_ERROR;
+                            c = Err(GroupError::Storage);
                         }
                     }
                 }
@@ -1074,7 +1044,7 @@ impl Actor for GroupCoordinator {
             GroupMsg::ConsumerHeartbeat(hb, reply) => {
                 let answer = if hb.member_epoch == 0 && !state.members.is_empty() {
                     HeartbeatAnswer {
-                        error: code::INCONSISTENT_GROUP_PROTOCOL,
+                        error: Some(GroupError::InconsistentGroupProtocol),
                         message: Some("The group has members of the classic protocol".into()),
                         member_id: hb.member_id.clone(),
                         member_epoch: -1,
@@ -1107,7 +1077,7 @@ impl Actor for GroupCoordinator {
             }
             GroupMsg::Delete(reply) => {
                 if !state.is_empty() {
-                    let _ = reply.send(code::NON_EMPTY_GROUP);
+                    let _ = reply.send(Err(GroupError::NonEmptyGroup));
                     return Ok(());
                 }
                 let c = match state
@@ -1116,14 +1086,14 @@ impl Actor for GroupCoordinator {
                     .delete_offsets(&state.args.group_id, None)
                     .await
                 {
-                    Ok(_) => code::NONE,
+                    Ok(_) => Ok(()),
                     Err(e) => {
                         tracing::warn!(group = %state.args.group_id, error = %e, "group delete failed");
-                        code::KAFKA_STORAGE_ERROR
+                        Err(GroupError::Storage)
                     }
                 };
                 let _ = reply.send(c);
-                if c == code::NONE {
+                if c.is_ok() {
                     state.state = GroupState::Dead;
                     myself.stop(Some("deleted".into()));
                 }

@@ -8,12 +8,12 @@
 //! PartitionActor. A failed upload answers its producers with a storage error; nothing of it
 //! becomes visible. If the uploader crashes, producers waiting on it get an error and retry.
 
-use crate::cache::CacheMsg;
-use crate::gateway::{self, Request, Response};
-use crate::mailbox::Post;
-use crate::partition::{AppendReply, IncomingBatch, PartitionMsg};
-use crate::placement::LiveSet;
-use crate::registry::{ActorSlot, PartitionRegistry};
+use crate::cluster::gateway::{self, Request, Response};
+use crate::cluster::placement::LiveSet;
+use crate::partition::actor::{AppendReply, IncomingBatch, PartitionMsg};
+use crate::read::cache::CacheMsg;
+use crate::tree::mailbox::Post;
+use crate::tree::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, TopicPartition};
 use bytes::Bytes;
 use inkless_storage::blob::BlobStore;
@@ -265,7 +265,7 @@ impl Actor for ObjectUploader {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             UploadMsg::Upload(obj) => {
                 let seq = state.next_seq;

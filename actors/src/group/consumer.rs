@@ -8,6 +8,7 @@
 //! at once. A member that does not revoke within its rebalance timeout, or stops
 //! heartbeating for the session timeout, is removed and its partitions are released.
 
+use crate::group::error::{GroupError, GroupResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,22 +27,6 @@ pub trait TopicLookup: Send + Sync + std::fmt::Debug {
 
 /// Shared topic lookup.
 pub type SharedTopicLookup = Arc<dyn TopicLookup>;
-
-/// Error codes of the consumer group protocol.
-pub mod code {
-    /// UNKNOWN_MEMBER_ID
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// INVALID_REQUEST
-    pub const INVALID_REQUEST: i16 = 42;
-    /// FENCED_MEMBER_EPOCH
-    pub const FENCED_MEMBER_EPOCH: i16 = 110;
-    /// UNSUPPORTED_ASSIGNOR
-    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
-    /// STALE_MEMBER_EPOCH
-    pub const STALE_MEMBER_EPOCH: i16 = 113;
-    /// GROUP_MAX_SIZE_REACHED
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-}
 
 /// Assignors offered to clients; the first is the default.
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
@@ -74,8 +59,8 @@ pub struct Heartbeat {
 /// The answer to a heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeartbeatAnswer {
-    /// Error code.
-    pub error: i16,
+    /// Why the request was refused, if it was.
+    pub error: Option<GroupError>,
     /// Error message.
     pub message: Option<String>,
     /// The member's id.
@@ -235,12 +220,12 @@ impl ConsumerGroup {
     }
 
     /// Whether a commit by `member_id` at `epoch` is allowed (0) or its error code.
-    pub fn check_commit(&self, member_id: &str, epoch: i32) -> i16 {
+    pub fn check_commit(&self, member_id: &str, epoch: i32) -> GroupResult {
         match self.members.get(member_id) {
-            None => code::UNKNOWN_MEMBER_ID,
-            Some(m) if epoch == m.epoch => 0,
-            Some(m) if epoch < m.epoch => code::STALE_MEMBER_EPOCH,
-            Some(_) => code::FENCED_MEMBER_EPOCH,
+            None => Err(GroupError::UnknownMemberId),
+            Some(m) if epoch == m.epoch => Ok(()),
+            Some(m) if epoch < m.epoch => Err(GroupError::StaleMemberEpoch),
+            Some(_) => Err(GroupError::FencedMemberEpoch),
         }
     }
 
@@ -262,9 +247,9 @@ impl ConsumerGroup {
             .collect()
     }
 
-    fn answer(&self, member_id: &str, error: i16, message: &str) -> HeartbeatAnswer {
+    fn answer(&self, member_id: &str, error: GroupError, message: &str) -> HeartbeatAnswer {
         HeartbeatAnswer {
-            error,
+            error: Some(error),
             message: Some(message.to_string()),
             member_id: member_id.to_string(),
             member_epoch: -1,
@@ -286,7 +271,7 @@ impl ConsumerGroup {
             if !ASSIGNORS.contains(&a.as_str()) {
                 return self.answer(
                     &hb.member_id,
-                    code::UNSUPPORTED_ASSIGNOR,
+                    GroupError::UnsupportedAssignor,
                     "Unsupported assignor",
                 );
             }
@@ -300,7 +285,7 @@ impl ConsumerGroup {
                 if hb.subscribed_topics.is_none() {
                     return self.answer(
                         &member_id,
-                        code::INVALID_REQUEST,
+                        GroupError::InvalidRequest,
                         "SubscribedTopicNames must be set when joining",
                     );
                 }
@@ -309,7 +294,7 @@ impl ConsumerGroup {
                 {
                     return self.answer(
                         &member_id,
-                        code::GROUP_MAX_SIZE_REACHED,
+                        GroupError::GroupMaxSizeReached,
                         "The group is full",
                     );
                 }
@@ -353,7 +338,7 @@ impl ConsumerGroup {
             -1 | -2 => {
                 self.remove(&member_id);
                 return HeartbeatAnswer {
-                    error: 0,
+                    error: None,
                     message: None,
                     member_id,
                     member_epoch: hb.member_epoch,
@@ -362,11 +347,13 @@ impl ConsumerGroup {
                 };
             }
             epoch => match self.members.get(&member_id) {
-                None => return self.answer(&member_id, code::UNKNOWN_MEMBER_ID, "Unknown member"),
+                None => {
+                    return self.answer(&member_id, GroupError::UnknownMemberId, "Unknown member")
+                }
                 Some(m) if epoch != m.epoch && epoch != m.previous_epoch => {
                     return self.answer(
                         &member_id,
-                        code::FENCED_MEMBER_EPOCH,
+                        GroupError::FencedMemberEpoch,
                         "Member epoch is fenced",
                     )
                 }
@@ -377,7 +364,7 @@ impl ConsumerGroup {
             self.assignor = a.clone();
         }
         let Some(m) = self.members.get_mut(&member_id) else {
-            return self.answer(&member_id, code::UNKNOWN_MEMBER_ID, "Unknown member");
+            return self.answer(&member_id, GroupError::UnknownMemberId, "Unknown member");
         };
         m.last_heartbeat = now;
         if hb.rebalance_timeout_ms >= 0 {
@@ -527,7 +514,7 @@ impl ConsumerGroup {
             m.last_sent = Some(m.assigned.clone());
         }
         HeartbeatAnswer {
-            error: 0,
+            error: None,
             message: None,
             member_id: member_id.to_string(),
             member_epoch: m.epoch,
@@ -631,12 +618,12 @@ mod tests {
         assert_eq!(count(&got_b), 3);
         assert!(minus(&got_b, &kept) == got_b, "disjoint");
         assert_eq!(g.state_name(), "Stable");
-        assert_eq!(g.check_commit("b", b3.member_epoch), 0);
+        assert_eq!(g.check_commit("b", b3.member_epoch), Ok(()));
         assert_eq!(
             g.check_commit("b", b3.member_epoch - 1),
-            code::STALE_MEMBER_EPOCH
+            Err(GroupError::StaleMemberEpoch)
         );
-        assert_eq!(g.check_commit("zed", 1), code::UNKNOWN_MEMBER_ID);
+        assert_eq!(g.check_commit("zed", 1), Err(GroupError::UnknownMemberId));
     }
 
     #[test]
@@ -651,6 +638,6 @@ mod tests {
         assert!(g.tick(t0 + Duration::from_millis(50)));
         assert!(!g.has_members());
         let fenced = g.heartbeat(beat("a", 1, &Assignment::new()), t0);
-        assert_eq!(fenced.error, code::UNKNOWN_MEMBER_ID);
+        assert_eq!(fenced.error, Some(GroupError::UnknownMemberId));
     }
 }

@@ -11,12 +11,12 @@
 //! gateway forwards each to the local actor before it handles the next, so a partition sees
 //! the appends of one uploader in seal order wherever they come from.
 
-use crate::cache::{read_through, CacheMsg};
-use crate::mailbox::Post;
-use crate::membership::MembershipMsg;
-use crate::partition::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
-use crate::partition_manager::ManagerMsg;
-use crate::registry::{ActorSlot, PartitionRegistry};
+use crate::cluster::membership::MembershipMsg;
+use crate::partition::actor::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
+use crate::partition::manager::ManagerMsg;
+use crate::read::cache::{read_through, CacheMsg};
+use crate::tree::mailbox::Post;
+use crate::tree::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, ReadError, TopicPartition};
 use bincode::Options;
 use inkless_storage::metadata::BatchCoordinate;
@@ -312,7 +312,7 @@ impl Actor for Gateway {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         let GatewayMsg::Call(bytes, port) = msg;
         match decode::<Request>(&bytes) {
             Ok(request) => state.handle(request, port),

@@ -13,9 +13,9 @@
 //! loads its state. If a commit is fenced it stops; if a commit fails otherwise it fails, and
 //! the PartitionManager restarts it from the metadata store.
 
-use crate::index_writer::IndexMsg;
-use crate::mailbox::Post;
-use crate::registry::{ActorSlot, PublishSignal};
+use crate::tree::mailbox::Post;
+use crate::tree::registry::{ActorSlot, PublishSignal};
+use crate::write::index_writer::IndexMsg;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
 use inkless_storage::metadata::{
@@ -599,7 +599,7 @@ impl Actor for PartitionActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             PartitionMsg::Append {
                 object_key,

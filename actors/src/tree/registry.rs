@@ -7,9 +7,9 @@
 //! partition was claimed under ([`LeaseGuard::holds`]): a node whose lease ran out, or was
 //! taken over, serves nothing it held, even before its managers stop those actors.
 
-use crate::lease::LeaseGuard;
-use crate::mailbox::Post;
-use crate::partition::{PartitionMsg, PartitionOffsets};
+use crate::cluster::lease::LeaseGuard;
+use crate::partition::actor::{PartitionMsg, PartitionOffsets};
+use crate::tree::mailbox::Post;
 use crate::{ReadError, TopicPartition};
 use inkless_storage::metadata::BatchCoordinate;
 use parking_lot::RwLock;
@@ -221,11 +221,6 @@ impl PartitionRegistry {
     pub fn len(&self) -> usize {
         self.inner.read().len()
     }
-
-    /// True when no partition actor runs.
-    pub fn is_empty(&self) -> bool {
-        self.inner.read().is_empty()
-    }
 }
 
 /// Restarts of each child of a supervisor within a sliding minute: more than the budget is
@@ -338,7 +333,7 @@ impl ActorDirectory {
 
     /// Forgets a stopped actor; `keep_history` keeps its restart count for a successor.
     pub fn stopped(&self, id: ractor::ActorId, keep_history: bool) {
-        crate::mailbox::forget(&id);
+        crate::tree::mailbox::forget(&id);
         if let Some(l) = self.labels.write().remove(&id) {
             if !keep_history {
                 self.restarts.write().remove(&l.name);

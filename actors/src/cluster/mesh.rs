@@ -9,8 +9,8 @@
 //! Nodes are named `inkless-<node id>` on the mesh (ractor_cluster's own node ids are
 //! per-session counters and mean nothing across nodes).
 
-use crate::mailbox::Post;
-use crate::placement::LiveSet;
+use crate::cluster::placement::LiveSet;
+use crate::tree::mailbox::Post;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::{NodeServer, NodeServerMessage};
 use std::collections::HashSet;
@@ -163,7 +163,7 @@ impl Actor for Mesh {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             MeshMsg::Reconnect => state.reconnect().await,
         }

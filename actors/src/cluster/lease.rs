@@ -8,7 +8,7 @@
 //! moment it runs again, before it answers anything. A renewal that returns a new generation
 //! (the lease was broken by a takeover) invalidates everything held under the old one.
 //!
-//! Every local lookup of a partition goes through [`crate::registry::PartitionRegistry`],
+//! Every local lookup of a partition goes through [`crate::tree::registry::PartitionRegistry`],
 //! which asks [`LeaseGuard::holds`] with the generation the partition was claimed under.
 
 use inkless_storage::metadata::Claimant;
@@ -67,11 +67,6 @@ impl LeaseGuard {
     /// The current generation (0 without leases).
     pub fn generation(&self) -> i64 {
         self.state.as_ref().map_or(0, |s| s.read().generation)
-    }
-
-    /// True if something claimed under `generation` may be served now.
-    pub fn holds(&self, generation: i64) -> bool {
-        self.serving() == Some(generation)
     }
 
     /// True while the lease is valid on this node's clock.
@@ -133,19 +128,22 @@ mod tests {
     fn a_lease_holds_its_generation_until_its_deadline() {
         let ttl = Duration::from_millis(80);
         let g = LeaseGuard::leased(3, 7, Instant::now(), ttl);
-        assert!(g.holds(7));
-        assert!(!g.holds(6), "another generation is never held");
+        assert!(g.serving() == Some(7));
+        assert!(g.serving() != Some(6), "another generation is never held");
         assert_eq!(g.claimant().lease_generation, Some(7));
         std::thread::sleep(ttl);
-        assert!(!g.holds(7), "past its deadline a lease holds nothing");
+        assert!(
+            g.serving() != Some(7),
+            "past its deadline a lease holds nothing"
+        );
         assert_eq!(g.renewed(8, Instant::now(), ttl), 7);
-        assert!(!g.holds(7) && g.holds(8));
+        assert!(g.serving() != Some(7) && g.serving() == Some(8));
         assert_eq!(g.lapses(), 1, "renewed after a lapse");
         g.renewed(8, Instant::now(), ttl);
         assert_eq!(g.lapses(), 1, "a renewal in time is no lapse");
         g.revoke();
         assert!(!g.is_valid());
         let alone = LeaseGuard::unleased(1);
-        assert!(alone.holds(0) && alone.claimant().lease_generation.is_none());
+        assert!(alone.serving() == Some(0) && alone.claimant().lease_generation.is_none());
     }
 }

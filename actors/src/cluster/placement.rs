@@ -16,7 +16,7 @@ pub struct LiveSet {
     pub me: i32,
     /// False while this node cannot renew its own lease: it must own nothing.
     pub me_live: bool,
-    /// The generation of this node's lease (see [`crate::lease`]); 0 without leases.
+    /// The generation of this node's lease (see [`crate::cluster::lease`]); 0 without leases.
     pub generation: i64,
     /// Live nodes, by node id (this node included while `me_live`).
     pub nodes: Vec<NodeLease>,

@@ -15,11 +15,11 @@
 //! more than `max_restarts` failures of one group within a minute escalate to the
 //! NodeSupervisor. One that stops (deleted, offsets expired, moved) is forgotten.
 
-use crate::consumer_group::SharedTopicLookup;
-use crate::group::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
-use crate::lease::LeaseGuard;
-use crate::placement::LiveSet;
-use crate::registry::{ActorDirectory, RestartBudget};
+use crate::cluster::lease::LeaseGuard;
+use crate::cluster::placement::LiveSet;
+use crate::group::consumer::SharedTopicLookup;
+use crate::group::coordinator::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::tree::registry::{ActorDirectory, RestartBudget};
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{BTreeMap, HashMap};
@@ -196,7 +196,7 @@ impl Actor for GroupManager {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             GroupManagerMsg::Get {
                 group_id,

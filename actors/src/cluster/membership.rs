@@ -3,7 +3,7 @@
 //! Every `renew_interval` the actor renews the node's lease row (expiring `ttl` later on the
 //! store's clock) and reads every other row; the live set is the rows with unexpired leases.
 //! It is published on a watch channel whenever it changes; placement
-//! ([`crate::placement::LiveSet`]) turns it into ownership.
+//! ([`crate::cluster::placement::LiveSet`]) turns it into ownership.
 //!
 //! Each successful renewal also moves this node's [`LeaseGuard`] forward, which is what lets
 //! it serve. If the lease cannot be renewed, the guard runs out first (before the store's
@@ -18,9 +18,9 @@
 //! first node back after a metadata-store outage would see only itself and claim every
 //! partition of the cluster. [`MembershipMsg::Leave`] stops renewing for a graceful exit.
 
-use crate::lease::LeaseGuard;
-use crate::mailbox::Post;
-use crate::placement::{LiveSet, LAPSED_LISTED};
+use crate::cluster::lease::LeaseGuard;
+use crate::cluster::placement::{LiveSet, LAPSED_LISTED};
+use crate::tree::mailbox::Post;
 use inkless_storage::metadata::{LeaseView, NodeLease};
 use inkless_storage::metadata::{MetaError, NodeStatus, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -299,7 +299,7 @@ impl Actor for Membership {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             MembershipMsg::Renew if !state.left => state.renew(&myself).await,
             MembershipMsg::Renew => {}

@@ -6,8 +6,8 @@
 //! one GET (quick_cache placeholders). Reads run in tasks so the shard never blocks on the
 //! object store. The cache holds only copies: a restart by the NodeSupervisor loses nothing.
 
-use crate::mailbox::Post;
-use crate::registry::ActorSlot;
+use crate::tree::mailbox::Post;
+use crate::tree::registry::ActorSlot;
 use crate::ReadError;
 use bytes::{Bytes, BytesMut};
 use inkless_storage::blob::BlobStore;
@@ -199,7 +199,7 @@ impl Actor for CacheShard {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             CacheMsg::Read {
                 key,

@@ -6,10 +6,10 @@
 //! order. The buffer holds no acknowledged data: if it crashes, the producers waiting on
 //! its open object get an error and retry; the NodeSupervisor restarts it empty.
 
-use crate::mailbox::Post;
-use crate::partition::{AppendReply, IncomingBatch};
-use crate::registry::ActorSlot;
-use crate::uploader::{SealedObject, SealedPart, UploadMsg};
+use crate::partition::actor::{AppendReply, IncomingBatch};
+use crate::tree::mailbox::Post;
+use crate::tree::registry::ActorSlot;
+use crate::write::uploader::{SealedObject, SealedPart, UploadMsg};
 use crate::{AppendError, TopicPartition};
 use inkless_protocol::batch::{BatchHeader, ValidatedBatch};
 use inkless_storage::object::ObjectBuilder;
@@ -149,7 +149,7 @@ impl Actor for ProduceBuffer {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             BufferMsg::Append(parts) => {
                 let was_empty = state.builder.is_empty();

@@ -17,14 +17,14 @@
 //! metadata store; more than `max_restarts` failures of one partition within a minute
 //! escalate: the manager fails and the NodeSupervisor decides.
 
-use crate::gateway::{self, Request};
-use crate::index_writer::IndexMsg;
-use crate::mailbox::Post;
-use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
-use crate::placement::LiveSet;
-use crate::registry::{
+use crate::cluster::gateway::{self, Request};
+use crate::cluster::placement::LiveSet;
+use crate::partition::actor::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
+use crate::tree::mailbox::Post;
+use crate::tree::registry::{
     ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
 };
+use crate::write::index_writer::IndexMsg;
 use crate::TopicPartition;
 use inkless_storage::metadata::{PartitionKey, SharedMetadataStore};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -377,7 +377,7 @@ impl Actor for PartitionManager {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             ManagerMsg::Ensure { tps, reply } => {
                 let _ = reply.send(state.ensure(&myself, tps).await);

@@ -7,8 +7,8 @@
 //! If the metadata store fails, every partition in that group is told so and reloads; the
 //! writer itself keeps running. If the writer crashes, the NodeSupervisor restarts it.
 
-use crate::mailbox::Post;
-use crate::partition::PartitionMsg;
+use crate::partition::actor::PartitionMsg;
+use crate::tree::mailbox::Post;
 use inkless_storage::metadata::{AppendOutcome, PartitionAppend, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::VecDeque;
@@ -109,7 +109,7 @@ impl Actor for IndexWriter {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::mailbox::taken(&myself);
+        crate::tree::mailbox::taken(&myself);
         match msg {
             IndexMsg::Commit {
                 append,

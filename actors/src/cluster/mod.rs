@@ -1,0 +1,8 @@
+//! The cluster: this node's lease and the live set it sees (membership, lease guard),
+//! placement as a function of the live set, and the actor mesh and gateway between nodes.
+
+pub(crate) mod gateway;
+pub(crate) mod lease;
+pub(crate) mod membership;
+pub(crate) mod mesh;
+pub(crate) mod placement;

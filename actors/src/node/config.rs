@@ -1,0 +1,75 @@
+//! What a node is started with.
+
+use crate::cluster::membership::MembershipConfig;
+use crate::cluster::mesh::MeshConfig;
+use crate::group::coordinator::GroupLimits;
+use std::time::Duration;
+
+/// Tunables of the actors of a node. Every buffer and queue has a bound here.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: i32,
+    /// Seal an object when its data reaches this size.
+    pub max_object_bytes: usize,
+    /// Seal an object this long after its first byte.
+    pub flush_interval: Duration,
+    /// Concurrent object PUTs.
+    pub max_uploads_in_flight: usize,
+    /// Give up an upload after this long (producers then get an error).
+    pub upload_timeout: Duration,
+    /// Cache block size.
+    pub cache_block_bytes: u64,
+    /// Cache capacity.
+    pub cache_capacity_bytes: u64,
+    /// Batch coordinates kept in memory per partition.
+    pub recent_batches_per_partition: usize,
+    /// Appends per metadata transaction.
+    pub max_appends_per_commit: usize,
+    /// Restarts of one actor within a minute before escalating.
+    pub max_restarts: u32,
+    /// Consumer-group settings.
+    pub groups: GroupLimits,
+    /// This node's lease and its timing.
+    pub membership: MembershipConfig,
+    /// Cluster mode: hold a lease in the metadata store and own only what placement gives
+    /// this node. Otherwise the node is alone and owns everything.
+    pub cluster_mode: bool,
+    /// The actor mesh to other nodes (cluster mode).
+    pub mesh: Option<MeshConfig>,
+    /// Longest wait for another node's answer.
+    pub remote_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            max_object_bytes: 8 * 1024 * 1024,
+            flush_interval: Duration::from_millis(250),
+            max_uploads_in_flight: 8,
+            upload_timeout: Duration::from_secs(20),
+            cache_block_bytes: 4 * 1024 * 1024,
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            recent_batches_per_partition: 64,
+            max_appends_per_commit: 4096,
+            max_restarts: 10,
+            groups: GroupLimits::default(),
+            membership: MembershipConfig::default(),
+            cluster_mode: false,
+            mesh: None,
+            remote_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// An actor failed to spawn.
+    #[error("actor failed to start: {0}")]
+    Spawn(String),
+    /// The lease could not be registered.
+    #[error("membership: {0}")]
+    Membership(#[from] inkless_storage::metadata::MetaError),
+}

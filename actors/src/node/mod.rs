@@ -1,0 +1,382 @@
+//! [`Node`]: the one way into a node's actors. Request handlers hold a `Node` and the
+//! typed handles it gives out ([`GroupHandle`](crate::GroupHandle)); the actors, their
+//! messages and their references stay private to this crate.
+
+mod config;
+mod groups;
+mod read;
+
+pub use config::{NodeConfig, NodeError};
+
+use crate::cluster::gateway::{self, Request, Response};
+use crate::cluster::lease::LeaseGuard;
+use crate::cluster::membership::{self, MembershipMsg};
+use crate::cluster::placement::LiveSet;
+use crate::group::consumer::SharedTopicLookup;
+use crate::group::manager::GroupManagerMsg;
+use crate::partition::actor::PartitionOffsets;
+use crate::partition::manager::ManagerMsg;
+use crate::tree::mailbox::Post;
+use crate::tree::registry::{ActorDirectory, PartitionRegistry};
+use crate::tree::supervisor::{self, ActorInfo, NodeSupervisor, Slots, SupervisorArgs};
+use crate::write::produce_buffer::{BufferMsg, PartAppend};
+use crate::{AppendError, ReadError, TopicPartition};
+use inkless_storage::blob::BlobStore;
+use inkless_storage::metadata::SharedMetadataStore;
+use ractor::{Actor, ActorRef};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// Where a partition is served from, as seen by this node.
+enum Route {
+    /// Its actor runs here.
+    Local,
+    /// It runs on this live node.
+    Remote(i32),
+    /// Nowhere this node knows of.
+    Nowhere,
+}
+
+/// A running node: the handle request handlers use to reach its actors.
+#[derive(Clone)]
+pub struct Node {
+    directory: ActorDirectory,
+    config: NodeConfig,
+    store: SharedMetadataStore,
+    blob: BlobStore,
+    partitions: PartitionRegistry,
+    slots: Arc<Slots>,
+    supervisor: ActorRef<()>,
+    stopped: watch::Receiver<bool>,
+    live: watch::Receiver<Arc<LiveSet>>,
+}
+
+impl Node {
+    /// Starts the supervision tree. In cluster mode it first registers the node's lease,
+    /// waiting while an earlier incarnation of the same node id still holds one.
+    pub async fn start(
+        config: NodeConfig,
+        store: SharedMetadataStore,
+        blob: BlobStore,
+        topics: SharedTopicLookup,
+    ) -> Result<Node, NodeError> {
+        let slots = Arc::new(Slots::default());
+        let directory = ActorDirectory::default();
+        let (first, guard) = if config.cluster_mode {
+            membership::register(&store, &config.membership).await?
+        } else {
+            (
+                LiveSet::single(config.membership.lease.clone()),
+                LeaseGuard::unleased(config.node_id),
+            )
+        };
+        let partitions = PartitionRegistry::new(guard);
+        let (live_tx, live) = watch::channel(Arc::new(first));
+        let args = SupervisorArgs {
+            live: Arc::new(live_tx),
+            directory: directory.clone(),
+            config: config.clone(),
+            topics,
+            store: store.clone(),
+            blob: blob.clone(),
+            partitions: partitions.clone(),
+            slots: slots.clone(),
+        };
+        let (supervisor, handle) = Actor::spawn(None, NodeSupervisor, args)
+            .await
+            .map_err(|e| NodeError::Spawn(e.to_string()))?;
+        directory.started(
+            supervisor.get_id(),
+            "node-supervisor",
+            format!("node-{}", config.node_id),
+        );
+        let (tx, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            let _ = handle.await;
+            let _ = tx.send(true);
+        });
+        if config.cluster_mode {
+            tokio::spawn(announce_join(live.clone()));
+        }
+        Ok(Node {
+            directory,
+            config,
+            store,
+            blob,
+            partitions,
+            slots,
+            supervisor,
+            stopped,
+            live,
+        })
+    }
+
+    /// The live set as this node sees it now.
+    pub fn live(&self) -> Arc<LiveSet> {
+        self.live.borrow().clone()
+    }
+
+    /// Changes of the live set.
+    pub fn live_changes(&self) -> watch::Receiver<Arc<LiveSet>> {
+        self.live.clone()
+    }
+
+    /// Runs the actors this node owns among `all` partitions (and the groups it owns) and
+    /// stops, after draining, those it no longer owns. Returns partitions that failed.
+    pub async fn place(&self, all: Vec<TopicPartition>) -> Vec<(TopicPartition, String)> {
+        let failed = match self.slots.manager.get() {
+            Some(m) => {
+                let (tx, rx) = oneshot::channel();
+                match m.post(ManagerMsg::Place { all, reply: tx }) {
+                    Ok(()) => rx.await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
+        if let Some(g) = self.slots.groups.get() {
+            let (tx, rx) = oneshot::channel();
+            if g.post(GroupManagerMsg::Place(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        failed
+    }
+
+    /// Graceful leave: stops serving, stops renewing, drains every partition and group, then
+    /// ends the lease, which frees everything held under it, so other nodes take over at
+    /// once. A no-op outside cluster mode.
+    pub async fn leave(&self) {
+        let Some(m) = self.slots.membership.get() else {
+            return;
+        };
+        self.partitions.guard().revoke();
+        let (tx, rx) = oneshot::channel();
+        if m.post(MembershipMsg::Leave(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        self.place(Vec::new()).await;
+        let lease = &self.config.membership.lease;
+        if let Err(e) = self
+            .store
+            .release_lease(lease.node_id, lease.incarnation)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the lease; it will expire");
+        }
+        // Tell the others, so they re-read the leases now rather than at their next renewal.
+        let live = self.live();
+        for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
+            let sent = gateway::send(
+                peer.node_id,
+                &Request::MembershipChanged,
+                Duration::from_secs(1),
+            );
+            if let Err(e) = sent {
+                tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave");
+            }
+        }
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &SharedMetadataStore {
+        &self.store
+    }
+
+    /// The object store.
+    pub fn blob(&self) -> &BlobStore {
+        &self.blob
+    }
+
+    /// The partition's actor handle, if it runs here (crate tests look inside).
+    #[cfg(test)]
+    pub(crate) fn partition(
+        &self,
+        tp: &TopicPartition,
+    ) -> Option<crate::tree::registry::PartitionHandle> {
+        self.partitions.get(tp)
+    }
+
+    /// How many partition actors run here.
+    pub fn running_partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Ticks whenever a partition running here publishes new offsets.
+    pub fn local_changes(&self) -> watch::Receiver<u64> {
+        self.partitions.changes()
+    }
+
+    /// The published offsets of partitions that run and may be served here (`None`
+    /// otherwise), without messaging their actors.
+    pub fn local_offsets<'a>(
+        &self,
+        tps: impl IntoIterator<Item = Option<&'a TopicPartition>>,
+    ) -> Vec<Option<PartitionOffsets>> {
+        self.partitions.published_offsets(tps)
+    }
+
+    /// How many times this node's lease lapsed so far: a request that waited through a
+    /// lapse may have lost its partition meanwhile (see [`crate::cluster::lease`]).
+    pub fn lease_lapses(&self) -> u64 {
+        self.partitions.guard().lapses()
+    }
+
+    /// True while this node's lease holds, so that it may serve what it owns.
+    pub fn lease_valid(&self) -> bool {
+        self.partitions.guard().is_valid()
+    }
+
+    /// Resolves when the supervision tree has stopped (shutdown or escalation).
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Hands batches to the produce buffer. Each part is answered on its reply channel.
+    pub fn produce(&self, parts: Vec<PartAppend>) -> Result<(), AppendError> {
+        let buffer = self
+            .slots
+            .buffer
+            .get()
+            .ok_or_else(|| AppendError::Unavailable("produce buffer".into()))?;
+        buffer
+            .post(BufferMsg::Append(parts))
+            .map_err(|_| AppendError::Unavailable("produce buffer".into()))
+    }
+
+    /// Seals the open object now.
+    pub fn flush(&self) {
+        if let Some(b) = self.slots.buffer.get() {
+            let _ = b.post(BufferMsg::FlushNow);
+        }
+    }
+
+    /// Starts actors for these partitions; returns those that failed.
+    pub async fn ensure_partitions(
+        &self,
+        tps: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, String)> {
+        let Some(m) = self.slots.manager.get() else {
+            return tps
+                .into_iter()
+                .map(|tp| (tp, "no partition manager".into()))
+                .collect();
+        };
+        let (tx, rx) = oneshot::channel();
+        let failed: Vec<(TopicPartition, String)> = tps
+            .iter()
+            .map(|tp| (*tp, "partition manager stopped".into()))
+            .collect();
+        if m.post(ManagerMsg::Ensure { tps, reply: tx }).is_err() {
+            return failed;
+        }
+        rx.await.unwrap_or(failed)
+    }
+
+    /// Stops the actors of these partitions.
+    pub async fn remove_partitions(&self, tps: Vec<TopicPartition>) {
+        if let Some(m) = self.slots.manager.get() {
+            let (tx, rx) = oneshot::channel();
+            if m.post(ManagerMsg::Remove { tps, reply: tx }).is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Where `tp` is served: here, on another node, or nowhere.
+    fn route(&self, tp: &TopicPartition) -> Route {
+        if self.partitions.contains(tp) {
+            return Route::Local;
+        }
+        // Without a valid lease this node's view may be stale: it relays nothing either.
+        if !self.partitions.guard().is_valid() {
+            return Route::Nowhere;
+        }
+        let live = self.live();
+        match live.partition_owner(tp) {
+            Some(owner) if owner != live.me && live.me_live => Route::Remote(owner),
+            _ => Route::Nowhere,
+        }
+    }
+
+    /// True if a produce for `tp` can be accepted here: it runs here or on a live node.
+    pub fn serves(&self, tp: &TopicPartition) -> bool {
+        !matches!(self.route(tp), Route::Nowhere)
+    }
+
+    async fn remote(&self, owner: i32, request: Request) -> Result<Response, ReadError> {
+        gateway::call(owner, &request, self.config.remote_timeout)
+            .await
+            .map_err(|e| {
+                tracing::debug!(owner, error = %e, "remote partition call failed");
+                ReadError::NotOwner
+            })
+    }
+
+    /// Injects a panic into a partition actor (fault-injection builds only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_partition_panic(&self, tp: &TopicPartition) -> bool {
+        self.partitions.get(tp).is_some_and(|h| {
+            h.actor
+                .post(crate::partition::actor::PartitionMsg::InjectPanic)
+                .is_ok()
+        })
+    }
+
+    /// Injects a panic into the partition manager (fault-injection builds only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_manager_panic(&self) -> bool {
+        self.slots
+            .manager
+            .get()
+            .is_some_and(|m| m.post(ManagerMsg::InjectPanic).is_ok())
+    }
+
+    /// The live supervision tree of this node, root first.
+    pub fn actor_tree(&self) -> Vec<ActorInfo> {
+        let mut out = Vec::new();
+        supervisor::walk(&self.supervisor.get_cell(), None, &self.directory, &mut out);
+        out
+    }
+
+    /// Stops the whole tree and waits for it.
+    pub async fn stop(&self) {
+        self.supervisor.stop(Some("shutdown".into()));
+        self.stopped().await;
+    }
+}
+
+/// Tells the peers that this node joined, so that they re-read the leases (and hand over
+/// its partitions) now rather than at their next renewal. The mesh dials them in the
+/// background, so this tries for about two seconds.
+async fn announce_join(live: watch::Receiver<Arc<LiveSet>>) {
+    let mut told = std::collections::HashSet::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let set = live.borrow().clone();
+        let peers: Vec<i32> = set
+            .nodes
+            .iter()
+            .map(|n| n.node_id)
+            .filter(|id| *id != set.me && !told.contains(id))
+            .collect();
+        if peers.is_empty() && !told.is_empty() {
+            return;
+        }
+        for peer in peers {
+            if let Ok(answer) =
+                gateway::send(peer, &Request::MembershipChanged, Duration::from_secs(1))
+            {
+                tokio::spawn(answer);
+                told.insert(peer);
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The read path: the block cache shard that serves object bytes to fetches.
+
+pub(crate) mod cache;

@@ -1,0 +1,6 @@
+//! The supervision tree: the node's root supervisor, the registry of running partition
+//! actors and the actor directory, and mailbox accounting.
+
+pub(crate) mod mailbox;
+pub(crate) mod registry;
+pub(crate) mod supervisor;
