@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Runs each target (default: decode_request frames record_batches) for SECONDS (default 60)
+# Runs each target (default: decode_request frames record_batches subscriptions) for SECONDS (default 60)
 # and exits non-zero as soon as one finds a crash; the crashing input is then under
 # protocol/fuzz/artifacts/<target>/ (reproduce: cargo fuzz run <target> <file>,
 # shrink: cargo fuzz tmin <target> <file>).
@@ -23,7 +23,7 @@ SECS="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
-    TARGETS=(decode_request frames record_batches)
+    TARGETS=(decode_request frames record_batches subscriptions)
 fi
 
 if [[ -d "$HOME/.cargo/bin" && ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then

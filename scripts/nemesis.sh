@@ -13,7 +13,9 @@
 #   SEEDS      space-separated seeds to run
 #   DURATION   seconds of faults per run (default 120)
 #   PARALLEL   runs at once (default 1); each gets its own loopback addresses
-#              (127.0.0.<10 + 20 * slot + 1..6>); a run takes about two cores
+#              (127.0.0.<IP_BASE + 20 * slot + 1..6>); a run takes about two cores
+#   IP_BASE    first loopback block (default 10); use 90 or more while the test command runs
+#              (its cluster tests use 127.0.0.11-16 and .71-76)
 #   FAULTS     comma-separated fault kinds (default: all; see nemesis.py --help)
 #   OUT        directory for the per-run JSON and log files (default: a new temp dir)
 #   INKLESS_BIN  broker binary; default: `cargo build --release -p inkless-node` and
@@ -32,6 +34,7 @@ export PATH
 RUNS="${RUNS:-10}"
 DURATION="${DURATION:-120}"
 PARALLEL="${PARALLEL:-1}"
+IP_BASE="${IP_BASE:-10}"
 FAULTS="${FAULTS:-}"
 OUT="${OUT:-$(mktemp -d -t inkless-nemesis-runs-XXXXXX)}"
 mkdir -p "$OUT"
@@ -57,7 +60,7 @@ echo "nemesis: ${#seeds[@]} runs of ${DURATION}s, $PARALLEL at once, faults ${FA
 
 run_one() {  # seed slot
     local seed=$1 slot=$2 args=()
-    args=(--seed "$seed" --duration "$DURATION" --ip-base $((10 + 20 * slot)) --out "$OUT/$seed.json")
+    args=(--seed "$seed" --duration "$DURATION" --ip-base $((IP_BASE + 20 * slot)) --out "$OUT/$seed.json")
     [[ -n "$FAULTS" ]] && args+=(--faults "$FAULTS")
     python3 integration/nemesis/nemesis.py "${args[@]}" > /dev/null 2> "$OUT/$seed.log" || true
     if [[ -s "$OUT/$seed.json" ]]; then

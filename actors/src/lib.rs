@@ -28,7 +28,7 @@ pub use cluster::membership::MembershipConfig;
 pub use cluster::mesh::MeshConfig;
 pub use cluster::placement::LiveSet;
 pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLookup};
-pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, SyncArgs};
+pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
 pub use node::{Node, NodeConfig, NodeError};

@@ -8,9 +8,11 @@
 //! - [`request`]: request header parsing, the table of supported APIs and versions, and
 //!   request decoding / response encoding.
 //! - [`batch`]: record-batch (magic 2) header inspection, validation and rewriting.
+//! - [`consumer_protocol`]: the subscription bytes classic consumers send in JoinGroup.
 
 pub mod alloc_guard;
 pub mod batch;
+pub mod consumer_protocol;
 pub mod frame;
 pub mod request;
 

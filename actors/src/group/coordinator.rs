@@ -18,11 +18,13 @@ use crate::group::consumer::{
 use crate::group::error::{GroupError, GroupResult};
 use crate::tree::mailbox::Post;
 use bytes::Bytes;
+use inkless_protocol::consumer_protocol::subscription_topics;
 use inkless_storage::metadata::{Claimant, CommittedOffset, MetaError, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 /// Group settings (Kafka's `group.*` and `offsets.*` broker configs).
 #[derive(Debug, Clone)]
@@ -257,12 +259,32 @@ pub enum GroupMsg {
     ConsumerDescribe(oneshot::Sender<ConsumerGroupDescription>),
     /// DeleteGroups: NON_EMPTY_GROUP unless empty; otherwise drops offsets and stops.
     Delete(oneshot::Sender<GroupResult>),
+    /// OffsetDelete: drops the committed offsets of these partitions, except those of
+    /// topics the group consumes (one outcome each, in order). Decided and done in one
+    /// message, so no member can subscribe in between.
+    DeleteOffsets {
+        /// The partitions, with their topic's name (what subscriptions name).
+        partitions: Vec<OffsetToDelete>,
+        /// One outcome per partition.
+        reply: oneshot::Sender<Vec<GroupResult>>,
+    },
     /// Timer.
     Tick,
 }
 
 // Local only: never sent to another node.
 impl ractor::Message for GroupMsg {}
+
+/// A partition whose committed offset OffsetDelete drops.
+#[derive(Debug, Clone)]
+pub struct OffsetToDelete {
+    /// Topic name.
+    pub topic: String,
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition index.
+    pub partition: i32,
+}
 
 /// Arguments of a [`GroupCoordinator`].
 #[derive(Debug, Clone)]
@@ -932,6 +954,69 @@ impl GroupCoordinatorState {
     }
 }
 
+impl GroupCoordinatorState {
+    /// Topics some member consumes: the subscriptions in classic consumers' JoinGroup
+    /// metadata (every protocol a member offers carries the same one) and KIP-848 members'
+    /// subscribed topics.
+    fn subscribed_topics(&self) -> HashSet<String> {
+        let mut out: HashSet<String> = self
+            .consumer
+            .members()
+            .into_iter()
+            .flat_map(|m| m.subscribed)
+            .collect();
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return out;
+        }
+        for (id, m) in &self.members {
+            for (_, metadata) in &m.protocols {
+                match subscription_topics(metadata) {
+                    Ok(topics) => out.extend(topics),
+                    Err(e) => {
+                        tracing::debug!(group = %self.args.group_id, member = %id, error = %e, "unreadable subscription")
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn delete_offsets(&mut self, partitions: Vec<OffsetToDelete>) -> Vec<GroupResult> {
+        let subscribed = self.subscribed_topics();
+        let mut out: Vec<GroupResult> = partitions
+            .iter()
+            .map(|p| {
+                if subscribed.contains(&p.topic) {
+                    Err(GroupError::GroupSubscribedToTopic)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let deletable: Vec<(Uuid, i32)> = partitions
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(p, _)| (p.topic_id, p.partition))
+            .collect();
+        if deletable.is_empty() {
+            return out;
+        }
+        let deleted = self
+            .args
+            .store
+            .delete_offsets(&self.args.group_id, Some(deletable))
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(group = %self.args.group_id, error = %e, "offset delete failed");
+            for o in out.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(GroupError::Storage);
+            }
+        }
+        out
+    }
+}
+
 fn metadata_for(m: &Member, protocol: &str) -> Bytes {
     m.protocols
         .iter()
@@ -1074,6 +1159,9 @@ impl Actor for GroupCoordinator {
                     assignor: c.assignor().to_string(),
                     members: c.members(),
                 });
+            }
+            GroupMsg::DeleteOffsets { partitions, reply } => {
+                let _ = reply.send(state.delete_offsets(partitions).await);
             }
             GroupMsg::Delete(reply) => {
                 if !state.is_empty() {

@@ -31,6 +31,9 @@ pub enum GroupError {
     /// The group still has members.
     #[error("group is not empty")]
     NonEmptyGroup,
+    /// OffsetDelete of a topic the group consumes.
+    #[error("the group consumes the topic")]
+    GroupSubscribedToTopic,
     /// Offset metadata longer than allowed.
     #[error("offset metadata too large")]
     OffsetMetadataTooLarge,

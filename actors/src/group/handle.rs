@@ -3,7 +3,7 @@
 use crate::group::consumer::{Heartbeat as ConsumerHeartbeat, HeartbeatAnswer};
 use crate::group::coordinator::{
     ConsumerGroupDescription, GroupDescription, GroupMsg, JoinArgs, JoinResult, MemberRef,
-    SyncArgs, SyncResult,
+    OffsetToDelete, SyncArgs, SyncResult,
 };
 use crate::group::error::GroupResult;
 use crate::tree::mailbox::Post;
@@ -101,6 +101,15 @@ impl GroupHandle {
     /// ConsumerGroupDescribe (KIP-848).
     pub async fn consumer_describe(&self) -> Result<ConsumerGroupDescription, CoordinatorGone> {
         self.ask(GroupMsg::ConsumerDescribe).await
+    }
+
+    /// OffsetDelete: one outcome per partition, in order.
+    pub async fn delete_offsets(
+        &self,
+        partitions: Vec<OffsetToDelete>,
+    ) -> Result<Vec<GroupResult>, CoordinatorGone> {
+        self.ask(|reply| GroupMsg::DeleteOffsets { partitions, reply })
+            .await
     }
 
     /// DeleteGroups: NON_EMPTY_GROUP unless empty, else drops the offsets and stops.

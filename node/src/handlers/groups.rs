@@ -5,8 +5,7 @@
 
 use super::NONE;
 use super::{group_code, group_outcome, not_coordinator, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
-use bytes::Bytes;
-use inkless_actors::{JoinArgs, MemberRef, SyncArgs};
+use inkless_actors::{JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_groups_response::{
@@ -628,30 +627,6 @@ pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
     DeleteGroupsResponse::default().with_results(out)
 }
 
-/// Topics a consumer group's members subscribe to, from the consumer protocol's metadata
-/// (version i16, then an array of topic names).
-fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
-    let b = &metadata[..];
-    let mut out = Vec::new();
-    if b.len() < 6 {
-        return out;
-    }
-    let n = i32::from_be_bytes([b[2], b[3], b[4], b[5]]);
-    let mut at = 6usize;
-    for _ in 0..n.max(0) {
-        let Some(len) = b.get(at..at + 2).map(|l| i16::from_be_bytes([l[0], l[1]])) else {
-            break;
-        };
-        at += 2;
-        let Some(name) = usize::try_from(len).ok().and_then(|l| b.get(at..at + l)) else {
-            break;
-        };
-        out.push(String::from_utf8_lossy(name).into_owned());
-        at += name.len();
-    }
-    out
-}
-
 /// Answers OffsetDelete: refused for topics the group is consuming.
 pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
@@ -661,57 +636,50 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
     };
-    let Some(d) = actor.describe().await.ok() else {
+    // Known topics go to the coordinator in one message; unknown ones are answered here.
+    let ids: Vec<Option<Uuid>> = req
+        .topics
+        .iter()
+        .map(|t| ctx.catalog.by_name(&t.name.0).map(|x| x.record.id))
+        .collect();
+    let mut known = Vec::new();
+    for (t, id) in req.topics.iter().zip(&ids) {
+        if let Some(topic_id) = *id {
+            known.extend(t.partitions.iter().map(|p| OffsetToDelete {
+                topic: t.name.0.to_string(),
+                topic_id,
+                partition: p.partition_index,
+            }));
+        }
+    }
+    let Ok(outcomes) = actor.delete_offsets(known).await else {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
-    let mut subscribed: Vec<String> = if d.protocol_type == "consumer" {
-        d.members
-            .iter()
-            .flat_map(|m| subscribed_topics(&m.metadata))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    subscribed.extend(d.subscribed_topics);
-    let mut topics = Vec::with_capacity(req.topics.len());
-    for t in req.topics {
-        let name = t.name.0.to_string();
-        let topic = ctx.catalog.by_name(&name);
-        let mut parts = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
-            let c = match &topic {
-                None => ResponseError::UnknownTopicOrPartition.code(),
-                Some(_) if subscribed.contains(&name) => {
-                    ResponseError::GroupSubscribedToTopic.code()
-                }
-                Some(tt) => match ctx
-                    .node
-                    .store()
-                    .delete_offsets(
-                        &req.group_id.0,
-                        Some(vec![(tt.record.id, p.partition_index)]),
-                    )
-                    .await
-                {
-                    Ok(_) => NONE,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "offset delete failed");
-                        ResponseError::KafkaStorageError.code()
-                    }
-                },
-            };
-            parts.push(
-                OffsetDeleteResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(c),
-            );
-        }
-        topics.push(
+    let mut outcomes = outcomes.into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .zip(ids)
+        .map(|(t, id)| {
+            let known = id.is_some();
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let c = match known.then(|| outcomes.next()).flatten() {
+                        Some(outcome) => group_outcome(outcome),
+                        None => ResponseError::UnknownTopicOrPartition.code(),
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(c)
+                })
+                .collect();
             OffsetDeleteResponseTopic::default()
                 .with_name(t.name)
-                .with_partitions(parts),
-        );
-    }
+                .with_partitions(parts)
+        })
+        .collect();
     OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -37,6 +37,7 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::Storage => ResponseError::KafkaStorageError,
