@@ -31,7 +31,7 @@ pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLooku
 pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
-pub use node::{Node, NodeConfig, NodeError};
+pub use node::{Node, NodeConfig, NodeError, MAX_LONG_POLL};
 pub use partition::actor::{AppendAck, PartitionOffsets};
 pub use tree::supervisor::ActorInfo;
 pub use write::produce_buffer::PartAppend;

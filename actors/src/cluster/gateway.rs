@@ -256,7 +256,7 @@ impl GatewayArgs {
                 offset,
                 wait_ms,
             } => answer_later(port, async move {
-                let wait = Duration::from_millis(wait_ms.min(60_000));
+                let wait = Duration::from_millis(wait_ms).min(crate::MAX_LONG_POLL);
                 Response::Offsets(partitions.offsets(&tp, offset, wait).await)
             }),
             Request::DeleteRecords { tp, offset } => answer_later(port, async move {

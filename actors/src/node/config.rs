@@ -5,6 +5,10 @@ use crate::cluster::mesh::MeshConfig;
 use crate::group::coordinator::GroupLimits;
 use std::time::Duration;
 
+/// The longest a read waits for new records (a Fetch's `max_wait_ms`, and the same wait
+/// relayed to the partition's owner), whatever the client asks.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(30);
+
 /// Tunables of the actors of a node. Every buffer and queue has a bound here.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

@@ -6,7 +6,7 @@ mod config;
 mod groups;
 mod read;
 
-pub use config::{NodeConfig, NodeError};
+pub use config::{NodeConfig, NodeError, MAX_LONG_POLL};
 
 use crate::cluster::gateway::{self, Request, Response};
 use crate::cluster::lease::LeaseGuard;

@@ -82,7 +82,9 @@ impl Node {
         let live = self.live();
         let az = live.my_az();
         let block = self.config.cache_block_bytes;
-        // Split the range where the shard changes.
+        // Split the range where the shard changes, and at every block for another node's
+        // shard: one answer then carries at most a block, which the mesh's frame limit
+        // (two blocks and headers) always lets through.
         let mut pieces: Vec<(i32, u64, u64)> = Vec::new();
         let mut at = start;
         while at < end {
@@ -90,7 +92,7 @@ impl Node {
             let piece_end = ((index + 1) * block).min(end);
             let shard = live.cache_owner(key, index, az).unwrap_or(live.me);
             match pieces.last_mut() {
-                Some(last) if last.0 == shard => last.2 = piece_end,
+                Some(last) if last.0 == shard && shard == live.me => last.2 = piece_end,
                 _ => pieces.push((shard, at, piece_end)),
             }
             at = piece_end;

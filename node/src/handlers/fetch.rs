@@ -14,7 +14,7 @@ use super::Ctx;
 use super::NONE;
 use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, select_all, try_join_all, FutureExt};
-use inkless_actors::{PartitionOffsets, ReadError, TopicPartition};
+use inkless_actors::{PartitionOffsets, ReadError, TopicPartition, MAX_LONG_POLL};
 use inkless_protocol::batch::set_base_offset;
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
@@ -25,9 +25,6 @@ use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
 use inkless_storage::metadata::BatchCoordinate;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// Longest long-poll, whatever the request asks.
-const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// Offsets answered for a partition whose offsets are not known here.
 const UNKNOWN_OFFSETS: PartitionOffsets = PartitionOffsets {
@@ -317,7 +314,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
             .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
     let topics = resolve(ctx, &req, version);
-    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_LONG_POLL);
     let deadline = tokio::time::Instant::now() + wait;
     let round = Round {
         topics: &topics,
