@@ -2,10 +2,10 @@
 
 Only non-flexible request versions, hand-encoded, so that the bytes on the
 wire are exactly what the test says: JoinGroup v5, SyncGroup v3, Heartbeat v3,
-OffsetCommit v7, LeaveGroup v3, ApiVersions v0. One blocking request at a time
-per connection (the broker answers a connection's requests in order, and a
-JoinGroup may be held until the rebalance completes), so concurrent members
-each use their own Conn.
+OffsetCommit v7, OffsetFetch v1, LeaveGroup v3, ApiVersions v0. `request` is
+one blocking request at a time (the broker answers a connection's requests in
+order, and a JoinGroup may be held until the rebalance completes), so
+concurrent members each use their own Conn; `send` and `receive` pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ API_VERSIONS, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, OFFSET_COMMIT, LEAVE_GROUP = 18
 PRODUCE = 0
 LIST_OFFSETS = 2
 USED_VERSIONS = {JOIN_GROUP: 5, SYNC_GROUP: 3, HEARTBEAT: 3, OFFSET_COMMIT: 7, LEAVE_GROUP: 3}
+OFFSET_FETCH = 9
 
 NONE = 0
 ILLEGAL_GENERATION = 22
@@ -128,31 +129,44 @@ class Conn:
         return bytes(buf)
 
     def request(self, api_key: int, version: int, body: bytes) -> Reader:
+        return self.receive(self.send(api_key, version, body))
+
+    def send(self, api_key: int, version: int, body: bytes) -> int:
+        """Sends one request without waiting for its answer; returns its correlation id."""
         self.corr += 1
         header = i16(api_key) + i16(version) + i32(self.corr) + string(self.client_id)
         frame = header + body
         self.sock.sendall(i32(len(frame)) + frame)
+        return self.corr
+
+    def receive(self, corr: int) -> Reader:
+        """Reads the next answer, which must be the one to request `corr`."""
         size = struct.unpack(">i", self._recv_exact(4))[0]
-        payload = self._recv_exact(size)
-        r = Reader(payload)
-        corr = r.i32()
-        if corr != self.corr:
-            raise ValueError(f"correlation id {corr}, expected {self.corr}")
+        r = Reader(self._recv_exact(size))
+        got = r.i32()
+        if got != corr:
+            raise ValueError(f"correlation id {got}, expected {corr}")
         return r
 
     # ---- APIs ----
 
     def produce(self, topic: str, partition: int, values: list[bytes], timeout_ms: int = 10000) -> tuple[int, int]:
         """One Produce v3 (acks=all) of a plain record batch; returns (error code, base offset)."""
+        return self.produce_answer(self.request(PRODUCE, 3, self.produce_body(topic, partition, values, timeout_ms)))
+
+    @staticmethod
+    def produce_body(topic: str, partition: int, values: list[bytes], timeout_ms: int = 10000) -> bytes:
         from kafka.record.memory_records import MemoryRecordsBuilder
 
         b = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 20)
         for v in values:
             b.append(timestamp=None, key=None, value=v)
         b.close()
-        body = (string(None) + i16(-1) + i32(timeout_ms)
+        return (string(None) + i16(-1) + i32(timeout_ms)
                 + array([string(topic) + array([i32(partition) + bytes_(b.buffer())])]))
-        r = self.request(PRODUCE, 3, body)
+
+    @staticmethod
+    def produce_answer(r: Reader) -> tuple[int, int]:
         topics = r.array(lambda t: (t.string(), t.array(lambda p: (p.i32(), p.i16(), p.i64(), p.i64()))))
         (_, parts), = topics
         (_, err, base, _), = parts
@@ -205,10 +219,18 @@ class Conn:
 
     def offset_commit(self, group: str, generation: int, member_id: str, topic: str, offsets: dict[int, int],
                       instance_id: str | None = None) -> dict[int, int]:
+        body = self.offset_commit_body(group, generation, member_id, topic, offsets, instance_id)
+        return self.offset_commit_answer(self.request(OFFSET_COMMIT, 7, body))
+
+    @staticmethod
+    def offset_commit_body(group: str, generation: int, member_id: str, topic: str, offsets: dict[int, int],
+                           instance_id: str | None = None) -> bytes:
         parts = [i32(p) + i64(o) + i32(-1) + string(None) for p, o in offsets.items()]
-        body = (string(group) + i32(generation) + string(member_id) + string(instance_id)
+        return (string(group) + i32(generation) + string(member_id) + string(instance_id)
                 + array([string(topic) + array(parts)]))
-        r = self.request(OFFSET_COMMIT, 7, body)
+
+    @staticmethod
+    def offset_commit_answer(r: Reader) -> dict[int, int]:
         r.i32()
         out = {}
         for _name, ps in r.array(lambda x: (x.string(), x.array(lambda y: (y.i32(), y.i16())))):

@@ -989,3 +989,31 @@ def test_group_errors_on_the_wire(gbootstrap):
 if __name__ == "__main__":
     # The reference Kafka's extra properties: KAFKA_REF_EXTRA_PROPS="$(python3 test_groups.py)"
     print(",".join(f"group.{k}={v}" for k, v in {**GROUP_SETTINGS, **KAFKA_ONLY_SETTINGS}.items()))
+
+
+def test_pipelined_requests_take_effect_in_order(gbootstrap):
+    """Kafka handles a connection's requests one at a time: 100 OffsetCommits sent back to
+    back, then an OffsetFetch, on one connection, and the fetch answers the last commit;
+    a ListOffsets pipelined behind Produces sees them."""
+    topic = uniq("pipelined")
+    create_topic(gbootstrap, topic, 1)
+    for attempt in range(5):
+        g = uniq("g-pipelined")
+        with wire.Conn(gbootstrap) as c:
+            sent = [c.send(wire.OFFSET_COMMIT, 7, wire.Conn.offset_commit_body(g, -1, "", topic, {0: o}))
+                    for o in range(1, 101)]
+            fetch = c.send(wire.OFFSET_FETCH, 1, wire.string(g) + wire.array([wire.string(topic) + wire.array([wire.i32(0)])]))
+            for corr in sent:
+                assert wire.Conn.offset_commit_answer(c.receive(corr)) == {0: 0}
+            r = c.receive(fetch)
+            parts = r.array(lambda x: (x.string(), x.array(lambda y: (y.i32(), y.i64(), y.string(), y.i16()))))
+            assert parts == [(topic, [(0, 100, "", 0)])], f"attempt {attempt}: OffsetFetch overtook the commits: {parts}"
+        with wire.Conn(gbootstrap) as c:
+            produced = [c.send(wire.PRODUCE, 3, wire.Conn.produce_body(topic, 0, [b"x"])) for _ in range(5)]
+            listed = c.send(wire.LIST_OFFSETS, 1, wire.i32(-1) + wire.array([wire.string(topic) + wire.array([wire.i32(0) + wire.i64(-1)])]))
+            bases = [wire.Conn.produce_answer(c.receive(corr)) for corr in produced]
+            assert all(err == 0 for err, _ in bases), bases
+            r = c.receive(listed)
+            (_, ((_, err, _, end),)), = r.array(lambda t: (t.string(), t.array(lambda p: (p.i32(), p.i16(), p.i64(), p.i64()))))
+            assert err == 0 and end == bases[-1][1] + 1, f"ListOffsets answered {end} before the produces before it: {bases}"
+

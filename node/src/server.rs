@@ -1,13 +1,18 @@
-//! The Kafka listener: accepts connections, frames requests, runs each request as a task
-//! and writes responses in request order.
+//! The Kafka listener: accepts connections, frames requests, runs them and writes responses
+//! in request order.
 //!
-//! Requests of one connection are processed concurrently (up to
-//! `kafka.max_in_flight_requests_per_connection`), so a producer that pipelines requests is
-//! not limited to one object flush per round trip; responses still leave in the order the
-//! requests came, as the protocol requires. A frame over the limit, a truncated or
-//! undecodable request, an unknown API or an unsupported version closes the connection with a
-//! log line (Kafka does the same), except ApiVersions, which is answered with
-//! UNSUPPORTED_VERSION so the client can downgrade.
+//! A connection's requests take effect in the order they came, as with Kafka, which handles
+//! one request of a connection at a time. Produce is the one exception to "one at a time":
+//! its effect (the append) is submitted in arrival order and only its wait for durability
+//! overlaps with later requests (up to `kafka.max_in_flight_requests_per_connection`), so a
+//! producer that pipelines requests is not limited to one object flush per round trip. Every
+//! other request first waits for every earlier request of the connection to finish, then
+//! runs to its end before the next request is read; so a pipelined OffsetFetch sees the
+//! OffsetCommits before it, and a ListOffsets the Produce before it. Responses leave in
+//! request order. A frame over the limit, a truncated or undecodable request, an unknown API
+//! or an unsupported version closes the connection with a log line (Kafka does the same),
+//! except ApiVersions, which is answered with UNSUPPORTED_VERSION so the client can
+//! downgrade.
 
 use crate::handlers::{self, Ctx};
 use bytes::BytesMut;
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Accepts connections until `shutdown` becomes true.
@@ -88,6 +93,14 @@ async fn connection(
     let decoder = FrameDecoder::new(ctx.config.kafka.max_frame_bytes);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let lapses = ctx.node.lease_lapses();
+    // One permit per produce whose wait is in flight; a request of any other kind takes all
+    // of them, that is, waits until every earlier produce was answered.
+    let produce_slots = ctx
+        .config
+        .kafka
+        .max_in_flight_requests_per_connection
+        .max(1) as u32;
+    let produces = Arc::new(Semaphore::new(produce_slots as usize));
     'read: loop {
         loop {
             // Requests read after this node's lease lapsed and was renewed may have waited
@@ -115,17 +128,31 @@ async fn connection(
                 }) => {
                     // Submitted here, in arrival order; only the wait runs concurrently.
                     let started = Instant::now();
+                    // Held until the append is answered: later non-produce requests wait.
+                    let Ok(slot) = produces.clone().acquire_owned().await else {
+                        break 'read;
+                    };
                     let submitted = handlers::produce::submit(&ctx, produce).await;
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
                         let body = submitted.finish().await.map(ResponseKind::Produce);
+                        drop(slot);
                         ctx.requests.observe(api_key, started.elapsed());
                         encode(api_key, &header, body, peer)
                     })
                 }
                 Ok(req) => {
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move { respond(&ctx, req, peer).await })
+                    // After every earlier request of the connection, and before the next.
+                    let Ok(earlier) = produces.clone().acquire_many_owned(produce_slots).await
+                    else {
+                        break 'read;
+                    };
+                    let answered = tokio::select! {
+                        r = respond(&ctx, req, peer) => r,
+                        _ = shutdown.changed() => break 'read,
+                    };
+                    drop(earlier);
+                    tokio::spawn(async move { answered })
                 }
                 Err(RequestError::UnsupportedVersion {
                     api_key: ApiKey::ApiVersions,

@@ -871,23 +871,30 @@ impl GroupCoordinatorState {
 
     fn describe(&self) -> GroupDescription {
         let proto = self.protocol_name.clone().unwrap_or_default();
-        let members =
-            if self.state == GroupState::Stable || self.state == GroupState::CompletingRebalance {
-                self.order
-                    .iter()
-                    .filter_map(|id| self.members.get(id).map(|m| (id, m)))
-                    .map(|(id, m)| MemberDescription {
-                        member_id: id.clone(),
-                        instance_id: m.instance_id.clone(),
-                        client_id: m.client_id.clone(),
-                        client_host: m.client_host.clone(),
-                        metadata: metadata_for(m, &proto),
-                        assignment: m.assignment.clone(),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+        // As Kafka: every member, but their metadata and assignments only once Stable
+        // (before, the assignments are the previous generation's).
+        let stable = self.state == GroupState::Stable;
+        let members = self
+            .order
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| (id, m)))
+            .map(|(id, m)| MemberDescription {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: if stable {
+                    metadata_for(m, &proto)
+                } else {
+                    Bytes::new()
+                },
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
+            })
+            .collect();
         if self.consumer_type {
             return GroupDescription {
                 state_name: self.consumer.state_name(),

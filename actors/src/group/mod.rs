@@ -6,3 +6,6 @@ pub(crate) mod coordinator;
 pub(crate) mod error;
 pub(crate) mod handle;
 pub(crate) mod manager;
+
+#[cfg(test)]
+mod coordinator_tests;

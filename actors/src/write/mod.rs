@@ -5,3 +5,6 @@
 pub(crate) mod index_writer;
 pub(crate) mod produce_buffer;
 pub(crate) mod uploader;
+
+#[cfg(test)]
+mod uploader_tests;
