@@ -928,23 +928,23 @@ impl GroupCoordinatorState {
     fn tick(&mut self) {
         let now = Instant::now();
         self.pending.retain(|_, until| *until > now);
-        if matches!(
-            self.state,
-            GroupState::CompletingRebalance | GroupState::Stable
-        ) {
-            let expired: Vec<String> = self
-                .members
-                .iter()
-                .filter(|(_, m)| now.duration_since(m.last_heartbeat) > m.session_timeout)
-                .map(|(id, _)| id.clone())
-                .collect();
-            if !expired.is_empty() {
-                for id in &expired {
-                    tracing::info!(group = %self.args.group_id, member = %id, "session expired");
-                    self.remove_member(id, GroupError::UnknownMemberId);
-                }
-                self.prepare_rebalance("session expired");
+        // In every state, as Kafka: a member whose JoinGroup or SyncGroup the coordinator
+        // holds is alive; any other member is gone once its session times out, also in the
+        // middle of a rebalance (else a dead member holds the rebalance for its whole
+        // rebalance timeout).
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
+            .filter(|(_, m)| now.duration_since(m.last_heartbeat) > m.session_timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !expired.is_empty() {
+            for id in &expired {
+                tracing::info!(group = %self.args.group_id, member = %id, "session expired");
+                self.remove_member(id, GroupError::UnknownMemberId);
             }
+            self.prepare_rebalance("session expired");
         }
         self.maybe_complete_join();
     }

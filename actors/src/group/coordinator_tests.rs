@@ -735,3 +735,38 @@ async fn describe_during_a_rebalance_shows_no_assignment_of_the_previous_generat
     assert_eq!(g.members().await, vec![(a.clone(), Bytes::new())]);
     g.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_that_dies_during_a_rebalance_is_dropped_after_its_session_timeout() {
+    // b's session is short, its rebalance timeout long: a Kafka Streams instance closed
+    // without leaving. The rebalance must not wait out the rebalance timeout for it.
+    let session = Duration::from_millis(300);
+    let g = start(limits()).await;
+    let (a, b) = g.stable_pair().await;
+    let rb = g
+        .join(JoinArgs {
+            session_timeout: session,
+            ..join_args("b", &b)
+        })
+        .await;
+    assert_eq!((rb.error, rb.generation), (None, 2));
+    // b dies now; a rejoins (long rebalance timeout), which starts a rebalance.
+    let t0 = Instant::now();
+    let a_join = g.post_join(join_args("a", &a));
+    assert_eq!(g.state().await, "PreparingRebalance");
+    let ra = tokio::time::timeout(Duration::from_secs(5), answer(a_join))
+        .await
+        .expect("the rebalance waited for a dead member beyond its session timeout");
+    let after = t0.elapsed();
+    assert!(after < LONG, "completed after {after:?}");
+    assert_eq!(
+        (ra.error, ra.generation, ra.leader.as_str()),
+        (None, 3, &*a)
+    );
+    assert_eq!(ra.members, vec![(a.clone(), None, Bytes::from("a"))]);
+    assert_eq!(
+        g.heartbeat(who(&b), 2).await,
+        Err(GroupError::UnknownMemberId)
+    );
+    g.stop().await;
+}
