@@ -123,17 +123,31 @@ impl Node {
     }
 
     /// Runs the actors this node owns among `all` partitions (and the groups it owns) and
-    /// stops, after draining, those it no longer owns. Returns partitions that failed.
+    /// stops, after draining, those it no longer owns. Returns partitions that failed:
+    /// every owned one when the partition manager is down (it is being restarted).
     pub async fn place(&self, all: Vec<TopicPartition>) -> Vec<(TopicPartition, String)> {
+        let unplaced = |all: &[TopicPartition]| {
+            let live = self.live();
+            all.iter()
+                .filter(|tp| live.owns_partition(tp))
+                .map(|tp| (*tp, "partition manager unavailable".to_string()))
+                .collect::<Vec<_>>()
+        };
         let failed = match self.slots.manager.get() {
             Some(m) => {
                 let (tx, rx) = oneshot::channel();
-                match m.post(ManagerMsg::Place { all, reply: tx }) {
-                    Ok(()) => rx.await.unwrap_or_default(),
-                    Err(_) => Vec::new(),
+                match m.post(ManagerMsg::Place {
+                    all: all.clone(),
+                    reply: tx,
+                }) {
+                    Ok(()) => match rx.await {
+                        Ok(failed) => failed,
+                        Err(_) => unplaced(&all),
+                    },
+                    Err(_) => unplaced(&all),
                 }
             }
-            None => Vec::new(),
+            None => unplaced(&all),
         };
         if let Some(g) = self.slots.groups.get() {
             let (tx, rx) = oneshot::channel();
