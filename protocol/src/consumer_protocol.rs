@@ -23,7 +23,7 @@ pub enum SubscriptionError {
 /// The topics of a consumer-protocol subscription. A version newer than this broker knows
 /// is read as the newest it knows, as Kafka does: later versions only add fields at the end.
 pub fn subscription_topics(metadata: &[u8]) -> Result<Vec<String>, SubscriptionError> {
-    let mut buf = bytes::Bytes::copy_from_slice(metadata);
+    let mut buf = metadata;
     if buf.remaining() < 2 {
         return Err(SubscriptionError::Truncated);
     }

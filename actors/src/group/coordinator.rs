@@ -963,8 +963,8 @@ impl GroupCoordinatorState {
 
 impl GroupCoordinatorState {
     /// Topics some member consumes: the subscriptions in classic consumers' JoinGroup
-    /// metadata (every protocol a member offers carries the same one) and KIP-848 members'
-    /// subscribed topics.
+    /// metadata (every protocol a member offers carries the same one, so the first is read)
+    /// and KIP-848 members' subscribed topics.
     fn subscribed_topics(&self) -> HashSet<String> {
         let mut out: HashSet<String> = self
             .consumer
@@ -976,12 +976,13 @@ impl GroupCoordinatorState {
             return out;
         }
         for (id, m) in &self.members {
-            for (_, metadata) in &m.protocols {
-                match subscription_topics(metadata) {
-                    Ok(topics) => out.extend(topics),
-                    Err(e) => {
-                        tracing::debug!(group = %self.args.group_id, member = %id, error = %e, "unreadable subscription")
-                    }
+            let Some((_, metadata)) = m.protocols.first() else {
+                continue;
+            };
+            match subscription_topics(metadata) {
+                Ok(topics) => out.extend(topics),
+                Err(e) => {
+                    tracing::debug!(group = %self.args.group_id, member = %id, error = %e, "unreadable subscription")
                 }
             }
         }
