@@ -58,11 +58,20 @@ impl crate::group::consumer::TopicLookup for NoTopics {
 }
 
 async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
+    node_with(NodeConfig::default(), "memory://").await
+}
+
+/// A node with `config` (flushing every 5 ms) on the object store `blob_url`, running both
+/// partitions of topic `t`.
+async fn node_with(
+    config: NodeConfig,
+    blob_url: &str,
+) -> (Node, TopicPartition, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = metadata::open("sqlite://meta.db", dir.path())
         .await
         .unwrap();
-    let blob = BlobStore::open("memory://", &S3Options::default(), dir.path()).unwrap();
+    let blob = BlobStore::open(blob_url, &S3Options::default(), dir.path()).unwrap();
     let t = store
         .create_topic(NewTopic {
             name: "t".into(),
@@ -73,7 +82,7 @@ async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
         .unwrap();
     let config = NodeConfig {
         flush_interval: Duration::from_millis(5),
-        ..NodeConfig::default()
+        ..config
     };
     let node = Node::start(config, store, blob, std::sync::Arc::new(NoTopics))
         .await
@@ -92,6 +101,13 @@ pub(crate) async fn produce(
     tp: TopicPartition,
     b: Bytes,
 ) -> Result<AppendAck, AppendError> {
+    answer(send(node, tp, b)).await
+}
+
+type Answer = oneshot::Receiver<Result<AppendAck, AppendError>>;
+
+/// Hands `b` to the node's produce buffer; the answer comes on the receiver.
+fn send(node: &Node, tp: TopicPartition, b: Bytes) -> Answer {
     let (tx, rx) = oneshot::channel();
     let batches = split_and_validate(&b).unwrap();
     node.produce(vec![PartAppend {
@@ -100,6 +116,10 @@ pub(crate) async fn produce(
         reply: tx,
     }])
     .unwrap();
+    rx
+}
+
+async fn answer(rx: Answer) -> Result<AppendAck, AppendError> {
     tokio::time::timeout(Duration::from_secs(10), rx)
         .await
         .expect("answered in time")
@@ -190,12 +210,12 @@ async fn a_panicking_partition_restarts_from_the_store_and_loses_nothing() {
     for i in 0..5 {
         produce(&node, tp, batch(1, (9, 0, i))).await.unwrap();
     }
-    let before = node.partition(&tp).unwrap().actor.get_id();
+    let before = node.partition(&tp).unwrap().actor.id();
     assert!(node.inject_partition_panic(&tp));
     let restarted = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             if let Some(h) = node.partition(&tp) {
-                if h.actor.get_id() != before {
+                if h.actor.id() != before {
                     return;
                 }
             }
@@ -232,7 +252,8 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         })
         .await
         .unwrap();
-    let args = GroupArgs {
+    let args = |queued| GroupArgs {
+        queued,
         group_id: "g".into(),
         store: store.clone(),
         limits: GroupLimits {
@@ -242,9 +263,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         topics: std::sync::Arc::new(NoTopics),
         claimant: inkless_storage::metadata::Claimant::alone(1),
     };
-    let (g, handle) = ractor::Actor::spawn(None, GroupCoordinator, args)
-        .await
-        .unwrap();
+    let (g, handle) = crate::tree::mailbox::spawn_for_test(GroupCoordinator, args).await;
     let (tx, rx) = oneshot::channel();
     let offsets = vec![CommittedOffset {
         topic_id: t.id,
@@ -258,7 +277,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         member_id: String::new(),
         instance_id: None,
     };
-    g.cast(GroupMsg::Commit {
+    g.post(GroupMsg::Commit {
         member,
         generation: -1,
         offsets,
@@ -280,14 +299,14 @@ async fn a_restarted_partition_manager_brings_every_partition_back() {
     let (node, tp, _dir) = node().await;
     let other = TopicPartition { partition: 1, ..tp };
     produce(&node, tp, batch(2, (-1, -1, -1))).await.unwrap();
-    let before = node.partition(&tp).unwrap().actor.get_id();
+    let before = node.partition(&tp).unwrap().actor.id();
     assert!(node.inject_manager_panic());
     let back = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let fresh = |t: &TopicPartition| {
                 node.partition(t).is_some_and(|h| {
-                    h.actor.get_id() != before
-                        && h.actor.get_status() == ractor::ActorStatus::Running
+                    h.actor.id() != before
+                        && h.actor.actor().get_status() == ractor::ActorStatus::Running
                 })
             };
             if fresh(&tp) && fresh(&other) {
@@ -363,4 +382,81 @@ async fn a_stale_owner_is_fenced_once_another_node_claims_the_partition() {
     assert_eq!(got, vec![(0, 2), (2, 3)], "the refused append left nothing");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn appends_beyond_the_metadata_writers_backlog_limit_are_refused_unwritten() {
+    let config = NodeConfig {
+        max_pending_commits: 2,
+        ..NodeConfig::default()
+    };
+    let (node, tp, dir) = node_with(config, "memory://").await;
+    // Another connection holds the database's write lock: the writer's first transaction
+    // waits, and the appends behind it stay in its backlog.
+    let lock = rusqlite::Connection::open(dir.path().join("meta.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let sent: Vec<Answer> = (0..3)
+        .map(|_| send(&node, tp, batch(1, (-1, -1, -1))))
+        .collect();
+    let mut sent = sent.into_iter();
+    let (first, second, third) = (
+        sent.next().unwrap(),
+        sent.next().unwrap(),
+        sent.next().unwrap(),
+    );
+    assert_eq!(
+        answer(third).await,
+        Err(AppendError::TimedOut),
+        "the third append found two waiting and was refused"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    let (a, b) = (answer(first).await.unwrap(), answer(second).await.unwrap());
+    assert_eq!((a.base_offset, b.base_offset), (0, 1));
+    assert_eq!(
+        read_all(&node, tp).await.len(),
+        2,
+        "nothing of the refused one"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_open_object_keeps_filling_while_the_uploader_is_full() {
+    let config = NodeConfig {
+        max_objects_waiting: 1,
+        upload_timeout: Duration::from_secs(30),
+        ..NodeConfig::default()
+    };
+    let (node, tp, dir) = node_with(config, "file://objects").await;
+    // `objects/wal` as a regular file: PUTs fail (and are retried) until it is removed.
+    let wal = dir.path().join("objects/wal");
+    std::fs::create_dir_all(wal.parent().unwrap()).unwrap();
+    std::fs::write(&wal, b"not a directory").unwrap();
+    let first = send(&node, tp, batch(1, (-1, -1, -1)));
+    // Each later produce comes several flush intervals after the one before: with room in
+    // the uploader each would be an object of its own.
+    let mut later = Vec::new();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        later.push(send(&node, tp, batch(1, (-1, -1, -1))));
+    }
+    std::fs::remove_file(&wal).unwrap();
+    assert_eq!(answer(first).await.unwrap().base_offset, 0);
+    for rx in later {
+        answer(rx).await.unwrap();
+    }
+    let objects: std::collections::BTreeSet<String> = node
+        .read(&tp, 0, 1 << 20)
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|c| c.object_key)
+        .collect();
+    assert_eq!(
+        objects.len(),
+        2,
+        "the two produces made while the uploader was full share one object"
+    );
+    node.stop().await;
 }

@@ -172,6 +172,12 @@ pub struct ProduceSection {
     pub max_bytes_in_flight: usize,
     /// Appends in one metadata transaction.
     pub max_appends_per_commit: usize,
+    /// Sealed objects waiting for or in upload; beyond it the open object keeps filling
+    /// (fewer, larger objects) until one is delivered.
+    pub max_objects_waiting: u64,
+    /// Appends waiting for the metadata store; beyond it produces get REQUEST_TIMED_OUT
+    /// (retriable, nothing written).
+    pub max_pending_commits: u64,
 }
 
 impl Default for ProduceSection {
@@ -183,6 +189,8 @@ impl Default for ProduceSection {
             upload_timeout_ms: 20_000,
             max_bytes_in_flight: 256 * 1024 * 1024,
             max_appends_per_commit: 4096,
+            max_objects_waiting: 64,
+            max_pending_commits: 100_000,
         }
     }
 }
@@ -197,6 +205,8 @@ pub struct FetchSection {
     pub cache_capacity_bytes: u64,
     /// Batch coordinates kept in memory per partition.
     pub recent_batches_per_partition: usize,
+    /// Concurrent object GETs of the block cache; further misses wait their turn.
+    pub max_concurrent_gets: usize,
 }
 
 impl Default for FetchSection {
@@ -205,6 +215,7 @@ impl Default for FetchSection {
             cache_block_bytes: 4 * 1024 * 1024,
             cache_capacity_bytes: 256 * 1024 * 1024,
             recent_batches_per_partition: 64,
+            max_concurrent_gets: 64,
         }
     }
 }
@@ -301,6 +312,12 @@ impl Config {
             "produce.max_uploads_in_flight must be at least 1"
         );
         anyhow::ensure!(
+            self.produce.max_objects_waiting >= 1
+                && self.produce.max_pending_commits >= 1
+                && self.fetch.max_concurrent_gets >= 1,
+            "produce.max_objects_waiting, produce.max_pending_commits and fetch.max_concurrent_gets must be at least 1"
+        );
+        anyhow::ensure!(
             self.fetch.cache_block_bytes >= 4096,
             "fetch.cache_block_bytes must be at least 4096"
         );
@@ -368,6 +385,9 @@ impl Config {
             cache_capacity_bytes: self.fetch.cache_capacity_bytes,
             recent_batches_per_partition: self.fetch.recent_batches_per_partition,
             max_appends_per_commit: self.produce.max_appends_per_commit,
+            max_objects_waiting: self.produce.max_objects_waiting,
+            max_pending_commits: self.produce.max_pending_commits,
+            max_concurrent_gets: self.fetch.max_concurrent_gets,
             groups: inkless_actors::GroupLimits {
                 min_session_timeout: Duration::from_millis(self.groups.min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(self.groups.max_session_timeout_ms),

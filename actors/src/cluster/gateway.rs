@@ -15,7 +15,6 @@ use crate::cluster::membership::MembershipMsg;
 use crate::partition::actor::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
 use crate::partition::manager::ManagerMsg;
 use crate::read::cache::{read_through, CacheMsg};
-use crate::tree::mailbox::Post;
 use crate::tree::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, ReadError, TopicPartition};
 use bincode::Options;
@@ -308,11 +307,10 @@ impl Actor for Gateway {
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
         let GatewayMsg::Call(bytes, port) = msg;
         match decode::<Request>(&bytes) {
             Ok(request) => state.handle(request, port),

@@ -20,7 +20,7 @@
 
 use crate::cluster::lease::LeaseGuard;
 use crate::cluster::placement::{LiveSet, LAPSED_LISTED};
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use inkless_storage::metadata::{LeaseView, NodeLease};
 use inkless_storage::metadata::{MetaError, NodeStatus, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -65,6 +65,8 @@ impl ractor::Message for MembershipMsg {}
 /// Arguments of the [`Membership`] actor.
 #[derive(Debug, Clone)]
 pub struct MembershipArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// Lease settings.
     pub config: MembershipConfig,
     /// Metadata store.
@@ -77,6 +79,7 @@ pub struct MembershipArgs {
 
 /// State of the actor.
 pub struct MembershipState {
+    me: Mailbox<MembershipMsg>,
     args: MembershipArgs,
     /// When the last successful renewal was sent.
     renewed_at: Instant,
@@ -185,7 +188,7 @@ impl MembershipState {
         }
     }
 
-    async fn renew(&mut self, myself: &ActorRef<MembershipMsg>) {
+    async fn renew(&mut self) {
         let c = self.args.config.clone();
         let sent = Instant::now();
         let renewed = tokio::time::timeout(
@@ -209,9 +212,10 @@ impl MembershipState {
                 if let Some(ms) =
                     next_expiry.filter(|&ms| (ms as u128) < c.renew_interval.as_millis())
                 {
-                    myself.post_after(Duration::from_millis(ms as u64 + 5), || {
-                        MembershipMsg::Renew
-                    });
+                    self.me
+                        .post_after(Duration::from_millis(ms as u64 + 5), || {
+                            MembershipMsg::Renew
+                        });
                 }
                 let mut set = live_set(c.lease.node_id, &view);
                 if self.settling_until.is_some_and(|t| Instant::now() < t) {
@@ -284,8 +288,10 @@ impl Actor for Membership {
         myself: ActorRef<Self::Msg>,
         args: MembershipArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.post_interval(args.config.renew_interval, || MembershipMsg::Renew);
+        let me = Mailbox::new(myself, args.queued.clone());
+        me.post_interval(args.config.renew_interval, || MembershipMsg::Renew);
         Ok(MembershipState {
+            me,
             args,
             renewed_at: Instant::now(),
             settling_until: None,
@@ -295,13 +301,13 @@ impl Actor for Membership {
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
-            MembershipMsg::Renew if !state.left => state.renew(&myself).await,
+            MembershipMsg::Renew if !state.left => state.renew().await,
             MembershipMsg::Renew => {}
             MembershipMsg::Leave(reply) => {
                 state.left = true;

@@ -10,7 +10,7 @@
 //! per-session counters and mean nothing across nodes).
 
 use crate::cluster::placement::LiveSet;
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::{NodeServer, NodeServerMessage};
 use std::collections::HashSet;
@@ -44,6 +44,8 @@ impl ractor::Message for MeshMsg {}
 /// Arguments of the [`Mesh`].
 #[derive(Debug, Clone)]
 pub struct MeshArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// This node.
     pub node_id: i32,
     /// Settings.
@@ -54,6 +56,7 @@ pub struct MeshArgs {
 
 /// State of the mesh.
 pub struct MeshState {
+    me: Mailbox<MeshMsg>,
     args: MeshArgs,
     server: ActorRef<NodeServerMessage>,
 }
@@ -142,28 +145,29 @@ impl Actor for Mesh {
         .with_listen_addr(c.listen.ip())
         .with_max_inbound_frame_size(c.max_frame_bytes);
         let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
-        myself.post_interval(c.reconnect_interval, || MeshMsg::Reconnect);
+        let me = Mailbox::new(myself, args.queued.clone());
+        me.post_interval(c.reconnect_interval, || MeshMsg::Reconnect);
         // Dial at once when the live set changes.
         let mut live = args.live.clone();
-        let me = myself.clone();
+        let dialer = me.clone();
         tokio::spawn(async move {
             while live.changed().await.is_ok() {
-                if me.post(MeshMsg::Reconnect).is_err() {
+                if dialer.post(MeshMsg::Reconnect).is_err() {
                     break;
                 }
             }
         });
-        let _ = myself.post(MeshMsg::Reconnect);
-        Ok(MeshState { args, server })
+        let _ = me.post(MeshMsg::Reconnect);
+        Ok(MeshState { me, args, server })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             MeshMsg::Reconnect => state.reconnect().await,
         }

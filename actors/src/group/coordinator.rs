@@ -16,7 +16,7 @@ use crate::group::consumer::{
     MemberView, SharedTopicLookup,
 };
 use crate::group::error::{GroupError, GroupResult};
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use bytes::Bytes;
 use inkless_protocol::consumer_protocol::subscription_topics;
 use inkless_storage::metadata::{Claimant, CommittedOffset, MetaError, SharedMetadataStore};
@@ -289,6 +289,8 @@ pub struct OffsetToDelete {
 /// Arguments of a [`GroupCoordinator`].
 #[derive(Debug, Clone)]
 pub struct GroupArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// Group id.
     pub group_id: String,
     /// Metadata store (committed offsets).
@@ -318,6 +320,7 @@ struct Member {
 /// State of a group.
 #[derive(Debug)]
 pub struct GroupCoordinatorState {
+    me: Mailbox<GroupMsg>,
     args: GroupArgs,
     /// The group's owner epoch this coordinator claimed; its offset commits carry it.
     owner_epoch: i64,
@@ -1049,7 +1052,8 @@ impl Actor for GroupCoordinator {
             .store
             .claim_group(&args.group_id, args.claimant)
             .await?;
-        myself.post_after(ACTIVE_TICK, || GroupMsg::Tick);
+        let me = Mailbox::new(myself, args.queued.clone());
+        me.post_after(ACTIVE_TICK, || GroupMsg::Tick);
         let now = Instant::now();
         let consumer = ConsumerGroup::new(
             ConsumerGroupSettings {
@@ -1060,6 +1064,7 @@ impl Actor for GroupCoordinator {
             args.topics.clone(),
         );
         Ok(GroupCoordinatorState {
+            me,
             args,
             owner_epoch,
             state: GroupState::Empty,
@@ -1085,7 +1090,7 @@ impl Actor for GroupCoordinator {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             GroupMsg::Join(a, reply) => state.join(a, reply),
             GroupMsg::Sync(a, reply) => state.sync(a, reply),
@@ -1217,7 +1222,7 @@ impl Actor for GroupCoordinator {
                 } else {
                     IDLE_TICK.min(state.args.limits.offsets_retention)
                 };
-                myself.post_after(next, || GroupMsg::Tick);
+                state.me.post_after(next, || GroupMsg::Tick);
             }
         }
         Ok(())

@@ -17,10 +17,10 @@ use crate::group::coordinator::{
 };
 use crate::group::error::{GroupError, GroupResult};
 use crate::group::handle::GroupHandle;
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{spawn_for_test, Mailbox};
 use bytes::Bytes;
 use inkless_storage::metadata::{self, Claimant, CommittedOffset, NewTopic, SharedMetadataStore};
-use ractor::{Actor, ActorRef};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -56,7 +56,7 @@ fn limits() -> GroupLimits {
 
 /// One running coordinator of group [`GROUP`] and its store.
 struct Group {
-    actor: ActorRef<GroupMsg>,
+    actor: Mailbox<GroupMsg>,
     handle: GroupHandle,
     stopped: tokio::task::JoinHandle<()>,
     store: SharedMetadataStore,
@@ -78,14 +78,15 @@ async fn start(limits: GroupLimits) -> Group {
         .await
         .unwrap()
         .id;
-    let args = GroupArgs {
+    let args = |queued| GroupArgs {
+        queued,
         group_id: GROUP.into(),
         store: store.clone(),
         limits,
         topics: Arc::new(NoTopics),
         claimant: Claimant::alone(1),
     };
-    let (actor, stopped) = Actor::spawn(None, GroupCoordinator, args).await.unwrap();
+    let (actor, stopped) = spawn_for_test(GroupCoordinator, args).await;
     Group {
         handle: GroupHandle::new(actor.clone()),
         actor,
@@ -252,7 +253,7 @@ impl Group {
     }
 
     async fn stop(self) {
-        self.actor.stop(None);
+        self.actor.actor().stop(None);
         let _ = tokio::time::timeout(WAIT, self.stopped).await;
     }
 }

@@ -6,9 +6,8 @@ use crate::group::coordinator::{
     OffsetToDelete, SyncArgs, SyncResult,
 };
 use crate::group::error::GroupResult;
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::Mailbox;
 use inkless_storage::metadata::CommittedOffset;
-use ractor::ActorRef;
 use tokio::sync::oneshot;
 
 /// The coordinator stopped before it answered (it moved, was deleted, or failed). The
@@ -20,11 +19,11 @@ pub struct CoordinatorGone;
 /// A running consumer-group coordinator on this node.
 #[derive(Debug, Clone)]
 pub struct GroupHandle {
-    actor: ActorRef<GroupMsg>,
+    actor: Mailbox<GroupMsg>,
 }
 
 impl GroupHandle {
-    pub(crate) fn new(actor: ActorRef<GroupMsg>) -> Self {
+    pub(crate) fn new(actor: Mailbox<GroupMsg>) -> Self {
         Self { actor }
     }
 

@@ -19,6 +19,7 @@ use crate::cluster::lease::LeaseGuard;
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::coordinator::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorDirectory, RestartBudget};
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -39,10 +40,10 @@ pub enum GroupManagerMsg {
         /// Start it if absent.
         create: bool,
         /// The coordinator, if running.
-        reply: oneshot::Sender<Option<ActorRef<GroupMsg>>>,
+        reply: oneshot::Sender<Option<Mailbox<GroupMsg>>>,
     },
     /// Every running coordinator.
-    List(oneshot::Sender<Vec<(String, ActorRef<GroupMsg>)>>),
+    List(oneshot::Sender<Vec<(String, Mailbox<GroupMsg>)>>),
     /// Apply the current live set: stop coordinators of groups owned elsewhere, start those
     /// of owned groups with committed offsets.
     Place(oneshot::Sender<()>),
@@ -54,6 +55,8 @@ impl ractor::Message for GroupManagerMsg {}
 /// Arguments of the [`GroupManager`].
 #[derive(Debug, Clone)]
 pub struct GroupManagerArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// Metadata store.
     pub store: SharedMetadataStore,
     /// Group settings.
@@ -72,8 +75,9 @@ pub struct GroupManagerArgs {
 
 /// State of the manager.
 pub struct GroupManagerState {
+    me: Mailbox<GroupManagerMsg>,
     args: GroupManagerArgs,
-    groups: BTreeMap<String, ActorRef<GroupMsg>>,
+    groups: BTreeMap<String, Mailbox<GroupMsg>>,
     by_actor: HashMap<ActorId, String>,
     restarts: RestartBudget<String>,
     /// The lease generation the running coordinators claimed their groups under.
@@ -89,11 +93,13 @@ impl GroupManagerState {
         &mut self,
         myself: &ActorRef<GroupManagerMsg>,
         group_id: &str,
-    ) -> Option<ActorRef<GroupMsg>> {
+    ) -> Option<Mailbox<GroupMsg>> {
         if self.groups.is_empty() {
             self.generation = self.args.guard.generation();
         }
+        let queued = QueueCount::default();
         let args = GroupArgs {
+            queued: queued.clone(),
             group_id: group_id.to_string(),
             store: self.args.store.clone(),
             limits: self.args.limits.clone(),
@@ -103,9 +109,13 @@ impl GroupManagerState {
         match Actor::spawn_linked(None, GroupCoordinator, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 self.by_actor.insert(actor.get_id(), group_id.to_string());
-                self.args
-                    .directory
-                    .started(actor.get_id(), "group", format!("group/{group_id}"));
+                self.args.directory.started(
+                    actor.get_id(),
+                    "group",
+                    format!("group/{group_id}"),
+                    queued.clone(),
+                );
+                let actor = Mailbox::new(actor, queued);
                 self.groups.insert(group_id.to_string(), actor.clone());
                 Some(actor)
             }
@@ -126,7 +136,7 @@ impl GroupManagerState {
         if self.generation != self.args.guard.generation() {
             for (g, actor) in std::mem::take(&mut self.groups) {
                 tracing::info!(group = %g, "group was held under an older lease generation; stopping its coordinator");
-                actor.stop(Some("taken over".into()));
+                actor.actor().stop(Some("taken over".into()));
             }
             self.generation = self.args.guard.generation();
         }
@@ -139,7 +149,7 @@ impl GroupManagerState {
         for g in &lost {
             if let Some(actor) = self.groups.remove(g) {
                 tracing::info!(group = %g, "group moved to another node; stopping its coordinator");
-                actor.stop(Some("moved".into()));
+                actor.actor().stop(Some("moved".into()));
             }
         }
         if !live.me_live {
@@ -180,6 +190,7 @@ impl Actor for GroupManager {
         args: GroupManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = GroupManagerState {
+            me: Mailbox::new(myself.clone(), args.queued.clone()),
             restarts: RestartBudget::new(args.max_restarts),
             generation: args.guard.generation(),
             args,
@@ -196,7 +207,7 @@ impl Actor for GroupManager {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             GroupManagerMsg::Get {
                 group_id,
@@ -264,7 +275,7 @@ impl Actor for GroupManager {
                     if state
                         .groups
                         .get(&g)
-                        .is_some_and(|a| a.get_id() == cell.get_id())
+                        .is_some_and(|a| a.id() == cell.get_id())
                     {
                         state.groups.remove(&g);
                     }

@@ -20,6 +20,14 @@ pub struct NodeConfig {
     pub flush_interval: Duration,
     /// Concurrent object PUTs.
     pub max_uploads_in_flight: usize,
+    /// Sealed objects the uploader may hold (uploading or waiting for delivery); beyond it
+    /// the open object keeps filling instead of being sealed.
+    pub max_objects_waiting: u64,
+    /// Appends waiting for the metadata writer; beyond it partitions refuse new appends
+    /// with a retriable error.
+    pub max_pending_commits: u64,
+    /// Concurrent object GETs of the block cache; further misses wait.
+    pub max_concurrent_gets: usize,
     /// Give up an upload after this long (producers then get an error).
     pub upload_timeout: Duration,
     /// Cache block size.
@@ -52,6 +60,9 @@ impl Default for NodeConfig {
             max_object_bytes: 8 * 1024 * 1024,
             flush_interval: Duration::from_millis(250),
             max_uploads_in_flight: 8,
+            max_objects_waiting: 64,
+            max_pending_commits: 100_000,
+            max_concurrent_gets: 64,
             upload_timeout: Duration::from_secs(20),
             cache_block_bytes: 4 * 1024 * 1024,
             cache_capacity_bytes: 256 * 1024 * 1024,

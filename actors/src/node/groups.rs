@@ -3,7 +3,6 @@
 use super::Node;
 use crate::group::handle::GroupHandle;
 use crate::group::manager::GroupManagerMsg;
-use crate::tree::mailbox::Post;
 use tokio::sync::oneshot;
 
 impl Node {

@@ -16,7 +16,6 @@ use crate::group::consumer::SharedTopicLookup;
 use crate::group::manager::GroupManagerMsg;
 use crate::partition::actor::PartitionOffsets;
 use crate::partition::manager::ManagerMsg;
-use crate::tree::mailbox::Post;
 use crate::tree::registry::{ActorDirectory, PartitionRegistry};
 use crate::tree::supervisor::{self, ActorInfo, NodeSupervisor, Slots, SupervisorArgs};
 use crate::write::produce_buffer::{BufferMsg, PartAppend};
@@ -90,6 +89,8 @@ impl Node {
             supervisor.get_id(),
             "node-supervisor",
             format!("node-{}", config.node_id),
+            // The supervisor only hears from ractor (supervision events): nothing to count.
+            crate::tree::mailbox::QueueCount::default(),
         );
         let (tx, stopped) = watch::channel(false);
         tokio::spawn(async move {

@@ -13,7 +13,7 @@
 //! loads its state. If a commit is fenced it stops; if a commit fails otherwise it fails, and
 //! the PartitionManager restarts it from the metadata store.
 
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorSlot, PublishSignal};
 use crate::write::index_writer::IndexMsg;
 use crate::{AppendError, ReadError, TopicPartition};
@@ -117,6 +117,8 @@ impl ractor::Message for PartitionMsg {}
 /// What a PartitionActor starts from.
 #[derive(Debug)]
 pub struct PartitionArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// The partition.
     pub tp: TopicPartition,
     /// This node under its current lease, recorded as owner.
@@ -125,6 +127,8 @@ pub struct PartitionArgs {
     pub store: SharedMetadataStore,
     /// Where commits go.
     pub index_writer: Arc<ActorSlot<IndexMsg>>,
+    /// Appends the index writer may hold before appends are refused (back-pressure).
+    pub max_pending_commits: u64,
     /// Offsets published to readers (kept across restarts by the manager).
     pub offsets: Arc<watch::Sender<PartitionOffsets>>,
     /// Raised after each publication, for readers of many partitions.
@@ -154,6 +158,7 @@ struct PendingCommit {
 /// State of a running partition.
 #[derive(Debug)]
 pub struct PartitionState {
+    me: Mailbox<PartitionMsg>,
     args: PartitionArgs,
     owner_epoch: i64,
     next_offset: i64,
@@ -288,9 +293,16 @@ impl PartitionState {
         }
     }
 
+    /// The index writer holds `max_pending_commits` appends already.
+    fn writer_full(&self) -> bool {
+        self.args
+            .index_writer
+            .get()
+            .is_some_and(|w| w.backlog() >= self.args.max_pending_commits)
+    }
+
     fn append(
         &mut self,
-        myself: &ActorRef<PartitionMsg>,
         object_key: String,
         object_size: u64,
         batches: Vec<IncomingBatch>,
@@ -298,6 +310,11 @@ impl PartitionState {
     ) {
         if self.draining {
             let _ = reply.send(Err(AppendError::NotOwner));
+            return;
+        }
+        if self.writer_full() {
+            // Refused before any offset is given: the producer retries after its backoff.
+            let _ = reply.send(Err(AppendError::TimedOut));
             return;
         }
         // Check every batch on working copies first: a refused part changes nothing.
@@ -388,13 +405,13 @@ impl PartitionState {
         if writer
             .post(IndexMsg::Commit {
                 append,
-                reply_to: myself.clone(),
+                reply_to: self.me.clone(),
                 token,
             })
             .is_err()
         {
             // The writer is gone: our offsets are now uncertain; let the failure path reload.
-            let _ = myself.post(PartitionMsg::Committed {
+            let _ = self.me.post(PartitionMsg::Committed {
                 token,
                 outcome: Err("index writer stopped".into()),
             });
@@ -537,7 +554,7 @@ impl Actor for PartitionActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: PartitionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let tp = args.tp;
@@ -579,6 +596,7 @@ impl Actor for PartitionActor {
             "partition claimed"
         );
         let state = PartitionState {
+            me: Mailbox::new(myself, args.queued.clone()),
             args,
             owner_epoch: st.owner_epoch,
             next_offset: st.high_watermark,
@@ -599,14 +617,14 @@ impl Actor for PartitionActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             PartitionMsg::Append {
                 object_key,
                 object_size,
                 batches,
                 reply,
-            } => state.append(&myself, object_key, object_size, batches, reply),
+            } => state.append(object_key, object_size, batches, reply),
             PartitionMsg::Committed { token, outcome } => {
                 return state.committed(&myself, token, outcome)
             }

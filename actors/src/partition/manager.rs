@@ -20,7 +20,7 @@
 use crate::cluster::gateway::{self, Request};
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{
     ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
 };
@@ -80,12 +80,16 @@ impl ractor::Message for ManagerMsg {}
 /// Arguments of the [`PartitionManager`].
 #[derive(Debug, Clone)]
 pub struct ManagerArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// Metadata store.
     pub store: SharedMetadataStore,
     /// Where partition actors are published.
     pub partitions: PartitionRegistry,
     /// Commit target of the partition actors.
     pub index_writer: Arc<ActorSlot<IndexMsg>>,
+    /// Appends the index writer may hold before partitions refuse more.
+    pub max_pending_commits: u64,
     /// Recent coordinates kept per partition.
     pub recent_batches_max: usize,
     /// Failures of one partition per minute before escalating.
@@ -98,6 +102,7 @@ pub struct ManagerArgs {
 
 /// State of the manager.
 pub struct ManagerState {
+    me: Mailbox<ManagerMsg>,
     args: ManagerArgs,
     children: HashMap<ActorId, TopicPartition>,
     offsets: HashMap<TopicPartition, Arc<watch::Sender<PartitionOffsets>>>,
@@ -122,11 +127,14 @@ impl ManagerState {
             .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
             .clone();
         let claimant = self.args.partitions.guard().claimant();
+        let queued = QueueCount::default();
         let args = PartitionArgs {
+            queued: queued.clone(),
             tp,
             claimant,
             store: self.args.store.clone(),
             index_writer: self.args.index_writer.clone(),
+            max_pending_commits: self.args.max_pending_commits,
             offsets: sender.clone(),
             published: self.args.partitions.publish_signal(),
             recent_batches_max: self.args.recent_batches_max,
@@ -139,11 +147,12 @@ impl ManagerState {
             actor.get_id(),
             "partition",
             format!("partition/{}/{}", tp.topic_id, tp.partition),
+            queued.clone(),
         );
         self.args.partitions.insert(
             tp,
             PartitionHandle {
-                actor,
+                actor: Mailbox::new(actor, queued),
                 offsets: sender.subscribe(),
                 generation: claimant.lease_generation.unwrap_or(0),
             },
@@ -164,7 +173,7 @@ impl ManagerState {
             *n += 1;
             let delay = (RESTART_RETRY_FIRST * 2u32.saturating_pow(*n - 1)).min(RESTART_RETRY_MAX);
             tracing::debug!(?tp, error = %e, attempt = *n, ?delay, "partition actor did not start; retrying");
-            myself.post_after(delay, move || ManagerMsg::Restart(tp));
+            self.me.post_after(delay, move || ManagerMsg::Restart(tp));
         }
         r
     }
@@ -221,14 +230,14 @@ impl ManagerState {
             let Some(h) = self.args.partitions.remove(tp) else {
                 continue;
             };
-            self.children.remove(&h.actor.get_id());
-            self.args.directory.stopped(h.actor.get_id(), false);
+            self.children.remove(&h.actor.id());
+            self.args.directory.stopped(h.actor.id(), false);
             self.offsets.remove(tp);
             self.restarts.forget(tp);
             if h.actor.post(PartitionMsg::Drain).is_err() {
-                h.actor.stop(Some("removed".into()));
+                h.actor.actor().stop(Some("removed".into()));
             }
-            stopping.push(h.actor);
+            stopping.push(h.actor.actor().clone());
         }
         // Wait until they are gone (all together, one deadline), so a re-created topic or a
         // new owner never sees them.
@@ -348,6 +357,7 @@ impl Actor for PartitionManager {
         args: ManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = ManagerState {
+            me: Mailbox::new(myself.clone(), args.queued.clone()),
             restarts: RestartBudget::new(args.max_restarts),
             args,
             children: HashMap::new(),
@@ -377,7 +387,7 @@ impl Actor for PartitionManager {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             ManagerMsg::Ensure { tps, reply } => {
                 let _ = reply.send(state.ensure(&myself, tps).await);
@@ -441,7 +451,7 @@ impl Actor for PartitionManager {
                         .args
                         .partitions
                         .running(&tp)
-                        .is_some_and(|h| h.actor.get_id() == cell.get_id())
+                        .is_some_and(|h| h.actor.id() == cell.get_id())
                     {
                         state.args.partitions.remove(&tp);
                     }

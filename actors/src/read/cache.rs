@@ -3,10 +3,11 @@
 //! Objects are read in aligned blocks of `block_bytes`. Takes [`CacheMsg::Read`] (a byte
 //! range of an object) and [`CacheMsg::Insert`] (write-through of a freshly uploaded
 //! object). A miss is one ranged GET per block; concurrent misses of the same block wait on
-//! one GET (quick_cache placeholders). Reads run in tasks so the shard never blocks on the
+//! one GET (quick_cache placeholders), and at most `max_concurrent_gets` GETs run at once
+//! (further misses wait for a turn). Reads run in tasks so the shard never blocks on the
 //! object store. The cache holds only copies: a restart by the NodeSupervisor loses nothing.
 
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::ActorSlot;
 use crate::ReadError;
 use bytes::{Bytes, BytesMut};
@@ -16,7 +17,7 @@ use quick_cache::{OptionsBuilder, Weighter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::ops::Range;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 /// Messages of a [`CacheShard`].
 #[derive(Debug)]
@@ -72,12 +73,16 @@ pub async fn read_through(
 /// Arguments of a [`CacheShard`].
 #[derive(Debug, Clone)]
 pub struct CacheArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// The object store.
     pub blob: BlobStore,
     /// Block size (alignment of reads).
     pub block_bytes: u64,
     /// Cache capacity in bytes.
     pub capacity_bytes: u64,
+    /// GETs running at once.
+    pub max_concurrent_gets: usize,
 }
 
 #[derive(Clone)]
@@ -93,29 +98,39 @@ type BlockCache = Cache<(String, u64), Bytes, ByteWeighter>;
 
 /// State of a shard.
 pub struct CacheState {
+    me: Mailbox<CacheMsg>,
     args: CacheArgs,
     cache: Arc<BlockCache>,
+    gets: Arc<Semaphore>,
+}
+
+/// What a read of a shard uses.
+#[derive(Clone)]
+struct Reader {
+    cache: Arc<BlockCache>,
+    blob: BlobStore,
+    gets: Arc<Semaphore>,
+    block_bytes: u64,
 }
 
 /// The actor; see the module documentation.
 #[derive(Debug, Default)]
 pub struct CacheShard;
 
-async fn block(
-    cache: &BlockCache,
-    blob: &BlobStore,
-    key: &str,
-    index: u64,
-    block_bytes: u64,
-    object_size: u64,
-) -> Result<Bytes, ReadError> {
+async fn block(r: &Reader, key: &str, index: u64, object_size: u64) -> Result<Bytes, ReadError> {
     let k = (key.to_string(), index);
-    match cache.get_value_or_guard_async(&k).await {
+    match r.cache.get_value_or_guard_async(&k).await {
         Ok(b) => Ok(b),
         Err(guard) => {
-            let start = index * block_bytes;
-            let end = (start + block_bytes).min(object_size);
-            let bytes = blob
+            let start = index * r.block_bytes;
+            let end = (start + r.block_bytes).min(object_size);
+            let _turn = r
+                .gets
+                .acquire()
+                .await
+                .map_err(|_| ReadError::Storage("cache closed".into()))?;
+            let bytes = r
+                .blob
                 .get_range(key, start..end)
                 .await
                 .map_err(|e| ReadError::Storage(e.to_string()))?;
@@ -126,13 +141,12 @@ async fn block(
 }
 
 async fn read_range(
-    cache: Arc<BlockCache>,
-    blob: BlobStore,
+    r: Reader,
     key: String,
     object_size: u64,
     range: Range<u64>,
-    block_bytes: u64,
 ) -> Result<Bytes, ReadError> {
+    let block_bytes = r.block_bytes;
     if range.start >= range.end || range.end > object_size {
         return Err(ReadError::Storage(format!(
             "range {range:?} outside object {key} of {object_size} bytes"
@@ -141,7 +155,7 @@ async fn read_range(
     let first = range.start / block_bytes;
     let last = (range.end - 1) / block_bytes;
     if first == last {
-        let b = block(&cache, &blob, &key, first, block_bytes, object_size).await?;
+        let b = block(&r, &key, first, object_size).await?;
         let at = (range.start - first * block_bytes) as usize;
         let len = (range.end - range.start) as usize;
         if at + len > b.len() {
@@ -151,7 +165,7 @@ async fn read_range(
     }
     let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
     for i in first..=last {
-        let b = block(&cache, &blob, &key, i, block_bytes, object_size).await?;
+        let b = block(&r, &key, i, object_size).await?;
         let block_start = i * block_bytes;
         let from = range.start.max(block_start) - block_start;
         let to = (range.end.min(block_start + b.len() as u64)) - block_start;
@@ -170,7 +184,7 @@ impl Actor for CacheShard {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: CacheArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let blocks = (args.capacity_bytes / args.block_bytes.max(1)).max(16);
@@ -190,16 +204,21 @@ impl Actor for CacheShard {
             Default::default(),
             Default::default(),
         ));
-        Ok(CacheState { args, cache })
+        Ok(CacheState {
+            me: Mailbox::new(myself, args.queued.clone()),
+            gets: Arc::new(Semaphore::new(args.max_concurrent_gets)),
+            args,
+            cache,
+        })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             CacheMsg::Read {
                 key,
@@ -207,11 +226,14 @@ impl Actor for CacheShard {
                 range,
                 reply,
             } => {
-                let (cache, blob) = (state.cache.clone(), state.args.blob.clone());
-                let block_bytes = state.args.block_bytes;
+                let reader = Reader {
+                    cache: state.cache.clone(),
+                    blob: state.args.blob.clone(),
+                    gets: state.gets.clone(),
+                    block_bytes: state.args.block_bytes,
+                };
                 tokio::spawn(async move {
-                    let r = read_range(cache, blob, key, object_size, range, block_bytes).await;
-                    let _ = reply.send(r);
+                    let _ = reply.send(read_range(reader, key, object_size, range).await);
                 });
             }
             CacheMsg::Insert { key, bytes, blocks } => {
@@ -237,6 +259,7 @@ mod tests {
     use super::*;
     use inkless_storage::blob::S3Options;
     use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn concurrent_misses_of_one_block_make_one_get() {
@@ -244,17 +267,14 @@ mod tests {
         let blob = BlobStore::open("memory://", &S3Options::default(), dir.path()).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         blob.put("o", Bytes::from(data.clone())).await.unwrap();
-        let (shard, _h) = Actor::spawn(
-            None,
-            CacheShard,
-            CacheArgs {
-                blob: blob.clone(),
-                block_bytes: 4096,
-                capacity_bytes: 1 << 20,
-            },
-        )
-        .await
-        .unwrap();
+        let (shard, _h) = crate::tree::mailbox::spawn_for_test(CacheShard, |queued| CacheArgs {
+            queued,
+            blob: blob.clone(),
+            block_bytes: 4096,
+            capacity_bytes: 1 << 20,
+            max_concurrent_gets: 64,
+        })
+        .await;
         let mut waits = Vec::new();
         for i in 0..20u64 {
             let (tx, rx) = oneshot::channel();
@@ -285,24 +305,21 @@ mod tests {
             .unwrap();
         assert_eq!(&rx.await.unwrap().unwrap()[..], &data[4000..9000]);
         assert_eq!(blob.metrics().get_requests.load(Ordering::Relaxed), 3);
-        shard.stop(None);
+        shard.actor().stop(None);
     }
 
     #[tokio::test]
     async fn written_through_blocks_survive_until_a_lagging_reader_gets_them() {
         let dir = tempfile::tempdir().unwrap();
         let blob = BlobStore::open("memory://", &S3Options::default(), dir.path()).unwrap();
-        let (shard, _h) = Actor::spawn(
-            None,
-            CacheShard,
-            CacheArgs {
-                blob: blob.clone(),
-                block_bytes: 4096,
-                capacity_bytes: 64 * 4096,
-            },
-        )
-        .await
-        .unwrap();
+        let (shard, _h) = crate::tree::mailbox::spawn_for_test(CacheShard, |queued| CacheArgs {
+            queued,
+            blob: blob.clone(),
+            block_bytes: 4096,
+            capacity_bytes: 64 * 4096,
+            max_concurrent_gets: 64,
+        })
+        .await;
         // 200 objects of one block each through a cache of 64 blocks; the reader stays 8
         // objects behind the writer, as a consumer tailing the log does.
         let lag = 8;
@@ -336,6 +353,61 @@ mod tests {
             0,
             "every tail read hit the cache"
         );
-        shard.stop(None);
+        shard.actor().stop(None);
+    }
+
+    #[tokio::test]
+    async fn misses_wait_for_a_turn_at_the_get_limit() {
+        const GET: Duration = Duration::from_millis(100);
+        let dir = tempfile::tempdir().unwrap();
+        let slow = inkless_storage::latency::LatencyModel {
+            enabled: true,
+            put_p50_ms: 0.0,
+            put_p99_ms: 0.0,
+            get_p50_ms: GET.as_millis() as f64,
+            get_p99_ms: GET.as_millis() as f64,
+        };
+        let blob = BlobStore::open("memory://", &S3Options::default(), dir.path())
+            .unwrap()
+            .with_latency(slow);
+        for i in 0..6 {
+            blob.put(&format!("o{i}"), Bytes::from(vec![i as u8; 4096]))
+                .await
+                .unwrap();
+        }
+        let (shard, _h) = crate::tree::mailbox::spawn_for_test(CacheShard, |queued| CacheArgs {
+            queued,
+            blob: blob.clone(),
+            block_bytes: 4096,
+            capacity_bytes: 1 << 20,
+            max_concurrent_gets: 2,
+        })
+        .await;
+        // Six misses of different objects at once: two GETs at a time make three rounds.
+        let started = std::time::Instant::now();
+        let reads: Vec<_> = (0..6)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel();
+                shard
+                    .post(CacheMsg::Read {
+                        key: format!("o{i}"),
+                        object_size: 4096,
+                        range: 0..4096,
+                        reply: tx,
+                    })
+                    .unwrap();
+                (i, rx)
+            })
+            .collect();
+        for (i, rx) in reads {
+            assert_eq!(rx.await.unwrap().unwrap()[0], i as u8);
+        }
+        assert!(
+            started.elapsed() >= GET * 3,
+            "six GETs of {GET:?} finished in {:?}: more than two ran at once",
+            started.elapsed()
+        );
+        assert_eq!(blob.metrics().get_requests.load(Ordering::Relaxed), 6);
+        shard.actor().stop(None);
     }
 }

@@ -9,11 +9,10 @@
 
 use crate::cluster::lease::LeaseGuard;
 use crate::partition::actor::{PartitionMsg, PartitionOffsets};
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::{ReadError, TopicPartition};
 use inkless_storage::metadata::BatchCoordinate;
 use parking_lot::RwLock;
-use ractor::ActorRef;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use tokio::sync::{oneshot, watch};
 #[derive(Debug, Clone)]
 pub struct PartitionHandle {
     /// The actor.
-    pub actor: ActorRef<PartitionMsg>,
+    pub actor: Mailbox<PartitionMsg>,
     /// Log start offset and high watermark, updated after every commit.
     pub offsets: watch::Receiver<PartitionOffsets>,
     /// The lease generation it was claimed under.
@@ -268,7 +267,7 @@ impl<K: Hash + Eq> RestartBudget<K> {
 /// A slot holding the current reference of a restartable singleton actor.
 #[derive(Debug)]
 pub struct ActorSlot<M: ractor::Message> {
-    inner: RwLock<Option<ActorRef<M>>>,
+    inner: RwLock<Option<Mailbox<M>>>,
 }
 
 impl<M: ractor::Message> Default for ActorSlot<M> {
@@ -281,18 +280,18 @@ impl<M: ractor::Message> Default for ActorSlot<M> {
 
 impl<M: ractor::Message> ActorSlot<M> {
     /// The current actor, if running.
-    pub fn get(&self) -> Option<ActorRef<M>> {
+    pub fn get(&self) -> Option<Mailbox<M>> {
         self.inner.read().clone()
     }
 
     /// Replaces the current actor.
-    pub fn set(&self, actor: Option<ActorRef<M>>) {
+    pub fn set(&self, actor: Option<Mailbox<M>>) {
         *self.inner.write() = actor;
     }
 }
 
 /// What the actor tree listing knows about one actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ActorLabel {
     /// Kind (`partition`, `group`, `index-writer`, …).
     pub kind: &'static str,
@@ -300,6 +299,8 @@ pub struct ActorLabel {
     pub name: String,
     /// Restarts of this name so far.
     pub restarts: u32,
+    /// Its mailbox count.
+    pub queued: QueueCount,
 }
 
 /// Labels of the live actors of this node, kept by their supervisors, so the supervision
@@ -313,7 +314,13 @@ pub struct ActorDirectory {
 
 impl ActorDirectory {
     /// Records a started actor; a name seen before counts as a restart.
-    pub fn started(&self, id: ractor::ActorId, kind: &'static str, name: String) {
+    pub fn started(
+        &self,
+        id: ractor::ActorId,
+        kind: &'static str,
+        name: String,
+        queued: QueueCount,
+    ) {
         let restarts = {
             let mut r = self.restarts.write();
             let n = r.entry(name.clone()).or_insert(0);
@@ -327,13 +334,13 @@ impl ActorDirectory {
                 kind,
                 name,
                 restarts,
+                queued,
             },
         );
     }
 
     /// Forgets a stopped actor; `keep_history` keeps its restart count for a successor.
     pub fn stopped(&self, id: ractor::ActorId, keep_history: bool) {
-        crate::tree::mailbox::forget(&id);
         if let Some(l) = self.labels.write().remove(&id) {
             if !keep_history {
                 self.restarts.write().remove(&l.name);

@@ -16,6 +16,7 @@ use crate::group::manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::node::NodeConfig;
 use crate::partition::manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::read::cache::{CacheArgs, CacheMsg, CacheShard};
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorDirectory, ActorSlot, PartitionRegistry, RestartBudget};
 use crate::write::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::write::produce_buffer::{BufferMsg, ProduceBuffer, ProduceBufferArgs};
@@ -98,8 +99,8 @@ pub(crate) fn walk(
             .or_else(|| cell.get_name())
             .unwrap_or_default(),
         status: format!("{:?}", cell.get_status()),
-        restarts: label.map(|l| l.restarts).unwrap_or(0),
-        mailbox: crate::tree::mailbox::queued(&cell.get_id()),
+        restarts: label.as_ref().map_or(0, |l| l.restarts),
+        mailbox: label.map_or(0, |l| l.queued.get()),
     });
     for child in cell.get_children() {
         walk(&child, Some(id.clone()), dir, out);
@@ -141,12 +142,14 @@ impl SupervisorState {
     async fn spawn(&mut self, me: ActorCell, child: Child) -> Result<(), ActorProcessingErr> {
         let a = &self.args;
         let c = &a.config;
+        let queued = QueueCount::default();
         let cell = match child {
             Child::Mesh => {
                 let Some(config) = c.mesh.clone() else {
                     return Err("mesh without a [cluster] listen address".into());
                 };
                 let args = MeshArgs {
+                    queued: queued.clone(),
                     node_id: c.node_id,
                     config,
                     live: a.live.subscribe(),
@@ -167,36 +170,47 @@ impl SupervisorState {
             }
             Child::Membership => {
                 let args = MembershipArgs {
+                    queued: queued.clone(),
                     config: c.membership.clone(),
                     store: a.store.clone(),
                     live: a.live.clone(),
                     guard: a.partitions.guard().clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Membership, args, me).await?;
-                a.slots.membership.set(Some(r.clone()));
+                a.slots
+                    .membership
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::IndexWriter => {
                 let args = IndexWriterArgs {
+                    queued: queued.clone(),
                     store: a.store.clone(),
                     max_appends_per_commit: c.max_appends_per_commit,
                 };
                 let (r, _) = Actor::spawn_linked(None, IndexWriter, args, me).await?;
-                a.slots.index.set(Some(r.clone()));
+                a.slots
+                    .index
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::Cache => {
                 let args = CacheArgs {
+                    queued: queued.clone(),
                     blob: a.blob.clone(),
                     block_bytes: c.cache_block_bytes,
                     capacity_bytes: c.cache_capacity_bytes,
+                    max_concurrent_gets: c.max_concurrent_gets,
                 };
                 let (r, _) = Actor::spawn_linked(None, CacheShard, args, me).await?;
-                a.slots.cache.set(Some(r.clone()));
+                a.slots
+                    .cache
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::Uploader => {
                 let args = UploaderArgs {
+                    queued: queued.clone(),
                     blob: a.blob.clone(),
                     partitions: a.partitions.clone(),
                     cache: a.slots.cache.clone(),
@@ -206,25 +220,32 @@ impl SupervisorState {
                     live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, ObjectUploader, args, me).await?;
-                a.slots.uploader.set(Some(r.clone()));
+                a.slots
+                    .uploader
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::Manager => {
                 let args = ManagerArgs {
+                    queued: queued.clone(),
                     store: a.store.clone(),
                     partitions: a.partitions.clone(),
                     index_writer: a.slots.index.clone(),
+                    max_pending_commits: c.max_pending_commits,
                     recent_batches_max: c.recent_batches_per_partition,
                     max_restarts: c.max_restarts,
                     directory: a.directory.clone(),
                     live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, PartitionManager, args, me).await?;
-                a.slots.manager.set(Some(r.clone()));
+                a.slots
+                    .manager
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::Groups => {
                 let args = GroupManagerArgs {
+                    queued: queued.clone(),
                     store: a.store.clone(),
                     limits: c.groups.clone(),
                     topics: a.topics.clone(),
@@ -234,23 +255,32 @@ impl SupervisorState {
                     guard: a.partitions.guard().clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, GroupManager, args, me).await?;
-                a.slots.groups.set(Some(r.clone()));
+                a.slots
+                    .groups
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::Buffer => {
                 let args = ProduceBufferArgs {
+                    queued: queued.clone(),
                     max_object_bytes: c.max_object_bytes,
                     flush_interval: c.flush_interval,
+                    max_objects_waiting: c.max_objects_waiting,
                     uploader: a.slots.uploader.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, ProduceBuffer, args, me).await?;
-                a.slots.buffer.set(Some(r.clone()));
+                a.slots
+                    .buffer
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
         };
-        self.args
-            .directory
-            .started(cell.get_id(), child.kind(), child.kind().to_string());
+        self.args.directory.started(
+            cell.get_id(),
+            child.kind(),
+            child.kind().to_string(),
+            queued,
+        );
         self.children.insert(cell.get_id(), child);
         Ok(())
     }

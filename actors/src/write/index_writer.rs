@@ -8,7 +8,7 @@
 //! writer itself keeps running. If the writer crashes, the NodeSupervisor restarts it.
 
 use crate::partition::actor::PartitionMsg;
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use inkless_storage::metadata::{AppendOutcome, PartitionAppend, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::VecDeque;
@@ -21,14 +21,14 @@ pub enum IndexMsg {
         /// The append.
         append: PartitionAppend,
         /// Who to answer.
-        reply_to: ActorRef<PartitionMsg>,
+        reply_to: Mailbox<PartitionMsg>,
         /// Echoed back in the answer.
         token: u64,
     },
     /// A transaction finished (sent by the writer to itself).
     Done {
         /// Who to answer, in order.
-        waiters: Vec<(ActorRef<PartitionMsg>, u64)>,
+        waiters: Vec<(Mailbox<PartitionMsg>, u64)>,
         /// The outcome per append, or the error of the whole transaction.
         result: Result<Vec<AppendOutcome>, String>,
     },
@@ -40,6 +40,8 @@ impl ractor::Message for IndexMsg {}
 /// Arguments of the [`IndexWriter`].
 #[derive(Debug, Clone)]
 pub struct IndexWriterArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// The metadata store.
     pub store: SharedMetadataStore,
     /// Upper bound of appends in one transaction.
@@ -49,8 +51,9 @@ pub struct IndexWriterArgs {
 /// State of the writer.
 #[derive(Debug)]
 pub struct IndexWriterState {
+    me: Mailbox<IndexMsg>,
     args: IndexWriterArgs,
-    queued: VecDeque<(PartitionAppend, ActorRef<PartitionMsg>, u64)>,
+    pending: VecDeque<(PartitionAppend, Mailbox<PartitionMsg>, u64)>,
     committing: bool,
 }
 
@@ -59,20 +62,20 @@ pub struct IndexWriterState {
 pub struct IndexWriter;
 
 impl IndexWriterState {
-    fn start_commit(&mut self, myself: &ActorRef<IndexMsg>) {
-        if self.committing || self.queued.is_empty() {
+    fn start_commit(&mut self) {
+        if self.committing || self.pending.is_empty() {
             return;
         }
-        let n = self.queued.len().min(self.args.max_appends_per_commit);
+        let n = self.pending.len().min(self.args.max_appends_per_commit);
         let mut appends = Vec::with_capacity(n);
         let mut waiters = Vec::with_capacity(n);
-        for (a, r, t) in self.queued.drain(..n) {
+        for (a, r, t) in self.pending.drain(..n) {
             appends.push(a);
             waiters.push((r, t));
         }
         self.committing = true;
         let store = self.args.store.clone();
-        let myself = myself.clone();
+        let me = self.me.clone();
         tokio::spawn(async move {
             let result = store
                 .commit_appends(appends)
@@ -81,7 +84,7 @@ impl IndexWriterState {
             if let Err(e) = &result {
                 tracing::error!(error = %e, "metadata commit failed");
             }
-            let _ = myself.post(IndexMsg::Done { waiters, result });
+            let _ = me.post(IndexMsg::Done { waiters, result });
         });
     }
 }
@@ -93,32 +96,34 @@ impl Actor for IndexWriter {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: IndexWriterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(IndexWriterState {
+            me: Mailbox::new(myself.clone(), args.queued.clone()),
             args,
-            queued: VecDeque::new(),
+            pending: VecDeque::new(),
             committing: false,
         })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
         match msg {
+            // Counted out when answered: the writer's count is its backlog of appends.
             IndexMsg::Commit {
                 append,
                 reply_to,
                 token,
             } => {
-                state.queued.push_back((append, reply_to, token));
+                state.pending.push_back((append, reply_to, token));
             }
             IndexMsg::Done { waiters, result } => {
+                state.me.taken();
                 state.committing = false;
                 for (i, (reply_to, token)) in waiters.into_iter().enumerate() {
                     let outcome = match &result {
@@ -129,10 +134,11 @@ impl Actor for IndexWriter {
                         Err(e) => Err(e.clone()),
                     };
                     let _ = reply_to.post(PartitionMsg::Committed { token, outcome });
+                    state.me.taken();
                 }
             }
         }
-        state.start_commit(&myself);
+        state.start_commit();
         Ok(())
     }
 }

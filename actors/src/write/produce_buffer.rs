@@ -2,12 +2,14 @@
 //!
 //! Takes [`BufferMsg::Append`] from request handlers. Seals the open object when its data
 //! reaches `max_object_bytes` or `flush_interval` after its first byte, and hands it to the
-//! ObjectUploader. Inside the object a partition's batches are contiguous, in arrival
+//! ObjectUploader. While the uploader already holds `max_objects_waiting` objects the seal
+//! waits (retried every flush interval) and the open object keeps filling: slow uploads
+//! make fewer, larger objects, and the node's produce budget bounds the bytes held. Inside the object a partition's batches are contiguous, in arrival
 //! order. The buffer holds no acknowledged data: if it crashes, the producers waiting on
 //! its open object get an error and retry; the NodeSupervisor restarts it empty.
 
 use crate::partition::actor::{AppendReply, IncomingBatch};
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::ActorSlot;
 use crate::write::uploader::{SealedObject, SealedPart, UploadMsg};
 use crate::{AppendError, TopicPartition};
@@ -48,10 +50,14 @@ impl ractor::Message for BufferMsg {}
 /// Arguments of the [`ProduceBuffer`].
 #[derive(Debug, Clone)]
 pub struct ProduceBufferArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// Seal when the data reaches this many bytes.
     pub max_object_bytes: usize,
     /// Seal this long after the first byte.
     pub flush_interval: Duration,
+    /// Objects the uploader may hold (uploading or waiting) before sealing waits.
+    pub max_objects_waiting: u64,
     /// Where sealed objects go.
     pub uploader: Arc<ActorSlot<UploadMsg>>,
 }
@@ -64,6 +70,7 @@ struct OpenPart {
 
 /// State of the buffer.
 pub struct ProduceBufferState {
+    me: Mailbox<BufferMsg>,
     args: ProduceBufferArgs,
     builder: ObjectBuilder,
     parts: Vec<OpenPart>,
@@ -75,6 +82,27 @@ pub struct ProduceBufferState {
 pub struct ProduceBuffer;
 
 impl ProduceBufferState {
+    /// Seals the open object unless the uploader is full; then the flush timer of this
+    /// object is armed again, so exactly one timer stays pending while the object is open.
+    fn seal_or_wait(&mut self, rearm: bool) {
+        let backlog = self.args.uploader.get().map_or(0, |u| u.backlog());
+        if backlog < self.args.max_objects_waiting {
+            return self.seal();
+        }
+        tracing::debug!(backlog, "uploader full; the open object keeps filling");
+        if rearm {
+            self.arm_flush_timer();
+        }
+    }
+
+    fn arm_flush_timer(&self) {
+        let generation = self.generation;
+        self.me
+            .post_after(self.args.flush_interval, move || BufferMsg::FlushTimer {
+                generation,
+            });
+    }
+
     fn seal(&mut self) {
         if self.builder.is_empty() {
             return;
@@ -132,10 +160,11 @@ impl Actor for ProduceBuffer {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ProduceBufferArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ProduceBufferState {
+            me: Mailbox::new(myself.clone(), args.queued.clone()),
             args,
             builder: ObjectBuilder::new(),
             parts: Vec::new(),
@@ -145,11 +174,11 @@ impl Actor for ProduceBuffer {
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        state.me.taken();
         match msg {
             BufferMsg::Append(parts) => {
                 let was_empty = state.builder.is_empty();
@@ -171,18 +200,17 @@ impl Actor for ProduceBuffer {
                         reply: part.reply,
                     });
                 }
+                if was_empty && !state.builder.is_empty() {
+                    state.arm_flush_timer();
+                }
                 if state.builder.data_bytes() >= state.args.max_object_bytes {
-                    state.seal();
-                } else if was_empty && !state.builder.is_empty() {
-                    let generation = state.generation;
-                    myself.post_after(state.args.flush_interval, move || BufferMsg::FlushTimer {
-                        generation,
-                    });
+                    // A refused seal leaves the timer armed above (or earlier) pending.
+                    state.seal_or_wait(false);
                 }
             }
             BufferMsg::FlushTimer { generation } => {
                 if generation == state.generation {
-                    state.seal();
+                    state.seal_or_wait(true);
                 }
             }
             BufferMsg::FlushNow => state.seal(),

@@ -7,12 +7,15 @@
 //! object is written through to the cache and every partition's slice goes to its
 //! PartitionActor. A failed upload answers its producers with a storage error; nothing of it
 //! becomes visible. If the uploader crashes, producers waiting on it get an error and retry.
+//!
+//! Its mailbox count is its backlog: an `Upload` is counted out when its object is
+//! delivered or given up, so the ProduceBuffer can hold back at `max_objects_waiting`.
 
 use crate::cluster::gateway::{self, Request, Response};
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{AppendReply, IncomingBatch, PartitionMsg};
 use crate::read::cache::CacheMsg;
-use crate::tree::mailbox::Post;
+use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, TopicPartition};
 use bytes::Bytes;
@@ -65,6 +68,8 @@ impl ractor::Message for UploadMsg {}
 /// Arguments of the [`ObjectUploader`].
 #[derive(Debug, Clone)]
 pub struct UploaderArgs {
+    /// Its mailbox count (see [`crate::tree::mailbox`]).
+    pub queued: QueueCount,
     /// The object store.
     pub blob: BlobStore,
     /// Partition actors of this node.
@@ -90,6 +95,7 @@ struct Tracked {
 
 /// State of the uploader.
 pub struct UploaderState {
+    me: Mailbox<UploadMsg>,
     args: UploaderArgs,
     next_seq: u64,
     next_delivery: u64,
@@ -127,7 +133,7 @@ async fn put_with_retry(
 }
 
 impl UploaderState {
-    fn start_uploads(&mut self, myself: &ActorRef<UploadMsg>) {
+    fn start_uploads(&mut self) {
         while self.in_flight < self.args.max_uploads_in_flight {
             let Some(seq) = self.waiting.pop_front() else {
                 return;
@@ -138,10 +144,10 @@ impl UploaderState {
             self.in_flight += 1;
             let (blob, key, bytes) = (self.args.blob.clone(), t.key.clone(), t.bytes.clone());
             let timeout = self.args.upload_timeout;
-            let myself = myself.clone();
+            let me = self.me.clone();
             tokio::spawn(async move {
                 let result = put_with_retry(blob, key, bytes, timeout).await;
-                let _ = myself.post(UploadMsg::Uploaded { seq, result });
+                let _ = me.post(UploadMsg::Uploaded { seq, result });
             });
         }
     }
@@ -153,6 +159,7 @@ impl UploaderState {
             }
             let t = entry.remove();
             self.next_delivery += 1;
+            self.me.taken();
             match t.result {
                 Some(Ok(())) => self.deliver(t),
                 Some(Err(e)) => {
@@ -246,10 +253,11 @@ impl Actor for ObjectUploader {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: UploaderArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(UploaderState {
+            me: Mailbox::new(myself.clone(), args.queued.clone()),
             args,
             next_seq: 0,
             next_delivery: 0,
@@ -261,12 +269,12 @@ impl Actor for ObjectUploader {
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
         match msg {
+            // Counted out when delivered (see the module documentation).
             UploadMsg::Upload(obj) => {
                 let seq = state.next_seq;
                 state.next_seq += 1;
@@ -282,6 +290,7 @@ impl Actor for ObjectUploader {
                 state.waiting.push_back(seq);
             }
             UploadMsg::Uploaded { seq, result } => {
+                state.me.taken();
                 state.in_flight = state.in_flight.saturating_sub(1);
                 if let Some(t) = state.tracked.get_mut(&seq) {
                     t.result = Some(result);
@@ -289,7 +298,7 @@ impl Actor for ObjectUploader {
                 state.deliver_ready();
             }
         }
-        state.start_uploads(&myself);
+        state.start_uploads();
         Ok(())
     }
 }

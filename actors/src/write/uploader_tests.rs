@@ -15,6 +15,7 @@
 
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
+use crate::tree::mailbox::{spawn_for_test, Mailbox, QueueCount};
 use crate::tree::registry::{ActorSlot, PartitionHandle, PartitionRegistry};
 use crate::write::uploader::{ObjectUploader, SealedObject, SealedPart, UploadMsg, UploaderArgs};
 use crate::{AppendError, TopicPartition};
@@ -45,24 +46,24 @@ struct Recorder;
 
 impl Actor for Recorder {
     type Msg = PartitionMsg;
-    type State = Log;
-    type Arguments = Log;
+    type State = (Mailbox<PartitionMsg>, Log);
+    type Arguments = (QueueCount, Log);
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        log: Log,
+        myself: ActorRef<Self::Msg>,
+        (queued, log): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(log)
+        Ok((Mailbox::new(myself, queued), log))
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        log: &mut Self::State,
+        (me, log): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::tree::mailbox::taken(&myself);
+        me.taken();
         if let PartitionMsg::Append {
             object_key,
             batches,
@@ -133,8 +134,8 @@ fn object(key: &str, parts: &[(TopicPartition, u64)]) -> (SealedObject, Vec<Repl
 
 /// An uploader on a `file://` store, with the recorder running partitions 0 and 1.
 struct Rig {
-    uploader: ActorRef<UploadMsg>,
-    recorder: ActorRef<PartitionMsg>,
+    uploader: Mailbox<UploadMsg>,
+    recorder: Mailbox<PartitionMsg>,
     log: Log,
     blob: BlobStore,
     /// The store's directory.
@@ -148,7 +149,7 @@ impl Rig {
         let blob = BlobStore::open("file://objects", &S3Options::default(), dir.path()).unwrap();
         let root = dir.path().join("objects");
         let log = Log::default();
-        let (recorder, _) = Actor::spawn(None, Recorder, log.clone()).await.unwrap();
+        let (recorder, _) = spawn_for_test(Recorder, |queued| (queued, log.clone())).await;
         let partitions = PartitionRegistry::default();
         for p in [0, 1] {
             partitions.insert(
@@ -164,7 +165,8 @@ impl Rig {
             node_id: 0,
             ..NodeLease::default()
         };
-        let args = UploaderArgs {
+        let args = |queued| UploaderArgs {
+            queued,
             blob: blob.clone(),
             partitions,
             cache: Arc::new(ActorSlot::default()),
@@ -173,7 +175,7 @@ impl Rig {
             block_bytes: 4 << 20,
             live: watch::channel(Arc::new(LiveSet::single(me))).1,
         };
-        let (uploader, _) = Actor::spawn(None, ObjectUploader, args).await.unwrap();
+        let (uploader, _) = spawn_for_test(ObjectUploader, args).await;
         Rig {
             uploader,
             recorder,
@@ -194,7 +196,7 @@ impl Rig {
 
     fn upload(&self, object: SealedObject) {
         // Sent as the ProduceBuffer sends it (counted in the uploader's mailbox).
-        crate::tree::mailbox::Post::post(&self.uploader, UploadMsg::Upload(object)).unwrap();
+        self.uploader.post(UploadMsg::Upload(object)).unwrap();
     }
 
     fn delivered(&self) -> Vec<(String, u64)> {
@@ -206,8 +208,8 @@ impl Rig {
     }
 
     fn stop(self) {
-        self.uploader.stop(None);
-        self.recorder.stop(None);
+        self.uploader.actor().stop(None);
+        self.recorder.actor().stop(None);
     }
 }
 
