@@ -213,5 +213,35 @@ pub fn metrics(ctx: &Ctx) -> String {
         "Produce bytes accepted and not yet answered.",
         in_flight as u64,
     );
+    fetch_session_metrics(ctx, &mut out);
     out
+}
+
+/// Kafka's FetchSessionCache metrics, under Prometheus names.
+fn fetch_session_metrics(ctx: &Ctx, out: &mut String) {
+    let s = &ctx.fetch_sessions;
+    gauge(
+        out,
+        "inkless_fetch_sessions",
+        "Incremental fetch sessions cached on this node.",
+        s.len() as u64,
+    );
+    gauge(
+        out,
+        "inkless_fetch_session_partitions",
+        "Partitions of all cached fetch sessions.",
+        s.partitions() as u64,
+    );
+    counter(
+        out,
+        "inkless_fetch_session_evictions_total",
+        "Fetch sessions evicted to make room for new ones.",
+        s.evictions(),
+    );
+    counter(
+        out,
+        "inkless_fetch_incremental_requests_total",
+        "Fetch requests answered within an incremental fetch session.",
+        s.incremental_fetches(),
+    );
 }

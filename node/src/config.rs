@@ -207,6 +207,10 @@ pub struct FetchSection {
     pub recent_batches_per_partition: usize,
     /// Concurrent object GETs of the block cache; further misses wait their turn.
     pub max_concurrent_gets: usize,
+    /// Incremental fetch sessions cached (Kafka's `max.incremental.fetch.session.cache.slots`).
+    pub max_sessions: usize,
+    /// A cached fetch session unused this long may be evicted for a new one.
+    pub session_eviction_ms: u64,
 }
 
 impl Default for FetchSection {
@@ -216,6 +220,8 @@ impl Default for FetchSection {
             cache_capacity_bytes: 256 * 1024 * 1024,
             recent_batches_per_partition: 64,
             max_concurrent_gets: 64,
+            max_sessions: 1000,
+            session_eviction_ms: 120_000,
         }
     }
 }

@@ -244,6 +244,10 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         advertised_port: port,
         produce_budget: Arc::new(Semaphore::new(budget as usize)),
         requests: metrics::RequestMetrics::default(),
+        fetch_sessions: handlers::fetch_session::FetchSessions::new(
+            c.fetch.max_sessions,
+            Duration::from_millis(c.fetch.session_eviction_ms),
+        ),
     });
     tracing::info!(listen = %bound, advertised = %advertised, object_store = %c.storage.object_store,
         metadata = %redact_url(&c.storage.metadata), partitions = started, "inkless node ready");

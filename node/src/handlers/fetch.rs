@@ -6,10 +6,10 @@
 //! its rack (KIP-392) to a node of another AZ gets `preferred_read_replica`: the node
 //! serving the partition in its own AZ.
 //!
-//! Sessions (KIP-227): every answer carries session id 0, which tells clients that no
-//! session was created, so each fetch is a full, sessionless fetch; an incremental fetch on
-//! an unknown session gets FETCH_SESSION_ID_NOT_FOUND and the client starts over.
+//! Sessions (KIP-227, [`super::fetch_session`]): an incremental fetch reads its session's
+//! partitions and answers only those that changed.
 
+use super::fetch_session::Wanted;
 use super::Ctx;
 use super::NONE;
 use bytes::{Bytes, BytesMut};
@@ -253,48 +253,65 @@ async fn read_batches(
     (data, total, offsets.high_watermark)
 }
 
-fn resolve(ctx: &Ctx, req: &FetchRequest, version: i16) -> Vec<TopicReq> {
+/// The partitions a request names, in its order.
+fn requested(req: &FetchRequest) -> Vec<Wanted> {
     req.topics
         .iter()
-        .map(|t| {
-            let topic = if version >= 13 {
-                ctx.catalog.by_id(&t.topic_id)
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Wanted {
+                name: t.topic.clone(),
+                id: t.topic_id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            })
+        })
+        .collect()
+}
+
+/// Resolves the wanted partitions against the catalog, grouped by topic as they come.
+fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
+    let mut topics: Vec<TopicReq> = Vec::new();
+    let mut current = None;
+    for w in wanted {
+        let same = topics
+            .last()
+            .is_some_and(|t| t.id == w.id && t.name == w.name);
+        if !same {
+            current = if version >= 13 {
+                ctx.catalog.by_id(&w.id)
             } else {
-                ctx.catalog.by_name(t.topic.0.as_str())
+                ctx.catalog.by_name(w.name.0.as_str())
             };
-            let unknown_code = if version >= 13 {
+            let unknown_code = if current.is_none() && version >= 13 {
                 ResponseError::UnknownTopicId.code()
             } else {
                 ResponseError::UnknownTopicOrPartition.code()
             };
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| PartReq {
-                    index: p.partition,
-                    tp: topic
-                        .as_ref()
-                        .filter(|tt| p.partition >= 0 && p.partition < tt.record.partitions)
-                        .map(|tt| TopicPartition {
-                            topic_id: tt.record.id,
-                            partition: p.partition,
-                        }),
-                    fetch_offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes,
-                })
-                .collect();
-            TopicReq {
-                name: t.topic.clone(),
-                id: t.topic_id,
-                unknown_code: if topic.is_some() {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else {
-                    unknown_code
-                },
-                parts,
-            }
-        })
-        .collect()
+            topics.push(TopicReq {
+                name: w.name.clone(),
+                id: w.id,
+                unknown_code,
+                parts: Vec::new(),
+            });
+        }
+        let tp = current
+            .as_ref()
+            .filter(|t| w.partition >= 0 && w.partition < t.record.partitions)
+            .map(|t| TopicPartition {
+                topic_id: t.record.id,
+                partition: w.partition,
+            });
+        if let Some(t) = topics.last_mut() {
+            t.parts.push(PartReq {
+                index: w.partition,
+                tp,
+                fetch_offset: w.fetch_offset,
+                max_bytes: w.max_bytes,
+            });
+        }
+    }
+    topics
 }
 
 /// What one round of a fetch reads.
@@ -307,13 +324,19 @@ struct Round<'a> {
     version: i16,
 }
 
-/// Answers Fetch.
+/// Answers Fetch, within its fetch session if it has one.
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
-    if req.session_id != 0 {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
-    }
-    let topics = resolve(ctx, &req, version);
+    let (plan, wanted) = match ctx.fetch_sessions.begin(&req, version, requested(&req)) {
+        Ok(p) => p,
+        Err(code) => return FetchResponse::default().with_error_code(code),
+    };
+    let response = answer(ctx, &req, version, &wanted).await;
+    ctx.fetch_sessions.finish(plan, version, wanted, response)
+}
+
+/// Reads the wanted partitions, long-polling as the request asks.
+async fn answer(ctx: &Ctx, req: &FetchRequest, version: i16, wanted: &[Wanted]) -> FetchResponse {
+    let topics = resolve(ctx, wanted, version);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_LONG_POLL);
     let deadline = tokio::time::Instant::now() + wait;
     let round = Round {

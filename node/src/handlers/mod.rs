@@ -5,6 +5,7 @@ pub mod api_versions;
 pub mod configs;
 pub mod consumer_groups;
 pub mod fetch;
+pub mod fetch_session;
 pub mod groups;
 pub mod metadata;
 pub mod misc;
@@ -72,6 +73,8 @@ pub struct Ctx {
     pub produce_budget: Arc<Semaphore>,
     /// Per-API request counters and latencies.
     pub requests: crate::metrics::RequestMetrics,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: fetch_session::FetchSessions,
 }
 
 /// Splits `host:port` (an IPv6 host may be in brackets) as Kafka's broker entries need.
