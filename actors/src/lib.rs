@@ -39,9 +39,7 @@ pub use write::produce_buffer::PartAppend;
 use uuid::Uuid;
 
 /// A partition of a topic, by topic id.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
     /// Topic id.
     pub topic_id: Uuid,
@@ -50,7 +48,7 @@ pub struct TopicPartition {
 }
 
 /// Why an append was not acknowledged. The node maps each to a Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
     /// A sequence gap for an idempotent producer.
     #[error("out of order sequence {got}, expected {expected}")]
@@ -91,7 +89,7 @@ pub enum AppendError {
 }
 
 /// Why a read failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// The offset is below the log start or above the high watermark.
     #[error("offset out of range [{log_start_offset}, {high_watermark}]")]

@@ -4,31 +4,29 @@
 //! Partition actors, cache shards and the rest are never visible to other nodes
 //! (ractor_cluster would create a stub per remote actor per peer); only the gateway is, in
 //! the process group `inkless.gateway.<node id>`, which ractor_cluster synchronises over the
-//! mesh. A request is one [`Request`] encoded with bincode (bounded, so a corrupt or hostile
-//! frame is an error, never a panic or a huge allocation), answered by one [`Response`].
+//! mesh. A request is one [`Request`], answered by one [`Response`]; both cross the mesh in
+//! the versioned wire format of [`crate::cluster::wire`] (bounded, so a corrupt or hostile
+//! frame is an error, never a panic or a huge allocation). A peer that does not understand
+//! the version of a request refuses it, and the call fails like one to an unreachable node.
 //!
 //! Order: requests to one node are sent in the caller's order over one session, and the
 //! gateway forwards each to the local actor before it handles the next, so a partition sees
 //! the appends of one uploader in seal order wherever they come from.
 
 use crate::cluster::membership::MembershipMsg;
+use crate::cluster::wire::{self, Reply, WireError};
 use crate::partition::actor::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
 use crate::partition::manager::ManagerMsg;
 use crate::read::cache::{read_through, CacheMsg};
 use crate::tree::registry::{ActorSlot, PartitionRegistry};
 use crate::{AppendError, ReadError, TopicPartition};
-use bincode::Options;
 use inkless_storage::metadata::BatchCoordinate;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// Largest encoded request or response (a cache block plus headers).
-const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The process group of a node's gateway.
 pub fn group_name(node_id: i32) -> String {
@@ -43,8 +41,8 @@ pub enum GatewayMsg {
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
-/// What one node asks another.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What one node asks another (in memory; its wire form is [`wire::WireRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Sequence and commit batches stored in an object (the partition's owner answers).
     Append {
@@ -101,8 +99,8 @@ pub enum Request {
     Released(Vec<TopicPartition>),
 }
 
-/// The answer to a [`Request`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The answer to a [`Request`] (in memory; its wire form is [`wire::WireResponse`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// To [`Request::Append`].
     Append(Result<AppendAck, AppendError>),
@@ -120,22 +118,6 @@ pub enum Response {
     Refused(String),
 }
 
-fn codec() -> impl Options {
-    bincode::DefaultOptions::new().with_limit(MAX_MESSAGE_BYTES)
-}
-
-/// Encodes a request or response.
-pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising our own types into memory cannot fail except over the size limit, which
-    // the callers' bounds (object and block sizes) keep far away.
-    codec().serialize(v).unwrap_or_default()
-}
-
-/// Decodes a request or response.
-pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
-    codec().deserialize(bytes).map_err(|e| e.to_string())
-}
-
 /// Why a remote call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
@@ -147,7 +129,28 @@ pub enum RemoteError {
     NoAnswer(i32),
     /// The answer could not be decoded.
     #[error("bad answer from node {0}: {1}")]
-    BadAnswer(i32, String),
+    BadAnswer(i32, WireError),
+    /// It does not understand the version of the request (a cluster of builds more than one
+    /// release apart), so it did not execute it.
+    #[error("node {node} refused protocol version {sent}: it understands up to {understood}", sent = wire::SENT_VERSION)]
+    Unsupported {
+        /// The node.
+        node: i32,
+        /// The newest version it understands.
+        understood: u16,
+    },
+    /// The request could not be encoded (over the size limit); it was not sent.
+    #[error("request to node {0} not sent: {1}")]
+    Unsendable(i32, WireError),
+}
+
+/// Reads `node`'s answer: a refusal becomes [`RemoteError::Unsupported`].
+fn read_answer(node: i32, bytes: &[u8]) -> Result<Response, RemoteError> {
+    match wire::decode_response(bytes) {
+        Ok(Reply::Answered(response)) => Ok(response),
+        Ok(Reply::Unsupported { understood }) => Err(RemoteError::Unsupported { node, understood }),
+        Err(e) => Err(RemoteError::BadAnswer(node, e)),
+    }
 }
 
 /// Sends `request` to `node`'s gateway now (so that requests to one node keep their
@@ -162,13 +165,14 @@ pub fn send(
         .next()
         .ok_or(RemoteError::Unreachable(node))?;
     let gateway: ActorRef<GatewayMsg> = cell.into();
+    let bytes = wire::encode_request(request).map_err(|e| RemoteError::Unsendable(node, e))?;
     let (tx, rx) = oneshot::channel();
     gateway
-        .send_message(GatewayMsg::Call(encode(request), RpcReplyPort::from(tx)))
+        .send_message(GatewayMsg::Call(bytes, RpcReplyPort::from(tx)))
         .map_err(|_| RemoteError::Unreachable(node))?;
     Ok(async move {
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(bytes)) => decode(&bytes).map_err(|e| RemoteError::BadAnswer(node, e)),
+            Ok(Ok(bytes)) => read_answer(node, &bytes),
             _ => Err(RemoteError::NoAnswer(node)),
         }
     })
@@ -202,20 +206,32 @@ pub struct GatewayArgs {
 #[derive(Debug, Default)]
 pub struct Gateway;
 
-fn reply(port: RpcReplyPort<Vec<u8>>, r: Response) {
-    let _ = port.send(encode(&r));
+/// Where the answer to one request goes, and the version to write it in (the request's).
+struct Replier {
+    port: RpcReplyPort<Vec<u8>>,
+    version: u16,
 }
 
-/// Answers `port` with what `answer` computes, without holding up the gateway.
-fn answer_later<F>(port: RpcReplyPort<Vec<u8>>, answer: F)
+fn reply(to: Replier, r: Response) {
+    let _ = to.port.send(wire::encode_answer(r, to.version));
+}
+
+/// Answers with what `answer` computes, without holding up the gateway.
+fn answer_later<F>(to: Replier, answer: F)
 where
     F: std::future::Future<Output = Response> + Send + 'static,
 {
-    tokio::spawn(async move { reply(port, answer.await) });
+    tokio::spawn(async move { reply(to, answer.await) });
+}
+
+/// Answers a request that did not decode (a refusal if its version is not understood).
+fn refuse(port: RpcReplyPort<Vec<u8>>, error: &WireError) {
+    tracing::warn!(%error, "undecodable gateway request");
+    let _ = port.send(wire::answer_to_undecodable(error));
 }
 
 impl GatewayArgs {
-    fn handle(&self, request: Request, port: RpcReplyPort<Vec<u8>>) {
+    fn handle(&self, request: Request, to: Replier) {
         let partitions = self.partitions.clone();
         match request {
             Request::Append {
@@ -237,9 +253,9 @@ impl GatewayArgs {
                         .is_ok()
                 });
                 if !sent {
-                    return reply(port, Response::Append(Err(AppendError::NotOwner)));
+                    return reply(to, Response::Append(Err(AppendError::NotOwner)));
                 }
-                answer_later(port, async move {
+                answer_later(to, async move {
                     Response::Append(rx.await.unwrap_or(Err(AppendError::NotOwner)))
                 });
             }
@@ -247,18 +263,18 @@ impl GatewayArgs {
                 tp,
                 offset,
                 max_bytes,
-            } => answer_later(port, async move {
+            } => answer_later(to, async move {
                 Response::Read(partitions.read(&tp, offset, max_bytes).await)
             }),
             Request::Offsets {
                 tp,
                 offset,
                 wait_ms,
-            } => answer_later(port, async move {
+            } => answer_later(to, async move {
                 let wait = Duration::from_millis(wait_ms).min(crate::MAX_LONG_POLL);
                 Response::Offsets(partitions.offsets(&tp, offset, wait).await)
             }),
-            Request::DeleteRecords { tp, offset } => answer_later(port, async move {
+            Request::DeleteRecords { tp, offset } => answer_later(to, async move {
                 Response::DeleteRecords(partitions.delete_records(&tp, offset).await)
             }),
             Request::Released(tps) => {
@@ -267,13 +283,13 @@ impl GatewayArgs {
                         let _ = m.post(ManagerMsg::Restart(tp));
                     }
                 }
-                reply(port, Response::Ack);
+                reply(to, Response::Ack);
             }
             Request::MembershipChanged => {
                 if let Some(m) = self.membership.get() {
                     let _ = m.post(MembershipMsg::Renew);
                 }
-                reply(port, Response::Ack);
+                reply(to, Response::Ack);
             }
             Request::CacheRead {
                 key,
@@ -282,7 +298,7 @@ impl GatewayArgs {
                 end,
             } => {
                 let cache = self.cache.clone();
-                answer_later(port, async move {
+                answer_later(to, async move {
                     let bytes = read_through(&cache, &key, object_size, start..end).await;
                     Response::CacheRead(bytes.map(|b| b.to_vec()))
                 })
@@ -312,12 +328,12 @@ impl Actor for Gateway {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let GatewayMsg::Call(bytes, port) = msg;
-        match decode::<Request>(&bytes) {
-            Ok(request) => state.handle(request, port),
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable gateway request");
-                reply(port, Response::Refused(e));
+        match wire::decode_request(&bytes) {
+            Ok(call) => {
+                let version = call.version;
+                state.handle(call.request, Replier { port, version })
             }
+            Err(e) => refuse(port, &e),
         }
         Ok(())
     }
@@ -337,22 +353,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn garbage_is_an_error_not_a_panic_or_a_huge_allocation() {
-        assert!(decode::<Request>(&[]).is_err());
-        assert!(decode::<Request>(&[0xff; 64]).is_err());
-        // A length prefix claiming 2^60 bytes of object key.
-        let mut evil = vec![0u8; 4];
-        evil.extend_from_slice(&(1u64 << 60).to_le_bytes());
-        assert!(decode::<Request>(&evil).is_err());
-        let r = Request::Offsets {
-            tp: TopicPartition {
-                topic_id: uuid::Uuid::nil(),
-                partition: 3,
-            },
-            offset: 7,
-            wait_ms: 10,
-        };
-        let back: Request = decode(&encode(&r)).unwrap();
-        assert!(matches!(back, Request::Offsets { offset: 7, .. }));
+    fn a_refusal_fails_the_call_like_an_unreachable_node() {
+        let refusal = wire::encode_refusal();
+        assert_eq!(
+            read_answer(4, &refusal),
+            Err(RemoteError::Unsupported {
+                node: 4,
+                understood: wire::NEWEST_UNDERSTOOD
+            })
+        );
+    }
+
+    #[test]
+    fn an_undecodable_answer_is_a_typed_error() {
+        assert!(matches!(
+            read_answer(4, &[wire::MAGIC]),
+            Err(RemoteError::BadAnswer(4, WireError::Truncated { len: 1 }))
+        ));
+        let ack = wire::encode_answer(Response::Ack, wire::SENT_VERSION);
+        assert_eq!(read_answer(4, &ack), Ok(Response::Ack));
     }
 }

@@ -1,8 +1,10 @@
 //! The cluster: this node's lease and the live set it sees (membership, lease guard),
-//! placement as a function of the live set, and the actor mesh and gateway between nodes.
+//! placement as a function of the live set, and the actor mesh and gateway between nodes
+//! with the versioned wire format of their messages.
 
 pub(crate) mod gateway;
 pub(crate) mod lease;
 pub(crate) mod membership;
 pub(crate) mod mesh;
 pub(crate) mod placement;
+pub(crate) mod wire;

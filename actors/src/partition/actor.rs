@@ -31,7 +31,7 @@ use tokio::sync::{oneshot, watch};
 const PRODUCER_BATCHES_KEPT: usize = 5;
 
 /// Offsets visible to readers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionOffsets {
     /// First readable offset.
     pub log_start_offset: i64,
@@ -47,7 +47,7 @@ impl PartitionOffsets {
 }
 
 /// One batch of an append: its header and where it sits in the object.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingBatch {
     /// Header as validated by the handler (LogAppendTime already stamped).
     pub header: BatchHeader,
@@ -56,7 +56,7 @@ pub struct IncomingBatch {
 }
 
 /// A successful append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendAck {
     /// Offset of the first record of the first batch.
     pub base_offset: i64,
