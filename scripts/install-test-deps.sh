@@ -93,7 +93,7 @@ fi
 
 # ---- franz-go client (go mod download + build; both cached by go) ----
 GO_DIR="$REPO/integration/clients/go"
-(cd "$GO_DIR" && go mod download && go build -o bin/franz-client .) >&2 || die "go build of the franz-go client failed"
+(cd "$GO_DIR" && go mod download && go build -o bin/franz-client . && go build -o bin/fetchbench ./fetchbench) >&2 || die "go build of the franz-go client failed"
 
 # ---- Java client (mvn package when the jar is missing or older than its sources) ----
 JAVA_DIR="$REPO/integration/clients/java"

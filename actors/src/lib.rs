@@ -25,7 +25,7 @@ mod tree;
 mod write;
 
 pub use cluster::membership::MembershipConfig;
-pub use cluster::mesh::MeshConfig;
+pub use cluster::mesh::{MeshConfig, MAX_BLOCK_BYTES};
 pub use cluster::placement::LiveSet;
 pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLookup};
 pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};

@@ -324,8 +324,9 @@ impl Config {
             "produce.max_objects_waiting, produce.max_pending_commits and fetch.max_concurrent_gets must be at least 1"
         );
         anyhow::ensure!(
-            self.fetch.cache_block_bytes >= 4096,
-            "fetch.cache_block_bytes must be at least 4096"
+            (4096..=inkless_actors::MAX_BLOCK_BYTES).contains(&self.fetch.cache_block_bytes),
+            "fetch.cache_block_bytes must be between 4096 and {}",
+            inkless_actors::MAX_BLOCK_BYTES
         );
         anyhow::ensure!(
             self.kafka.max_in_flight_requests_per_connection >= 1,
@@ -375,8 +376,6 @@ impl Config {
                     listen,
                     cookie: self.cluster.cookie.clone(),
                     reconnect_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
-                    // Room for a cache block and the request around it.
-                    max_frame_bytes: self.fetch.cache_block_bytes * 2 + (1 << 20),
                 }),
             membership: inkless_actors::MembershipConfig {
                 lease,

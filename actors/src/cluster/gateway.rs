@@ -118,6 +118,10 @@ pub enum Response {
     Refused(String),
 }
 
+/// Most batch coordinates in one Read answer, so that it fits in a mesh frame
+/// (see [`super::mesh::frame_limit`]).
+pub const MAX_COORDINATES_PER_READ: usize = 16_384;
+
 /// Why a remote call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
@@ -264,7 +268,12 @@ impl GatewayArgs {
                 offset,
                 max_bytes,
             } => answer_later(to, async move {
-                Response::Read(partitions.read(&tp, offset, max_bytes).await)
+                let mut read = partitions.read(&tp, offset, max_bytes).await;
+                if let Ok((coords, _)) = &mut read {
+                    // A fetch of tiny batches with a huge byte budget; the rest comes next time.
+                    coords.truncate(MAX_COORDINATES_PER_READ);
+                }
+                Response::Read(read)
             }),
             Request::Offsets {
                 tp,

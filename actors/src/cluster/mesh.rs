@@ -19,6 +19,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Largest cache block a node may be configured with (`fetch.cache_block_bytes`); it sizes
+/// the mesh's frames.
+pub const MAX_BLOCK_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Room in a frame beside the cache block it may carry: envelopes, and the coordinates of a
+/// Read answer (at most [`super::gateway::MAX_COORDINATES_PER_READ`], ~100 bytes each).
+const FRAME_OVERHEAD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The one size limit of the mesh: the largest frame a node accepts from a peer, and the
+/// largest message body it encodes or decodes, for cache blocks of `block_bytes` (a block
+/// crosses the mesh as bincode, which may take up to twice its size).
+pub const fn frame_limit(block_bytes: u64) -> u64 {
+    block_bytes * 2 + FRAME_OVERHEAD_BYTES
+}
+
 /// Mesh settings.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -28,8 +43,6 @@ pub struct MeshConfig {
     pub cookie: String,
     /// How often missing sessions are dialled again.
     pub reconnect_interval: Duration,
-    /// Largest inbound frame accepted from a peer.
-    pub max_frame_bytes: u64,
 }
 
 /// Messages of the [`Mesh`].
@@ -50,6 +63,8 @@ pub struct MeshArgs {
     pub node_id: i32,
     /// Settings.
     pub config: MeshConfig,
+    /// The node's cache block size, which sizes the frames ([`frame_limit`]).
+    pub block_bytes: u64,
     /// The live set.
     pub live: watch::Receiver<Arc<LiveSet>>,
 }
@@ -143,7 +158,7 @@ impl Actor for Mesh {
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
         .with_listen_addr(c.listen.ip())
-        .with_max_inbound_frame_size(c.max_frame_bytes);
+        .with_max_inbound_frame_size(frame_limit(args.block_bytes));
         let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
         let me = Mailbox::new(myself, args.queued.clone());
         me.post_interval(c.reconnect_interval, || MeshMsg::Reconnect);

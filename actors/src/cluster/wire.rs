@@ -44,8 +44,9 @@ use uuid::Uuid;
 pub const MAGIC: u8 = 0x49;
 /// Bytes before the body: the magic byte and the version.
 const HEADER_BYTES: usize = 3;
-/// Largest encoded body (a cache block plus headers).
-const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest encoded body: the mesh's frame limit for the largest block a node may use
+/// (the frames themselves are held to the node's own block size by the mesh).
+const MAX_BODY_BYTES: u64 = super::mesh::frame_limit(super::mesh::MAX_BLOCK_BYTES);
 
 /// The version number of a refusal; no body layout has it. Its body is the newest version
 /// the refusing node understands, as a little-endian `u16`, forever.

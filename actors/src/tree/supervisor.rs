@@ -152,6 +152,7 @@ impl SupervisorState {
                     queued: queued.clone(),
                     node_id: c.node_id,
                     config,
+                    block_bytes: c.cache_block_bytes,
                     live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Mesh, args, me).await?;

@@ -16,12 +16,13 @@
 //! its privileged follower sessions).
 
 use super::NONE;
+use indexmap::IndexMap;
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use inkless_protocol::kafka_protocol::messages::fetch_response::FetchResponse;
 use inkless_protocol::kafka_protocol::messages::TopicName;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -50,10 +51,10 @@ pub struct Wanted {
 
 /// A partition's identity within a session: (topic id, topic name, partition). A session
 /// uses ids or names, never both, so the unused one is always empty.
-type PartKey = (Uuid, String, i32);
+type PartKey = (Uuid, TopicName, i32);
 
 fn key(id: Uuid, name: &TopicName, partition: i32) -> PartKey {
-    (id, name.0.to_string(), partition)
+    (id, name.clone(), partition)
 }
 
 /// What the node last told the client of a partition, to answer only changes.
@@ -75,7 +76,8 @@ struct Session {
     epoch: i32,
     /// Topics named by id (version 13 and later).
     by_id: bool,
-    parts: BTreeMap<PartKey, CachedPart>,
+    /// In the order they were added, as Kafka keeps them.
+    parts: IndexMap<PartKey, CachedPart>,
     last_used: Instant,
 }
 
@@ -167,7 +169,7 @@ impl FetchSessions {
         }
         for t in &req.forgotten_topics_data {
             for &p in &t.partitions {
-                session.parts.remove(&key(t.topic_id, &t.topic, p));
+                session.parts.shift_remove(&key(t.topic_id, &t.topic, p));
             }
         }
         self.incremental_fetches.fetch_add(1, Ordering::Relaxed);
