@@ -55,6 +55,9 @@ impl crate::group::consumer::TopicLookup for NoTopics {
     fn name_of(&self, _id: &uuid::Uuid) -> Option<String> {
         None
     }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 async fn node() -> (Node, TopicPartition, tempfile::TempDir) {

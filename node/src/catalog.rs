@@ -395,6 +395,10 @@ impl inkless_actors::TopicLookup for Catalog {
     fn name_of(&self, id: &Uuid) -> Option<String> {
         self.by_id(id).map(|t| t.record.name.clone())
     }
+
+    fn names(&self) -> Vec<String> {
+        self.all().iter().map(|t| t.record.name.clone()).collect()
+    }
 }
 
 #[cfg(test)]

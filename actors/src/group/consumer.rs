@@ -23,6 +23,8 @@ pub trait TopicLookup: Send + Sync + std::fmt::Debug {
     fn lookup(&self, name: &str) -> Option<(Uuid, i32)>;
     /// Name of a topic id.
     fn name_of(&self, id: &Uuid) -> Option<String>;
+    /// Names of every topic (what subscription regular expressions are matched against).
+    fn names(&self) -> Vec<String>;
 }
 
 /// Shared topic lookup.
@@ -46,6 +48,9 @@ pub struct Heartbeat {
     pub rebalance_timeout_ms: i32,
     /// Subscription; `None` when unchanged.
     pub subscribed_topics: Option<Vec<String>>,
+    /// Subscription by regular expression (RE2 syntax, matching whole topic names); `None`
+    /// when unchanged, empty to drop it.
+    pub subscribed_regex: Option<String>,
     /// Requested assignor; `None` for the default.
     pub server_assignor: Option<String>,
     /// Partitions the member owns; `None` when unchanged.
@@ -90,6 +95,8 @@ pub struct MemberView {
     pub client_host: String,
     /// Subscription.
     pub subscribed: Vec<String>,
+    /// Subscription by regular expression.
+    pub subscribed_regex: Option<String>,
     /// Current assignment.
     pub assignment: Assignment,
     /// Target assignment.
@@ -106,6 +113,7 @@ struct Member {
     client_host: String,
     rebalance_timeout: Duration,
     subscribed: Vec<String>,
+    regex: Option<TopicRegex>,
     assigned: Assignment,
     revoking: Assignment,
     revoking_since: Option<Instant>,
@@ -146,6 +154,45 @@ pub struct ConsumerGroup {
     target: BTreeMap<String, Assignment>,
     /// Topic metadata the target was computed from.
     metadata: BTreeMap<String, (Uuid, i32)>,
+    /// The topics each subscription regular expression matched, by its source.
+    resolved: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A subscription regular expression, compiled to match whole topic names (Kafka matches
+/// the whole name, as Java's `Pattern.matches`).
+#[derive(Debug, Clone)]
+struct TopicRegex {
+    source: String,
+    compiled: regex::Regex,
+}
+
+/// Largest compiled regular expression accepted from a client.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+impl TopicRegex {
+    fn new(source: &str) -> Option<Self> {
+        let compiled = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .ok()?;
+        Some(Self {
+            source: source.to_string(),
+            compiled,
+        })
+    }
+}
+
+impl Member {
+    /// True when the member subscribes to `topic`, by name or by its regular expression
+    /// (`resolved`: what each regular expression matched).
+    fn subscribes(&self, topic: &str, resolved: &BTreeMap<String, BTreeSet<String>>) -> bool {
+        self.subscribed.iter().any(|t| t == topic)
+            || self.regex.as_ref().is_some_and(|r| {
+                resolved
+                    .get(&r.source)
+                    .is_some_and(|names| names.contains(topic))
+            })
+    }
 }
 
 fn minus(a: &Assignment, b: &Assignment) -> Assignment {
@@ -181,6 +228,7 @@ impl ConsumerGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
+            resolved: BTreeMap::new(),
         }
     }
 
@@ -241,6 +289,7 @@ impl ConsumerGroup {
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
                 subscribed: m.subscribed.clone(),
+                subscribed_regex: m.regex.as_ref().map(|r| r.source.clone()),
                 assignment: m.assigned.clone(),
                 target: self.target.get(id).cloned().unwrap_or_default(),
             })
@@ -276,17 +325,32 @@ impl ConsumerGroup {
                 );
             }
         }
+        // Checked before anything changes: a bad expression leaves the member as it was.
+        let regex = match hb.subscribed_regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(source) => match TopicRegex::new(source) {
+                Some(r) => Some(Some(r)),
+                None => {
+                    return self.answer(
+                        &hb.member_id,
+                        GroupError::InvalidRegularExpression,
+                        "SubscribedTopicRegex is not a valid regular expression",
+                    )
+                }
+            },
+        };
         let mut member_id = hb.member_id.clone();
         match hb.member_epoch {
             0 => {
                 if member_id.is_empty() {
                     member_id = Uuid::new_v4().to_string();
                 }
-                if hb.subscribed_topics.is_none() {
+                if hb.subscribed_topics.is_none() && hb.subscribed_regex.is_none() {
                     return self.answer(
                         &member_id,
                         GroupError::InvalidRequest,
-                        "SubscribedTopicNames must be set when joining",
+                        "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
                     );
                 }
                 if !self.members.contains_key(&member_id)
@@ -326,6 +390,7 @@ impl ConsumerGroup {
                             hb.rebalance_timeout_ms.max(0) as u64
                         ),
                         subscribed: Vec::new(),
+                        regex: None,
                         assigned: Assignment::new(),
                         revoking: Assignment::new(),
                         revoking_since: None,
@@ -379,6 +444,12 @@ impl ConsumerGroup {
                 changed = true;
             }
         }
+        if let Some(regex) = regex {
+            if regex.as_ref().map(|r| &r.source) != m.regex.as_ref().map(|r| &r.source) {
+                m.regex = regex;
+                changed = true;
+            }
+        }
         if let Some(owned) = &hb.owned {
             // Partitions no longer owned are released for others.
             m.revoking = m
@@ -407,11 +478,35 @@ impl ConsumerGroup {
         self.reconcile(&member_id, now)
     }
 
+    /// Resolves the members' regular expressions against the topics now.
+    fn resolve_regexes(&mut self) {
+        let regexes: BTreeMap<&String, &regex::Regex> = self
+            .members
+            .values()
+            .filter_map(|m| m.regex.as_ref())
+            .map(|r| (&r.source, &r.compiled))
+            .collect();
+        if regexes.is_empty() {
+            self.resolved.clear();
+            return;
+        }
+        let all = self.topics.names();
+        self.resolved = regexes
+            .into_iter()
+            .map(|(source, re)| {
+                let matched = all.iter().filter(|n| re.is_match(n)).cloned().collect();
+                (source.clone(), matched)
+            })
+            .collect();
+    }
+
     fn refresh_metadata(&mut self) {
+        self.resolve_regexes();
         let names: BTreeSet<&String> = self
             .members
             .values()
             .flat_map(|m| m.subscribed.iter())
+            .chain(self.resolved.values().flatten())
             .collect();
         let fresh: BTreeMap<String, (Uuid, i32)> = names
             .into_iter()
@@ -436,7 +531,7 @@ impl ConsumerGroup {
             let subs: Vec<&String> = self
                 .members
                 .iter()
-                .filter(|(_, m)| m.subscribed.contains(name))
+                .filter(|(_, m)| m.subscribes(name, &self.resolved))
                 .map(|(id, _)| id)
                 .collect();
             if subs.is_empty() {
@@ -558,6 +653,9 @@ mod tests {
         fn name_of(&self, _id: &Uuid) -> Option<String> {
             Some("t".into())
         }
+        fn names(&self) -> Vec<String> {
+            vec!["t".into()]
+        }
     }
 
     fn join(id: &str) -> Heartbeat {
@@ -639,5 +737,84 @@ mod tests {
         assert!(!g.has_members());
         let fenced = g.heartbeat(beat("a", 1, &Assignment::new()), t0);
         assert_eq!(fenced.error, Some(GroupError::UnknownMemberId));
+    }
+
+    /// Topics `orders` (id 1) and `orders-v2` (id 2) of 2 partitions each, and `audit` (3),
+    /// plus whatever is added to `extra` later.
+    #[derive(Debug, Default)]
+    struct Shop {
+        extra: parking_lot::Mutex<Vec<String>>,
+    }
+    impl TopicLookup for Shop {
+        fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+            let id = match name {
+                "orders" => 1,
+                "orders-v2" => 2,
+                "audit" => 3,
+                other if self.extra.lock().iter().any(|e| e == other) => 4,
+                _ => return None,
+            };
+            Some((Uuid::from_u128(id), 2))
+        }
+        fn name_of(&self, _id: &Uuid) -> Option<String> {
+            None
+        }
+        fn names(&self) -> Vec<String> {
+            let mut all: Vec<String> = ["orders", "orders-v2", "audit"].map(String::from).into();
+            all.extend(self.extra.lock().iter().cloned());
+            all
+        }
+    }
+
+    fn join_regex(id: &str, regex: &str) -> Heartbeat {
+        Heartbeat {
+            member_id: id.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_regex: Some(regex.into()),
+            ..Default::default()
+        }
+    }
+
+    fn topics_of(a: &Assignment) -> Vec<u128> {
+        a.keys().map(|t| t.as_u128()).collect()
+    }
+
+    #[test]
+    fn a_regex_subscription_matches_whole_names_and_follows_new_topics() {
+        let shop = Arc::new(Shop::default());
+        let mut g = ConsumerGroup::new(ConsumerGroupSettings::default(), shop.clone());
+        let now = Instant::now();
+        let a = g.heartbeat(join_regex("a", "orders.*"), now);
+        assert_eq!(a.error, None);
+        let owned = a.assignment.clone().unwrap();
+        assert_eq!(
+            topics_of(&owned),
+            vec![1, 2],
+            "orders and orders-v2, not audit"
+        );
+        // A bare name matches only itself: Kafka matches the whole name.
+        let b = g.heartbeat(join_regex("b", "audi"), now);
+        assert_eq!(b.assignment.as_ref().map(count), Some(0));
+        // A new topic that matches is assigned at the next heartbeat.
+        shop.extra.lock().push("orders-v3".into());
+        let a2 = g.heartbeat(beat("a", a.member_epoch, &owned), now);
+        assert!(a2.member_epoch > a.member_epoch, "the group epoch moved");
+        assert_eq!(topics_of(&a2.assignment.unwrap()), vec![1, 2, 4]);
+        assert_eq!(
+            g.members()
+                .iter()
+                .find(|m| m.member_id == "a")
+                .and_then(|m| m.subscribed_regex.clone()),
+            Some("orders.*".into())
+        );
+    }
+
+    #[test]
+    fn an_invalid_regex_is_refused_and_changes_nothing() {
+        let mut g = ConsumerGroup::new(ConsumerGroupSettings::default(), Arc::new(Shop::default()));
+        let a = g.heartbeat(join_regex("a", "orders("), Instant::now());
+        assert_eq!(a.error, Some(GroupError::InvalidRegularExpression));
+        assert!(!g.has_members());
     }
 }

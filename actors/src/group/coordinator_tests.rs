@@ -43,6 +43,9 @@ impl TopicLookup for NoTopics {
     fn name_of(&self, _id: &Uuid) -> Option<String> {
         None
     }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Limits that accept short sessions and complete a first rebalance at once.

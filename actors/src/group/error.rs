@@ -55,6 +55,9 @@ pub enum GroupError {
     /// A KIP-848 server-side assignor this broker does not have.
     #[error("unsupported assignor")]
     UnsupportedAssignor,
+    /// A KIP-848 subscription regular expression that does not compile.
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
 }
 
 /// What a group request that returns nothing else ends with.

@@ -43,16 +43,6 @@ pub async fn heartbeat(
             "Group id must not be empty",
         );
     }
-    if req
-        .subscribed_topic_regex
-        .as_ref()
-        .is_some_and(|r| !r.is_empty())
-    {
-        return fail(
-            ResponseError::InvalidRequest.code(),
-            "Regular-expression subscriptions are not supported yet",
-        );
-    }
     if let Some(c) = super::not_coordinator(ctx, &req.group_id.0) {
         return fail(c, "This node is not the group's coordinator");
     }
@@ -68,6 +58,7 @@ pub async fn heartbeat(
         subscribed_topics: req
             .subscribed_topic_names
             .map(|v| v.into_iter().map(|t| t.0.to_string()).collect()),
+        subscribed_regex: req.subscribed_topic_regex.map(|r| r.to_string()),
         server_assignor: req.server_assignor.as_ref().map(|x| x.to_string()),
         owned: req.topic_partitions.map(|v| {
             v.into_iter()
@@ -155,6 +146,7 @@ pub async fn describe(
                             .map(|t| TopicName(s(t.clone())))
                             .collect(),
                     )
+                    .with_subscribed_topic_regex(m.subscribed_regex.clone().map(s))
                     .with_assignment(describe_assignment(ctx, &m.assignment))
                     .with_target_assignment(describe_assignment(ctx, &m.target))
             })

@@ -46,6 +46,7 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
         GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
         GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+        GroupError::InvalidRegularExpression => ResponseError::InvalidRegularExpression,
     };
     kafka.code()
 }
