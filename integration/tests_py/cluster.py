@@ -46,7 +46,8 @@ class ClusterNode(LocalBroker):
         return json.loads(body) if path != "/metrics" else body.decode()
 
     def owned_partitions(self) -> int:
-        return sum(1 for a in self.admin("/actors") if a["kind"] == "partition")
+        return sum(1 for a in self.admin("/actors")
+                   if a["kind"] == "partition" and a.get("topic") != "__consumer_offsets")
 
 
 class Cluster:

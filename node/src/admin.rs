@@ -52,7 +52,7 @@ async fn answer(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     let (status, content_type, body) = match path {
         "/metrics" => ("200 OK", TEXT, metrics(ctx)),
         "/health" => ("200 OK", TEXT, "ok\n".to_string()),
-        "/actors" => match serde_json::to_string_pretty(&ctx.node.actor_tree()) {
+        "/actors" => match serde_json::to_string_pretty(&actor_tree(ctx)) {
             Ok(json) => ("200 OK", "application/json", json),
             Err(e) => ("500 Internal Server Error", TEXT, format!("{e}\n")),
         },
@@ -96,13 +96,34 @@ async fn cluster(ctx: &Ctx) -> Result<String, String> {
     serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
 }
 
+/// This node's actors, partitions with the name of their topic (`topic`) when the catalog
+/// knows it.
+fn actor_tree(ctx: &Ctx) -> Vec<serde_json::Value> {
+    ctx.node
+        .actor_tree()
+        .into_iter()
+        .map(|a| {
+            let topic = (a.kind == "partition")
+                .then(|| a.name.split('/').nth(1)?.parse::<uuid::Uuid>().ok())
+                .flatten()
+                .and_then(|id| ctx.catalog.by_id(&id))
+                .map(|t| t.record.name.clone());
+            let mut v = serde_json::to_value(a).unwrap_or_default();
+            if let (Some(topic), Some(o)) = (topic, v.as_object_mut()) {
+                o.insert("topic".into(), topic.into());
+            }
+            v
+        })
+        .collect()
+}
+
 /// Every live node's `/actors`, by node id; a node that does not answer gets its error.
 async fn cluster_actors(ctx: &Ctx) -> String {
     let live = ctx.node.live();
     let mut trees = serde_json::Map::new();
     for n in &live.nodes {
         let value = if n.node_id == live.me {
-            serde_json::to_value(ctx.node.actor_tree()).unwrap_or_default()
+            serde_json::Value::Array(actor_tree(ctx))
         } else if n.admin_addr.is_empty() {
             serde_json::json!({"error": "no admin endpoint"})
         } else {

@@ -178,6 +178,18 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Kafka's group offsets topic. Offsets live in the metadata store, not in this topic: it
+/// exists, empty, because clients and tools expect it (regex consumers skip it, tools list
+/// it as internal, KIP-848 regular expressions may match it). Created, as Kafka does, by
+/// the first FindCoordinator ([`crate::handlers::topics::ensure_offsets_topic`]).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// True for the topics Kafka treats as internal: listed as such, closed to client produce
+/// and deletion.
+pub fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
 /// Checks a topic name as Kafka does; the error is the message for INVALID_TOPIC_EXCEPTION.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {

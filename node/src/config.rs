@@ -54,6 +54,9 @@ pub struct GroupsSection {
     pub consumer_session_timeout_ms: u64,
     /// `group.consumer.heartbeat.interval.ms`: consumer-protocol heartbeat interval.
     pub consumer_heartbeat_interval_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of the (empty) `__consumer_offsets` topic
+    /// created when missing.
+    pub offsets_topic_num_partitions: i32,
 }
 
 impl Default for GroupsSection {
@@ -67,6 +70,7 @@ impl Default for GroupsSection {
             offset_metadata_max_bytes: 4096,
             consumer_session_timeout_ms: 45_000,
             consumer_heartbeat_interval_ms: 5_000,
+            offsets_topic_num_partitions: 50,
         }
     }
 }
@@ -301,6 +305,10 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.groups.offsets_topic_num_partitions >= 1,
+            "groups.offsets_topic_num_partitions must be at least 1"
+        );
         anyhow::ensure!(
             self.kafka.num_partitions >= 1,
             "kafka.num_partitions must be at least 1"

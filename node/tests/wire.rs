@@ -850,7 +850,10 @@ fn metrics_count_object_store_requests() {
         .unwrap()
         .port();
     let admin = format!("127.0.0.1:{port}");
-    let b = Broker::start(&[("INKLESS__ADMIN__LISTEN", admin.as_str())]);
+    let b = Broker::start(&[
+        ("INKLESS__ADMIN__LISTEN", admin.as_str()),
+        ("INKLESS__GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS", "1"),
+    ]);
     let mut c = b.conn();
     create_topic(&mut c, "m", 1, &[]);
     assert_eq!(produce(&mut c, "m", 0, records(5, 100)).error_code, 0);
@@ -868,7 +871,7 @@ fn metrics_count_object_store_requests() {
     };
     assert_eq!(value("inkless_object_store_put_requests_total"), 1);
     assert!(value("inkless_object_store_put_bytes_total") > 500);
-    assert_eq!(value("inkless_partitions"), 1);
+    assert_eq!(value("inkless_partitions"), 2, "m/0 and __consumer_offsets/0");
     assert!(
         page.contains("inkless_requests_total{api=\"Produce\"} 1"),
         "{page}"
@@ -1060,4 +1063,31 @@ fn fetch_respects_the_response_byte_budget_across_partitions() {
     );
     assert_eq!(len(p1), 0, "no room left for the second partition");
     assert_eq!((p0.high_watermark, p1.high_watermark), (3, 3));
+}
+
+#[test]
+fn the_offsets_topic_is_listed_internal_and_closed_to_clients() {
+    let b = Broker::start(&[("INKLESS__GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS", "4")]);
+    let mut c = b.conn();
+    let req = MetadataRequest::default().with_topics(None);
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let t = r
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("__consumer_offsets"))
+        .expect("__consumer_offsets is listed");
+    assert_eq!(
+        (t.error_code, t.is_internal, t.partitions.len()),
+        (0, true, 4)
+    );
+    let refused = produce(&mut c, "__consumer_offsets", 0, records(1, 10));
+    assert_eq!(refused.error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![name("__consumer_offsets")])
+        .with_timeout_ms(5_000);
+    let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &req);
+    assert_eq!(r.responses[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    // A fetch finds it empty, as Kafka's is to a consumer of any group-less client.
+    let p = fetch(&mut c, "__consumer_offsets", 0, 0, 0);
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
 }

@@ -57,11 +57,12 @@ use uuid::Uuid;
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// Answers FindCoordinator with the node that owns the group by placement.
-pub fn find_coordinator(
+pub async fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    super::topics::ensure_offsets_topic(ctx).await;
     let live = ctx.node.live();
     let brokers = super::brokers(ctx, &live);
     // (error, message, node id, host, port) for one key.

@@ -54,6 +54,7 @@ fn topic_entry(live: &LiveSet, t: &Topic, az: &str) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(t.record.name.clone()))))
         .with_topic_id(t.record.id)
+        .with_is_internal(crate::catalog::is_internal(&t.record.name))
         .with_partitions(partitions(live, t, az))
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -183,7 +183,7 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, v))
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, v).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(groups::join(ctx, r, v, &client_id, peer).await)

@@ -145,6 +145,12 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
                     "Transactions are not supported yet",
                 ))
+            } else if crate::catalog::is_internal(&name) {
+                Slot::Done(error(
+                    index,
+                    ResponseError::InvalidTopicException.code(),
+                    format!("Cannot append to internal topic {name}"),
+                ))
             } else if !matches!(acks, -1..=1) {
                 Slot::Done(error(
                     index,

@@ -4,7 +4,7 @@
 //! object store provides durability; Metadata reports the single leader as the only replica.
 
 use super::{s, Ctx};
-use crate::catalog::{validate_topic_config, validate_topic_name, Topic};
+use crate::catalog::{validate_topic_config, validate_topic_name, Topic, OFFSETS_TOPIC};
 use inkless_actors::TopicPartition;
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
@@ -72,6 +72,23 @@ pub async fn create_topic(
         .map_err(meta_failure)?;
     start_partitions(ctx, &t, 0).await?;
     Ok(t)
+}
+
+/// Creates `__consumer_offsets` if it does not exist yet (a race between nodes ends with the
+/// first one's topic).
+pub async fn ensure_offsets_topic(ctx: &Ctx) {
+    if ctx.catalog.by_name(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let partitions = ctx.config.groups.offsets_topic_num_partitions;
+    let configs = [("cleanup.policy".to_string(), "compact".to_string())].into();
+    match create_topic(ctx, OFFSETS_TOPIC, partitions, configs).await {
+        Ok(_) => tracing::info!(topic = OFFSETS_TOPIC, partitions, "internal topic created"),
+        Err((_, m)) if ctx.catalog.by_name(OFFSETS_TOPIC).is_some() => {
+            tracing::debug!(error = %m, "internal topic created meanwhile")
+        }
+        Err((_, m)) => tracing::warn!(topic = OFFSETS_TOPIC, error = %m, "internal topic not created"),
+    }
 }
 
 async fn start_partitions(ctx: &Ctx, t: &Topic, from: i32) -> Result<(), Failure> {
@@ -226,6 +243,13 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
             out.push(r.with_error_code(c));
             continue;
         };
+        if crate::catalog::is_internal(&topic.record.name) {
+            out.push(
+                r.with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(Some(s("Internal topics cannot be deleted"))),
+            );
+            continue;
+        }
         ctx.node.remove_partitions(partitions_of(&topic, 0)).await;
         match ctx.catalog.delete(&topic.record.name).await {
             Ok(t) => {
