@@ -850,10 +850,7 @@ fn metrics_count_object_store_requests() {
         .unwrap()
         .port();
     let admin = format!("127.0.0.1:{port}");
-    let b = Broker::start(&[
-        ("INKLESS__ADMIN__LISTEN", admin.as_str()),
-        ("INKLESS__GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS", "1"),
-    ]);
+    let b = Broker::start(&[("INKLESS__ADMIN__LISTEN", admin.as_str())]);
     let mut c = b.conn();
     create_topic(&mut c, "m", 1, &[]);
     assert_eq!(produce(&mut c, "m", 0, records(5, 100)).error_code, 0);
@@ -871,7 +868,7 @@ fn metrics_count_object_store_requests() {
     };
     assert_eq!(value("inkless_object_store_put_requests_total"), 1);
     assert!(value("inkless_object_store_put_bytes_total") > 500);
-    assert_eq!(value("inkless_partitions"), 2, "m/0 and __consumer_offsets/0");
+    assert_eq!(value("inkless_partitions"), 1);
     assert!(
         page.contains("inkless_requests_total{api=\"Produce\"} 1"),
         "{page}"
@@ -1069,6 +1066,10 @@ fn fetch_respects_the_response_byte_budget_across_partitions() {
 fn the_offsets_topic_is_listed_internal_and_closed_to_clients() {
     let b = Broker::start(&[("INKLESS__GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS", "4")]);
     let mut c = b.conn();
+    // As with Kafka, the first FindCoordinator creates it.
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+    let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &req);
+    assert_eq!(r.error_code, 0);
     let req = MetadataRequest::default().with_topics(None);
     let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
     let t = r
@@ -1090,4 +1091,50 @@ fn the_offsets_topic_is_listed_internal_and_closed_to_clients() {
     // A fetch finds it empty, as Kafka's is to a consumer of any group-less client.
     let p = fetch(&mut c, "__consumer_offsets", 0, 0, 0);
     assert_eq!((p.error_code, p.high_watermark), (0, 0));
+}
+
+#[test]
+fn create_topics_takes_replica_assignments_naming_live_brokers() {
+    let b = Broker::start(&[("INKLESS__NODE__ID", "3")]);
+    let mut c = b.conn();
+    let create = |c: &mut Conn, topic: &str, partitions: i32, rf: i16, brokers: &[&[i32]]| {
+        let t = create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)
+            .with_assignments(
+                brokers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ids)| {
+                        create_topics_request::CreatableReplicaAssignment::default()
+                            .with_partition_index(i as i32)
+                            .with_broker_ids(ids.iter().map(|&b| BrokerId(b)).collect())
+                    })
+                    .collect(),
+            );
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(5000);
+        let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+        (r.topics[0].error_code, r.topics[0].num_partitions)
+    };
+    assert_eq!(create(&mut c, "assigned", -1, -1, &[&[3], &[3]]), (0, 2));
+    let p = produce(&mut c, "assigned", 1, records(1, 10));
+    assert_eq!(p.error_code, 0, "the assigned topic serves");
+    assert_eq!(
+        create(&mut c, "unknown-broker", -1, -1, &[&[3], &[9]]).0,
+        39,
+        "INVALID_REPLICA_ASSIGNMENT"
+    );
+    assert_eq!(
+        create(&mut c, "uneven", -1, -1, &[&[3], &[3, 3]]).0,
+        39,
+        "INVALID_REPLICA_ASSIGNMENT (a duplicate broker)"
+    );
+    assert_eq!(
+        create(&mut c, "with-count", 2, -1, &[&[3], &[3]]).0,
+        42,
+        "INVALID_REQUEST: numPartitions must be -1 with an assignment"
+    );
 }

@@ -9,7 +9,7 @@
 //! Sessions (KIP-227, [`super::fetch_session`]): an incremental fetch reads its session's
 //! partitions and answers only those that changed.
 
-use super::fetch_session::Wanted;
+use super::fetch_session::{Wanted, WantedPart};
 use super::Ctx;
 use super::NONE;
 use bytes::{Bytes, BytesMut};
@@ -257,61 +257,61 @@ async fn read_batches(
 fn requested(req: &FetchRequest) -> Vec<Wanted> {
     req.topics
         .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
-                name: t.topic.clone(),
-                id: t.topic_id,
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes,
-            })
+        .map(|t| Wanted {
+            name: t.topic.clone(),
+            id: t.topic_id,
+            parts: t
+                .partitions
+                .iter()
+                .map(|p| WantedPart {
+                    partition: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                })
+                .collect(),
         })
         .collect()
 }
 
-/// Resolves the wanted partitions against the catalog, grouped by topic as they come.
+/// Resolves the wanted partitions against the catalog.
 fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
-    let mut topics: Vec<TopicReq> = Vec::new();
-    let mut current = None;
-    for w in wanted {
-        let same = topics
-            .last()
-            .is_some_and(|t| t.id == w.id && t.name == w.name);
-        if !same {
-            current = if version >= 13 {
+    wanted
+        .iter()
+        .map(|w| {
+            let topic = if version >= 13 {
                 ctx.catalog.by_id(&w.id)
             } else {
                 ctx.catalog.by_name(w.name.0.as_str())
             };
-            let unknown_code = if current.is_none() && version >= 13 {
+            let unknown_code = if topic.is_none() && version >= 13 {
                 ResponseError::UnknownTopicId.code()
             } else {
                 ResponseError::UnknownTopicOrPartition.code()
             };
-            topics.push(TopicReq {
+            let parts = w
+                .parts
+                .iter()
+                .map(|p| PartReq {
+                    index: p.partition,
+                    tp: topic
+                        .as_ref()
+                        .filter(|t| p.partition >= 0 && p.partition < t.record.partitions)
+                        .map(|t| TopicPartition {
+                            topic_id: t.record.id,
+                            partition: p.partition,
+                        }),
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.max_bytes,
+                })
+                .collect();
+            TopicReq {
                 name: w.name.clone(),
                 id: w.id,
                 unknown_code,
-                parts: Vec::new(),
-            });
-        }
-        let tp = current
-            .as_ref()
-            .filter(|t| w.partition >= 0 && w.partition < t.record.partitions)
-            .map(|t| TopicPartition {
-                topic_id: t.record.id,
-                partition: w.partition,
-            });
-        if let Some(t) = topics.last_mut() {
-            t.parts.push(PartReq {
-                index: w.partition,
-                tp,
-                fetch_offset: w.fetch_offset,
-                max_bytes: w.max_bytes,
-            });
-        }
-    }
-    topics
+                parts,
+            }
+        })
+        .collect()
 }
 
 /// What one round of a fetch reads.

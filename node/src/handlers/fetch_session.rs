@@ -34,13 +34,21 @@ const FINAL_EPOCH: i32 = -1;
 /// The session id that means "no session".
 const NO_SESSION: i32 = 0;
 
-/// One partition a fetch asks for: from the request, or remembered by its session.
+/// The partitions a fetch asks for of one topic: from the request, or remembered by its
+/// session.
 #[derive(Debug, Clone)]
 pub struct Wanted {
     /// Topic name (requests before version 13).
     pub name: TopicName,
     /// Topic id (requests from version 13).
     pub id: Uuid,
+    /// Its partitions.
+    pub parts: Vec<WantedPart>,
+}
+
+/// One partition a fetch asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedPart {
     /// Partition index.
     pub partition: i32,
     /// Offset to read from.
@@ -49,13 +57,9 @@ pub struct Wanted {
     pub max_bytes: i32,
 }
 
-/// A partition's identity within a session: (topic id, topic name, partition). A session
-/// uses ids or names, never both, so the unused one is always empty.
-type PartKey = (Uuid, TopicName, i32);
-
-fn key(id: Uuid, name: &TopicName, partition: i32) -> PartKey {
-    (id, name.clone(), partition)
-}
+/// A topic's identity within a session: (topic id, topic name). A session uses ids or
+/// names, never both, so the unused one is always empty.
+type TopicKey = (Uuid, TopicName);
 
 /// What the node last told the client of a partition, to answer only changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +70,12 @@ struct Sent {
 
 #[derive(Debug)]
 struct CachedPart {
-    wanted: Wanted,
+    wanted: WantedPart,
     sent: Option<Sent>,
 }
+
+/// A session's partitions of each topic, in the order they were added (as Kafka keeps them).
+type CachedTopics = IndexMap<TopicKey, IndexMap<i32, CachedPart>>;
 
 #[derive(Debug)]
 struct Session {
@@ -76,9 +83,60 @@ struct Session {
     epoch: i32,
     /// Topics named by id (version 13 and later).
     by_id: bool,
-    /// In the order they were added, as Kafka keeps them.
-    parts: IndexMap<PartKey, CachedPart>,
+    topics: CachedTopics,
     last_used: Instant,
+}
+
+impl Session {
+    fn len(&self) -> usize {
+        self.topics.values().map(IndexMap::len).sum()
+    }
+
+    /// Adds or updates the partitions of `wanted`.
+    fn want(&mut self, wanted: Vec<Wanted>) {
+        for w in wanted {
+            let parts = self.topics.entry((w.id, w.name)).or_default();
+            for p in w.parts {
+                match parts.get_mut(&p.partition) {
+                    Some(cached) => cached.wanted = p,
+                    None => {
+                        let cached = CachedPart {
+                            wanted: p,
+                            sent: None,
+                        };
+                        parts.insert(p.partition, cached);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the partitions the request says the client forgot.
+    fn forget(&mut self, req: &FetchRequest) {
+        for t in &req.forgotten_topics_data {
+            let k = (t.topic_id, t.topic.clone());
+            if let Some(parts) = self.topics.get_mut(&k) {
+                for p in &t.partitions {
+                    parts.shift_remove(p);
+                }
+                if parts.is_empty() {
+                    self.topics.shift_remove(&k);
+                }
+            }
+        }
+    }
+
+    /// What the session reads.
+    fn wanted(&self) -> Vec<Wanted> {
+        self.topics
+            .iter()
+            .map(|((id, name), parts)| Wanted {
+                name: name.clone(),
+                id: *id,
+                parts: parts.values().map(|c| c.wanted).collect(),
+            })
+            .collect()
+    }
 }
 
 /// How a fetch relates to a session, decided before it is read.
@@ -152,29 +210,10 @@ impl FetchSessions {
         }
         session.epoch = next_epoch(epoch);
         session.last_used = Instant::now();
-        for w in requested {
-            let k = key(w.id, &w.name, w.partition);
-            match session.parts.get_mut(&k) {
-                Some(cached) => cached.wanted = w,
-                None => {
-                    session.parts.insert(
-                        k,
-                        CachedPart {
-                            wanted: w,
-                            sent: None,
-                        },
-                    );
-                }
-            }
-        }
-        for t in &req.forgotten_topics_data {
-            for &p in &t.partitions {
-                session.parts.shift_remove(&key(t.topic_id, &t.topic, p));
-            }
-        }
+        session.want(requested);
+        session.forget(req);
         self.incremental_fetches.fetch_add(1, Ordering::Relaxed);
-        let wanted = session.parts.values().map(|c| c.wanted.clone()).collect();
-        Ok((Plan::Incremental(id), wanted))
+        Ok((Plan::Incremental(id), session.wanted()))
     }
 
     /// Completes the answer of a fetch planned by [`FetchSessions::begin`]: opens the
@@ -207,27 +246,17 @@ impl FetchSessions {
     /// cache is full of sessions that may not be evicted.
     fn open(&self, by_id: bool, wanted: Vec<Wanted>, response: &FetchResponse) -> i32 {
         let mut sessions = self.sessions.lock();
-        if sessions.len() >= self.max_sessions && !self.evict_for(&mut sessions, wanted.len()) {
+        let size = wanted.iter().map(|w| w.parts.len()).sum();
+        if sessions.len() >= self.max_sessions && !self.evict_for(&mut sessions, size) {
             return NO_SESSION;
         }
         let mut session = Session {
             epoch: next_epoch(INITIAL_EPOCH),
             by_id,
-            parts: wanted
-                .into_iter()
-                .map(|w| {
-                    let k = key(w.id, &w.name, w.partition);
-                    (
-                        k,
-                        CachedPart {
-                            wanted: w,
-                            sent: None,
-                        },
-                    )
-                })
-                .collect(),
+            topics: IndexMap::new(),
             last_used: Instant::now(),
         };
+        session.want(wanted);
         record_sent(&mut session, response);
         let id = loop {
             // Random, so a client of a restarted node does not find someone else's session.
@@ -251,8 +280,8 @@ impl FetchSessions {
         let smaller = || {
             sessions
                 .iter()
-                .min_by_key(|(_, s)| (s.parts.len(), s.last_used))
-                .filter(|(_, s)| s.parts.len() < size)
+                .min_by_key(|(_, s)| (s.len(), s.last_used))
+                .filter(|(_, s)| s.len() < size)
                 .map(|(&id, _)| id)
         };
         let Some(victim) = stale.or_else(smaller) else {
@@ -270,7 +299,7 @@ impl FetchSessions {
 
     /// Partitions of all cached sessions.
     pub fn partitions(&self) -> usize {
-        self.sessions.lock().values().map(|s| s.parts.len()).sum()
+        self.sessions.lock().values().map(Session::len).sum()
     }
 
     /// Sessions evicted to make room for new ones, since start.
@@ -295,11 +324,11 @@ fn next_epoch(epoch: i32) -> i32 {
 /// Notes what `response` tells the client of each of the session's partitions.
 fn record_sent(session: &mut Session, response: &FetchResponse) {
     for t in &response.responses {
+        let Some(parts) = session.topics.get_mut(&(t.topic_id, t.topic.clone())) else {
+            continue;
+        };
         for p in &t.partitions {
-            if let Some(c) = session
-                .parts
-                .get_mut(&key(t.topic_id, &t.topic, p.partition_index))
-            {
+            if let Some(c) = parts.get_mut(&p.partition_index) {
                 c.sent = Some(Sent {
                     high_watermark: p.high_watermark,
                     log_start_offset: p.log_start_offset,
@@ -313,11 +342,11 @@ fn record_sent(session: &mut Session, response: &FetchResponse) {
 /// redirect, or offsets other than those last sent. Records what is sent.
 fn only_changes(session: &mut Session, mut response: FetchResponse) -> FetchResponse {
     for t in &mut response.responses {
+        let Some(parts) = session.topics.get_mut(&(t.topic_id, t.topic.clone())) else {
+            continue;
+        };
         t.partitions.retain(|p| {
-            let Some(c) = session
-                .parts
-                .get_mut(&key(t.topic_id, &t.topic, p.partition_index))
-            else {
+            let Some(c) = parts.get_mut(&p.partition_index) else {
                 return true;
             };
             let now = Sent {
@@ -351,14 +380,27 @@ mod tests {
         TopicName(StrBytes::from_string(n.to_string()))
     }
 
-    fn wanted(partition: i32, fetch_offset: i64) -> Wanted {
-        Wanted {
+    /// Partitions `(index, fetch offset)` of topic `t`.
+    fn wanted(parts: &[(i32, i64)]) -> Vec<Wanted> {
+        vec![Wanted {
             name: name("t"),
             id: Uuid::nil(),
-            partition,
-            fetch_offset,
-            max_bytes: 1 << 20,
-        }
+            parts: parts
+                .iter()
+                .map(|&(partition, fetch_offset)| WantedPart {
+                    partition,
+                    fetch_offset,
+                    max_bytes: 1 << 20,
+                })
+                .collect(),
+        }]
+    }
+
+    /// (partition, fetch offset) of everything a fetch reads.
+    fn reads(w: &[Wanted]) -> Vec<(i32, i64)> {
+        w.iter()
+            .flat_map(|t| t.parts.iter().map(|p| (p.partition, p.fetch_offset)))
+            .collect()
     }
 
     fn request(session_id: i32, session_epoch: i32) -> FetchRequest {
@@ -392,8 +434,8 @@ mod tests {
 
     /// Opens a session over partitions 0..3, all at high watermark 5.
     fn open(cache: &FetchSessions) -> i32 {
-        let wanted: Vec<Wanted> = (0..3).map(|p| wanted(p, 5)).collect();
-        let (plan, wanted) = cache.begin(&request(0, 0), 12, wanted).unwrap();
+        let asked = wanted(&[(0, 5), (1, 5), (2, 5)]);
+        let (plan, wanted) = cache.begin(&request(0, 0), 12, asked).unwrap();
         let r = cache.finish(
             plan,
             12,
@@ -410,7 +452,7 @@ mod tests {
         let id = open(&cache);
         // Nothing in the request: the session's three partitions are read.
         let (plan, read) = cache.begin(&request(id, 1), 12, vec![]).unwrap();
-        assert_eq!(read.len(), 3);
+        assert_eq!(reads(&read), vec![(0, 5), (1, 5), (2, 5)]);
         let r = cache.finish(
             plan,
             12,
@@ -422,13 +464,8 @@ mod tests {
         let req = request(id, 2).with_forgotten_topics_data(vec![ForgottenTopic::default()
             .with_topic(name("t"))
             .with_partitions(vec![2])]);
-        let (plan, read) = cache.begin(&req, 12, vec![wanted(1, 7)]).unwrap();
-        assert_eq!(
-            read.iter()
-                .map(|w| (w.partition, w.fetch_offset))
-                .collect::<Vec<_>>(),
-            vec![(0, 5), (1, 7)]
-        );
+        let (plan, read) = cache.begin(&req, 12, wanted(&[(1, 7)])).unwrap();
+        assert_eq!(reads(&read), vec![(0, 5), (1, 7)]);
         let r = cache.finish(plan, 12, read, answer(&[(0, 6, b""), (1, 7, b"")]));
         assert_eq!(answered(&r), vec![0], "partition 0's high watermark moved");
         assert_eq!(cache.incremental_fetches(), 2);
@@ -467,11 +504,11 @@ mod tests {
         let first = open(&cache);
         // Not larger than the cached one, which is not idle: no session.
         let (plan, w) = cache
-            .begin(&request(0, 0), 12, vec![wanted(0, 0), wanted(1, 0)])
+            .begin(&request(0, 0), 12, wanted(&[(0, 0), (1, 0)]))
             .unwrap();
         assert_eq!(cache.finish(plan, 12, w, answer(&[])).session_id, 0);
         // Larger: it takes the place of the first.
-        let four: Vec<Wanted> = (0..4).map(|p| wanted(p, 0)).collect();
+        let four = wanted(&[(0, 0), (1, 0), (2, 0), (3, 0)]);
         let (plan, w) = cache.begin(&request(0, 0), 12, four).unwrap();
         let second = cache.finish(plan, 12, w, answer(&[])).session_id;
         assert!(second != 0 && second != first);
@@ -482,7 +519,7 @@ mod tests {
         // Idle sessions go for any newcomer.
         let cache = FetchSessions::new(1, Duration::ZERO);
         open(&cache);
-        let (plan, w) = cache.begin(&request(0, 0), 12, vec![wanted(0, 0)]).unwrap();
+        let (plan, w) = cache.begin(&request(0, 0), 12, wanted(&[(0, 0)])).unwrap();
         assert_ne!(cache.finish(plan, 12, w, answer(&[])).session_id, 0);
     }
 }

@@ -11,6 +11,7 @@ use inkless_protocol::kafka_protocol::messages::create_partitions_request::Creat
 use inkless_protocol::kafka_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
 };
+use inkless_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use inkless_protocol::kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
 use inkless_protocol::kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
@@ -22,6 +23,7 @@ use inkless_protocol::kafka_protocol::messages::delete_topics_response::{
 use inkless_protocol::kafka_protocol::messages::TopicName;
 use inkless_storage::metadata::{MetaError, NewTopic};
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Largest partition count of one topic.
@@ -87,7 +89,9 @@ pub async fn ensure_offsets_topic(ctx: &Ctx) {
         Err((_, m)) if ctx.catalog.by_name(OFFSETS_TOPIC).is_some() => {
             tracing::debug!(error = %m, "internal topic created meanwhile")
         }
-        Err((_, m)) => tracing::warn!(topic = OFFSETS_TOPIC, error = %m, "internal topic not created"),
+        Err((_, m)) => {
+            tracing::warn!(topic = OFFSETS_TOPIC, error = %m, "internal topic not created")
+        }
     }
 }
 
@@ -113,7 +117,7 @@ async fn start_partitions(ctx: &Ctx, t: &Topic, from: i32) -> Result<(), Failure
 
 fn check_new_topic(
     ctx: &Ctx,
-    t: &inkless_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic,
+    t: &CreatableTopic,
 ) -> Result<(i32, BTreeMap<String, String>), Failure> {
     let name = t.name.0.as_str();
     validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException.code(), m))?;
@@ -124,11 +128,8 @@ fn check_new_topic(
         ));
     }
     if !t.assignments.is_empty() {
-        return Err((
-            ResponseError::InvalidReplicaAssignment.code(),
-            "Manual replica assignment is not supported: diskless partitions have no replicas."
-                .into(),
-        ));
+        let partitions = check_assignments(ctx, t)?;
+        return Ok((partitions, check_configs(t)?));
     }
     let partitions = match t.num_partitions {
         -1 => ctx.config.kafka.num_partitions,
@@ -146,6 +147,10 @@ fn check_new_topic(
             format!("Replication factor {} is invalid.", t.replication_factor),
         ));
     }
+    Ok((partitions, check_configs(t)?))
+}
+
+fn check_configs(t: &CreatableTopic) -> Result<BTreeMap<String, String>, Failure> {
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let Some(v) = &c.value else { continue };
@@ -153,7 +158,58 @@ fn check_new_topic(
             .map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
         configs.insert(c.name.to_string(), v.to_string());
     }
-    Ok((partitions, configs))
+    Ok(configs)
+}
+
+/// Checks a manual replica assignment as Kafka does and returns the partition count. The
+/// assignment places nothing (the object store holds every partition's data; placement
+/// decides which node serves it), but it must name brokers that exist, as with Kafka.
+fn check_assignments(ctx: &Ctx, t: &CreatableTopic) -> Result<i32, Failure> {
+    let invalid = |m: String| Err((ResponseError::InvalidReplicaAssignment.code(), m));
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "A manual partition assignment was specified, but numPartitions or replicationFactor was not set to -1.".into(),
+        ));
+    }
+    let brokers: HashSet<i32> = super::brokers(ctx, &ctx.node.live())
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    let replicas = t.assignments[0].broker_ids.len();
+    for (expected, a) in t.assignments.iter().enumerate() {
+        if a.partition_index != expected as i32 {
+            return invalid("Partitions should be a consecutive 0-based integer sequence.".into());
+        }
+        if a.broker_ids.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        let distinct: HashSet<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+        if distinct.len() != a.broker_ids.len() {
+            return invalid(format!(
+                "The manual partition assignment of partition {expected} includes a duplicate broker."
+            ));
+        }
+        if let Some(b) = distinct.iter().find(|b| !brokers.contains(b)) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is registered."
+            ));
+        }
+        if a.broker_ids.len() != replicas {
+            return invalid(
+                "All partitions in the manual partition assignment must have the same number of replicas.".into(),
+            );
+        }
+    }
+    if t.assignments.len() > MAX_PARTITIONS_PER_TOPIC as usize {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!("Number of partitions {} is invalid.", t.assignments.len()),
+        ));
+    }
+    Ok(t.assignments.len() as i32)
 }
 
 /// Answers CreateTopics.
