@@ -182,6 +182,16 @@ impl TopicRegex {
     }
 }
 
+/// What a heartbeat's `SubscribedTopicRegex` changes: `None` nothing, `Some(None)` drops
+/// the member's expression; `Err` when it does not compile.
+fn regex_change(source: Option<&str>) -> Result<Option<Option<TopicRegex>>, ()> {
+    match source {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(source) => TopicRegex::new(source).map(|r| Some(Some(r))).ok_or(()),
+    }
+}
+
 impl Member {
     /// True when the member subscribes to `topic`, by name or by its regular expression
     /// (`resolved`: what each regular expression matched).
@@ -326,19 +336,12 @@ impl ConsumerGroup {
             }
         }
         // Checked before anything changes: a bad expression leaves the member as it was.
-        let regex = match hb.subscribed_regex.as_deref() {
-            None => None,
-            Some("") => Some(None),
-            Some(source) => match TopicRegex::new(source) {
-                Some(r) => Some(Some(r)),
-                None => {
-                    return self.answer(
-                        &hb.member_id,
-                        GroupError::InvalidRegularExpression,
-                        "SubscribedTopicRegex is not a valid regular expression",
-                    )
-                }
-            },
+        let Ok(regex) = regex_change(hb.subscribed_regex.as_deref()) else {
+            return self.answer(
+                &hb.member_id,
+                GroupError::InvalidRegularExpression,
+                "SubscribedTopicRegex is not a valid regular expression",
+            );
         };
         let mut member_id = hb.member_id.clone();
         match hb.member_epoch {
