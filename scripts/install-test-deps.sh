@@ -7,8 +7,9 @@
 #
 #   scripts/install-test-deps.sh
 #
-# Env: INKLESS_INSTALL_KAFKA_REF=1 also resolves the reference Kafka jars used
-# by scripts/kafka-reference.sh (not needed by the tests).
+# It also resolves Apache Kafka's jars (scripts/kafka-reference.sh fetch): the
+# reference broker's, and the kafka-tools CLIs that test_kafka_tools.py runs (that
+# test's fixture resolves them too, so the suite alone also works on a fresh machine).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -104,9 +105,7 @@ if [[ ! -f "$JAR" ]] || [[ -n "$(find "$JAVA_DIR/pom.xml" "$JAVA_DIR/src" -newer
     [[ -f "$JAR" ]] || die "$JAR not built"
 fi
 
-# ---- optional: reference Kafka jars ----
-if [[ "${INKLESS_INSTALL_KAFKA_REF:-0}" == "1" ]]; then
-    "$REPO/scripts/kafka-reference.sh" fetch
-fi
+# ---- Kafka's jars (kafka_2.13, kafka-tools; Maven Central, cached) ----
+"$REPO/scripts/kafka-reference.sh" fetch || die "resolving Kafka's jars failed"
 
 log "done in $((SECONDS - T0))s"

@@ -674,10 +674,404 @@ fn every_advertised_version_answers() {
                     );
                     assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND v{v}");
                 }
+                ApiKey::AlterConfigs => {
+                    let r: AlterConfigsResponse = c.call(
+                        api.key,
+                        v,
+                        &legacy_alter("versions", &[("retention.ms", "99")]),
+                    );
+                    assert_eq!(r.responses[0].error_code, 0, "v{v}");
+                }
+                ApiKey::DescribeLogDirs => {
+                    let r: DescribeLogDirsResponse = c.call(
+                        api.key,
+                        v,
+                        &DescribeLogDirsRequest::default().with_topics(None),
+                    );
+                    let dir = &r.results[0];
+                    assert_eq!((r.error_code, dir.error_code), (0, 0), "v{v}");
+                    let t = dir.topics.iter().find(|t| t.name == name("versions"));
+                    let p0 = t.and_then(|t| t.partitions.iter().find(|p| p.partition_index == 0));
+                    assert!(p0.is_some_and(|p| p.partition_size > 0), "v{v}: {r:?}");
+                }
+                ApiKey::ElectLeaders => {
+                    let election = if v == 0 { 0 } else { 1 };
+                    let r: ElectLeadersResponse =
+                        c.call(api.key, v, &elect(election, Some(("versions", 0))));
+                    let p = &r.replica_election_results[0].partition_result[0];
+                    assert_eq!(p.error_code, 84, "ELECTION_NOT_NEEDED v{v}");
+                }
+                ApiKey::DescribeTopicPartitions => {
+                    let r = describe_partitions(&mut c, &["versions"], 100, None);
+                    assert_eq!(r.topics[0].error_code, 0, "v{v}");
+                    assert!(r.topics[0].partitions.len() >= 2, "v{v}");
+                    assert_eq!(r.topics[0].partitions[0].leader_id, BrokerId(0), "v{v}");
+                }
                 other => panic!("no test for advertised API {other:?}"),
             }
         }
     }
+}
+
+/// A legacy AlterConfigs request for one topic.
+fn legacy_alter(topic: &str, configs: &[(&str, &str)]) -> AlterConfigsRequest {
+    AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ])
+}
+
+/// An ElectLeaders request of `election_type` for one partition, or for all (`None`).
+fn elect(election_type: i8, partition: Option<(&str, i32)>) -> ElectLeadersRequest {
+    ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_timeout_ms(5000)
+        .with_topic_partitions(partition.map(|(t, p)| {
+            vec![elect_leaders_request::TopicPartitions::default()
+                .with_topic(name(t))
+                .with_partitions(vec![p])]
+        }))
+}
+
+fn describe_partitions(
+    c: &mut Conn,
+    topics: &[&str],
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> DescribeTopicPartitionsResponse {
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name(t))
+                })
+                .collect(),
+        )
+        .with_response_partition_limit(limit)
+        .with_cursor(cursor.map(|(t, p)| {
+            describe_topic_partitions_request::Cursor::default()
+                .with_topic_name(name(t))
+                .with_partition_index(p)
+        }));
+    c.call(ApiKey::DescribeTopicPartitions, 0, &req)
+}
+
+/// (topic, error code, partition indexes) of each topic of a DescribeTopicPartitions answer,
+/// and its next cursor.
+type Page = (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>);
+
+fn page_of(r: &DescribeTopicPartitionsResponse) -> Page {
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let n = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+            (n, t.error_code, ps)
+        })
+        .collect();
+    let next = r
+        .next_cursor
+        .as_ref()
+        .map(|c| (c.topic_name.0.to_string(), c.partition_index));
+    (topics, next)
+}
+
+#[test]
+fn describe_topic_partitions_pages_through_topics_in_name_order() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    for (t, n) in [("dtp-a", 3), ("dtp-b", 2), ("dtp-c", 1)] {
+        create_topic(&mut c, t, n, &[]);
+    }
+    let asked = ["dtp-c", "missing", "dtp-a", "bad name!", "dtp-b"];
+    let owned = |v: Vec<(&str, i16, Vec<i32>)>| -> Vec<(String, i16, Vec<i32>)> {
+        v.into_iter()
+            .map(|(n, e, p)| (n.to_string(), e, p))
+            .collect()
+    };
+    // INVALID_TOPIC_EXCEPTION sorts first; two partitions fill the page.
+    let r = describe_partitions(&mut c, &asked, 2, None);
+    assert_eq!(
+        page_of(&r),
+        (
+            owned(vec![("bad name!", 17, vec![]), ("dtp-a", 0, vec![0, 1])]),
+            Some(("dtp-a".into(), 2))
+        )
+    );
+    let p = &r.topics[1].partitions[0];
+    assert_eq!((p.leader_id, p.leader_epoch), (BrokerId(0), 0));
+    assert_eq!(
+        (&p.replica_nodes[..], &p.isr_nodes[..]),
+        (&[BrokerId(0)][..], &[BrokerId(0)][..])
+    );
+    assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+    assert!(!r.topics[1].topic_id.is_nil());
+    let r = describe_partitions(&mut c, &asked, 2, Some(("dtp-a", 2)));
+    assert_eq!(
+        page_of(&r),
+        (
+            owned(vec![("dtp-a", 0, vec![2]), ("dtp-b", 0, vec![0])]),
+            Some(("dtp-b".into(), 1))
+        )
+    );
+    // The page is full after dtp-c: the cursor names the next topic, known or not.
+    let r = describe_partitions(&mut c, &asked, 2, Some(("dtp-b", 1)));
+    assert_eq!(
+        page_of(&r),
+        (
+            owned(vec![("dtp-b", 0, vec![1]), ("dtp-c", 0, vec![0])]),
+            Some(("missing".into(), 0))
+        )
+    );
+    let r = describe_partitions(&mut c, &asked, 2, Some(("missing", 0)));
+    assert_eq!(page_of(&r), (owned(vec![("missing", 3, vec![])]), None));
+    // Every topic: unknown ones cannot be named; a limit of 0 still answers one partition.
+    let r = describe_partitions(&mut c, &[], 0, Some(("dtp-b", 1)));
+    assert_eq!(
+        page_of(&r),
+        (
+            owned(vec![("dtp-b", 0, vec![1])]),
+            Some(("dtp-c".into(), 0))
+        )
+    );
+    // A cursor outside the list, or with a negative partition, is INVALID_REQUEST.
+    let r = describe_partitions(&mut c, &["dtp-a"], 10, Some(("dtp-b", 0)));
+    assert_eq!(page_of(&r), (owned(vec![("dtp-a", 42, vec![])]), None));
+    let r = describe_partitions(&mut c, &["dtp-a"], 10, Some(("dtp-a", -1)));
+    assert_eq!(page_of(&r), (owned(vec![("dtp-a", 42, vec![])]), None));
+}
+
+#[test]
+fn describe_log_dirs_reports_the_bytes_of_each_partition() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "sizes", 2, &[]);
+    let (first, second) = (records(3, 100), records(2, 10));
+    let total = (first.len() + second.len()) as i64;
+    assert_eq!(produce(&mut c, "sizes", 0, first.clone()).error_code, 0);
+    assert_eq!(produce(&mut c, "sizes", 0, second.clone()).error_code, 0);
+    let sizes = |c: &mut Conn, topics: Option<Vec<(&str, Vec<i32>)>>| -> Vec<(String, i32, i64)> {
+        let req = DescribeLogDirsRequest::default().with_topics(topics.map(|ts| {
+            ts.into_iter()
+                .map(|(t, ps)| {
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(name(t))
+                        .with_partitions(ps)
+                })
+                .collect()
+        }));
+        let r: DescribeLogDirsResponse = c.call(ApiKey::DescribeLogDirs, 4, &req);
+        assert_eq!(r.results.len(), 1, "one pseudo log dir");
+        let dir = &r.results[0];
+        assert_eq!(
+            (dir.error_code, dir.total_bytes, dir.usable_bytes),
+            (0, -1, -1)
+        );
+        assert!(
+            dir.log_dir.starts_with("file:///"),
+            "{}",
+            dir.log_dir.as_str()
+        );
+        dir.topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    assert_eq!((p.offset_lag, p.is_future_key), (0, false));
+                    (t.name.0.to_string(), p.partition_index, p.partition_size)
+                })
+            })
+            .collect()
+    };
+    let s = |p: i32, n: i64| ("sizes".to_string(), p, n);
+    assert_eq!(sizes(&mut c, None), vec![s(0, total), s(1, 0)]);
+    assert_eq!(
+        sizes(&mut c, Some(vec![("sizes", vec![1, 7]), ("nope", vec![0])])),
+        vec![s(1, 0)],
+        "only partitions that exist, as asked"
+    );
+    // DeleteRecords past the first batch drops its bytes.
+    let req = DeleteRecordsRequest::default().with_topics(vec![
+        delete_records_request::DeleteRecordsTopic::default()
+            .with_name(name("sizes"))
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(3),
+            ]),
+    ]);
+    let r: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &req);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(
+        sizes(&mut c, Some(vec![("sizes", vec![0])])),
+        vec![s(0, second.len() as i64)]
+    );
+}
+
+#[test]
+fn elect_leaders_answers_that_no_election_is_needed() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "elect", 2, &[]);
+    let codes = |r: &ElectLeadersResponse| -> Vec<(String, Vec<(i32, i16)>)> {
+        r.replica_election_results
+            .iter()
+            .map(|t| {
+                let ps = t
+                    .partition_result
+                    .iter()
+                    .map(|p| (p.partition_id, p.error_code))
+                    .collect();
+                (t.topic.0.to_string(), ps)
+            })
+            .collect()
+    };
+    for election in [0, 1] {
+        let r: ElectLeadersResponse = c.call(
+            ApiKey::ElectLeaders,
+            2,
+            &elect(election, Some(("elect", 1))),
+        );
+        assert_eq!(r.error_code, 0);
+        assert_eq!(
+            codes(&r),
+            vec![("elect".to_string(), vec![(1, 84)])],
+            "ELECTION_NOT_NEEDED"
+        );
+        // Every partition: those that needed no election are left out.
+        let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &elect(election, None));
+        assert_eq!(codes(&r), vec![("elect".to_string(), vec![])]);
+    }
+    for (topic, p) in [("elect", 2), ("elect", -1), ("nope", 0)] {
+        let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &elect(0, Some((topic, p))));
+        let res = &r.replica_election_results[0].partition_result[0];
+        assert_eq!(
+            res.error_code, 3,
+            "UNKNOWN_TOPIC_OR_PARTITION for {topic}-{p}"
+        );
+        assert!(
+            res.error_message
+                .as_ref()
+                .is_some_and(|m| m.contains("No such")),
+            "{res:?}"
+        );
+    }
+    let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &elect(7, Some(("elect", 0))));
+    assert_eq!(
+        r.error_code, 42,
+        "INVALID_REQUEST for an unknown election type"
+    );
+    assert_eq!(codes(&r), vec![("elect".to_string(), vec![(0, 42)])]);
+}
+
+#[test]
+fn legacy_alter_configs_replaces_the_whole_set() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(
+        &mut c,
+        "legacy",
+        1,
+        &[("retention.ms", "1000"), ("cleanup.policy", "compact")],
+    );
+    let explicit = |c: &mut Conn| -> Vec<(String, String)> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("legacy"))
+                .with_configuration_keys(None),
+        ]);
+        let r: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+        let mut set: Vec<(String, String)> = r.results[0]
+            .configs
+            .iter()
+            .filter(|e| e.config_source == 1)
+            .map(|e| {
+                (
+                    e.name.to_string(),
+                    e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        set.sort();
+        set
+    };
+    let alter = |c: &mut Conn, req: &AlterConfigsRequest| -> (i16, Option<String>) {
+        let r: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, 2, req);
+        let res = &r.responses[0];
+        (
+            res.error_code,
+            res.error_message.as_ref().map(|m| m.to_string()),
+        )
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    // Refused requests change nothing.
+    assert_eq!(
+        alter(
+            &mut c,
+            &legacy_alter("legacy", &[("retention.bytes", "5"), ("no.such", "1")])
+        )
+        .0,
+        40
+    );
+    assert_eq!(
+        alter(&mut c, &legacy_alter("legacy", &[("retention.ms", "soon")])).0,
+        40
+    );
+    assert_eq!(
+        alter(&mut c, &legacy_alter("nope", &[("retention.ms", "1")])).0,
+        3
+    );
+    let mut broker = legacy_alter("0", &[("num.partitions", "3")]);
+    broker.resources[0].resource_type = 4;
+    assert_eq!(alter(&mut c, &broker).0, 42);
+    assert_eq!(
+        alter(
+            &mut c,
+            &legacy_alter("legacy", &[("retention.bytes", "5")]).with_validate_only(true)
+        ),
+        (0, None)
+    );
+    assert_eq!(
+        explicit(&mut c),
+        vec![
+            pair("cleanup.policy", "compact"),
+            pair("retention.ms", "1000")
+        ]
+    );
+    // The configs sent replace the set: the others return to their defaults.
+    assert_eq!(
+        alter(
+            &mut c,
+            &legacy_alter(
+                "legacy",
+                &[("retention.bytes", "5"), ("retention.ms", "2000")]
+            )
+        ),
+        (0, None)
+    );
+    assert_eq!(
+        explicit(&mut c),
+        vec![pair("retention.bytes", "5"), pair("retention.ms", "2000")]
+    );
+    let mut no_value = legacy_alter("legacy", &[("segment.ms", "1"), ("retention.ms", "3000")]);
+    no_value.resources[0].configs[0].value = None;
+    assert_eq!(alter(&mut c, &no_value), (0, None));
+    assert_eq!(explicit(&mut c), vec![pair("retention.ms", "3000")]);
+    assert_eq!(alter(&mut c, &legacy_alter("legacy", &[])), (0, None));
+    assert_eq!(explicit(&mut c), vec![]);
 }
 
 #[test]

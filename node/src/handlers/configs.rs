@@ -1,8 +1,15 @@
-//! DescribeConfigs (topics and the broker) and IncrementalAlterConfigs (topics).
+//! DescribeConfigs (topics and the broker), IncrementalAlterConfigs and the legacy
+//! AlterConfigs (topics).
 
 use super::{s, Ctx};
-use crate::catalog::{topic_config_def, validate_topic_config, TOPIC_CONFIGS};
+use crate::catalog::{topic_config_def, validate_topic_config, Topic, TOPIC_CONFIGS};
 use inkless_protocol::kafka_protocol::error::ResponseError;
+use inkless_protocol::kafka_protocol::messages::alter_configs_request::{
+    AlterConfigsRequest, AlterConfigsResource,
+};
+use inkless_protocol::kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse as LegacyResourceResponse, AlterConfigsResponse,
+};
 use inkless_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use inkless_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -12,6 +19,11 @@ use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_reques
 use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A Kafka error code and message.
+type Failure = (i16, String);
 
 /// Kafka's resource type of topics.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -202,17 +214,8 @@ pub async fn incremental_alter(
         let r = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        let outcome: Result<(), (i16, String)> = async {
-            if res.resource_type != RESOURCE_TOPIC {
-                return Err((
-                    ResponseError::InvalidRequest.code(),
-                    "Only topic configs can be altered; broker configs are static".into(),
-                ));
-            }
-            let topic = ctx.catalog.by_name(&name).ok_or((
-                ResponseError::UnknownTopicOrPartition.code(),
-                format!("Topic '{name}' does not exist."),
-            ))?;
+        let outcome: Result<(), Failure> = async {
+            let topic = alterable_topic(ctx, res.resource_type, &name)?;
             let mut changes = Vec::with_capacity(res.configs.len());
             for c in &res.configs {
                 let key = c.name.to_string();
@@ -265,14 +268,7 @@ pub async fn incremental_alter(
                 }
                 changes.push((key, new));
             }
-            if req.validate_only {
-                return Ok(());
-            }
-            ctx.catalog
-                .alter(&name, changes)
-                .await
-                .map(|_| ())
-                .map_err(|e| (ResponseError::UnknownServerError.code(), e.to_string()))
+            apply(ctx, &name, changes, req.validate_only).await
         }
         .await;
         out.push(match outcome {
@@ -281,4 +277,90 @@ pub async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(out)
+}
+
+/// The topic named by an alter request's resource: only topics can be altered.
+fn alterable_topic(ctx: &Ctx, resource_type: i8, name: &str) -> Result<Arc<Topic>, Failure> {
+    if resource_type != RESOURCE_TOPIC {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "Only topic configs can be altered; broker configs are static".into(),
+        ));
+    }
+    ctx.catalog.by_name(name).ok_or((
+        ResponseError::UnknownTopicOrPartition.code(),
+        format!("Topic '{name}' does not exist."),
+    ))
+}
+
+/// Stores validated config changes (`None` removes the explicit value) unless only
+/// validating.
+async fn apply(
+    ctx: &Ctx,
+    name: &str,
+    changes: Vec<(String, Option<String>)>,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    if validate_only {
+        return Ok(());
+    }
+    ctx.catalog
+        .alter(name, changes)
+        .await
+        .map(|_| ())
+        .map_err(|e| (ResponseError::UnknownServerError.code(), e.to_string()))
+}
+
+/// Answers the legacy AlterConfigs: a topic's configs in the request replace its whole
+/// explicit set, as in Kafka. A config left out, or sent without a value, returns to its
+/// default.
+pub async fn alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut out = Vec::with_capacity(req.resources.len());
+    for res in &req.resources {
+        let r = LegacyResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        out.push(match replace_configs(ctx, res, req.validate_only).await {
+            Ok(()) => r.with_error_message(None),
+            Err((c, m)) => r.with_error_code(c).with_error_message(Some(s(m))),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(out)
+}
+
+/// Replaces the explicit configs of the topic `res` names with those of `res`.
+async fn replace_configs(
+    ctx: &Ctx,
+    res: &AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    let name = res.resource_name.to_string();
+    let topic = alterable_topic(ctx, res.resource_type, &name)?;
+    // A name given twice keeps its last value, as in Kafka.
+    let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for c in &res.configs {
+        let key = c.name.to_string();
+        let value = c.value.as_ref().map(|v| v.to_string());
+        match &value {
+            Some(v) => validate_topic_config(&key, v),
+            None => topic_config_def(&key)
+                .map(|_| ())
+                .ok_or_else(|| format!("Unknown topic config name: {key}")),
+        }
+        .map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
+        wanted.insert(key, value);
+    }
+    // Every other config, known or stored, is removed: the set is replaced in one change.
+    let others: BTreeSet<String> = TOPIC_CONFIGS
+        .iter()
+        .map(|d| d.name.to_string())
+        .chain(topic.record.configs.keys().cloned())
+        .filter(|k| !wanted.contains_key(k))
+        .collect();
+    let changes = others
+        .into_iter()
+        .map(|k| (k, None))
+        .chain(wanted)
+        .collect();
+    apply(ctx, &name, changes, validate_only).await
 }

@@ -21,23 +21,28 @@ use inkless_protocol::kafka_protocol::messages::metadata_response::{
 use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
 use std::collections::BTreeMap;
 
+/// The leader of partition `p` of `t` as reported to a client in `az` ("" for none): its
+/// owner, or the node of that AZ that serves it. `None` while no node is live.
+pub fn leader(live: &LiveSet, t: &Topic, p: i32, az: &str) -> Option<i32> {
+    let tp = TopicPartition {
+        topic_id: t.record.id,
+        partition: p,
+    };
+    if az.is_empty() {
+        live.partition_owner(&tp)
+    } else {
+        live.zone_leader(&tp, az)
+    }
+}
+
 /// The partitions of a topic as Metadata reports them to a client in `az`.
 fn partitions(live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartition> {
     (0..t.record.partitions)
         .map(|p| {
-            let tp = TopicPartition {
-                topic_id: t.record.id,
-                partition: p,
-            };
             let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_epoch(0);
-            let leader = if az.is_empty() {
-                live.partition_owner(&tp)
-            } else {
-                live.zone_leader(&tp, az)
-            };
-            match leader {
+            match leader(live, t, p, az) {
                 Some(owner) => entry
                     .with_leader_id(BrokerId(owner))
                     .with_replica_nodes(vec![BrokerId(owner)])

@@ -4,12 +4,15 @@
 pub mod api_versions;
 pub mod configs;
 pub mod consumer_groups;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_session;
 pub mod groups;
+pub mod log_dirs;
 pub mod metadata;
 pub mod misc;
 pub mod produce;
+pub mod topic_partitions;
 pub mod topics;
 
 use crate::catalog::Catalog;
@@ -133,6 +136,16 @@ pub fn not_coordinator(ctx: &Ctx, group_id: &str) -> Option<i16> {
     (!mine).then_some(ResponseError::NotCoordinator.code())
 }
 
+/// In a cluster another node may have just created a topic: re-reads the topics once when
+/// one of `names` is unknown here.
+pub async fn refresh_if_unknown<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) {
+    if ctx.config.cluster.enabled && names.any(|n| ctx.catalog.by_name(n).is_none()) {
+        if let Err(e) = ctx.catalog.refresh().await {
+            tracing::warn!(error = %e, "could not re-read topics");
+        }
+    }
+}
+
 /// Kafka's "no authorized operations reported" value.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -172,6 +185,16 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(ctx, r).await),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            topic_partitions::handle(ctx, r, &client_id).await,
+        ),
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(log_dirs::describe(ctx, r).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r, v).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(misc::delete_records(ctx, r).await)

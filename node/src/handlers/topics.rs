@@ -324,6 +324,26 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
     DeleteTopicsResponse::default().with_responses(out)
 }
 
+/// Refuses a new partition count that is not an increase (with Kafka's messages) or is
+/// above the limit.
+fn check_partition_increase(name: &str, before: i32, count: i32) -> Result<(), Failure> {
+    let refused = |m: String| Err((ResponseError::InvalidPartitions.code(), m));
+    if count == before {
+        return refused(format!("Topic already has {before} partition(s)."));
+    }
+    if count < before {
+        return refused(format!(
+            "The topic {name} currently has {before} partition(s); {count} would not be an increase."
+        ));
+    }
+    if count > MAX_PARTITIONS_PER_TOPIC {
+        return refused(format!(
+            "{count} partitions is above the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."
+        ));
+    }
+    Ok(())
+}
+
 /// Answers CreatePartitions.
 pub async fn create_partitions(
     ctx: &Ctx,
@@ -345,15 +365,7 @@ pub async fn create_partitions(
                 ));
             }
             let before = topic.record.partitions;
-            if t.count <= before || t.count > MAX_PARTITIONS_PER_TOPIC {
-                return Err((
-                    ResponseError::InvalidPartitions.code(),
-                    format!(
-                        "Topic currently has {before} partitions, {} would not be an increase.",
-                        t.count
-                    ),
-                ));
-            }
+            check_partition_increase(&name, before, t.count)?;
             if req.validate_only {
                 return Ok(());
             }

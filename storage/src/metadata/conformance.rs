@@ -338,6 +338,18 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
         .await
         .expect("commit");
     assert_eq!(out, vec![AppendOutcome::Committed]);
+    // Seven batches of 100 bytes; unknown partitions count 0; the order is the request's.
+    let nowhere = Uuid::new_v4();
+    assert_eq!(
+        s.partition_sizes(vec![(t.id, 0), (nowhere, 0), (t.id, 1), (t.id, 0)])
+            .await
+            .expect("sizes"),
+        vec![700, 0, 0, 700]
+    );
+    assert_eq!(
+        s.partition_sizes(vec![]).await.expect("no sizes"),
+        Vec::<u64>::new()
+    );
     let st = s
         .claim_partition(t.id, 0, Claimant::alone(1))
         .await
@@ -366,6 +378,11 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
         left.first().map(|b| b.base_offset),
         Some(4),
         "batch 4..5 still holds offset 5"
+    );
+    assert_eq!(
+        s.partition_sizes(vec![(t.id, 0)]).await.expect("sizes"),
+        vec![500],
+        "the two batches wholly below offset 5 no longer count"
     );
     assert_eq!(
         s.delete_records(t.id, 0, st.owner_epoch, 2)

@@ -376,6 +376,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         topic_id: Uuid,
         partition: i32,
     ) -> MetaResult<Option<BatchCoordinate>>;
+    /// The bytes stored for each of `partitions` (the sum of its batches' sizes), in the
+    /// same order; 0 for a partition without batches or that does not exist. Summed by the
+    /// database, without reading the batches out.
+    async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>>;
     /// Raises the log start offset to `offset` (bounded by the high watermark) and drops
     /// batches wholly below it. Returns the new log start offset.
     async fn delete_records(

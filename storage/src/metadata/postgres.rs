@@ -548,6 +548,9 @@ const INSERT_BATCHES: &str = "INSERT INTO batches (topic_id, partition, base_off
 const UPSERT_PRODUCERS: &str = "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int2[], $5::int4[], $6::int8[]) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset";
 const UPDATE_HWMS: &str = "UPDATE partitions p SET high_watermark = u.hwm FROM UNNEST($1::uuid[], $2::int4[], $3::int8[]) AS u(topic_id, partition, hwm) WHERE p.topic_id = u.topic_id AND p.partition = u.partition";
 
+/// Bytes of each listed partition's batches, in the order of the arrays.
+const PARTITION_SIZES: &str = "SELECT COALESCE((SELECT SUM(b.byte_len) FROM batches b WHERE b.topic_id = k.topic_id AND b.partition = k.partition), 0)::int8 FROM UNNEST($1::uuid[], $2::int4[]) WITH ORDINALITY AS k(topic_id, partition, i) ORDER BY k.i";
+
 /// The group commit: locks every partition of `appends` (in key order, so concurrent
 /// commits cannot deadlock on them), decides each append's outcome as SQLite does, in order
 /// (a partition appearing twice sees the first append's new high watermark), then writes
@@ -1094,6 +1097,16 @@ impl MetadataStore for PostgresStore {
             )
             .await?;
         Ok(batch_rows(&rows).map_err(pg)?.pop())
+    }
+
+    async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>> {
+        let ids: Vec<Uuid> = partitions.iter().map(|k| k.0).collect();
+        let indexes: Vec<i32> = partitions.iter().map(|k| k.1).collect();
+        let rows = self.query(PARTITION_SIZES, &[&ids, &indexes]).await?;
+        rows.iter()
+            .map(|r| r.try_get::<_, i64>(0).map(|n| n.max(0) as u64))
+            .collect::<Result<_, _>>()
+            .map_err(pg)
     }
 
     async fn delete_records(

@@ -695,6 +695,25 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>> {
+        self.with_tx(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(byte_len), 0) FROM batches WHERE topic_id = ?1 AND partition = ?2",
+                )
+                .map_err(db)?;
+            partitions
+                .iter()
+                .map(|(id, p)| {
+                    stmt.query_row(params![id.to_string(), p], |r| r.get::<_, i64>(0))
+                        .map(|n| n.max(0) as u64)
+                        .map_err(db)
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn delete_records(
         &self,
         topic_id: Uuid,
