@@ -164,6 +164,7 @@ fn topic_entry(
         .with_error_code(NONE)
         .with_name(Some(TopicName(s(t.record.name.clone()))))
         .with_topic_id(t.record.id)
+        .with_is_internal(crate::catalog::is_internal(&t.record.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
