@@ -441,6 +441,9 @@ async fn ownership(s: &SharedMetadataStore) {
     }
     let again = s.claim_partition(t.id, 0, ca).await.expect("reclaim a");
     assert_eq!(again.owner_epoch, first.owner_epoch + 1);
+    let epochs = s.partition_epochs().await.expect("epochs");
+    assert!(epochs.contains(&((t.id, 0), again.owner_epoch)), "{epochs:?}");
+    assert!(epochs.contains(&((t.id, 1), 0)), "never claimed: {epochs:?}");
     assert_eq!(
         s.owned_partitions(ca).await.expect("owned"),
         vec![(t.id, 0)]

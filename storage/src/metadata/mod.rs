@@ -380,6 +380,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// same order; 0 for a partition without batches or that does not exist. Summed by the
     /// database, without reading the batches out.
     async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>>;
+    /// The owner epoch of every partition (it grows with every claim: Kafka's leader epoch).
+    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>>;
     /// Raises the log start offset to `offset` (bounded by the high watermark) and drops
     /// batches wholly below it. Returns the new log start offset.
     async fn delete_records(

@@ -1109,6 +1109,16 @@ impl MetadataStore for PostgresStore {
             .map_err(pg)
     }
 
+    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {
+        let rows = self
+            .query("SELECT topic_id, partition, owner_epoch FROM partitions", &[])
+            .await?;
+        rows.iter()
+            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(pg)
+    }
+
     async fn delete_records(
         &self,
         topic_id: Uuid,

@@ -714,6 +714,30 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT topic_id, partition, owner_epoch FROM partitions")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i32>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, partition, epoch) = row.map_err(db)?;
+                out.push(((Uuid::parse_str(&id).map_err(db)?, partition), epoch));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete_records(
         &self,
         topic_id: Uuid,
