@@ -141,19 +141,26 @@ pub(super) async fn claim_partition_rows(
     Ok(out)
 }
 
-/// Releases the listed partitions the claimant holds.
+const LOCK_HELD: &str = "SELECT 1 FROM partitions p JOIN UNNEST($3::uuid[], $4::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition WHERE p.owner_node = $1 AND p.owner_generation = $2 ORDER BY p.topic_id, p.partition FOR UPDATE OF p";
+const RELEASE_HELD: &str = "UPDATE partitions p SET owner_node = -1, owner_generation = 0, owner_epoch = p.owner_epoch + 1 FROM UNNEST($3::uuid[], $4::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition AND p.owner_node = $1 AND p.owner_generation = $2";
+
+/// Releases the listed partitions the claimant holds. Their rows are locked first, in key
+/// order (an UPDATE locks in no particular order), so that a release and a batch claim or a
+/// group commit of the same partitions wait for each other instead of deadlocking.
 pub(super) async fn release_partitions(
     tx: &Tx<'_>,
     me: Claimant,
     partitions: &[PartitionKey],
 ) -> TxResult<u64> {
     let (topics, indexes): (Vec<Uuid>, Vec<i32>) = partitions.iter().copied().unzip();
-    Ok(tx
-        .execute(
-            "UPDATE partitions p SET owner_node = -1, owner_generation = 0, owner_epoch = p.owner_epoch + 1 FROM UNNEST($3::uuid[], $4::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition AND p.owner_node = $1 AND p.owner_generation = $2",
-            &[&me.node_id, &generation(me), &topics, &indexes],
-        )
-        .await?)
+    let (lock, release) = futures::try_join!(
+        tx.prepare_cached(LOCK_HELD),
+        tx.prepare_cached(RELEASE_HELD)
+    )?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&me.node_id, &generation(me), &topics, &indexes];
+    tx.query(&lock, &params).await?;
+    Ok(tx.execute(&release, &params).await?)
 }
 
 /// Claims a group, creating its ownership row on first use; returns its new owner epoch.
