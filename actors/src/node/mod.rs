@@ -184,16 +184,26 @@ impl Node {
         {
             tracing::warn!(error = %e, "could not release the lease; it will expire");
         }
-        // Tell the others, so they re-read the leases now rather than at their next renewal.
+        // Tell the others, so they re-read the leases now rather than at their next renewal,
+        // and wait (at most a second) until they heard it: a process that exits right away
+        // would close its sessions with the notices still unsent.
         let live = self.live();
+        let mut answers = Vec::new();
         for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
-            let sent = gateway::send(
+            match gateway::send(
                 peer.node_id,
                 &Request::MembershipChanged,
                 Duration::from_secs(1),
-            );
-            if let Err(e) = sent {
-                tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave");
+            ) {
+                Ok(answer) => answers.push(answer),
+                Err(e) => {
+                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave")
+                }
+            }
+        }
+        for answer in futures::future::join_all(answers).await {
+            if let Err(e) = answer {
+                tracing::debug!(error = %e, "a peer did not acknowledge the leave");
             }
         }
     }
