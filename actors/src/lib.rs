@@ -33,6 +33,7 @@ pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
 pub use node::{Node, NodeConfig, NodeError, MAX_LONG_POLL};
 pub use partition::actor::{AppendAck, PartitionOffsets};
+pub use partition::error::StartError;
 pub use tree::supervisor::ActorInfo;
 pub use write::produce_buffer::PartAppend;
 

@@ -6,7 +6,7 @@
 //! managers to run exactly what placement gives it ([`Node::place`]).
 
 use crate::catalog::Catalog;
-use inkless_actors::Node;
+use inkless_actors::{Node, StartError, TopicPartition};
 use std::time::Duration;
 
 /// Runs until the node stops.
@@ -24,9 +24,32 @@ pub async fn follow_placement(node: Node, catalog: Catalog, refresh: Duration) {
             tracing::warn!(error = %e, "could not re-read topics; placing with the ones known");
         }
         let failed = node.place(catalog.partitions()).await;
-        if !failed.is_empty() {
-            tracing::warn!(failed = failed.len(), first = ?failed.first(), "partitions failed to start; retrying at the next placement");
-        }
+        log_not_started(&failed);
+    }
+}
+
+/// Logs the owned partitions a placement could not start (the partition manager retries
+/// them): a warning if any failed for another reason than a previous owner that has not
+/// released it yet, which is the normal course of a hand-off.
+fn log_not_started(failed: &[(TopicPartition, StartError)]) {
+    let Some(first) = failed.first() else {
+        return;
+    };
+    let unexpected = failed
+        .iter()
+        .find(|(_, e)| !matches!(e, StartError::OwnedElsewhere { .. }));
+    match unexpected {
+        Some((tp, error)) => tracing::warn!(
+            failed = failed.len(),
+            ?tp,
+            %error,
+            "partitions failed to start; retrying"
+        ),
+        None => tracing::debug!(
+            waiting = failed.len(),
+            first = ?first.0,
+            "partitions not released by their previous owner yet; retrying"
+        ),
     }
 }
 

@@ -288,9 +288,7 @@ impl GatewayArgs {
             }),
             Request::Released(tps) => {
                 if let Some(m) = self.manager.get() {
-                    for tp in tps {
-                        let _ = m.post(ManagerMsg::Restart(tp));
-                    }
+                    let _ = m.post(ManagerMsg::Released(tps));
                 }
                 reply(to, Response::Ack);
             }

@@ -19,7 +19,7 @@ use crate::partition::manager::ManagerMsg;
 use crate::tree::registry::{ActorDirectory, PartitionRegistry};
 use crate::tree::supervisor::{self, ActorInfo, NodeSupervisor, Slots, SupervisorArgs};
 use crate::write::produce_buffer::{BufferMsg, PartAppend};
-use crate::{AppendError, ReadError, TopicPartition};
+use crate::{AppendError, ReadError, StartError, TopicPartition};
 use inkless_storage::blob::BlobStore;
 use inkless_storage::metadata::SharedMetadataStore;
 use ractor::{Actor, ActorRef};
@@ -124,16 +124,10 @@ impl Node {
     }
 
     /// Runs the actors this node owns among `all` partitions (and the groups it owns) and
-    /// stops, after draining, those it no longer owns. Returns partitions that failed:
-    /// every owned one when the partition manager is down (it is being restarted).
-    pub async fn place(&self, all: Vec<TopicPartition>) -> Vec<(TopicPartition, String)> {
-        let unplaced = |all: &[TopicPartition]| {
-            let live = self.live();
-            all.iter()
-                .filter(|tp| live.owns_partition(tp))
-                .map(|tp| (*tp, "partition manager unavailable".to_string()))
-                .collect::<Vec<_>>()
-        };
+    /// stops, after draining, those it no longer owns. Returns exactly the owned partitions
+    /// that do not run afterwards, each with why (the partition manager keeps retrying
+    /// them): every owned one when the partition manager is down (it is being restarted).
+    pub async fn place(&self, all: Vec<TopicPartition>) -> Vec<(TopicPartition, StartError)> {
         let failed = match self.slots.manager.get() {
             Some(m) => {
                 let (tx, rx) = oneshot::channel();
@@ -143,12 +137,12 @@ impl Node {
                 }) {
                     Ok(()) => match rx.await {
                         Ok(failed) => failed,
-                        Err(_) => unplaced(&all),
+                        Err(_) => self.unplaced(&all),
                     },
-                    Err(_) => unplaced(&all),
+                    Err(_) => self.unplaced(&all),
                 }
             }
-            None => unplaced(&all),
+            None => self.unplaced(&all),
         };
         if let Some(g) = self.slots.groups.get() {
             let (tx, rx) = oneshot::channel();
@@ -157,6 +151,17 @@ impl Node {
             }
         }
         failed
+    }
+
+    /// The owned ones of `tps`, distinct, as not started because the partition manager is
+    /// unavailable.
+    fn unplaced(&self, tps: &[TopicPartition]) -> Vec<(TopicPartition, StartError)> {
+        let live = self.live();
+        let mut seen = std::collections::HashSet::new();
+        tps.iter()
+            .filter(|tp| live.owns_partition(tp) && seen.insert(**tp))
+            .map(|tp| (*tp, StartError::ManagerUnavailable))
+            .collect()
     }
 
     /// Graceful leave: stops serving, stops renewing, drains every partition and group, then
@@ -180,16 +185,26 @@ impl Node {
         {
             tracing::warn!(error = %e, "could not release the lease; it will expire");
         }
-        // Tell the others, so they re-read the leases now rather than at their next renewal.
+        // Tell the others, so they re-read the leases now rather than at their next renewal,
+        // and wait (at most a second) until they heard it: a process that exits right away
+        // would close its sessions with the notices still unsent.
         let live = self.live();
+        let mut answers = Vec::new();
         for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
-            let sent = gateway::send(
+            match gateway::send(
                 peer.node_id,
                 &Request::MembershipChanged,
                 Duration::from_secs(1),
-            );
-            if let Err(e) = sent {
-                tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave");
+            ) {
+                Ok(answer) => answers.push(answer),
+                Err(e) => {
+                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave")
+                }
+            }
+        }
+        for answer in futures::future::join_all(answers).await {
+            if let Err(e) = answer {
+                tracing::debug!(error = %e, "a peer did not acknowledge the leave");
             }
         }
     }
@@ -273,26 +288,28 @@ impl Node {
         }
     }
 
-    /// Starts actors for these partitions; returns those that failed.
+    /// Starts actors for the partitions of `tps` that this node owns and does not run yet.
+    /// Returns exactly the owned ones that do not run afterwards, each with why (the
+    /// partition manager keeps retrying them): every owned one when the partition manager
+    /// is down.
     pub async fn ensure_partitions(
         &self,
         tps: Vec<TopicPartition>,
-    ) -> Vec<(TopicPartition, String)> {
+    ) -> Vec<(TopicPartition, StartError)> {
         let Some(m) = self.slots.manager.get() else {
-            return tps
-                .into_iter()
-                .map(|tp| (tp, "no partition manager".into()))
-                .collect();
+            return self.unplaced(&tps);
         };
         let (tx, rx) = oneshot::channel();
-        let failed: Vec<(TopicPartition, String)> = tps
-            .iter()
-            .map(|tp| (*tp, "partition manager stopped".into()))
-            .collect();
-        if m.post(ManagerMsg::Ensure { tps, reply: tx }).is_err() {
-            return failed;
+        match m.post(ManagerMsg::Ensure {
+            tps: tps.clone(),
+            reply: tx,
+        }) {
+            Ok(()) => match rx.await {
+                Ok(failed) => failed,
+                Err(_) => self.unplaced(&tps),
+            },
+            Err(_) => self.unplaced(&tps),
         }
-        rx.await.unwrap_or(failed)
     }
 
     /// Stops the actors of these partitions.

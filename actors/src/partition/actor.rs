@@ -8,10 +8,12 @@
 //! - [`PartitionMsg::Read`]: coordinates of committed batches from an offset.
 //! - [`PartitionMsg::DeleteRecords`]: raises the log start offset.
 //!
-//! On start it claims the partition in the metadata store (which succeeds only if no live
-//! lease holds it elsewhere, and bumps the owner epoch, which fences any older owner) and
-//! loads its state. If a commit is fenced it stops; if a commit fails otherwise it fails, and
-//! the PartitionManager restarts it from the metadata store.
+//! It starts from a claim the PartitionManager made for it (in a batch with others): the
+//! claim succeeded only if no live lease held the partition elsewhere, bumped the owner
+//! epoch, which fences any older owner, and read the partition's state, which the actor
+//! loads without another call to the store. If a commit is fenced it stops; if a commit
+//! fails otherwise it fails, and the PartitionManager claims the partition again (allowed:
+//! it is this node's under the same lease generation) and restarts it from that state.
 
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorSlot, PublishSignal};
@@ -19,7 +21,8 @@ use crate::write::index_writer::IndexMsg;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
 use inkless_storage::metadata::{
-    AppendOutcome, BatchCoordinate, Claimant, PartitionAppend, ProducerRecord, SharedMetadataStore,
+    AppendOutcome, BatchCoordinate, PartitionAppend, PartitionState as ClaimedState,
+    ProducerRecord, SharedMetadataStore,
 };
 use inkless_storage::object::BatchPosition;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -114,15 +117,22 @@ pub enum PartitionMsg {
 // Local only: never sent to another node.
 impl ractor::Message for PartitionMsg {}
 
-/// What a PartitionActor starts from.
+/// What a PartitionActor starts from: the claim made for it, and what it keeps.
+#[derive(Debug)]
+pub struct PartitionStart {
+    /// The partition's state as claimed for this node (owner epoch, offsets, producers).
+    pub claimed: ClaimedState,
+    /// Everything else.
+    pub args: PartitionArgs,
+}
+
+/// What a running PartitionActor keeps from its start.
 #[derive(Debug)]
 pub struct PartitionArgs {
     /// Its mailbox count (see [`crate::tree::mailbox`]).
     pub queued: QueueCount,
     /// The partition.
     pub tp: TopicPartition,
-    /// This node under its current lease, recorded as owner.
-    pub claimant: Claimant,
     /// Metadata store.
     pub store: SharedMetadataStore,
     /// Where commits go.
@@ -550,18 +560,15 @@ impl PartitionState {
 impl Actor for PartitionActor {
     type Msg = PartitionMsg;
     type State = PartitionState;
-    type Arguments = PartitionArgs;
+    type Arguments = PartitionStart;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: PartitionArgs,
+        start: PartitionStart,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let PartitionStart { claimed: st, args } = start;
         let tp = args.tp;
-        let st = args
-            .store
-            .claim_partition(tp.topic_id, tp.partition, args.claimant)
-            .await?;
         let mut producers: HashMap<i64, ProducerEntry> = st
             .producers
             .iter()
@@ -593,7 +600,7 @@ impl Actor for PartitionActor {
             ?tp,
             epoch = st.owner_epoch,
             hwm = st.high_watermark,
-            "partition claimed"
+            "partition started"
         );
         let state = PartitionState {
             me: Mailbox::new(myself, args.queued.clone()),

@@ -4,43 +4,59 @@
 //! and they are not running), [`ManagerMsg::Place`] (run exactly the owned ones of all
 //! partitions) and [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted).
 //! Ownership is the placement of the current live set ([`LiveSet`]), and the metadata store
-//! must agree: an actor claims its partition when it starts, which succeeds only when the
-//! partition is free or held under an expired lease (see [`inkless_storage::metadata`]); a
-//! refused start is retried with backoff until the previous owner has released it. A
-//! partition that moves away is drained (its in-flight commits finish) before its actor
-//! stops, then released in the store so that its new owner may claim it. Actors claimed
-//! under an older lease generation are stopped without a release: they were taken over.
-//! Every placement also releases what the store says this node holds but does not run
-//! (a claim whose answer was lost, an actor that failed after its partition moved), so no
-//! partition stays held by a node that does not serve it. When a PartitionActor
-//! fails (panic or commit failure) the manager restarts it, which reloads its state from the
-//! metadata store; more than `max_restarts` failures of one partition within a minute
-//! escalate: the manager fails and the NodeSupervisor decides.
+//! must agree: the manager claims the partitions it starts, in batches of [`CLAIM_BATCH`]
+//! (one transaction each), and each claim succeeds only when the partition is free or held
+//! under an expired lease (see [`inkless_storage::metadata`]). Each claimed partition's
+//! actor starts from the state its claim read; those refused are retried together, with
+//! backoff, until the previous owner has released them (its notice,
+//! [`ManagerMsg::Released`], makes that at once). Partitions that move away are all drained
+//! at once (their in-flight commits finish) within one [`DRAIN_TIMEOUT`], then released in
+//! the store in batches so that their new owner may claim them. Actors claimed under an
+//! older lease generation are stopped without a release: they were taken over. Every
+//! placement also releases what the store says this node holds but does not run (a claim
+//! whose answer was lost, an actor that failed after its partition moved), so no partition
+//! stays held by a node that does not serve it. When a PartitionActor fails (panic or commit
+//! failure) the manager claims its partition again (allowed: it is still this node's under
+//! the same lease generation) and restarts it from the state that claim read; more than
+//! `max_restarts` failures of one partition within a minute escalate: the manager fails and
+//! the NodeSupervisor decides.
+//!
+//! Ensure and Place answer with exactly the owned partitions that do not run afterwards,
+//! each with why ([`StartError`]).
 
 use crate::cluster::gateway::{self, Request};
 use crate::cluster::placement::LiveSet;
-use crate::partition::actor::{PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets};
+use crate::partition::actor::{
+    PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets, PartitionStart,
+};
+use crate::partition::error::StartError;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{
     ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
 };
 use crate::write::index_writer::IndexMsg;
 use crate::TopicPartition;
-use inkless_storage::metadata::{PartitionKey, SharedMetadataStore};
+use inkless_storage::metadata::{Claimant, PartitionKey, PartitionState, SharedMetadataStore};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
-/// Longest wait for the partitions that move away to finish their in-flight commits.
+/// Longest wait for all the partitions that move away to finish their in-flight commits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Partitions claimed, or released, in one metadata transaction.
+pub(crate) const CLAIM_BATCH: usize = 500;
 /// First delay before retrying a partition whose start failed (e.g. not released yet).
 const RESTART_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// How long a release notice to a new owner may take.
 const RELEASE_NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest delay between retries of a partition's start.
 const RESTART_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Owned partitions that did not start, each with why.
+pub type StartFailures = Vec<(TopicPartition, StartError)>;
 
 /// Messages of the [`PartitionManager`].
 #[derive(Debug)]
@@ -49,11 +65,13 @@ pub enum ManagerMsg {
     Ensure {
         /// Partitions.
         tps: Vec<TopicPartition>,
-        /// Answered with the partitions that failed to start.
-        reply: oneshot::Sender<Vec<(TopicPartition, String)>>,
+        /// Answered with the owned partitions that did not start, and why.
+        reply: oneshot::Sender<StartFailures>,
     },
-    /// Retry starting a partition whose restart failed.
-    Restart(TopicPartition),
+    /// Retry the starts that are due (the manager's own backoff timer).
+    RetryDue,
+    /// Their previous owner released these partitions: claim the owned ones now.
+    Released(Vec<TopicPartition>),
     /// Panics inside the manager (fault-injection tests only).
     #[cfg(any(test, feature = "fault-injection"))]
     InjectPanic,
@@ -62,8 +80,8 @@ pub enum ManagerMsg {
     Place {
         /// Every partition.
         all: Vec<TopicPartition>,
-        /// Answered with the partitions that failed to start.
-        reply: oneshot::Sender<Vec<(TopicPartition, String)>>,
+        /// Answered with the owned partitions that did not start, and why.
+        reply: oneshot::Sender<StartFailures>,
     },
     /// Stop the actors of these partitions.
     Remove {
@@ -100,6 +118,15 @@ pub struct ManagerArgs {
     pub live: watch::Receiver<Arc<LiveSet>>,
 }
 
+/// The backoff of a partition whose start failed.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    /// Failed starts in a row.
+    attempts: u32,
+    /// When to try again.
+    due: Instant,
+}
+
 /// State of the manager.
 pub struct ManagerState {
     me: Mailbox<ManagerMsg>,
@@ -107,41 +134,94 @@ pub struct ManagerState {
     children: HashMap<ActorId, TopicPartition>,
     offsets: HashMap<TopicPartition, Arc<watch::Sender<PartitionOffsets>>>,
     restarts: RestartBudget<TopicPartition>,
-    /// Failed starts in a row, per partition, for the retry backoff.
-    retries: HashMap<TopicPartition, u32>,
+    /// Owned partitions whose start failed, retried together when due.
+    retries: HashMap<TopicPartition, Retry>,
+    /// When the pending [`ManagerMsg::RetryDue`] arrives, if one is pending.
+    retry_timer: Option<Instant>,
 }
 
 /// The actor; see the module documentation.
 #[derive(Debug, Default)]
 pub struct PartitionManager;
 
+/// The keys of `tps` in the store.
+fn keys(tps: &[TopicPartition]) -> Vec<PartitionKey> {
+    tps.iter().map(|tp| (tp.topic_id, tp.partition)).collect()
+}
+
 impl ManagerState {
-    async fn start(
+    /// Claims `tps` for `claimant`, [`CLAIM_BATCH`] partitions per transaction; one outcome
+    /// per partition, in order.
+    async fn claim(
+        &self,
+        claimant: Claimant,
+        tps: &[TopicPartition],
+    ) -> Vec<Result<PartitionState, StartError>> {
+        let mut out = Vec::with_capacity(tps.len());
+        for chunk in tps.chunks(CLAIM_BATCH) {
+            if let Some(Err(e @ StartError::LeaseLost { .. })) = out.last() {
+                // The lease does not come back within one placement: claim nothing more.
+                let e = e.clone();
+                out.extend(chunk.iter().map(|_| Err(e.clone())));
+                continue;
+            }
+            match self
+                .args
+                .store
+                .claim_partitions(claimant, keys(chunk))
+                .await
+            {
+                Ok(results) if results.len() == chunk.len() => {
+                    out.extend(results.into_iter().map(|r| r.map_err(StartError::from)));
+                }
+                Ok(results) => {
+                    let e = StartError::Store(format!(
+                        "{} outcomes for {} claims",
+                        results.len(),
+                        chunk.len()
+                    ));
+                    out.extend(chunk.iter().map(|_| Err(e.clone())));
+                }
+                Err(e) => {
+                    let e = StartError::from(e);
+                    out.extend(chunk.iter().map(|_| Err(e.clone())));
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts the actor of `tp`, claimed under lease `generation` with state `claimed`,
+    /// and publishes it.
+    async fn spawn(
         &mut self,
         myself: &ActorRef<ManagerMsg>,
         tp: TopicPartition,
-    ) -> Result<(), String> {
+        generation: i64,
+        claimed: PartitionState,
+    ) -> Result<(), StartError> {
         let sender = self
             .offsets
             .entry(tp)
             .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
             .clone();
-        let claimant = self.args.partitions.guard().claimant();
         let queued = QueueCount::default();
-        let args = PartitionArgs {
-            queued: queued.clone(),
-            tp,
-            claimant,
-            store: self.args.store.clone(),
-            index_writer: self.args.index_writer.clone(),
-            max_pending_commits: self.args.max_pending_commits,
-            offsets: sender.clone(),
-            published: self.args.partitions.publish_signal(),
-            recent_batches_max: self.args.recent_batches_max,
+        let start = PartitionStart {
+            claimed,
+            args: PartitionArgs {
+                queued: queued.clone(),
+                tp,
+                store: self.args.store.clone(),
+                index_writer: self.args.index_writer.clone(),
+                max_pending_commits: self.args.max_pending_commits,
+                offsets: sender.clone(),
+                published: self.args.partitions.publish_signal(),
+                recent_batches_max: self.args.recent_batches_max,
+            },
         };
-        let (actor, _) = Actor::spawn_linked(None, PartitionActor, args, myself.get_cell())
+        let (actor, _) = Actor::spawn_linked(None, PartitionActor, start, myself.get_cell())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
         self.children.insert(actor.get_id(), tp);
         self.args.directory.started(
             actor.get_id(),
@@ -154,43 +234,143 @@ impl ManagerState {
             PartitionHandle {
                 actor: Mailbox::new(actor, queued),
                 offsets: sender.subscribe(),
-                generation: claimant.lease_generation.unwrap_or(0),
+                generation,
             },
         );
-        self.retries.remove(&tp);
         Ok(())
     }
 
-    /// Starts `tp`, or schedules another try with backoff if that fails.
-    async fn start_or_retry(
+    /// Starts `tps` (distinct, owned, none running): claims them in batches, then starts
+    /// an actor for each claimed one. Returns those that did not start, and why; they are
+    /// retried with backoff (except a partition the store does not know).
+    async fn start_all(
         &mut self,
         myself: &ActorRef<ManagerMsg>,
-        tp: TopicPartition,
-    ) -> Result<(), String> {
-        let r = self.start(myself, tp).await;
-        if let Err(e) = &r {
-            let n = self.retries.entry(tp).or_insert(0);
-            *n += 1;
-            let delay = (RESTART_RETRY_FIRST * 2u32.saturating_pow(*n - 1)).min(RESTART_RETRY_MAX);
-            tracing::debug!(?tp, error = %e, attempt = *n, ?delay, "partition actor did not start; retrying");
-            self.me.post_after(delay, move || ManagerMsg::Restart(tp));
+        tps: Vec<TopicPartition>,
+    ) -> StartFailures {
+        if tps.is_empty() {
+            return Vec::new();
         }
-        r
+        let claimant = self.args.partitions.guard().claimant();
+        let generation = claimant.lease_generation.unwrap_or(0);
+        let claims = self.claim(claimant, &tps).await;
+        let mut failed = Vec::new();
+        for (tp, claim) in tps.into_iter().zip(claims) {
+            let started = match claim {
+                Ok(claimed) => self.spawn(myself, tp, generation, claimed).await,
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(()) => {
+                    self.retries.remove(&tp);
+                }
+                Err(StartError::UnknownPartition) => {
+                    self.retries.remove(&tp);
+                    failed.push((tp, StartError::UnknownPartition));
+                }
+                Err(e) => {
+                    self.retry_later(tp);
+                    failed.push((tp, e));
+                }
+            }
+        }
+        if let Some((tp, error)) = failed.first() {
+            tracing::debug!(failed = failed.len(), first = ?tp, %error, "partitions did not start; retrying");
+        }
+        self.schedule_retries();
+        failed
     }
 
-    /// Gives up partitions in the store (cluster mode), so that their new owner may claim
-    /// them at once instead of waiting for this node's lease to expire.
+    /// Backs off `tp`'s next start.
+    fn retry_later(&mut self, tp: TopicPartition) {
+        let now = Instant::now();
+        let r = self.retries.entry(tp).or_insert(Retry {
+            attempts: 0,
+            due: now,
+        });
+        r.attempts = r.attempts.saturating_add(1);
+        let delay =
+            (RESTART_RETRY_FIRST * 2u32.saturating_pow(r.attempts - 1)).min(RESTART_RETRY_MAX);
+        r.due = now + delay;
+    }
+
+    /// Makes sure a [`ManagerMsg::RetryDue`] arrives when the earliest retry is due.
+    fn schedule_retries(&mut self) {
+        let Some(next) = self.retries.values().map(|r| r.due).min() else {
+            return;
+        };
+        if self.retry_timer.is_some_and(|t| t <= next) {
+            return;
+        }
+        self.retry_timer = Some(next);
+        self.me
+            .post_after(next.saturating_duration_since(Instant::now()), || {
+                ManagerMsg::RetryDue
+            });
+    }
+
+    /// Starts the retries that are due, of partitions this node still owns and does not
+    /// run; forgets the others.
+    async fn retry_due(&mut self, myself: &ActorRef<ManagerMsg>) {
+        let now = Instant::now();
+        if self.retry_timer.is_some_and(|t| t <= now) {
+            self.retry_timer = None;
+        }
+        let live = self.args.live.borrow().clone();
+        let partitions = &self.args.partitions;
+        let mut due = Vec::new();
+        self.retries.retain(|tp, r| {
+            let wanted = live.owns_partition(tp) && !partitions.runs(tp);
+            if wanted && r.due <= now {
+                due.push(*tp);
+            }
+            wanted
+        });
+        self.start_all(myself, due).await;
+        self.schedule_retries();
+    }
+
+    /// Their previous owner released `tps`: starts at once those this node is retrying.
+    async fn released(&mut self, myself: &ActorRef<ManagerMsg>, tps: Vec<TopicPartition>) {
+        let live = self.args.live.borrow().clone();
+        let now: Vec<TopicPartition> = tps
+            .into_iter()
+            .filter(|tp| {
+                self.retries.contains_key(tp)
+                    && live.owns_partition(tp)
+                    && !self.args.partitions.runs(tp)
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.start_all(myself, now).await;
+    }
+
+    /// Gives up partitions in the store (cluster mode), [`CLAIM_BATCH`] per transaction, so
+    /// that their new owner may claim them at once instead of waiting for this node's lease
+    /// to expire.
     async fn release(&self, tps: Vec<PartitionKey>) {
         let claimant = self.args.partitions.guard().claimant();
         if claimant.lease_generation.is_none() || tps.is_empty() {
             return;
         }
-        match self.args.store.release_partitions(claimant, tps).await {
-            Ok(n) => tracing::debug!(released = n, "partitions released"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not release partitions; they free up when this lease expires")
+        let mut released = 0;
+        for chunk in tps.chunks(CLAIM_BATCH) {
+            match self
+                .args
+                .store
+                .release_partitions(claimant, chunk.to_vec())
+                .await
+            {
+                Ok(n) => released += n,
+                Err(e) => tracing::warn!(
+                    partitions = chunk.len(),
+                    error = %e,
+                    "could not release partitions; they free up when this lease expires"
+                ),
             }
         }
+        tracing::debug!(released, "partitions released");
     }
 
     /// Releases what the store says this node holds but does not run.
@@ -222,57 +402,67 @@ impl ManagerState {
         }
     }
 
-    /// Stops the actors of `tps`: each finishes its in-flight commits first, and new
-    /// appends find it gone from the registry.
+    /// Stops the actors of `tps`: all are told to drain at once (each finishes its
+    /// in-flight commits; new appends find it gone from the registry), then waited for
+    /// together within one [`DRAIN_TIMEOUT`]; those still running then are stopped.
     async fn stop_all(&mut self, tps: &[TopicPartition]) {
         let mut stopping = Vec::new();
         for tp in tps {
+            self.retries.remove(tp);
+            self.offsets.remove(tp);
             let Some(h) = self.args.partitions.remove(tp) else {
                 continue;
             };
             self.children.remove(&h.actor.id());
             self.args.directory.stopped(h.actor.id(), false);
-            self.offsets.remove(tp);
             self.restarts.forget(tp);
             if h.actor.post(PartitionMsg::Drain).is_err() {
                 h.actor.actor().stop(Some("removed".into()));
             }
             stopping.push(h.actor.actor().clone());
         }
-        // Wait until they are gone (all together, one deadline), so a re-created topic or a
-        // new owner never sees them.
+        if stopping.is_empty() {
+            return;
+        }
+        // Wait until they are gone, so a re-created topic or a new owner never sees them.
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        futures::future::join_all(stopping.into_iter().map(|actor| async move {
-            let gone = tokio::time::timeout_at(deadline, async {
-                while actor.get_status() != ractor::ActorStatus::Stopped {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await;
+        let gone = futures::future::join_all(
+            stopping
+                .iter()
+                .map(|actor| tokio::time::timeout_at(deadline, actor.wait(None))),
+        )
+        .await;
+        let mut late = 0;
+        for (actor, gone) in stopping.iter().zip(gone) {
             if gone.is_err() {
-                tracing::warn!(actor = %actor.get_id(), "partition did not drain in time; stopping it");
+                late += 1;
                 actor.stop(Some("drain timed out".into()));
             }
-        }))
-        .await;
+        }
+        if late > 0 {
+            tracing::warn!(
+                partitions = late,
+                timeout = ?DRAIN_TIMEOUT,
+                "partitions did not drain in time; stopped them"
+            );
+        }
     }
 
+    /// Starts the owned ones of `tps` that do not run.
     async fn ensure(
         &mut self,
         myself: &ActorRef<ManagerMsg>,
         tps: Vec<TopicPartition>,
-    ) -> Vec<(TopicPartition, String)> {
+    ) -> StartFailures {
         let live = self.args.live.borrow().clone();
-        let mut failed = Vec::new();
-        for tp in tps {
-            if !live.owns_partition(&tp) || self.args.partitions.runs(&tp) {
-                continue;
-            }
-            if let Err(e) = self.start_or_retry(myself, tp).await {
-                failed.push((tp, e));
-            }
-        }
-        failed
+        let mut seen = HashSet::with_capacity(tps.len());
+        let to_start: Vec<TopicPartition> = tps
+            .into_iter()
+            .filter(|tp| {
+                live.owns_partition(tp) && !self.args.partitions.runs(tp) && seen.insert(*tp)
+            })
+            .collect();
+        self.start_all(myself, to_start).await
     }
 
     /// Runs exactly the owned ones of `all`: stops (draining, then releasing) those that
@@ -281,13 +471,14 @@ impl ManagerState {
         &mut self,
         myself: &ActorRef<ManagerMsg>,
         all: Vec<TopicPartition>,
-    ) -> Vec<(TopicPartition, String)> {
+    ) -> StartFailures {
         let live = self.args.live.borrow().clone();
         let generation = self.args.partitions.guard().generation();
         let owned: HashSet<TopicPartition> = all
             .into_iter()
             .filter(|tp| live.owns_partition(tp))
             .collect();
+        self.retries.retain(|tp, _| owned.contains(tp));
         let mut moved = Vec::new();
         let mut taken_over = Vec::new();
         for tp in self.args.partitions.partitions() {
@@ -314,8 +505,7 @@ impl ManagerState {
         taken_over.extend(moved.iter().copied());
         self.stop_all(&taken_over).await;
         if live.me_live {
-            self.release(moved.iter().map(|tp| (tp.topic_id, tp.partition)).collect())
-                .await;
+            self.release(keys(&moved)).await;
             tell_new_owners(&live, moved);
         }
         let failed = self.ensure(myself, owned.into_iter().collect()).await;
@@ -363,6 +553,7 @@ impl Actor for PartitionManager {
             children: HashMap::new(),
             offsets: HashMap::new(),
             retries: HashMap::new(),
+            retry_timer: None,
         };
         // After a restart of the manager its old children are gone (they were linked to the
         // previous instance): take over every partition the registry still lists.
@@ -375,9 +566,7 @@ impl Actor for PartitionManager {
             .into_iter()
             .filter(|tp| live.owns_partition(tp))
             .collect();
-        for tp in owned {
-            let _ = state.start_or_retry(&myself, tp).await;
-        }
+        state.start_all(&myself, owned).await;
         Ok(state)
     }
 
@@ -397,16 +586,8 @@ impl Actor for PartitionManager {
             }
             #[cfg(any(test, feature = "fault-injection"))]
             ManagerMsg::InjectPanic => panic!("injected panic in partition manager"),
-            ManagerMsg::Restart(tp) => {
-                if !state.args.partitions.runs(&tp)
-                    && state.offsets.contains_key(&tp)
-                    && state.args.live.borrow().owns_partition(&tp)
-                {
-                    let _ = state.start_or_retry(&myself, tp).await;
-                } else {
-                    state.retries.remove(&tp);
-                }
-            }
+            ManagerMsg::RetryDue => state.retry_due(&myself).await,
+            ManagerMsg::Released(tps) => state.released(&myself, tps).await,
             ManagerMsg::Remove { tps, reply } => {
                 state.stop_all(&tps).await;
                 let _ = reply.send(());
@@ -441,7 +622,7 @@ impl Actor for PartitionManager {
                         format!("partition {tp:?} failed {count} times within a minute").into(),
                     );
                 }
-                let _ = state.start_or_retry(&myself, tp).await;
+                state.start_all(&myself, vec![tp]).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(tp) = state.children.remove(&cell.get_id()) {

@@ -2,4 +2,5 @@
 //! watermark), and the manager that claims, starts, hands off and releases them.
 
 pub(crate) mod actor;
+pub(crate) mod error;
 pub(crate) mod manager;

@@ -33,6 +33,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     group_offsets(&store).await;
     leases(&store).await;
     ownership(&store).await;
+    batch_claims(&store).await;
 }
 
 fn lease(node_id: i32, az: &str) -> NodeLease {
@@ -442,8 +443,14 @@ async fn ownership(s: &SharedMetadataStore) {
     let again = s.claim_partition(t.id, 0, ca).await.expect("reclaim a");
     assert_eq!(again.owner_epoch, first.owner_epoch + 1);
     let epochs = s.partition_epochs().await.expect("epochs");
-    assert!(epochs.contains(&((t.id, 0), again.owner_epoch)), "{epochs:?}");
-    assert!(epochs.contains(&((t.id, 1), 0)), "never claimed: {epochs:?}");
+    assert!(
+        epochs.contains(&((t.id, 0), again.owner_epoch)),
+        "{epochs:?}"
+    );
+    assert!(
+        epochs.contains(&((t.id, 1), 0)),
+        "never claimed: {epochs:?}"
+    );
     assert_eq!(
         s.owned_partitions(ca).await.expect("owned"),
         vec![(t.id, 0)]
@@ -563,4 +570,213 @@ async fn ownership(s: &SharedMetadataStore) {
     assert!(g2 != ga && g2 != view.generation);
     s.release_lease(11, a2.incarnation).await.expect("leave");
     s.release_lease(12, b.incarnation).await.expect("leave");
+}
+
+/// A node under a lease registered for a minute.
+async fn registered(s: &SharedMetadataStore, node_id: i32) -> (NodeLease, Claimant) {
+    let l = lease(node_id, "az-a");
+    let generation = s
+        .renew_lease(&l, 60_000)
+        .await
+        .expect("register")
+        .generation;
+    let c = Claimant {
+        node_id,
+        lease_generation: Some(generation),
+    };
+    (l, c)
+}
+
+/// The claim outcomes of a batch, as comparable values: the owner epoch, or the refusal.
+fn outcomes(r: &[MetaResult<PartitionState>]) -> Vec<Result<i64, String>> {
+    r.iter()
+        .map(|o| match o {
+            Ok(st) => Ok(st.owner_epoch),
+            Err(MetaError::OwnedElsewhere { owner }) => Err(format!("owned by {owner}")),
+            Err(MetaError::UnknownPartition(..)) => Err("unknown".into()),
+            Err(MetaError::Invalid(_)) => Err("invalid".into()),
+            Err(e) => Err(format!("unexpected {e}")),
+        })
+        .collect()
+}
+
+/// Claims in batches: each partition is decided on its own under the rules of a single
+/// claim (exclusive under live leases, an expired lease broken once), the state comes with
+/// the claim, and a claimant whose lease is gone claims nothing at all.
+async fn batch_claims(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "batch".into(),
+            partitions: 4,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let p = |i: i32| (t.id, i);
+    let ((a, ca), (b, cb), (c, cc)) = (
+        registered(s, 21).await,
+        registered(s, 22).await,
+        registered(s, 23).await,
+    );
+    let first = s
+        .claim_partitions(ca, vec![p(0), p(1)])
+        .await
+        .expect("claim a");
+    assert!(
+        first.iter().all(|r| r.is_ok()),
+        "free partitions: {first:?}"
+    );
+    let e0 = first[0].as_ref().map(|st| st.owner_epoch).expect("p0");
+    let e1 = first[1].as_ref().map(|st| st.owner_epoch).expect("p1");
+    s.claim_partitions(cc, vec![p(2)]).await.expect("claim c")[0]
+        .as_ref()
+        .expect("p2 is free");
+
+    // Each partition on its own, in the order given.
+    let unknown = (Uuid::new_v4(), 0);
+    let mixed = s
+        .claim_partitions(cb, vec![p(0), p(2), p(3), unknown, p(3)])
+        .await
+        .expect("claim b");
+    let e3 = mixed[2]
+        .as_ref()
+        .map(|st| st.owner_epoch)
+        .expect("p3 is free");
+    assert_eq!(
+        outcomes(&mixed),
+        vec![
+            Err("owned by 21".into()),
+            Err("owned by 23".into()),
+            Ok(e3),
+            Err("unknown".into()),
+            Err("invalid".into()),
+        ]
+    );
+    // The holder's own re-claim (a restarted actor) is allowed and bumps the epoch.
+    let again = s
+        .claim_partitions(ca, vec![p(1), p(0)])
+        .await
+        .expect("reclaim a");
+    assert_eq!(outcomes(&again), vec![Ok(e1 + 1), Ok(e0 + 1)]);
+
+    // The claim returns the partition's state: offsets and idempotent producers.
+    let pid = s.allocate_producer_id().await.expect("pid");
+    let out = s
+        .commit_appends(vec![PartitionAppend {
+            topic_id: t.id,
+            partition: 1,
+            owner_epoch: e1 + 1,
+            batches: (0..7)
+                .map(|i| batch(i, i, "bc", i as u64 * 100, (pid, 0, i as i32)))
+                .collect(),
+            producers: vec![ProducerRecord {
+                producer_id: pid,
+                producer_epoch: 0,
+                last_sequence: 6,
+                last_offset: 6,
+            }],
+        }])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![AppendOutcome::Committed]);
+    let loaded = s
+        .claim_partitions(ca, vec![p(0), p(1)])
+        .await
+        .expect("reclaim a");
+    let (s0, s1) = match &loaded[..] {
+        [Ok(s0), Ok(s1)] => (s0, s1),
+        other => panic!("expected two claims, got {other:?}"),
+    };
+    assert_eq!((s0.high_watermark, s0.producers.len()), (0, 0));
+    assert_eq!((s1.owner_epoch, s1.high_watermark), (e1 + 2, 7));
+    assert_eq!(s1.producers.len(), 1);
+    assert_eq!(s1.producers[0].last_sequence, 6);
+    assert_eq!(
+        s1.producer_batches
+            .iter()
+            .map(|b| b.base_sequence)
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4, 5, 6],
+        "last five batches, oldest first"
+    );
+
+    // An expired holder is taken over (its lease broken), a live one is not.
+    s.renew_lease(&c, 1).await.expect("short renewal");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let taken = s
+        .claim_partitions(cb, vec![p(0), p(2)])
+        .await
+        .expect("claim b");
+    assert!(matches!(
+        taken[0],
+        Err(MetaError::OwnedElsewhere { owner: 21 })
+    ));
+    assert!(taken[1].is_ok(), "from the expired lease: {:?}", taken[1]);
+    let view = s.renew_lease(&c, 60_000).await.expect("renew c");
+    assert_ne!(
+        Some(view.generation),
+        cc.lease_generation,
+        "c's lease was broken"
+    );
+
+    // A claimant whose lease is gone claims nothing, not even free partitions.
+    let held_by_b = {
+        let mut v = s.owned_partitions(cb).await.expect("owned");
+        v.sort();
+        v
+    };
+    assert_eq!(held_by_b, vec![p(2), p(3)]);
+    for stale in [
+        cc,
+        Claimant {
+            lease_generation: ca.lease_generation.map(|g| g + 1000),
+            ..ca
+        },
+    ] {
+        assert!(matches!(
+            s.claim_partitions(stale, vec![p(3), p(2)]).await,
+            Err(MetaError::LeaseLost { .. })
+        ));
+    }
+    let mut after = s.owned_partitions(cb).await.expect("owned");
+    after.sort();
+    assert_eq!(after, held_by_b);
+
+    // A batch release frees only the releaser's own, and fences its epochs.
+    assert_eq!(
+        s.release_partitions(ca, vec![p(0), p(1), p(2)])
+            .await
+            .expect("release"),
+        2
+    );
+    let moved = s
+        .claim_partitions(cb, vec![p(0), p(1)])
+        .await
+        .expect("claim b");
+    assert!(moved.iter().all(|r| r.is_ok()), "released: {moved:?}");
+    let stale = PartitionAppend {
+        topic_id: t.id,
+        partition: 1,
+        owner_epoch: e1 + 2,
+        batches: vec![batch(7, 7, "bc2", 0, (-1, -1, -1))],
+        producers: vec![],
+    };
+    assert_eq!(
+        s.commit_appends(vec![stale]).await.expect("commit"),
+        vec![AppendOutcome::Fenced]
+    );
+    let mut all = s.owned_partitions(cb).await.expect("owned");
+    all.sort();
+    assert_eq!(all, vec![p(0), p(1), p(2), p(3)]);
+    assert!(s
+        .claim_partitions(cb, Vec::new())
+        .await
+        .expect("empty")
+        .is_empty());
+
+    for l in [a, b, c] {
+        s.release_lease(l.node_id, l.incarnation)
+            .await
+            .expect("leave");
+    }
 }

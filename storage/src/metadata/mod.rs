@@ -7,12 +7,14 @@
 //! one test suite ([`conformance`]).
 //!
 //! Ownership: a partition (or a consumer group) is claimed with
-//! [`MetadataStore::claim_partition`] ([`MetadataStore::claim_group`]) by a [`Claimant`]: a
-//! node under one generation of its lease. A claim succeeds only when the thing is free
-//! (never owned, or released), already the claimant's, or held under a lease that has
-//! expired on the store's clock; taking it from an expired lease *breaks* that lease (gives
-//! its row a new generation), so its holder learns at its next renewal that everything it
-//! held under the old generation is gone. So at most one live lease holds a thing at a time.
+//! [`MetadataStore::claim_partition`] (many at once, in one transaction, with
+//! [`MetadataStore::claim_partitions`]; a group with [`MetadataStore::claim_group`]) by a
+//! [`Claimant`]: a node under one generation of its lease. A claim succeeds only when the
+//! thing is free (never owned, or released), already the claimant's, or held under a lease
+//! that has expired on the store's clock; taking it from an expired lease *breaks* that
+//! lease (gives its row a new generation), so its holder learns at its next renewal that
+//! everything it held under the old generation is gone. So at most one live lease holds a
+//! thing at a time.
 //!
 //! Fencing: every write to a partition (or a group's offsets) carries the owner epoch its
 //! writer claimed; a write with an older epoch is refused, so a stale owner can never write
@@ -187,6 +189,13 @@ impl Claimant {
 /// A partition: topic id and index.
 pub type PartitionKey = (Uuid, i32);
 
+/// The refusal of a partition listed again in one [`MetadataStore::claim_partitions`].
+fn listed_twice((topic_id, partition): PartitionKey) -> MetaError {
+    MetaError::Invalid(format!(
+        "partition {partition} of topic {topic_id} is listed twice in one claim"
+    ))
+}
+
 /// What a lease renewal returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseView {
@@ -327,13 +336,31 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn create_partitions(&self, name: &str, total: i32) -> MetaResult<TopicRecord>;
     /// Takes ownership of a partition (see the module documentation for when that is
     /// allowed; otherwise [`MetaError::OwnedElsewhere`] or [`MetaError::LeaseLost`]): bumps
-    /// its owner epoch and returns its state.
+    /// its owner epoch and returns its state. A batch of one
+    /// ([`MetadataStore::claim_partitions`]).
     async fn claim_partition(
         &self,
         topic_id: Uuid,
         partition: i32,
         claimant: Claimant,
-    ) -> MetaResult<PartitionState>;
+    ) -> MetaResult<PartitionState> {
+        self.claim_partitions(claimant, vec![(topic_id, partition)])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(MetaError::Database("a claim without an outcome".into())))
+    }
+    /// Claims many partitions in one transaction, each under the rules of
+    /// [`MetadataStore::claim_partition`] and on its own: one result per listed partition,
+    /// in the order given, either its state under its new owner epoch or why it was refused
+    /// ([`MetaError::OwnedElsewhere`], [`MetaError::UnknownPartition`], or
+    /// [`MetaError::Invalid`] for a partition listed twice, whose first listing counts).
+    /// Fails as a whole, claiming nothing, with [`MetaError::LeaseLost`] when the claimant's
+    /// lease is not live under its generation, or when the database fails.
+    async fn claim_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>>;
     /// Gives up partitions the claimant holds (others are left alone), bumping their owner
     /// epochs so that nothing in flight from the old owner can commit. Returns how many.
     async fn release_partitions(

@@ -437,18 +437,23 @@ fn timed_out() -> MetaError {
 const BATCH_COLUMNS: &str = "b.base_offset, b.last_offset, b.object_key, o.size_bytes, b.byte_offset, b.byte_len, b.max_timestamp, b.producer_id, b.producer_epoch, b.base_sequence, b.last_sequence";
 
 fn batch_row(r: &Row) -> Result<BatchCoordinate, tokio_postgres::Error> {
+    batch_row_at(r, 0)
+}
+
+/// A [`BatchCoordinate`] from [`BATCH_COLUMNS`] starting at column `first` of `r`.
+fn batch_row_at(r: &Row, first: usize) -> Result<BatchCoordinate, tokio_postgres::Error> {
     Ok(BatchCoordinate {
-        base_offset: r.try_get(0)?,
-        last_offset: r.try_get(1)?,
-        object_key: r.try_get(2)?,
-        object_size: r.try_get::<_, i64>(3)? as u64,
-        byte_offset: r.try_get::<_, i64>(4)? as u64,
-        byte_len: r.try_get::<_, i64>(5)? as u32,
-        max_timestamp: r.try_get(6)?,
-        producer_id: r.try_get(7)?,
-        producer_epoch: r.try_get(8)?,
-        base_sequence: r.try_get(9)?,
-        last_sequence: r.try_get(10)?,
+        base_offset: r.try_get(first)?,
+        last_offset: r.try_get(first + 1)?,
+        object_key: r.try_get(first + 2)?,
+        object_size: r.try_get::<_, i64>(first + 3)? as u64,
+        byte_offset: r.try_get::<_, i64>(first + 4)? as u64,
+        byte_len: r.try_get::<_, i64>(first + 5)? as u32,
+        max_timestamp: r.try_get(first + 6)?,
+        producer_id: r.try_get(first + 7)?,
+        producer_epoch: r.try_get(first + 8)?,
+        base_sequence: r.try_get(first + 9)?,
+        last_sequence: r.try_get(first + 10)?,
     })
 }
 
@@ -704,50 +709,92 @@ async fn commit_appends_tx(
     Ok(outcomes)
 }
 
-async fn claim_partition_tx(
-    tx: &Tx<'_>,
-    topic_id: Uuid,
-    partition: i32,
-    claimant: Claimant,
-) -> TxResult<PartitionState> {
-    let (owner_epoch, log_start_offset, high_watermark) =
-        ownership::claim_partition_row(tx, topic_id, partition, claimant).await?;
-    // The partition row stays locked until commit, so no append can slip in between.
-    let producers_sql = "SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id";
+/// Producer state and recent batches of the partitions in `keys` (sorted), by partition.
+type ClaimedProducers = (
+    HashMap<PartitionKey, Vec<ProducerRecord>>,
+    HashMap<PartitionKey, Vec<BatchCoordinate>>,
+);
+
+/// Every producer of the partitions in `keys` and the last [`PRODUCER_BATCHES_KEPT`]
+/// batches of each, oldest first: two statements for the whole batch.
+async fn claimed_producers(tx: &Tx<'_>, keys: &[PartitionKey]) -> TxResult<ClaimedProducers> {
+    let mut producers: HashMap<PartitionKey, Vec<ProducerRecord>> = HashMap::new();
+    let mut batches: HashMap<PartitionKey, Vec<BatchCoordinate>> = HashMap::new();
+    if keys.is_empty() {
+        return Ok((producers, batches));
+    }
+    const OF_KEYS: &str = "FROM producers p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition";
+    let producers_sql = format!("SELECT p.topic_id, p.partition, p.producer_id, p.producer_epoch, p.last_sequence, p.last_offset {OF_KEYS} ORDER BY p.topic_id, p.partition, p.producer_id");
     let batches_sql = format!(
-        "SELECT x.* FROM producers p CROSS JOIN LATERAL ({}) x WHERE p.topic_id = $1 AND p.partition = $2 ORDER BY p.producer_id, x.base_offset",
+        "SELECT p.topic_id, p.partition, x.* {OF_KEYS} CROSS JOIN LATERAL ({}) x ORDER BY p.topic_id, p.partition, p.producer_id, x.base_offset",
         batch_query(
             "WHERE b.topic_id = p.topic_id AND b.partition = p.partition AND b.producer_id = p.producer_id ORDER BY b.base_offset DESC LIMIT $3"
         )
     );
     let (producers_stmt, batches_stmt) = futures::try_join!(
-        tx.prepare_cached(producers_sql),
+        tx.prepare_cached(&producers_sql),
         tx.prepare_cached(&batches_sql)
     )?;
-    let producer_params: [&(dyn ToSql + Sync); 2] = [&topic_id, &partition];
-    let batch_params: [&(dyn ToSql + Sync); 3] = [&topic_id, &partition, &PRODUCER_BATCHES_KEPT];
+    let (topics, indexes): (Vec<Uuid>, Vec<i32>) = keys.iter().copied().unzip();
+    let producer_params: [&(dyn ToSql + Sync); 2] = [&topics, &indexes];
+    let batch_params: [&(dyn ToSql + Sync); 3] = [&topics, &indexes, &PRODUCER_BATCHES_KEPT];
     let (producer_rows, batch_rows_) = futures::try_join!(
         tx.query(&producers_stmt, &producer_params),
         tx.query(&batches_stmt, &batch_params),
     )?;
-    let producers = producer_rows
+    for r in &producer_rows {
+        producers
+            .entry((r.try_get(0)?, r.try_get(1)?))
+            .or_default()
+            .push(ProducerRecord {
+                producer_id: r.try_get(2)?,
+                producer_epoch: r.try_get(3)?,
+                last_sequence: r.try_get(4)?,
+                last_offset: r.try_get(5)?,
+            });
+    }
+    for r in &batch_rows_ {
+        batches
+            .entry((r.try_get(0)?, r.try_get(1)?))
+            .or_default()
+            .push(batch_row_at(r, 2)?);
+    }
+    Ok((producers, batches))
+}
+
+/// [`MetadataStore::claim_partitions`] in one transaction: the ownership decision for all
+/// rows ([`ownership::claim_partition_rows`]), then the state of those claimed. Their rows
+/// stay locked until commit, so no append can slip in between.
+async fn claim_partitions_tx(
+    tx: &Tx<'_>,
+    claimant: Claimant,
+    keys: &[PartitionKey],
+) -> TxResult<Vec<MetaResult<PartitionState>>> {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut rows = ownership::claim_partition_rows(tx, claimant, &sorted).await?;
+    sorted.retain(|k| rows.get(k).is_some_and(|r| r.is_ok()));
+    let (mut producers, mut batches) = claimed_producers(tx, &sorted).await?;
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    Ok(keys
         .iter()
-        .map(|r| {
-            Ok(ProducerRecord {
-                producer_id: r.try_get(0)?,
-                producer_epoch: r.try_get(1)?,
-                last_sequence: r.try_get(2)?,
-                last_offset: r.try_get(3)?,
+        .map(|&key| {
+            if !seen.insert(key) {
+                return Err(listed_twice(key));
+            }
+            let (owner_epoch, log_start_offset, high_watermark) = rows
+                .remove(&key)
+                .unwrap_or(Err(MetaError::UnknownPartition(key.0, key.1)))?;
+            Ok(PartitionState {
+                owner_epoch,
+                log_start_offset,
+                high_watermark,
+                producers: producers.remove(&key).unwrap_or_default(),
+                producer_batches: batches.remove(&key).unwrap_or_default(),
             })
         })
-        .collect::<Result<_, tokio_postgres::Error>>()?;
-    Ok(PartitionState {
-        owner_epoch,
-        log_start_offset,
-        high_watermark,
-        producers,
-        producer_batches: batch_rows(&batch_rows_)?,
-    })
+        .collect())
 }
 
 async fn delete_records_tx(
@@ -944,14 +991,20 @@ impl MetadataStore for PostgresStore {
         .await
     }
 
-    async fn claim_partition(
+    async fn claim_partitions(
         &self,
-        topic_id: Uuid,
-        partition: i32,
         claimant: Claimant,
-    ) -> MetaResult<PartitionState> {
-        self.with_tx(move |tx| Box::pin(claim_partition_tx(tx, topic_id, partition, claimant)))
-            .await
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partitions = Arc::new(partitions);
+        self.with_tx(move |tx| {
+            let partitions = partitions.clone();
+            Box::pin(async move { claim_partitions_tx(tx, claimant, &partitions).await })
+        })
+        .await
     }
 
     async fn release_partitions(
@@ -1111,7 +1164,10 @@ impl MetadataStore for PostgresStore {
 
     async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {
         let rows = self
-            .query("SELECT topic_id, partition, owner_epoch FROM partitions", &[])
+            .query(
+                "SELECT topic_id, partition, owner_epoch FROM partitions",
+                &[],
+            )
             .await?;
         rows.iter()
             .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))

@@ -321,6 +321,66 @@ fn partition_row(
     .map_err(db)
 }
 
+/// Claims one partition of a batch: its state, or why it was refused (the outer error is
+/// a failure of the whole transaction).
+fn claim_one(
+    tx: &Transaction<'_>,
+    (topic_id, partition): PartitionKey,
+    claimant: Claimant,
+) -> MetaResult<MetaResult<PartitionState>> {
+    match ownership::claim_partition_row(tx, topic_id, partition, claimant) {
+        Ok(()) => claimed_state(tx, topic_id, partition).map(Ok),
+        Err(e @ (MetaError::OwnedElsewhere { .. } | MetaError::UnknownPartition(..))) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state of a partition just claimed: offsets, owner epoch, producers and each
+/// producer's most recent batches.
+fn claimed_state(
+    tx: &Transaction<'_>,
+    topic_id: Uuid,
+    partition: i32,
+) -> MetaResult<PartitionState> {
+    let id = topic_id.to_string();
+    let (owner_epoch, log_start_offset, high_watermark) =
+        partition_row(tx, topic_id, partition)?
+            .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
+    let producers: Vec<ProducerRecord> = {
+        let mut stmt = tx
+            .prepare_cached("SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = ?1 AND partition = ?2")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![id, partition], |r| {
+                Ok(ProducerRecord {
+                    producer_id: r.get(0)?,
+                    producer_epoch: r.get::<_, i64>(1)? as i16,
+                    last_sequence: r.get::<_, i64>(2)? as i32,
+                    last_offset: r.get(3)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
+    };
+    let mut producer_batches = Vec::new();
+    for p in &producers {
+        let mut recent = query_batches(
+            tx,
+            "WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.producer_id = ?3 ORDER BY b.base_offset DESC LIMIT ?4",
+            &[&id, &partition, &p.producer_id, &PRODUCER_BATCHES_KEPT],
+        )?;
+        recent.reverse();
+        producer_batches.extend(recent);
+    }
+    Ok(PartitionState {
+        owner_epoch,
+        log_start_offset,
+        high_watermark,
+        producers,
+        producer_batches,
+    })
+}
+
 /// Subtracts the bytes of the batches selected by `filter` from their objects' live bytes.
 fn release_object_bytes(
     tx: &Transaction<'_>,
@@ -538,50 +598,26 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn claim_partition(
+    async fn claim_partitions(
         &self,
-        topic_id: Uuid,
-        partition: i32,
         claimant: Claimant,
-    ) -> MetaResult<PartitionState> {
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
         self.with_tx(move |tx| {
-            let id = topic_id.to_string();
-            ownership::claim_partition_row(tx, topic_id, partition, claimant)?;
-            let (owner_epoch, log_start_offset, high_watermark) = partition_row(tx, topic_id, partition)?
-                .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
-            let producers: Vec<ProducerRecord> = {
-                let mut stmt = tx
-                    .prepare_cached("SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = ?1 AND partition = ?2")
-                    .map_err(db)?;
-                let rows = stmt
-                    .query_map(params![id, partition], |r| {
-                        Ok(ProducerRecord {
-                            producer_id: r.get(0)?,
-                            producer_epoch: r.get::<_, i64>(1)? as i16,
-                            last_sequence: r.get::<_, i64>(2)? as i32,
-                            last_offset: r.get(3)?,
-                        })
-                    })
-                    .map_err(db)?;
-                rows.collect::<Result<_, _>>().map_err(db)?
-            };
-            let mut producer_batches = Vec::new();
-            for p in &producers {
-                let mut recent = query_batches(
-                    tx,
-                    "WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.producer_id = ?3 ORDER BY b.base_offset DESC LIMIT ?4",
-                    &[&id, &partition, &p.producer_id, &PRODUCER_BATCHES_KEPT],
-                )?;
-                recent.reverse();
-                producer_batches.extend(recent);
-            }
-            Ok(PartitionState {
-                owner_epoch,
-                log_start_offset,
-                high_watermark,
-                producers,
-                producer_batches,
-            })
+            ownership::check_own_lease(tx, claimant)?;
+            let mut seen = std::collections::HashSet::with_capacity(partitions.len());
+            partitions
+                .into_iter()
+                .map(|key| {
+                    if !seen.insert(key) {
+                        return Ok(Err(listed_twice(key)));
+                    }
+                    claim_one(tx, key, claimant)
+                })
+                .collect()
         })
         .await
     }

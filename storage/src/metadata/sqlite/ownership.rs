@@ -23,8 +23,32 @@ pub(super) fn next_generation(tx: &Transaction<'_>) -> MetaResult<i64> {
     .map_err(db)
 }
 
-/// Fails unless `me` may take what `owner` holds under `owner_generation` (free, its own,
-/// or under a lease that is gone or expired, which is then broken).
+/// Fails with [`MetaError::LeaseLost`] unless the claimant's lease is live under the
+/// generation it claims with.
+pub(super) fn check_own_lease(tx: &Transaction<'_>, me: Claimant) -> MetaResult<()> {
+    let Some(mine) = me.lease_generation else {
+        return Ok(());
+    };
+    let own_live = tx
+        .query_row(
+            "SELECT 1 FROM node_leases WHERE node_id = ?1 AND generation = ?2 AND expires_ms > ?3",
+            params![me.node_id, mine, crate::now_ms()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(db)?;
+    match own_live {
+        Some(()) => Ok(()),
+        None => Err(MetaError::LeaseLost {
+            node_id: me.node_id,
+            generation: mine,
+        }),
+    }
+}
+
+/// Fails with [`MetaError::OwnedElsewhere`] unless `me` may take what `owner` holds under
+/// `owner_generation` (free, its own, or under a lease that is gone or expired, which is
+/// then broken). The caller has checked `me`'s own lease ([`check_own_lease`]).
 fn take_check(
     tx: &Transaction<'_>,
     owner: i32,
@@ -34,21 +58,6 @@ fn take_check(
     let Some(mine) = me.lease_generation else {
         return Ok(());
     };
-    let now = crate::now_ms();
-    let own_live = tx
-        .query_row(
-            "SELECT 1 FROM node_leases WHERE node_id = ?1 AND generation = ?2 AND expires_ms > ?3",
-            params![me.node_id, mine, now],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(db)?;
-    if own_live.is_none() {
-        return Err(MetaError::LeaseLost {
-            node_id: me.node_id,
-            generation: mine,
-        });
-    }
     if owner < 0 || (owner == me.node_id && owner_generation == mine) {
         return Ok(());
     }
@@ -62,7 +71,7 @@ fn take_check(
         .map_err(db)?;
     match expires {
         None => Ok(()),
-        Some(e) if e <= now => {
+        Some(e) if e <= crate::now_ms() => {
             let g = next_generation(tx)?;
             tx.execute(
                 "UPDATE node_leases SET generation = ?3 WHERE node_id = ?1 AND generation = ?2",
@@ -75,7 +84,8 @@ fn take_check(
     }
 }
 
-/// Claims a partition's row (the caller reads its new state).
+/// Claims a partition's row (the caller reads its new state). The caller has checked the
+/// claimant's own lease ([`check_own_lease`]) in the same transaction.
 pub(super) fn claim_partition_row(
     tx: &Transaction<'_>,
     topic_id: Uuid,
@@ -84,19 +94,20 @@ pub(super) fn claim_partition_row(
 ) -> MetaResult<()> {
     let id = topic_id.to_string();
     let (owner, owner_generation): (i32, i64) = tx
-        .query_row(
+        .prepare_cached(
             "SELECT owner_node, owner_generation FROM partitions WHERE topic_id = ?1 AND partition = ?2",
-            params![id, partition],
-            |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()
+        .and_then(|mut s| {
+            s.query_row(params![id, partition], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(db)?
         .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
     take_check(tx, owner, owner_generation, me)?;
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = ?3, owner_generation = ?4 WHERE topic_id = ?1 AND partition = ?2",
-        params![id, partition, me.node_id, generation(me)],
     )
+    .and_then(|mut s| s.execute(params![id, partition, me.node_id, generation(me)]))
     .map_err(db)?;
     Ok(())
 }
@@ -163,6 +174,7 @@ pub(super) fn claim_group(tx: &Transaction<'_>, group: &str, me: Claimant) -> Me
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(db)?;
+    check_own_lease(tx, me)?;
     take_check(tx, owner, owner_generation, me)?;
     tx.query_row(
         "UPDATE group_owners SET owner_epoch = owner_epoch + 1, owner_node = ?2, owner_generation = ?3 WHERE group_id = ?1 RETURNING owner_epoch",

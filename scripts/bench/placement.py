@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Placement and hand-off of many partitions in a cluster on PostgreSQL and an S3 server.
+
+    scripts/bench/placement.sh                      # 10,000 partitions (builds first)
+    BUILD=0 scripts/bench/placement.sh --partitions 500 --topics 5
+
+Starts PostgreSQL (initdb in a temp dir) and moto's S3 server exactly as the cluster tests
+do (integration/tests_py: pgserver.py, s3server.py, cluster.py), then release `inkless
+serve` nodes in cluster mode on 127.0.0.100 and 127.0.0.101 (node ids 90 and 91), and
+measures, by polling each node's `inkless_partitions` gauge on its admin /metrics:
+
+1. create:  node A alone; one CreateTopics request for all topics (PARTITIONS in total,
+            spread evenly over TOPICS topics) until A runs every partition.
+2. place:   A is stopped (SIGTERM) and started again; from the start of the process
+            until it runs every partition (Node::place at startup). The SIGTERM before
+            it is reported as "leave (alone)".
+3. join:    node B starts; from B's start until the two nodes together run every
+            partition with B running some (about half moved from A to B).
+4. leave:   A leaves gracefully (SIGTERM); from the signal until B runs every partition.
+
+Prints one line per phase and a RESULT_JSON line. Exit status 1 if a phase timed out or a
+node died. Every process started here is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "integration" / "tests_py"
+
+# The test harness reads these when it is imported: the release binary, and enough time
+# for a node that runs many partitions to stop.
+os.environ.setdefault(
+    "INKLESS_BIN",
+    str(Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "inkless-target")
+        / "release" / "inkless"),
+)
+os.environ.setdefault("INKLESS_TEST_STOP_TIMEOUT", "600")
+os.environ.setdefault("INKLESS_TEST_START_TIMEOUT", "120")
+sys.path.insert(0, str(TESTS))
+
+from cluster import Cluster  # noqa: E402
+from pgserver import PgServer  # noqa: E402
+from s3server import MotoServer  # noqa: E402
+
+# Node ids whose hosts (127.0.0.{10 + id}) are 127.0.0.100 and .101.
+NODE_A = 90
+NODE_B = 91
+POLL_S = 0.05
+
+
+class BenchFailed(Exception):
+    """A phase did not finish in time, or a node died."""
+
+
+def running(node) -> int | None:
+    """The node's `inkless_partitions` gauge, or None while its admin endpoint does not
+    answer (it starts serving once the node's first placement is done)."""
+    url = f"http://{node.host}:{node.admin_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            body = r.read().decode()
+    except OSError:
+        return None
+    for line in body.splitlines():
+        if line.startswith("inkless_partitions "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def wait_until(what: str, done, nodes, timeout: float) -> float:
+    """Polls `done(counts)` (counts: one gauge per node, None if it did not answer) until it
+    is true; returns the seconds it took."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout:
+        for n in nodes:
+            if not n.alive():
+                raise BenchFailed(f"{what}: {n.name} died; log {n.log_path}")
+        counts = [running(n) for n in nodes]
+        last = counts
+        if done(counts):
+            return time.monotonic() - t0
+        time.sleep(POLL_S)
+    raise BenchFailed(f"{what}: not done within {timeout:.0f} s (last counts {last})")
+
+
+def create_topics(bootstrap: str, topics: int, total: int, timeout: float) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(min(timeout, 300) * 1000)})
+    per, extra = divmod(total, topics)
+    new = [NewTopic(f"placement-{i}", per + (1 if i < extra else 0), 1) for i in range(topics)]
+    futures = admin.create_topics(new, request_timeout=timeout, operation_timeout=timeout)
+    for name, f in futures.items():
+        f.result(timeout=timeout)
+
+
+def phase(results: dict, name: str, seconds: float, note: str) -> None:
+    results[name] = round(seconds, 3)
+    print(f"{name:<16} {seconds:9.2f} s   {note}", flush=True)
+
+
+def run(args, root: Path, results: dict) -> None:
+    pg = PgServer()
+    moto = MotoServer(root / "moto.log")
+    try:
+        pg.start()
+        pg.create_database("placement")
+        moto.start()
+        moto.create_bucket("placement")
+        cluster = Cluster(root, pg.url("placement"), moto.endpoint, "placement")
+        try:
+            measure(args, cluster, results)
+        finally:
+            cluster.stop_all()
+    finally:
+        moto.stop()
+        pg.stop()
+
+
+def measure(args, cluster: Cluster, results: dict) -> None:
+    total, timeout = args.partitions, args.timeout
+    a = cluster.add(NODE_A, "az1")
+    a.start()
+    wait_until("start A", lambda c: c[0] is not None, [a], timeout)
+
+    t0 = time.monotonic()
+    create_topics(a.bootstrap, args.topics, total, timeout)
+    answered = time.monotonic() - t0
+    wait_until("create", lambda c: c[0] == total, [a], timeout)
+    phase(results, "create", time.monotonic() - t0,
+          f"{args.topics} topics, {total} partitions on one node (CreateTopics answered after {answered:.2f} s)")
+
+    t0 = time.monotonic()
+    rc = a.stop()
+    if rc != 0:
+        raise BenchFailed(f"A exited with {rc} after SIGTERM; log {a.log_path}")
+    phase(results, "leave_alone", time.monotonic() - t0, f"SIGTERM of the only node until it exited ({total} partitions)")
+
+    t0 = time.monotonic()
+    a.start()
+    wait_until("place", lambda c: c[0] == total, [a], timeout)
+    phase(results, "place", time.monotonic() - t0, f"node start until it runs all {total} partitions")
+
+    b = cluster.add(NODE_B, "az1")
+    t0 = time.monotonic()
+    b.start()
+    wait_until("join", lambda c: None not in c and c[1] > 0 and c[0] + c[1] == total, [a, b], timeout)
+    moved = running(b)
+    phase(results, "join", time.monotonic() - t0,
+          f"second node start until the two run all {total} partitions ({moved} moved to it)")
+    results["moved_on_join"] = moved
+
+    t0 = time.monotonic()
+    a.proc.send_signal(15)
+    wait_until("leave", lambda c: c[0] == total, [b], timeout)
+    phase(results, "leave", time.monotonic() - t0,
+          f"SIGTERM of the first node until the second runs all {total} partitions")
+    rc = a.proc.wait(timeout=timeout)
+    if rc != 0:
+        raise BenchFailed(f"A exited with {rc} after SIGTERM; log {a.log_path}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--partitions", type=int, default=10_000, help="partitions in total (default 10000)")
+    p.add_argument("--topics", type=int, default=10, help="topics they are spread over (default 10)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds each phase may take (default 900)")
+    p.add_argument("--out", help="directory for logs (default: a new temp dir, kept)")
+    args = p.parse_args()
+    if args.partitions < args.topics or args.topics < 1:
+        p.error("need at least one partition per topic")
+    root = Path(args.out or tempfile.mkdtemp(prefix="inkless-placement."))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"placement: {args.partitions} partitions in {args.topics} topics; binary "
+          f"{os.environ['INKLESS_BIN']}; logs in {root}", flush=True)
+    results: dict = {"partitions": args.partitions, "topics": args.topics}
+    status = 0
+    try:
+        run(args, root, results)
+    except BenchFailed as e:
+        print(f"placement: FAILED: {e}", file=sys.stderr)
+        status = 1
+    except BaseException as e:  # pytest.fail() from the harness raises a BaseException
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        print(f"placement: FAILED: {e}", file=sys.stderr)
+        status = 1
+    print("RESULT_JSON " + json.dumps(results), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
