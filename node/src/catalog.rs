@@ -270,6 +270,8 @@ struct Tables {
 pub struct Catalog {
     store: SharedMetadataStore,
     tables: Arc<RwLock<Tables>>,
+    /// Every partition's owner epoch (Kafka's leader epoch) as of the last load or refresh.
+    epochs: Arc<RwLock<HashMap<inkless_actors::TopicPartition, i64>>>,
     default_max_message_bytes: i64,
 }
 
@@ -282,11 +284,13 @@ impl Catalog {
         let c = Self {
             store,
             tables: Arc::default(),
+            epochs: Arc::default(),
             default_max_message_bytes,
         };
         for t in c.store.list_topics().await? {
             c.put(t);
         }
+        c.refresh_epochs().await?;
         Ok(c)
     }
 
@@ -304,9 +308,36 @@ impl Catalog {
         t
     }
 
+    /// Re-reads every partition's owner epoch from the store.
+    async fn refresh_epochs(&self) -> Result<(), MetaError> {
+        let epochs = self
+            .store
+            .partition_epochs()
+            .await?
+            .into_iter()
+            .map(|((topic_id, partition), epoch)| {
+                let tp = inkless_actors::TopicPartition {
+                    topic_id,
+                    partition,
+                };
+                (tp, epoch)
+            })
+            .collect();
+        *self.epochs.write() = epochs;
+        Ok(())
+    }
+
+    /// The owner epoch of a partition as of the last refresh (another node's partition:
+    /// this node's own are known exactly by its registry).
+    pub fn owner_epoch(&self, tp: &inkless_actors::TopicPartition) -> Option<i64> {
+        self.epochs.read().get(tp).copied()
+    }
+
     /// Re-reads every topic from the store, picking up other nodes' creations, deletions
-    /// and config changes. Skipped (returns false) when a local change raced with it.
+    /// and config changes, and every partition's owner epoch. Skipped (returns false) when
+    /// a local change raced with it.
     pub async fn refresh(&self) -> Result<bool, MetaError> {
+        self.refresh_epochs().await?;
         let generation = self.tables.read().generation;
         let records = self.store.list_topics().await?;
         let mut fresh = Tables {

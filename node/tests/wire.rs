@@ -812,7 +812,8 @@ fn describe_topic_partitions_pages_through_topics_in_name_order() {
         )
     );
     let p = &r.topics[1].partitions[0];
-    assert_eq!((p.leader_id, p.leader_epoch), (BrokerId(0), 0));
+    assert_eq!(p.leader_id, BrokerId(0));
+    assert!(p.leader_epoch > 0, "the owner epoch of its claim");
     assert_eq!(
         (&p.replica_nodes[..], &p.isr_nodes[..]),
         (&[BrokerId(0)][..], &[BrokerId(0)][..])
@@ -1530,5 +1531,83 @@ fn create_topics_takes_replica_assignments_naming_live_brokers() {
         create(&mut c, "with-count", 2, -1, &[&[3], &[3]]).0,
         42,
         "INVALID_REQUEST: numPartitions must be -1 with an assignment"
+    );
+}
+
+#[test]
+fn leader_epochs_are_owner_epochs_and_stale_ones_are_fenced() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "epochs", 1, &[]);
+    assert_eq!(produce(&mut c, "epochs", 0, records(3, 10)).error_code, 0);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name("epochs"))),
+    ]));
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let epoch = md.topics[0].partitions[0].leader_epoch;
+    assert!(epoch > 0, "a claimed partition has an owner epoch");
+
+    let fetch_at = |c: &mut Conn, current: i32| -> i16 {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name("epochs"))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+        r.responses[0].partitions[0].error_code
+    };
+    assert_eq!(fetch_at(&mut c, epoch), 0);
+    assert_eq!(fetch_at(&mut c, -1), 0, "no epoch: no check");
+    assert_eq!(fetch_at(&mut c, epoch - 1), 74, "FENCED_LEADER_EPOCH");
+    assert_eq!(fetch_at(&mut c, epoch + 1), 75, "UNKNOWN_LEADER_EPOCH");
+
+    let list_at = |c: &mut Conn, current: i32| -> (i16, i32, i64) {
+        let req = ListOffsetsRequest::default().with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name("epochs"))
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(current)
+                    .with_timestamp(-1)]),
+        ]);
+        let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req);
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.offset)
+    };
+    assert_eq!(list_at(&mut c, epoch), (0, epoch, 3));
+    assert_eq!(list_at(&mut c, epoch - 1).0, 74, "FENCED_LEADER_EPOCH");
+
+    let end_of = |c: &mut Conn, leader_epoch: i32| -> (i16, i32, i64) {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(name("epochs"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(epoch)
+                            .with_leader_epoch(leader_epoch),
+                    ]),
+            ]);
+        let r: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, &req);
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(
+        end_of(&mut c, epoch),
+        (0, epoch, 3),
+        "the log never diverges"
+    );
+    assert_eq!(end_of(&mut c, epoch - 1), (0, epoch - 1, 3));
+    assert_eq!(
+        end_of(&mut c, epoch + 1),
+        (0, -1, -1),
+        "a future epoch is unknown"
     );
 }

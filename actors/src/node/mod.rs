@@ -252,6 +252,11 @@ impl Node {
         self.partitions.published_offsets(tps)
     }
 
+    /// The leader epoch (owner epoch) of a partition that runs and may be served here.
+    pub fn local_leader_epoch(&self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.owner_epoch(tp)
+    }
+
     /// How many times this node's lease lapsed so far: a request that waited through a
     /// lapse may have lost its partition meanwhile (see [`crate::cluster::lease`]).
     pub fn lease_lapses(&self) -> u64 {

@@ -206,6 +206,7 @@ impl ManagerState {
             .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
             .clone();
         let queued = QueueCount::default();
+        let owner_epoch = claimed.owner_epoch;
         let start = PartitionStart {
             claimed,
             args: PartitionArgs {
@@ -235,6 +236,7 @@ impl ManagerState {
                 actor: Mailbox::new(actor, queued),
                 offsets: sender.subscribe(),
                 generation,
+                owner_epoch,
             },
         );
         Ok(())

@@ -28,6 +28,8 @@ pub struct PartitionHandle {
     pub offsets: watch::Receiver<PartitionOffsets>,
     /// The lease generation it was claimed under.
     pub generation: i64,
+    /// The owner epoch its claim gave it: Kafka's leader epoch of the partition.
+    pub owner_epoch: i64,
 }
 
 /// The partition actors running on this node.
@@ -118,6 +120,11 @@ impl PartitionRegistry {
     /// The handle of a partition, if its actor runs here and may serve.
     pub fn get(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
         self.serving(&self.inner.read(), tp).cloned()
+    }
+
+    /// The owner epoch of a partition that runs here and may serve.
+    pub fn owner_epoch(&self, tp: &TopicPartition) -> Option<i64> {
+        self.serving(&self.inner.read(), tp).map(|h| h.owner_epoch)
     }
 
     /// True if the partition's actor runs here and may serve (no handle is cloned).

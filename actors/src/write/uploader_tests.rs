@@ -158,6 +158,7 @@ impl Rig {
                     actor: recorder.clone(),
                     offsets: watch::channel(PartitionOffsets::default()).1,
                     generation: 0,
+                    owner_epoch: 0,
                 },
             );
         }

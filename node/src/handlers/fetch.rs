@@ -37,6 +37,9 @@ struct PartReq {
     tp: Option<TopicPartition>,
     fetch_offset: i64,
     max_bytes: i32,
+    /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH when the client's leader epoch is not
+    /// the partition's (KIP-320).
+    epoch_error: Option<i16>,
 }
 
 struct TopicReq {
@@ -83,6 +86,9 @@ fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<Pa
             0,
             -1,
         ));
+    }
+    if let Some(c) = p.epoch_error {
+        return Some((empty(p.index, c, UNKNOWN_OFFSETS), 0, -1));
     }
     let o = published?;
     o.at_end(p.fetch_offset)
@@ -138,6 +144,9 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
             -1,
         ));
     };
+    if let Some(c) = p.epoch_error {
+        return Located::Done((empty(p.index, c, unknown), 0, -1));
+    }
     let node = &ctx.node;
     // KIP-392: a consumer in another AZ is sent to the node serving the partition there.
     if !rack.is_empty() {
@@ -267,6 +276,7 @@ fn requested(req: &FetchRequest) -> Vec<Wanted> {
                     partition: p.partition,
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
                 })
                 .collect(),
         })
@@ -291,17 +301,23 @@ fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
             let parts = w
                 .parts
                 .iter()
-                .map(|p| PartReq {
-                    index: p.partition,
-                    tp: topic
+                .map(|p| {
+                    let tp = topic
                         .as_ref()
                         .filter(|t| p.partition >= 0 && p.partition < t.record.partitions)
                         .map(|t| TopicPartition {
                             topic_id: t.record.id,
                             partition: p.partition,
+                        });
+                    PartReq {
+                        index: p.partition,
+                        tp,
+                        fetch_offset: p.fetch_offset,
+                        max_bytes: p.max_bytes,
+                        epoch_error: tp.and_then(|tp| {
+                            super::leader_epoch_error(ctx, &tp, p.current_leader_epoch)
                         }),
-                    fetch_offset: p.fetch_offset,
-                    max_bytes: p.max_bytes,
+                    }
                 })
                 .collect();
             TopicReq {

@@ -55,6 +55,8 @@ pub struct WantedPart {
     pub fetch_offset: i64,
     /// Byte limit of this partition.
     pub max_bytes: i32,
+    /// The leader epoch the client knows (-1: none; KIP-320).
+    pub current_leader_epoch: i32,
 }
 
 /// A topic's identity within a session: (topic id, topic name). A session uses ids or
@@ -391,6 +393,7 @@ mod tests {
                     partition,
                     fetch_offset,
                     max_bytes: 1 << 20,
+                    current_leader_epoch: -1,
                 })
                 .collect(),
         }]

@@ -36,12 +36,16 @@ pub fn leader(live: &LiveSet, t: &Topic, p: i32, az: &str) -> Option<i32> {
 }
 
 /// The partitions of a topic as Metadata reports them to a client in `az`.
-fn partitions(live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartition> {
+fn partitions(ctx: &Ctx, live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartition> {
     (0..t.record.partitions)
         .map(|p| {
+            let tp = TopicPartition {
+                topic_id: t.record.id,
+                partition: p,
+            };
             let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_epoch(0);
+                .with_leader_epoch(super::leader_epoch(ctx, &tp));
             match leader(live, t, p, az) {
                 Some(owner) => entry
                     .with_leader_id(BrokerId(owner))
@@ -55,12 +59,12 @@ fn partitions(live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartit
         .collect()
 }
 
-fn topic_entry(live: &LiveSet, t: &Topic, az: &str) -> MetadataResponseTopic {
+fn topic_entry(ctx: &Ctx, live: &LiveSet, t: &Topic, az: &str) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(t.record.name.clone()))))
         .with_topic_id(t.record.id)
         .with_is_internal(crate::catalog::is_internal(&t.record.name))
-        .with_partitions(partitions(live, t, az))
+        .with_partitions(partitions(ctx, live, t, az))
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
@@ -109,7 +113,7 @@ pub async fn handle(
             .catalog
             .all()
             .iter()
-            .map(|t| topic_entry(&live, t, az))
+            .map(|t| topic_entry(ctx, &live, t, az))
             .collect(),
         Some(list) => {
             let auto_create = ctx.config.kafka.auto_create_topics_enable
@@ -122,7 +126,7 @@ pub async fn handle(
                     Some(n) => n.0.to_string(),
                     None => match ctx.catalog.by_id(&want.topic_id) {
                         Some(t) => {
-                            out.push(topic_entry(&live, &t, az));
+                            out.push(topic_entry(ctx, &live, &t, az));
                             continue;
                         }
                         None => {
@@ -141,7 +145,7 @@ pub async fn handle(
                     }
                 }
                 if let Some(t) = ctx.catalog.by_name(&name) {
-                    out.push(topic_entry(&live, &t, az));
+                    out.push(topic_entry(ctx, &live, &t, az));
                     continue;
                 }
                 if validate_topic_name(&name).is_err() {
@@ -162,11 +166,11 @@ pub async fn handle(
                 match super::topics::create_topic(ctx, &name, partitions, BTreeMap::new()).await {
                     Ok(t) => {
                         tracing::info!(topic = %name, partitions, "topic auto-created");
-                        out.push(topic_entry(&live, &t, az))
+                        out.push(topic_entry(ctx, &live, &t, az))
                     }
                     Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {
                         match ctx.catalog.by_name(&name) {
-                            Some(t) => out.push(topic_entry(&live, &t, az)),
+                            Some(t) => out.push(topic_entry(ctx, &live, &t, az)),
                             None => out.push(error_entry(
                                 Some(name),
                                 ResponseError::UnknownTopicOrPartition.code(),

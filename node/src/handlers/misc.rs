@@ -102,21 +102,28 @@ async fn record_at(
 /// Answers ListOffsets. Timestamp lookups are exact for uncompressed batches and at batch
 /// granularity for compressed ones (the batch's first offset; see docs/configuration.md).
 pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // Leader epochs exist from v4; earlier versions must leave the field at its default.
-    let epoch = if version >= 4 { 0 } else { -1 };
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let r = ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
-                .with_leader_epoch(epoch);
-            let r = match tp_of(ctx, t.name.0.as_str(), p.partition_index) {
-                None => r
+                .with_leader_epoch(-1);
+            let tp = tp_of(ctx, t.name.0.as_str(), p.partition_index);
+            // Leader epochs exist from v4; earlier versions leave the field at its default.
+            let r = match tp.filter(|_| version >= 4) {
+                Some(tp) => r.with_leader_epoch(super::leader_epoch(ctx, &tp)),
+                None => r,
+            };
+            let fenced =
+                tp.and_then(|tp| super::leader_epoch_error(ctx, &tp, p.current_leader_epoch));
+            let r = match (tp, fenced) {
+                (None, _) => r
                     .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                     .with_offset(-1)
                     .with_timestamp(-1),
-                Some(tp) => match list_one(ctx, tp, p.timestamp).await {
+                (Some(_), Some(c)) => r.with_error_code(c).with_offset(-1).with_timestamp(-1),
+                (Some(tp), None) => match list_one(ctx, tp, p.timestamp).await {
                     Ok((ts, offset)) => r.with_timestamp(ts).with_offset(offset),
                     Err(c) => r.with_error_code(c).with_offset(-1).with_timestamp(-1),
                 },
@@ -191,8 +198,10 @@ pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProd
     }
 }
 
-/// Answers OffsetForLeaderEpoch. Leader epochs are always 0 (no replicas, no truncation),
-/// so the end offset of any epoch up to the current one is the high watermark.
+/// Answers OffsetForLeaderEpoch. A partition's log never diverges between owners (there are
+/// no replicas to truncate), so the end offset of any epoch up to the current one is the
+/// high watermark: a client that checks its position after a leader change (KIP-320) never
+/// finds a truncation. An epoch above the current one is unknown (-1, -1), as with Kafka.
 pub async fn offset_for_leader_epoch(
     ctx: &Ctx,
     req: OffsetForLeaderEpochRequest,
@@ -204,14 +213,23 @@ pub async fn offset_for_leader_epoch(
             let r = EpochEndOffset::default().with_partition(p.partition);
             let found = match tp_of(ctx, t.topic.0.as_str(), p.partition) {
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(tp) => ctx
-                    .node
-                    .offsets(&tp, i64::MAX, Duration::ZERO)
-                    .await
-                    .map_err(|_| ResponseError::NotLeaderOrFollower.code()),
+                Some(tp) => match super::leader_epoch_error(ctx, &tp, p.current_leader_epoch) {
+                    Some(c) => Err(c),
+                    None => ctx
+                        .node
+                        .offsets(&tp, i64::MAX, Duration::ZERO)
+                        .await
+                        .map(|o| (super::leader_epoch(ctx, &tp), o))
+                        .map_err(|_| ResponseError::NotLeaderOrFollower.code()),
+                },
             };
             parts.push(match found {
-                Ok(o) => r.with_leader_epoch(0).with_end_offset(o.high_watermark),
+                Ok((current, _)) if p.leader_epoch > current => {
+                    r.with_leader_epoch(-1).with_end_offset(-1)
+                }
+                Ok((current, o)) => r
+                    .with_leader_epoch(p.leader_epoch.clamp(0, current))
+                    .with_end_offset(o.high_watermark),
                 Err(c) => r
                     .with_error_code(c)
                     .with_leader_epoch(-1)

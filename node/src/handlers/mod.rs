@@ -146,6 +146,38 @@ pub async fn refresh_if_unknown<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &
     }
 }
 
+/// The leader epoch clients are told for a partition: its owner epoch, which grows with every
+/// claim (a move to another node, or a restart of its actor). Exact for partitions running
+/// here; for others, as of this node's last catalog refresh.
+pub fn leader_epoch(ctx: &Ctx, tp: &inkless_actors::TopicPartition) -> i32 {
+    let epoch = ctx
+        .node
+        .local_leader_epoch(tp)
+        .or_else(|| ctx.catalog.owner_epoch(tp))
+        .unwrap_or(0);
+    epoch.clamp(0, i32::MAX as i64) as i32
+}
+
+/// Kafka's check of a request's `current_leader_epoch` (KIP-320) for a partition running
+/// here: an older epoch is FENCED_LEADER_EPOCH (the client's metadata is stale), a newer one
+/// UNKNOWN_LEADER_EPOCH (this node's is). -1 skips the check, as do partitions running
+/// elsewhere (their owner checks).
+pub fn leader_epoch_error(
+    ctx: &Ctx,
+    tp: &inkless_actors::TopicPartition,
+    requested: i32,
+) -> Option<i16> {
+    if requested < 0 {
+        return None;
+    }
+    let current = ctx.node.local_leader_epoch(tp)?;
+    match (requested as i64).cmp(&current) {
+        std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch.code()),
+        std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch.code()),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
 /// Kafka's "no authorized operations reported" value.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 

@@ -118,7 +118,9 @@ fn page(
         };
         let first = start.filter(|c| c.topic == name).map_or(0, |c| c.partition);
         let end = t.record.partitions.min(first.saturating_add(remaining));
-        let partitions: Vec<_> = (first..end).map(|p| partition(live, &t, p, az)).collect();
+        let partitions: Vec<_> = (first..end)
+            .map(|p| partition(ctx, live, &t, p, az))
+            .collect();
         let answered = partitions.len() as i32;
         topics.push(topic_entry(&t, partitions));
         if end < t.record.partitions {
@@ -139,6 +141,7 @@ fn cursor(topic: &str, partition: i32) -> Cursor {
 }
 
 fn partition(
+    ctx: &Ctx,
     live: &LiveSet,
     t: &Topic,
     p: i32,
@@ -149,7 +152,13 @@ fn partition(
         .with_error_code(NONE)
         .with_partition_index(p)
         .with_leader_id(replicas.first().copied().unwrap_or(BrokerId(-1)))
-        .with_leader_epoch(0)
+        .with_leader_epoch(super::leader_epoch(
+            ctx,
+            &inkless_actors::TopicPartition {
+                topic_id: t.record.id,
+                partition: p,
+            },
+        ))
         .with_replica_nodes(replicas.clone())
         .with_isr_nodes(replicas)
         .with_eligible_leader_replicas(Some(Vec::new()))
