@@ -2,10 +2,18 @@
 //!
 //! Call [`run_all`] from an implementation's tests with a fresh, empty store. It panics on
 //! the first failed expectation.
+//!
+//! [`batch`] makes a batch coordinate of 100 bytes for other tests of the stores.
 
 use super::*;
 
-fn batch(base: i64, last: i64, key: &str, at: u64, producer: (i64, i16, i32)) -> BatchCoordinate {
+pub(crate) fn batch(
+    base: i64,
+    last: i64,
+    key: &str,
+    at: u64,
+    producer: (i64, i16, i32),
+) -> BatchCoordinate {
     BatchCoordinate {
         base_offset: base,
         last_offset: last,
