@@ -187,6 +187,44 @@ def report(what: str, produced: float, fetched: float, placed: dict | None = Non
 
 # ---------------------------------------------------------------- tests
 
+def leader_epochs(node, topic: str) -> dict[int, int]:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        t = admin.describe_topics([topic])[0]
+        return {p["partition_index"]: p["leader_epoch"] for p in t["partitions"]}
+    finally:
+        admin.close()
+
+
+def check_leader_epochs_follow_moves(cluster: Cluster, topic: str, running: dict[int, int]) -> None:
+    """Leader epochs (ADR 0012): every node reports each partition's owner epoch (a node
+    other than the owner after its catalog refresh); after the owner of partition 0 leaves,
+    its partitions report higher epochs and the others keep theirs."""
+    deadline = time.monotonic() + 15
+    while True:
+        seen = [leader_epochs(n, topic) for n in cluster.live()]
+        if all(s == seen[0] for s in seen) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert all(s == seen[0] for s in seen), f"nodes disagree on leader epochs: {seen}"
+    before = seen[0]
+    assert all(e > 0 for e in before.values()), before
+    leaver = cluster.nodes[running[0]]
+    moved = {p for p, n in running.items() if n == leaver.node_id}
+    assert leaver.stop() == 0
+    wait_placed(cluster, len(running))
+    deadline = time.monotonic() + 15
+    while True:
+        after = leader_epochs(cluster.live()[0], topic)
+        grew = {p for p in running if after[p] > before[p]}
+        if grew == moved or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert grew == moved, f"epochs before {before}, after {after}; moved {sorted(moved)}"
+
+
 def test_placement_metadata_and_coordinators_agree(cluster):
     from kafka.admin import KafkaAdminClient
 
@@ -198,6 +236,7 @@ def test_placement_metadata_and_coordinators_agree(cluster):
     from confluent_kafka.admin import AdminClient
 
     running = {int(name.rsplit("/", 1)[1]): nodes[0] for name, nodes in owners.items()}
+    placed = dict(running)
     for n in cluster.live():
         md = AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(topic, timeout=10)
         assert sorted(md.brokers) == sorted(AZS), f"{n.name}: brokers {sorted(md.brokers)}"
@@ -254,6 +293,8 @@ def test_placement_metadata_and_coordinators_agree(cluster):
         desc = admin_n.describe_consumer_groups([group])[group].result(10)
         assert desc.coordinator.id == running[0], f"{n.name} names {desc.coordinator.id}, runs on {running[0]}"
     c.close()
+    # Last: a node leaves.
+    check_leader_epochs_follow_moves(cluster, topic, placed)
 
 
 def test_java_and_librdkafka_clients_across_the_cluster(cluster, tmp_path):
