@@ -13,7 +13,7 @@ measures, by polling each node's `inkless_partitions` gauge on its admin /metric
             spread evenly over TOPICS topics) until A runs every partition.
 2. place:   A is stopped (SIGTERM) and started again; from the start of the process
             until it runs every partition (Node::place at startup). The SIGTERM before
-            it is reported as "leave (alone)".
+            it is reported as "leave_alone".
 3. join:    node B starts; from B's start until the two nodes together run every
             partition with B running some (about half moved from A to B).
 4. leave:   A leaves gracefully (SIGTERM); from the signal until B runs every partition.
