@@ -531,134 +531,152 @@ impl GroupCoordinatorState {
     }
 
     fn join(&mut self, a: JoinArgs, reply: oneshot::Sender<JoinResult>) {
-        let fail = |reply: oneshot::Sender<JoinResult>, error: GroupError, member_id: String| {
-            let _ = reply.send(JoinResult {
-                error: Some(error),
-                member_id,
-                generation: -1,
-                ..Default::default()
-            });
-        };
         let l = &self.args.limits;
         if a.session_timeout < l.min_session_timeout || a.session_timeout > l.max_session_timeout {
-            return fail(reply, GroupError::InvalidSessionTimeout, a.member_id);
+            return join_failed(reply, GroupError::InvalidSessionTimeout, a.member_id);
         }
         if a.protocol_type.is_empty() || a.protocols.is_empty() || self.consumer.has_members() {
-            return fail(reply, GroupError::InconsistentGroupProtocol, a.member_id);
+            return join_failed(reply, GroupError::InconsistentGroupProtocol, a.member_id);
         }
         self.consumer_type = false;
         if self.state != GroupState::Empty
             && (self.protocol_type.as_deref() != Some(a.protocol_type.as_str())
                 || !self.supports_current_protocols(&a.protocols))
         {
-            return fail(reply, GroupError::InconsistentGroupProtocol, a.member_id);
+            return join_failed(reply, GroupError::InconsistentGroupProtocol, a.member_id);
         }
         let now = Instant::now();
-        let mut member_id = a.member_id.clone();
-        if member_id.is_empty() {
-            if let Some(instance) = &a.instance_id {
-                // A static member (re)joining with a new id replaces and fences the old one.
-                let new_id = Self::new_member_id(&a.client_id);
-                if let Some(old) = self.static_members.get(instance).cloned() {
-                    let old_member = self.members.remove(&old);
-                    self.order.retain(|x| *x != old);
-                    if let Some(m) = old_member {
-                        if let Some(tx) = m.awaiting_join {
-                            let _ = tx.send(JoinResult {
-                                error: Some(GroupError::FencedInstanceId),
-                                member_id: old.clone(),
-                                generation: -1,
-                                ..Default::default()
-                            });
-                        }
-                        if let Some(tx) = m.awaiting_sync {
-                            let _ = tx.send(SyncResult {
-                                error: Some(GroupError::FencedInstanceId),
-                                ..Default::default()
-                            });
-                        }
-                    }
-                    if self.leader.as_deref() == Some(old.as_str()) {
-                        self.leader = None;
-                    }
-                }
-                self.static_members.insert(instance.clone(), new_id.clone());
-                member_id = new_id;
-            } else {
-                if self.members.len() + self.pending.len() >= self.args.limits.max_size {
-                    return fail(reply, GroupError::GroupMaxSizeReached, String::new());
-                }
-                let new_id = Self::new_member_id(&a.client_id);
-                if a.require_known_member_id {
-                    self.pending.insert(new_id.clone(), now + a.session_timeout);
-                    return fail(reply, GroupError::MemberIdRequired, new_id);
-                }
-                member_id = new_id;
-            }
-        } else if let Some(instance) = &a.instance_id {
-            if self
-                .static_members
-                .get(instance)
-                .is_some_and(|id| *id != member_id)
-            {
-                return fail(reply, GroupError::FencedInstanceId, member_id);
-            }
-        }
-
-        let known = self.members.contains_key(&member_id);
-        if !known {
-            let was_pending = self.pending.remove(&member_id).is_some();
-            let is_static_new = a
-                .instance_id
-                .as_ref()
-                .is_some_and(|i| self.static_members.get(i) == Some(&member_id));
-            if !was_pending && !is_static_new && !a.member_id.is_empty() {
-                return fail(reply, GroupError::UnknownMemberId, member_id);
-            }
-            if self.members.len() >= self.args.limits.max_size {
-                if let Some(i) = &a.instance_id {
-                    self.static_members.remove(i);
-                }
-                return fail(reply, GroupError::GroupMaxSizeReached, member_id);
-            }
-            self.members.insert(
-                member_id.clone(),
-                Member {
-                    instance_id: a.instance_id.clone(),
-                    client_id: a.client_id.clone(),
-                    client_host: a.client_host.clone(),
-                    session_timeout: a.session_timeout,
-                    rebalance_timeout: a.rebalance_timeout,
-                    protocols: a.protocols,
-                    assignment: Bytes::new(),
-                    last_heartbeat: now,
-                    awaiting_join: Some(reply),
-                    awaiting_sync: None,
-                },
-            );
-            self.order.push(member_id);
-            self.protocol_type = Some(a.protocol_type);
-            if self.state == GroupState::PreparingRebalance {
-                // A newcomer during the initial delay extends it, up to the rebalance timeout.
-                if let Some(until) = self.initial_delay_until.as_mut() {
-                    *until = (now + self.args.limits.initial_rebalance_delay)
-                        .min(self.rebalance_deadline);
-                }
-            } else {
-                self.prepare_rebalance("member joined");
-            }
-            self.maybe_complete_join();
-            return;
-        }
-
-        // A known member rejoining.
-        let protocols_changed = self
-            .members
-            .get(&member_id)
-            .is_some_and(|m| m.protocols != a.protocols);
-        let Some(m) = self.members.get_mut(&member_id) else {
-            return fail(reply, GroupError::UnknownMemberId, member_id);
+        let member_id = match self.joining_member_id(&a, now) {
+            Ok(id) => id,
+            Err((error, id)) => return join_failed(reply, error, id),
         };
+        if self.members.contains_key(&member_id) {
+            self.rejoin(member_id, a, reply, now);
+        } else {
+            self.add_member(member_id, a, reply, now);
+        }
+    }
+
+    /// The member id a JoinGroup joins as: its own, a new one (a static member's replaces
+    /// and fences its old id), or the refusal (MEMBER_ID_REQUIRED carries the new id).
+    fn joining_member_id(
+        &mut self,
+        a: &JoinArgs,
+        now: Instant,
+    ) -> Result<String, (GroupError, String)> {
+        if !a.member_id.is_empty() {
+            let fenced = a.instance_id.as_ref().is_some_and(|instance| {
+                self.static_members
+                    .get(instance)
+                    .is_some_and(|id| *id != a.member_id)
+            });
+            if fenced {
+                return Err((GroupError::FencedInstanceId, a.member_id.clone()));
+            }
+            return Ok(a.member_id.clone());
+        }
+        let new_id = Self::new_member_id(&a.client_id);
+        if let Some(instance) = &a.instance_id {
+            self.replace_static(instance, &new_id);
+            return Ok(new_id);
+        }
+        if self.members.len() + self.pending.len() >= self.args.limits.max_size {
+            return Err((GroupError::GroupMaxSizeReached, String::new()));
+        }
+        if a.require_known_member_id {
+            self.pending.insert(new_id.clone(), now + a.session_timeout);
+            return Err((GroupError::MemberIdRequired, new_id));
+        }
+        Ok(new_id)
+    }
+
+    /// Gives static member `instance` the id `new_id`, removing and fencing its old member.
+    fn replace_static(&mut self, instance: &str, new_id: &str) {
+        if let Some(old) = self.static_members.get(instance).cloned() {
+            self.order.retain(|x| *x != old);
+            if let Some(m) = self.members.remove(&old) {
+                if let Some(tx) = m.awaiting_join {
+                    join_failed(tx, GroupError::FencedInstanceId, old.clone());
+                }
+                if let Some(tx) = m.awaiting_sync {
+                    let _ = tx.send(SyncResult {
+                        error: Some(GroupError::FencedInstanceId),
+                        ..Default::default()
+                    });
+                }
+            }
+            if self.leader.as_deref() == Some(old.as_str()) {
+                self.leader = None;
+            }
+        }
+        self.static_members
+            .insert(instance.to_string(), new_id.to_string());
+    }
+
+    /// A member that is not in the group yet joins it, starting (or extending) a rebalance.
+    fn add_member(
+        &mut self,
+        member_id: String,
+        a: JoinArgs,
+        reply: oneshot::Sender<JoinResult>,
+        now: Instant,
+    ) {
+        let was_pending = self.pending.remove(&member_id).is_some();
+        let is_static_new = a
+            .instance_id
+            .as_ref()
+            .is_some_and(|i| self.static_members.get(i) == Some(&member_id));
+        if !was_pending && !is_static_new && !a.member_id.is_empty() {
+            return join_failed(reply, GroupError::UnknownMemberId, member_id);
+        }
+        if self.members.len() >= self.args.limits.max_size {
+            if let Some(i) = &a.instance_id {
+                self.static_members.remove(i);
+            }
+            return join_failed(reply, GroupError::GroupMaxSizeReached, member_id);
+        }
+        self.members.insert(
+            member_id.clone(),
+            Member {
+                instance_id: a.instance_id,
+                client_id: a.client_id,
+                client_host: a.client_host,
+                session_timeout: a.session_timeout,
+                rebalance_timeout: a.rebalance_timeout,
+                protocols: a.protocols,
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                awaiting_join: Some(reply),
+                awaiting_sync: None,
+            },
+        );
+        self.order.push(member_id);
+        self.protocol_type = Some(a.protocol_type);
+        if self.state == GroupState::PreparingRebalance {
+            // A newcomer during the initial delay extends it, up to the rebalance timeout.
+            if let Some(until) = self.initial_delay_until.as_mut() {
+                *until =
+                    (now + self.args.limits.initial_rebalance_delay).min(self.rebalance_deadline);
+            }
+        } else {
+            self.prepare_rebalance("member joined");
+        }
+        self.maybe_complete_join();
+    }
+
+    /// A known member joins again: it waits for the rebalance in progress, starts one (its
+    /// protocols changed, or it leads a stable group), or gets the current generation.
+    fn rejoin(
+        &mut self,
+        member_id: String,
+        a: JoinArgs,
+        reply: oneshot::Sender<JoinResult>,
+        now: Instant,
+    ) {
+        let Some(m) = self.members.get_mut(&member_id) else {
+            return join_failed(reply, GroupError::UnknownMemberId, member_id);
+        };
+        let protocols_changed = m.protocols != a.protocols;
         m.session_timeout = a.session_timeout;
         m.rebalance_timeout = a.rebalance_timeout;
         m.protocols = a.protocols;
@@ -666,21 +684,14 @@ impl GroupCoordinatorState {
         match self.state {
             GroupState::PreparingRebalance => {
                 if let Some(old) = m.awaiting_join.replace(reply) {
-                    let _ = old.send(JoinResult {
-                        error: Some(GroupError::UnknownMemberId),
-                        member_id: member_id.clone(),
-                        generation: -1,
-                        ..Default::default()
-                    });
+                    join_failed(old, GroupError::UnknownMemberId, member_id.clone());
                 }
                 self.maybe_complete_join();
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 let is_leader = self.leader.as_deref() == Some(member_id.as_str());
                 if protocols_changed || (is_leader && self.state == GroupState::Stable) {
-                    if let Some(m) = self.members.get_mut(&member_id) {
-                        m.awaiting_join = Some(reply);
-                    }
+                    m.awaiting_join = Some(reply);
                     self.prepare_rebalance(if protocols_changed {
                         "member protocols changed"
                     } else {
@@ -688,34 +699,38 @@ impl GroupCoordinatorState {
                     });
                     self.maybe_complete_join();
                 } else {
-                    // Same generation: answer with the current state.
-                    let proto = self.protocol_name.clone().unwrap_or_default();
-                    let members = if is_leader {
-                        self.order
-                            .iter()
-                            .filter_map(|id| {
-                                self.members.get(id).map(|m| {
-                                    (id.clone(), m.instance_id.clone(), metadata_for(m, &proto))
-                                })
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let _ = reply.send(JoinResult {
-                        error: None,
-                        generation: self.generation,
-                        protocol_type: self.protocol_type.clone(),
-                        protocol_name: self.protocol_name.clone(),
-                        leader: self.leader.clone().unwrap_or_default(),
-                        member_id,
-                        members,
-                    });
+                    let _ = reply.send(self.current_generation(member_id, is_leader));
                 }
             }
             GroupState::Empty | GroupState::Dead => {
-                fail(reply, GroupError::UnknownMemberId, member_id)
+                join_failed(reply, GroupError::UnknownMemberId, member_id)
             }
+        }
+    }
+
+    /// The JoinGroup answer of the current generation (the members only for the leader).
+    fn current_generation(&self, member_id: String, is_leader: bool) -> JoinResult {
+        let proto = self.protocol_name.clone().unwrap_or_default();
+        let members = if is_leader {
+            self.order
+                .iter()
+                .filter_map(|id| {
+                    self.members
+                        .get(id)
+                        .map(|m| (id.clone(), m.instance_id.clone(), metadata_for(m, &proto)))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinResult {
+            error: None,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id,
+            members,
         }
     }
 
@@ -1034,6 +1049,16 @@ fn metadata_for(m: &Member, protocol: &str) -> Bytes {
         .find(|(n, _)| n == protocol)
         .map(|(_, b)| b.clone())
         .unwrap_or_default()
+}
+
+/// Answers a JoinGroup with `error` (generation -1).
+fn join_failed(reply: oneshot::Sender<JoinResult>, error: GroupError, member_id: String) {
+    let _ = reply.send(JoinResult {
+        error: Some(error),
+        member_id,
+        generation: -1,
+        ..Default::default()
+    });
 }
 
 impl Actor for GroupCoordinator {
