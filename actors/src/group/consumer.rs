@@ -324,6 +324,61 @@ impl ConsumerGroup {
         }
     }
 
+    /// A member (re)joining with epoch 0: it starts from nothing, and a static member
+    /// replaces its old id. Returns its member id, or the refusal.
+    fn join(&mut self, hb: &Heartbeat, now: Instant) -> Result<String, HeartbeatAnswer> {
+        let member_id = if hb.member_id.is_empty() {
+            Uuid::new_v4().to_string()
+        } else {
+            hb.member_id.clone()
+        };
+        if hb.subscribed_topics.is_none() && hb.subscribed_regex.is_none() {
+            return Err(self.answer(
+                &member_id,
+                GroupError::InvalidRequest,
+                "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
+            ));
+        }
+        if !self.members.contains_key(&member_id) && self.members.len() >= self.settings.max_size {
+            return Err(self.answer(
+                &member_id,
+                GroupError::GroupMaxSizeReached,
+                "The group is full",
+            ));
+        }
+        if let Some(instance) = &hb.instance_id {
+            let old: Vec<String> = self
+                .members
+                .iter()
+                .filter(|(id, m)| m.instance_id.as_ref() == Some(instance) && **id != member_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in old {
+                self.remove(&id);
+            }
+        }
+        self.remove(&member_id);
+        let member = Member {
+            epoch: 0,
+            previous_epoch: 0,
+            instance_id: hb.instance_id.clone(),
+            rack_id: hb.rack_id.clone(),
+            client_id: hb.client_id.clone(),
+            client_host: hb.client_host.clone(),
+            rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms.max(0) as u64),
+            subscribed: Vec::new(),
+            regex: None,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            revoking_since: None,
+            last_heartbeat: now,
+            last_sent: None,
+        };
+        self.members.insert(member_id.clone(), member);
+        self.group_epoch += 1;
+        Ok(member_id)
+    }
+
     /// Handles one heartbeat.
     pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> HeartbeatAnswer {
         if let Some(a) = &hb.server_assignor {
@@ -345,64 +400,10 @@ impl ConsumerGroup {
         };
         let mut member_id = hb.member_id.clone();
         match hb.member_epoch {
-            0 => {
-                if member_id.is_empty() {
-                    member_id = Uuid::new_v4().to_string();
-                }
-                if hb.subscribed_topics.is_none() && hb.subscribed_regex.is_none() {
-                    return self.answer(
-                        &member_id,
-                        GroupError::InvalidRequest,
-                        "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
-                    );
-                }
-                if !self.members.contains_key(&member_id)
-                    && self.members.len() >= self.settings.max_size
-                {
-                    return self.answer(
-                        &member_id,
-                        GroupError::GroupMaxSizeReached,
-                        "The group is full",
-                    );
-                }
-                // A member (re)joining starts from nothing; a static member replaces its old id.
-                if let Some(instance) = &hb.instance_id {
-                    let old: Vec<String> = self
-                        .members
-                        .iter()
-                        .filter(|(id, m)| {
-                            m.instance_id.as_ref() == Some(instance) && **id != member_id
-                        })
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    for id in old {
-                        self.remove(&id);
-                    }
-                }
-                self.remove(&member_id);
-                self.members.insert(
-                    member_id.clone(),
-                    Member {
-                        epoch: 0,
-                        previous_epoch: 0,
-                        instance_id: hb.instance_id.clone(),
-                        rack_id: hb.rack_id.clone(),
-                        client_id: hb.client_id.clone(),
-                        client_host: hb.client_host.clone(),
-                        rebalance_timeout: Duration::from_millis(
-                            hb.rebalance_timeout_ms.max(0) as u64
-                        ),
-                        subscribed: Vec::new(),
-                        regex: None,
-                        assigned: Assignment::new(),
-                        revoking: Assignment::new(),
-                        revoking_since: None,
-                        last_heartbeat: now,
-                        last_sent: None,
-                    },
-                );
-                self.group_epoch += 1;
-            }
+            0 => match self.join(&hb, now) {
+                Ok(id) => member_id = id,
+                Err(refused) => return refused,
+            },
             -1 | -2 => {
                 self.remove(&member_id);
                 return HeartbeatAnswer {
