@@ -125,6 +125,9 @@ pub struct SqliteStore {
     _checkpointer: Option<Arc<Checkpointer>>,
 }
 
+/// The size the WAL file is cut back to when it restarts (SQLite's `journal_size_limit`).
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// How often the background checkpointer copies the WAL into the database.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -176,11 +179,15 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(db)?;
         }
         let mut store = Self::init(Connection::open(path).map_err(db)?)?;
-        store
-            .conn
-            .lock()
-            .pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(db)?;
+        {
+            let conn = store.conn.lock();
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(db)?;
+            // When the WAL restarts after a checkpoint, cut it back to this size: a burst
+            // (a large delete, a backlog of commits) must not leave a WAL of gigabytes.
+            conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+                .map_err(db)?;
+        }
         store._checkpointer = Some(Arc::new(Checkpointer::start(path)?));
         Ok(store)
     }
