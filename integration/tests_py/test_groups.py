@@ -1017,3 +1017,54 @@ def test_pipelined_requests_take_effect_in_order(gbootstrap):
             (_, ((_, err, _, end),)), = r.array(lambda t: (t.string(), t.array(lambda p: (p.i32(), p.i16(), p.i64(), p.i64()))))
             assert err == 0 and end == bases[-1][1] + 1, f"ListOffsets answered {end} before the produces before it: {bases}"
 
+
+
+ASYNC_COMMITS = 300
+
+
+def produce_values(bootstrap: str, topic: str, n: int) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, value=str(i).encode(), partition=0)
+    assert p.flush(30) == 0
+
+
+def test_librdkafka_async_commits_end_at_the_last_one(gbootstrap):
+    """A librdkafka consumer commits each record's next offset asynchronously (many commits
+    in flight on its coordinator connection), then closes: the group's committed offset is
+    the last one it committed, not an earlier one that overtook it."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic, group = uniq("async-rd"), uniq("g-async-rd")
+    create_topic(gbootstrap, topic, 1)
+    produce_values(gbootstrap, topic, ASYNC_COMMITS)
+    c = Consumer({"bootstrap.servers": gbootstrap, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    last, deadline = 0, time.monotonic() + 60
+    while last < ASYNC_COMMITS and time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            last = m.offset() + 1
+            c.commit(offsets=[TopicPartition(topic, 0, last)], asynchronous=True)
+    c.close()
+    assert last == ASYNC_COMMITS, f"read {last} of {ASYNC_COMMITS}"
+    assert committed_offsets(gbootstrap, group, topic, 1)[0][0] == ASYNC_COMMITS
+
+
+def test_java_async_commits_end_at_the_last_one(gbootstrap):
+    """The same with the Java consumer's commitAsync (its close() completes the commits in
+    flight)."""
+    topic, group = uniq("async-java"), uniq("g-async-java")
+    create_topic(gbootstrap, topic, 1)
+    produce_values(gbootstrap, topic, ASYNC_COMMITS)
+    if not JAVA_JAR.is_file():
+        pytest.fail(f"{JAVA_JAR} missing: run scripts/install-test-deps.sh", pytrace=False)
+    r = subprocess.run([need_tool("java"), "-cp", str(JAVA_JAR), "io.inkless.clients.GroupClient",
+                        "async-commit", gbootstrap, topic, group, str(ASYNC_COMMITS)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-2000:]}"
+    assert f"LAST {ASYNC_COMMITS}" in r.stdout
+    assert committed_offsets(gbootstrap, group, topic, 1)[0][0] == ASYNC_COMMITS

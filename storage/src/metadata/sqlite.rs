@@ -230,7 +230,14 @@ impl SqliteStore {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock();
-            let tx = conn.transaction().map_err(db)?;
+            // Immediate: the write lock is taken (waiting up to the busy timeout) at BEGIN. A
+            // deferred transaction that reads first fails at once with "database is locked"
+            // when it upgrades while another connection (an operator's sqlite3, a backup)
+            // writes; this connection is the store's only writer, so nothing is serialised
+            // that was not already.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
             let out = f(&tx)?;
             tx.commit().map_err(db)?;
             Ok(out)

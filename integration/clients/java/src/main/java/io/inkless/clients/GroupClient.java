@@ -453,6 +453,42 @@ public final class GroupClient {
         return 0;
     }
 
+    // ---------------------------------------------------------------- async-commit
+
+    /**
+     * Reads partition 0 of TOPIC from the start to its end (COUNT records), committing each
+     * record's next offset with commitAsync as it goes, then closes (close() finishes the
+     * commits in flight). Prints "LAST <offset committed last>".
+     */
+    static int asyncCommit(String[] argv) {
+        if (argv.length != 5) {
+            System.err.println("usage: GroupClient async-commit BOOTSTRAP TOPIC GROUP COUNT");
+            return 2;
+        }
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, argv[1]);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, argv[3]);
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        long count = Long.parseLong(argv[4]);
+        TopicPartition tp = new TopicPartition(argv[2], 0);
+        long next = 0;
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p)) {
+            c.assign(List.of(tp));
+            long deadline = now() + 60_000;
+            while (next < count && now() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    next = r.offset() + 1;
+                    c.commitAsync(Map.of(tp, new OffsetAndMetadata(next)), null);
+                }
+            }
+        }
+        out("LAST " + next);
+        return next == count ? 0 : 1;
+    }
+
     public static void main(String[] argv) {
         int rc;
         try {
@@ -460,8 +496,10 @@ public final class GroupClient {
                 rc = member(argv);
             } else if (argv.length >= 1 && argv[0].equals("admin")) {
                 rc = admin(argv);
+            } else if (argv.length >= 1 && argv[0].equals("async-commit")) {
+                rc = asyncCommit(argv);
             } else {
-                System.err.println("usage: GroupClient member|admin ...");
+                System.err.println("usage: GroupClient member|admin|async-commit ...");
                 rc = 2;
             }
         } catch (Exception e) {
