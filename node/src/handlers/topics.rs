@@ -86,7 +86,8 @@ pub async fn ensure_offsets_topic(ctx: &Ctx) {
     let configs = [("cleanup.policy".to_string(), "compact".to_string())].into();
     match create_topic(ctx, OFFSETS_TOPIC, partitions, configs).await {
         Ok(_) => tracing::info!(topic = OFFSETS_TOPIC, partitions, "internal topic created"),
-        Err((_, m)) if ctx.catalog.by_name(OFFSETS_TOPIC).is_some() => {
+        // Another node made it first; this node's catalog learns of it at its next refresh.
+        Err((c, m)) if c == ResponseError::TopicAlreadyExists.code() => {
             tracing::debug!(error = %m, "internal topic created meanwhile")
         }
         Err((_, m)) => {
