@@ -191,10 +191,21 @@ class Conn:
     def join_group(self, group: str, member_id: str = "", session_timeout_ms: int = 10000,
                    rebalance_timeout_ms: int = 10000, instance_id: str | None = None,
                    topics: tuple[str, ...] = ("t",), protocol: str = "range") -> dict:
-        body = (string(group) + i32(session_timeout_ms) + i32(rebalance_timeout_ms) + string(member_id)
+        body = self.join_group_body(group, member_id, session_timeout_ms, rebalance_timeout_ms,
+                                    instance_id, topics, protocol)
+        return self.join_group_answer(self.request(JOIN_GROUP, 5, body))
+
+    @staticmethod
+    def join_group_body(group: str, member_id: str = "", session_timeout_ms: int = 10000,
+                        rebalance_timeout_ms: int = 10000, instance_id: str | None = None,
+                        topics: tuple[str, ...] = ("t",), protocol: str = "range") -> bytes:
+        """A JoinGroup v5 body."""
+        return (string(group) + i32(session_timeout_ms) + i32(rebalance_timeout_ms) + string(member_id)
                 + string(instance_id) + string("consumer")
                 + array([string(protocol) + bytes_(subscription(list(topics)))]))
-        r = self.request(JOIN_GROUP, 5, body)
+
+    @staticmethod
+    def join_group_answer(r: Reader) -> dict:
         return {
             "throttle_ms": r.i32(),
             "error": r.i16(),
@@ -207,9 +218,18 @@ class Conn:
 
     def sync_group(self, group: str, generation: int, member_id: str, instance_id: str | None = None,
                    assignments: dict[str, bytes] | None = None) -> dict:
-        body = (string(group) + i32(generation) + string(member_id) + string(instance_id)
+        body = self.sync_group_body(group, generation, member_id, instance_id, assignments)
+        return self.sync_group_answer(self.request(SYNC_GROUP, 3, body))
+
+    @staticmethod
+    def sync_group_body(group: str, generation: int, member_id: str, instance_id: str | None = None,
+                        assignments: dict[str, bytes] | None = None) -> bytes:
+        """A SyncGroup v3 body."""
+        return (string(group) + i32(generation) + string(member_id) + string(instance_id)
                 + array([string(m) + bytes_(a) for m, a in (assignments or {}).items()]))
-        r = self.request(SYNC_GROUP, 3, body)
+
+    @staticmethod
+    def sync_group_answer(r: Reader) -> dict:
         return {"throttle_ms": r.i32(), "error": r.i16(), "assignment": r.bytes_()}
 
     def heartbeat(self, group: str, generation: int, member_id: str, instance_id: str | None = None) -> int:

@@ -1068,3 +1068,33 @@ def test_java_async_commits_end_at_the_last_one(gbootstrap):
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-2000:]}"
     assert f"LAST {ASYNC_COMMITS}" in r.stdout
     assert committed_offsets(gbootstrap, group, topic, 1)[0][0] == ASYNC_COMMITS
+
+
+def test_pipelined_join_sync_and_leave_take_effect_in_order(gbootstrap):
+    """A stable group's only member (static) sends JoinGroup, SyncGroup and LeaveGroup back to
+    back on one connection. Taken in order, the JoinGroup completes the next generation at
+    once (the leader rejoined and is alone), the SyncGroup of that generation gets the
+    leader's assignment, and the LeaveGroup leaves: a SyncGroup overtaking the JoinGroup
+    would be refused with ILLEGAL_GENERATION or REBALANCE_IN_PROGRESS."""
+    topic = uniq("pipelined-join")
+    create_topic(gbootstrap, topic, 1)
+    for attempt in range(5):
+        g, instance = uniq("g-pipelined-join"), f"static-{attempt}"
+        with wire.Conn(gbootstrap) as c:
+            first = c.join_group(g, instance_id=instance, topics=(topic,), session_timeout_ms=10_000)
+            assert first["error"] == wire.NONE, first
+            me, gen = first["member_id"], first["generation"]
+            assignment = wire.assignment({topic: [0]})
+            assert c.sync_group(g, gen, me, instance, {me: assignment})["error"] == wire.NONE
+            join = c.send(wire.JOIN_GROUP, 5, wire.Conn.join_group_body(
+                g, me, 10_000, 10_000, instance, (topic,)))
+            sync = c.send(wire.SYNC_GROUP, 3, wire.Conn.sync_group_body(
+                g, gen + 1, me, instance, {me: assignment}))
+            leave = c.send(wire.LEAVE_GROUP, 3, wire.string(g) + wire.array([wire.string(me) + wire.string(instance)]))
+            rejoined = wire.Conn.join_group_answer(c.receive(join))
+            assert (rejoined["error"], rejoined["generation"]) == (wire.NONE, gen + 1), f"attempt {attempt}: {rejoined}"
+            synced = wire.Conn.sync_group_answer(c.receive(sync))
+            assert (synced["error"], synced["assignment"]) == (wire.NONE, assignment), f"attempt {attempt}: {synced}"
+            r = c.receive(leave)
+            r.i32()
+            assert r.i16() == wire.NONE
