@@ -47,7 +47,10 @@ pub async fn heartbeat(
         return fail(c, "This node is not the group's coordinator");
     }
     let Some(actor) = ctx.node.group(&req.group_id.0, req.member_epoch == 0).await else {
-        return fail(25, "Unknown group or member");
+        return fail(
+            ResponseError::UnknownMemberId.code(),
+            "Unknown group or member",
+        );
     };
     let hb = Heartbeat {
         member_id: req.member_id.to_string(),
