@@ -290,7 +290,6 @@ impl Catalog {
         for t in c.store.list_topics().await? {
             c.put(t);
         }
-        c.refresh_epochs().await?;
         Ok(c)
     }
 
@@ -308,8 +307,9 @@ impl Catalog {
         t
     }
 
-    /// Re-reads every partition's owner epoch from the store.
-    async fn refresh_epochs(&self) -> Result<(), MetaError> {
+    /// Re-reads every partition's owner epoch from the store (cluster mode: a node's own
+    /// partitions' epochs are in its registry, so only other nodes' are read from here).
+    pub async fn refresh_epochs(&self) -> Result<(), MetaError> {
         let epochs = self
             .store
             .partition_epochs()
@@ -334,10 +334,8 @@ impl Catalog {
     }
 
     /// Re-reads every topic from the store, picking up other nodes' creations, deletions
-    /// and config changes, and every partition's owner epoch. Skipped (returns false) when
-    /// a local change raced with it.
+    /// and config changes. Skipped (returns false) when a local change raced with it.
     pub async fn refresh(&self) -> Result<bool, MetaError> {
-        self.refresh_epochs().await?;
         let generation = self.tables.read().generation;
         let records = self.store.list_topics().await?;
         let mut fresh = Tables {

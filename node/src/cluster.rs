@@ -23,6 +23,9 @@ pub async fn follow_placement(node: Node, catalog: Catalog, refresh: Duration) {
         if let Err(e) = catalog.refresh().await {
             tracing::warn!(error = %e, "could not re-read topics; placing with the ones known");
         }
+        if let Err(e) = catalog.refresh_epochs().await {
+            tracing::debug!(error = %e, "could not re-read leader epochs");
+        }
         let failed = node.place(catalog.partitions()).await;
         log_not_started(&failed);
     }

@@ -257,6 +257,14 @@ impl Node {
         self.partitions.owner_epoch(tp)
     }
 
+    /// [`Node::local_leader_epoch`] of many partitions at once.
+    pub fn local_leader_epochs<'a>(
+        &self,
+        tps: impl IntoIterator<Item = &'a TopicPartition>,
+    ) -> Vec<Option<i64>> {
+        self.partitions.owner_epochs(tps)
+    }
+
     /// How many times this node's lease lapsed so far: a request that waited through a
     /// lapse may have lost its partition meanwhile (see [`crate::cluster::lease`]).
     pub fn lease_lapses(&self) -> u64 {

@@ -37,8 +37,10 @@ struct PartReq {
     tp: Option<TopicPartition>,
     fetch_offset: i64,
     max_bytes: i32,
+    /// The leader epoch the client knows (-1: none).
+    current_leader_epoch: i32,
     /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH when the client's leader epoch is not
-    /// the partition's (KIP-320).
+    /// the partition's (KIP-320; set by [`check_leader_epochs`]).
     epoch_error: Option<i16>,
 }
 
@@ -314,9 +316,8 @@ fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
                         tp,
                         fetch_offset: p.fetch_offset,
                         max_bytes: p.max_bytes,
-                        epoch_error: tp.and_then(|tp| {
-                            super::leader_epoch_error(ctx, &tp, p.current_leader_epoch)
-                        }),
+                        current_leader_epoch: p.current_leader_epoch,
+                        epoch_error: None,
                     }
                 })
                 .collect();
@@ -328,6 +329,25 @@ fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
             }
         })
         .collect()
+}
+
+/// Checks the leader epochs the client sent against the partitions running here, under one
+/// registry lock for all of them.
+fn check_leader_epochs(ctx: &Ctx, topics: &mut [TopicReq]) {
+    let mut checked: Vec<&mut PartReq> = topics
+        .iter_mut()
+        .flat_map(|t| t.parts.iter_mut())
+        .filter(|p| p.tp.is_some() && p.current_leader_epoch >= 0)
+        .collect();
+    if checked.is_empty() {
+        return;
+    }
+    let current = ctx
+        .node
+        .local_leader_epochs(checked.iter().filter_map(|p| p.tp.as_ref()));
+    for (p, current) in checked.iter_mut().zip(current) {
+        p.epoch_error = super::epoch_error(p.current_leader_epoch, current);
+    }
 }
 
 /// What one round of a fetch reads.
@@ -352,7 +372,8 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
 
 /// Reads the wanted partitions, long-polling as the request asks.
 async fn answer(ctx: &Ctx, req: &FetchRequest, version: i16, wanted: &[Wanted]) -> FetchResponse {
-    let topics = resolve(ctx, wanted, version);
+    let mut topics = resolve(ctx, wanted, version);
+    check_leader_epochs(ctx, &mut topics);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_LONG_POLL);
     let deadline = tokio::time::Instant::now() + wait;
     let round = Round {

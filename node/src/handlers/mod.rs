@@ -170,7 +170,13 @@ pub fn leader_epoch_error(
     if requested < 0 {
         return None;
     }
-    let current = ctx.node.local_leader_epoch(tp)?;
+    epoch_error(requested, ctx.node.local_leader_epoch(tp))
+}
+
+/// The check of [`leader_epoch_error`] of a client's epoch (not -1) against `current`, the
+/// local epoch if the partition runs here.
+pub fn epoch_error(requested: i32, current: Option<i64>) -> Option<i16> {
+    let current = current?;
     match (requested as i64).cmp(&current) {
         std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch.code()),
         std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch.code()),
