@@ -5,6 +5,8 @@
 //!
 //! [`batch`] makes a batch coordinate of 100 bytes for other tests of the stores.
 
+mod lifecycle;
+
 use super::*;
 
 pub(crate) fn batch(
@@ -42,6 +44,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     leases(&store).await;
     ownership(&store).await;
     batch_claims(&store).await;
+    lifecycle::lifecycle(&store).await;
 }
 
 fn lease(node_id: i32, az: &str) -> NodeLease {

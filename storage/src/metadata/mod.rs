@@ -71,6 +71,10 @@ pub enum MetaError {
         /// The generation it claimed with.
         generation: i64,
     },
+    /// A commit names an object that was deleted (its last live bytes were retired before
+    /// this commit, or it was taken for an orphan): nothing of the commit is stored.
+    #[error("object {0} was deleted")]
+    ObjectDeleted(String),
     /// The group's offsets were written by a coordinator with a stale owner epoch.
     #[error("group {0} is coordinated under a newer epoch")]
     GroupFenced(String),
@@ -314,6 +318,41 @@ impl NodeStatus {
     }
 }
 
+/// What retention allows to retire of one partition, by whole batches as Kafka does by
+/// segments (only ever a prefix of the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionQuery {
+    /// The partition.
+    pub partition: PartitionKey,
+    /// `now - retention.ms`: a batch whose largest timestamp is below this has expired, and
+    /// so has every batch before the first one that has not. `None`: no time limit.
+    pub expire_before: Option<i64>,
+    /// `retention.bytes`: the oldest batches are retired while what remains without them is
+    /// still at least this big. `None`: no size limit.
+    pub max_bytes: Option<u64>,
+}
+
+/// Counts of the object table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectStats {
+    /// Objects with live bytes.
+    pub live_objects: u64,
+    /// Bytes of those objects, live or not.
+    pub live_object_bytes: u64,
+    /// Live bytes (referenced by batches) over all objects.
+    pub live_bytes: u64,
+    /// Objects without live bytes, waiting for their grace period.
+    pub dead_objects: u64,
+    /// Objects marked deleted (remembered for [`DELETED_OBJECT_KEPT_MS`]).
+    pub deleted_objects: u64,
+    /// Batch rows.
+    pub batches: u64,
+}
+
+/// How long an object marked deleted stays known, refusing commits that name it. Longer
+/// than any commit can be in flight: an owner frozen longer has been fenced.
+pub const DELETED_OBJECT_KEPT_MS: i64 = 60 * 60 * 1000;
+
 /// Lease rows expired longer than this are deleted by the next renewal of any node.
 pub const EXPIRED_LEASE_KEPT_MS: i64 = 10 * 60 * 1000;
 
@@ -433,6 +472,24 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         -> MetaResult<u64>;
     /// Groups that have committed offsets.
     async fn offset_groups(&self) -> MetaResult<Vec<String>>;
+    /// For each query, the offset its partition's log start may be raised to under the
+    /// query's retention limits ([`RetentionQuery`]): never below the stored log start,
+    /// never above the high watermark; 0 for a partition that does not exist.
+    async fn retention_offsets(&self, queries: Vec<RetentionQuery>) -> MetaResult<Vec<i64>>;
+    /// The first phase of object deletion: marks as deleted up to `limit` objects that have
+    /// had no live bytes for at least `grace_ms` (the store's clock), and returns them. From
+    /// then on a commit naming one of them is refused ([`MetaError::ObjectDeleted`]), so the
+    /// caller may delete them from the object store. Also forgets objects marked more than
+    /// [`DELETED_OBJECT_KEPT_MS`] ago (an object whose deletion failed then is an orphan,
+    /// found again by the listing sweep).
+    async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>>;
+    /// Marks as deleted those of `keys` that the store has no row for (objects found in the
+    /// object store that no commit ever named: orphans) and returns them; the keys it knows
+    /// are left alone. Like [`MetadataStore::retire_dead_objects`], a later commit naming
+    /// a returned key is refused.
+    async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>>;
+    /// Counts of the object table, for metrics and checks.
+    async fn object_stats(&self) -> MetaResult<ObjectStats>;
     /// The cluster id, created on first call and stable afterwards.
     async fn cluster_id(&self) -> MetaResult<String>;
     /// A new, never used producer id.

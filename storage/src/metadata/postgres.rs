@@ -14,6 +14,7 @@
 //! partitions in one statement, in key order, and writes all its rows with one `UNNEST`
 //! statement per table, pipelined on one connection.
 
+mod lifecycle;
 mod ownership;
 
 use super::sqlite::PRODUCER_BATCHES_KEPT;
@@ -130,6 +131,13 @@ CREATE TABLE group_owners (
     owner_epoch BIGINT NOT NULL
 );
 CREATE INDEX group_owners_by_owner ON group_owners (owner_node, owner_generation);
+"#,
+    r#"
+ALTER TABLE objects ADD COLUMN dead_since_ms BIGINT;
+ALTER TABLE objects ADD COLUMN deleted_ms BIGINT;
+UPDATE objects SET dead_since_ms = created_ms WHERE live_bytes <= 0;
+CREATE INDEX objects_dead ON objects (dead_since_ms) WHERE dead_since_ms IS NOT NULL;
+CREATE INDEX objects_deleted ON objects (deleted_ms) WHERE deleted_ms IS NOT NULL;
 "#,
 ];
 
@@ -507,12 +515,16 @@ async fn insert_partitions(tx: &Tx<'_>, id: Uuid, from: i32, to: i32) -> TxResul
 }
 
 /// Deletes the batches selected by `filter` (over `batches`, parameters from `$1`) and
-/// subtracts their bytes from their objects' live bytes, in one statement.
+/// subtracts their bytes from their objects' live bytes, marking the time an object lost its
+/// last live byte (the start of its grace period), in one statement.
 async fn delete_batches(tx: &Tx<'_>, filter: &str, params: &[&(dyn ToSql + Sync)]) -> TxResult<()> {
     let sql = format!(
         "WITH gone AS (DELETE FROM batches WHERE {filter} RETURNING object_key, byte_len), \
          freed AS (SELECT object_key, SUM(byte_len)::int8 AS bytes FROM gone GROUP BY object_key) \
-         UPDATE objects o SET live_bytes = o.live_bytes - f.bytes FROM freed f WHERE o.object_key = f.object_key"
+         UPDATE objects o SET live_bytes = o.live_bytes - f.bytes, \
+         dead_since_ms = CASE WHEN o.live_bytes - f.bytes <= 0 THEN {now} ELSE NULL END \
+         FROM freed f WHERE o.object_key = f.object_key",
+        now = ownership::NOW_MS
     );
     let stmt = tx.prepare_cached(&sql).await?;
     tx.execute(&stmt, params).await?;
@@ -548,7 +560,7 @@ struct AppendRows<'a> {
 }
 
 const LOCK_PARTITIONS: &str = "SELECT p.topic_id, p.partition, p.owner_epoch, p.high_watermark FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition ORDER BY p.topic_id, p.partition FOR UPDATE OF p";
-const UPSERT_OBJECTS: &str = "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) SELECT k, s, l, $4::int8 FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS u(k, s, l) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes";
+const UPSERT_OBJECTS: &str = "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) SELECT k, s, l, $4::int8 FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS u(k, s, l) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes, dead_since_ms = NULL WHERE objects.deleted_ms IS NULL";
 const INSERT_BATCHES: &str = "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int4[], $12::int4[])";
 const UPSERT_PRODUCERS: &str = "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int2[], $5::int4[], $6::int8[]) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset";
 const UPDATE_HWMS: &str = "UPDATE partitions p SET high_watermark = u.hwm FROM UNNEST($1::uuid[], $2::int4[], $3::int8[]) AS u(topic_id, partition, hwm) WHERE p.topic_id = u.topic_id AND p.partition = u.partition";
@@ -695,7 +707,7 @@ async fn commit_appends_tx(
         [&p_topic, &p_partition, &p_id, &p_epoch, &p_seq, &p_offset];
     let hwm_params: [&(dyn ToSql + Sync); 3] = [&h_topic, &h_partition, &h_hwm];
     // Independent statements: pipelined on the connection, one round trip for all.
-    futures::try_join!(
+    let (objects_stored, ..) = futures::try_join!(
         tx.execute(&upsert_objects, &object_params),
         tx.execute(&insert_batches, &batch_params),
         async {
@@ -706,6 +718,16 @@ async fn commit_appends_tx(
         },
         tx.execute(&update_hwms, &hwm_params),
     )?;
+    if objects_stored < o_key.len() as u64 {
+        // An object marked deleted is never revived: the whole commit rolls back.
+        let row = tx
+            .query_one(
+                "SELECT object_key FROM objects WHERE object_key = ANY($1) AND deleted_ms IS NOT NULL LIMIT 1",
+                &[&o_key],
+            )
+            .await?;
+        return Err(MetaError::ObjectDeleted(row.try_get(0)?).into());
+    }
     Ok(outcomes)
 }
 
@@ -1160,6 +1182,37 @@ impl MetadataStore for PostgresStore {
             .map(|r| r.try_get::<_, i64>(0).map(|n| n.max(0) as u64))
             .collect::<Result<_, _>>()
             .map_err(pg)
+    }
+
+    async fn retention_offsets(&self, queries: Vec<RetentionQuery>) -> MetaResult<Vec<i64>> {
+        let queries = Arc::new(queries);
+        self.with_tx(move |tx| {
+            let queries = queries.clone();
+            Box::pin(async move { lifecycle::retention_offsets(tx, &queries).await })
+        })
+        .await
+    }
+
+    async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>> {
+        self.with_tx(move |tx| Box::pin(lifecycle::retire_dead_objects(tx, grace_ms, limit)))
+            .await
+    }
+
+    async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>> {
+        let keys = Arc::new(keys);
+        self.with_tx(move |tx| {
+            let keys = keys.clone();
+            Box::pin(async move { lifecycle::retire_orphans(tx, &keys).await })
+        })
+        .await
+    }
+
+    async fn object_stats(&self) -> MetaResult<ObjectStats> {
+        let rows = self.query(lifecycle::OBJECT_STATS, &[]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| MetaError::Database("no row of object counts".into()))?;
+        lifecycle::object_stats(row).map_err(pg)
     }
 
     async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {

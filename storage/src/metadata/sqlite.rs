@@ -5,6 +5,7 @@
 //! (not an OS crash; see docs/configuration.md). Schema changes are numbered migrations
 //! recorded in `PRAGMA user_version`.
 
+mod lifecycle;
 mod ownership;
 
 use super::*;
@@ -111,6 +112,13 @@ CREATE TABLE group_owners (
     owner_epoch BIGINT NOT NULL
 );
 CREATE INDEX group_owners_by_owner ON group_owners (owner_node, owner_generation);
+"#,
+    r#"
+ALTER TABLE objects ADD COLUMN dead_since_ms BIGINT;
+ALTER TABLE objects ADD COLUMN deleted_ms BIGINT;
+UPDATE objects SET dead_since_ms = created_ms WHERE live_bytes <= 0;
+CREATE INDEX objects_dead ON objects (dead_since_ms) WHERE dead_since_ms IS NOT NULL;
+CREATE INDEX objects_deleted ON objects (deleted_ms) WHERE deleted_ms IS NOT NULL;
 "#,
 ];
 
@@ -395,7 +403,8 @@ fn claimed_state(
     })
 }
 
-/// Subtracts the bytes of the batches selected by `filter` from their objects' live bytes.
+/// Subtracts the bytes of the batches selected by `filter` from their objects' live bytes,
+/// and marks the time an object lost its last live byte (the start of its grace period).
 fn release_object_bytes(
     tx: &Transaction<'_>,
     filter: &str,
@@ -405,10 +414,12 @@ fn release_object_bytes(
     // object would scan the batches once per object (minutes for a large topic, with the
     // store's one connection held all along).
     let sql = format!(
-        "UPDATE objects SET live_bytes = objects.live_bytes - freed.bytes \
+        "UPDATE objects SET live_bytes = objects.live_bytes - freed.bytes, \
+         dead_since_ms = CASE WHEN objects.live_bytes - freed.bytes <= 0 THEN {now} ELSE NULL END \
          FROM (SELECT b.object_key AS object_key, SUM(b.byte_len) AS bytes FROM batches b \
                WHERE {filter} GROUP BY b.object_key) AS freed \
-         WHERE objects.object_key = freed.object_key"
+         WHERE objects.object_key = freed.object_key",
+        now = crate::now_ms()
     );
     tx.execute(&sql, args).map_err(db)?;
     Ok(())
@@ -438,11 +449,16 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
         e.1 += b.byte_len as i64;
     }
     for (key, (size, bytes)) in live {
-        tx.prepare_cached(
-            "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes",
-        )
-        .and_then(|mut s| s.execute(params![key, size as i64, bytes, now]))
-        .map_err(db)?;
+        // An object marked deleted is never revived: the whole commit fails instead.
+        let stored = tx
+            .prepare_cached(
+                "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes, dead_since_ms = NULL WHERE objects.deleted_ms IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![key, size as i64, bytes, now]))
+            .map_err(db)?;
+        if stored == 0 {
+            return Err(MetaError::ObjectDeleted(key.to_string()));
+        }
     }
     for b in &a.batches {
         debug_assert!(b.last_offset >= b.base_offset);
@@ -931,6 +947,30 @@ impl MetadataStore for SqliteStore {
             rows.collect::<Result<_, _>>().map_err(db)
         })
         .await
+    }
+
+    async fn retention_offsets(&self, queries: Vec<RetentionQuery>) -> MetaResult<Vec<i64>> {
+        self.with_tx(move |tx| {
+            queries
+                .iter()
+                .map(|q| lifecycle::retention_offset(tx, q))
+                .collect()
+        })
+        .await
+    }
+
+    async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>> {
+        self.with_tx(move |tx| lifecycle::retire_dead_objects(tx, grace_ms, limit))
+            .await
+    }
+
+    async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>> {
+        self.with_tx(move |tx| lifecycle::retire_orphans(tx, &keys))
+            .await
+    }
+
+    async fn object_stats(&self) -> MetaResult<ObjectStats> {
+        self.with_tx(lifecycle::object_stats).await
     }
 
     async fn cluster_id(&self) -> MetaResult<String> {
