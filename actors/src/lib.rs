@@ -7,7 +7,9 @@
 //!  ├─ ProduceBuffer      collects batches of all partitions into one open object
 //!  ├─ ObjectUploader     PUTs sealed objects, hands each partition its slice, in seal order
 //!  ├─ IndexWriter        group-commits appends of all partitions into the metadata store
-//!  └─ CacheShard         block cache of objects for fetches
+//!  ├─ CacheShard         block cache of objects for fetches
+//!  ├─ Retention          retires expired batches of the partitions owned here
+//!  └─ ObjectCollector    deletes unreferenced objects and orphans (one node of a cluster)
 //! ```
 //! Architecture invariants:
 //! - only a PartitionActor assigns offsets of its partition;
@@ -18,6 +20,7 @@
 
 mod cluster;
 mod group;
+mod lifecycle;
 mod node;
 mod partition;
 mod read;
@@ -31,6 +34,9 @@ pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLooku
 pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
+pub use lifecycle::collector::CollectorConfig;
+pub use lifecycle::retention::RetentionLimits;
+pub use lifecycle::LifecycleStats;
 pub use node::{Node, NodeConfig, NodeError, MAX_LONG_POLL};
 pub use partition::actor::{AppendAck, PartitionOffsets};
 pub use partition::error::StartError;

@@ -58,6 +58,9 @@ impl crate::group::consumer::TopicLookup for NoTopics {
     fn names(&self) -> Vec<String> {
         Vec::new()
     }
+    fn retention(&self, _: &uuid::Uuid) -> Option<crate::RetentionLimits> {
+        None
+    }
 }
 
 async fn node() -> (Node, TopicPartition, tempfile::TempDir) {

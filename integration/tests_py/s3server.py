@@ -8,7 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -40,6 +42,29 @@ class MotoServer:
     def create_bucket(self, name: str) -> None:
         # Path-style CreateBucket; moto accepts any credentials.
         req = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200, r.status
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every key under `prefix` (ListObjectsV2, page by page)."""
+        keys: list[str] = []
+        token = None
+        ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+        while True:
+            query = {"list-type": "2", "prefix": prefix}
+            if token:
+                query["continuation-token"] = token
+            url = f"{self.endpoint}/{bucket}?{urllib.parse.urlencode(query)}"
+            with urllib.request.urlopen(url, timeout=10) as r:
+                root = ET.fromstring(r.read())
+            keys += [k.text or "" for k in root.findall("s3:Contents/s3:Key", ns)]
+            token_el = root.find("s3:NextContinuationToken", ns)
+            if token_el is None or not token_el.text:
+                return sorted(keys)
+            token = token_el.text
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        req = urllib.request.Request(f"{self.endpoint}/{bucket}/{key}", data=body, method="PUT")
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200, r.status
 

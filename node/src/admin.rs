@@ -173,6 +173,48 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     );
 }
 
+/// Counters of retention and object deletion.
+fn lifecycle_metrics(ctx: &Ctx, out: &mut String) {
+    let l = ctx.node.lifecycle_stats();
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    counter(
+        out,
+        "inkless_retention_passes_total",
+        "Retention passes over the partitions owned here.",
+        n(&l.retention_passes),
+    );
+    counter(
+        out,
+        "inkless_retention_log_start_advances_total",
+        "Times retention raised a partition's log start offset.",
+        n(&l.log_start_advances),
+    );
+    counter(
+        out,
+        "inkless_collector_objects_deleted_total",
+        "Objects deleted after their last live byte was retired.",
+        n(&l.objects_deleted),
+    );
+    counter(
+        out,
+        "inkless_collector_orphans_deleted_total",
+        "Orphaned objects (uploaded, never committed) deleted.",
+        n(&l.orphans_deleted),
+    );
+    counter(
+        out,
+        "inkless_collector_delete_errors_total",
+        "Object deletions that failed (retried by a later orphan sweep).",
+        n(&l.delete_errors),
+    );
+    counter(
+        out,
+        "inkless_collector_orphan_sweeps_total",
+        "Listings of the object store for orphans completed.",
+        n(&l.orphan_sweeps),
+    );
+}
+
 /// The metrics page.
 pub fn metrics(ctx: &Ctx) -> String {
     let m = ctx.node.blob().metrics();
@@ -207,6 +249,13 @@ pub fn metrics(ctx: &Ctx) -> String {
         "Failed object-store requests.",
         m.errors.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "inkless_object_store_deleted_objects_total",
+        "Objects deleted from the object store.",
+        m.deleted_objects.load(Ordering::Relaxed),
+    );
+    lifecycle_metrics(ctx, &mut out);
     gauge(
         &mut out,
         "inkless_partitions",

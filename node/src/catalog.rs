@@ -2,6 +2,7 @@
 //! by the handlers that change them, plus Kafka's topic-config rules (names, defaults,
 //! validation).
 
+use inkless_actors::RetentionLimits;
 use inkless_storage::metadata::{MetaError, NewTopic, SharedMetadataStore, TopicRecord};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -69,14 +70,14 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "604800000",
         ConfigType::Long,
         &[],
-        "Stored; enforced by the retention issue.",
+        "Batches whose largest timestamp is older are retired (-1: never).",
     ),
     def(
         "retention.bytes",
         "-1",
         ConfigType::Long,
         &[],
-        "Stored; enforced by the retention issue.",
+        "A partition keeps about this many bytes; the oldest batches go first (-1: no limit).",
     ),
     def(
         "max.message.bytes",
@@ -162,13 +163,32 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+/// The smallest value Kafka accepts for a numeric topic config, where it sets one.
+fn min_value(name: &str) -> Option<i64> {
+    match name {
+        "retention.ms" => Some(-1),
+        "max.message.bytes"
+        | "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms" => Some(0),
+        "segment.bytes" => Some(14),
+        "segment.ms" | "min.insync.replicas" => Some(1),
+        _ => None,
+    }
+}
+
 /// Checks a config name and value; the error is the message for INVALID_CONFIG.
 pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     let d = topic_config_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    let at_least = |n: i64| min_value(name).is_none_or(|min| n >= min);
     let ok = match d.kind {
         ConfigType::Boolean => value == "true" || value == "false",
-        ConfigType::Int => value.trim().parse::<i32>().is_ok(),
-        ConfigType::Long => value.trim().parse::<i64>().is_ok(),
+        ConfigType::Int => value
+            .trim()
+            .parse::<i32>()
+            .is_ok_and(|n| at_least(n.into())),
+        ConfigType::Long => value.trim().parse::<i64>().is_ok_and(at_least),
         ConfigType::String => d.allowed.is_empty() || d.allowed.contains(&value),
     };
     if ok {
@@ -214,6 +234,30 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The broker's defaults of topic configs that Kafka lets the broker set
+/// (`message.max.bytes`, `log.retention.ms`, `log.retention.bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerDefaults {
+    /// Default `max.message.bytes`.
+    pub max_message_bytes: i64,
+    /// Default `retention.ms`.
+    pub retention_ms: i64,
+    /// Default `retention.bytes`.
+    pub retention_bytes: i64,
+}
+
+impl BrokerDefaults {
+    /// The broker's default of a topic config it sets, if it sets this one.
+    fn value(&self, name: &str) -> Option<i64> {
+        match name {
+            "max.message.bytes" => Some(self.max_message_bytes),
+            "retention.ms" => Some(self.retention_ms),
+            "retention.bytes" => Some(self.retention_bytes),
+            _ => None,
+        }
+    }
+}
+
 /// A topic with its effective settings.
 #[derive(Debug, Clone)]
 pub struct Topic {
@@ -223,15 +267,26 @@ pub struct Topic {
     pub max_message_bytes: i64,
     /// True for `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
+    /// What retention retires.
+    pub retention: RetentionLimits,
 }
 
 impl Topic {
-    fn new(record: TopicRecord, default_max_message_bytes: i64) -> Self {
-        let max_message_bytes = record
-            .configs
-            .get("max.message.bytes")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(default_max_message_bytes);
+    fn new(record: TopicRecord, defaults: &BrokerDefaults) -> Self {
+        let number = |name: &str| -> i64 {
+            record
+                .configs
+                .get(name)
+                .and_then(|v| v.trim().parse().ok())
+                .or_else(|| defaults.value(name))
+                .unwrap_or(-1)
+        };
+        let max_message_bytes = number("max.message.bytes");
+        // -1 (or any negative value) is "no limit", as in Kafka.
+        let retention = RetentionLimits {
+            max_age_ms: Some(number("retention.ms")).filter(|ms| *ms >= 0),
+            max_bytes: u64::try_from(number("retention.bytes")).ok(),
+        };
         let log_append_time = record
             .configs
             .get("message.timestamp.type")
@@ -240,19 +295,18 @@ impl Topic {
             record,
             max_message_bytes,
             log_append_time,
+            retention,
         }
     }
 
-    /// The effective value of a config: explicit, else default.
-    pub fn config_value(
-        &self,
-        d: &TopicConfigDef,
-        default_max_message_bytes: i64,
-    ) -> (String, bool) {
+    /// The effective value of a config: explicit, else the broker's default, else Kafka's.
+    pub fn config_value(&self, d: &TopicConfigDef, defaults: &BrokerDefaults) -> (String, bool) {
         match self.record.configs.get(d.name) {
             Some(v) => (v.clone(), true),
-            None if d.name == "max.message.bytes" => (default_max_message_bytes.to_string(), false),
-            None => (d.default.to_string(), false),
+            None => match defaults.value(d.name) {
+                Some(v) => (v.to_string(), false),
+                None => (d.default.to_string(), false),
+            },
         }
     }
 }
@@ -272,20 +326,20 @@ pub struct Catalog {
     tables: Arc<RwLock<Tables>>,
     /// Every partition's owner epoch (Kafka's leader epoch) as of the last load or refresh.
     epochs: Arc<RwLock<HashMap<inkless_actors::TopicPartition, i64>>>,
-    default_max_message_bytes: i64,
+    defaults: BrokerDefaults,
 }
 
 impl Catalog {
     /// Loads every topic from the store.
     pub async fn load(
         store: SharedMetadataStore,
-        default_max_message_bytes: i64,
+        defaults: BrokerDefaults,
     ) -> Result<Self, MetaError> {
         let c = Self {
             store,
             tables: Arc::default(),
             epochs: Arc::default(),
-            default_max_message_bytes,
+            defaults,
         };
         for t in c.store.list_topics().await? {
             c.put(t);
@@ -293,13 +347,13 @@ impl Catalog {
         Ok(c)
     }
 
-    /// Default `max.message.bytes`.
-    pub fn default_max_message_bytes(&self) -> i64 {
-        self.default_max_message_bytes
+    /// The broker's defaults of topic configs.
+    pub fn defaults(&self) -> &BrokerDefaults {
+        &self.defaults
     }
 
     fn put(&self, record: TopicRecord) -> Arc<Topic> {
-        let t = Arc::new(Topic::new(record, self.default_max_message_bytes));
+        let t = Arc::new(Topic::new(record, &self.defaults));
         let mut w = self.tables.write();
         w.generation += 1;
         w.by_name.insert(t.record.name.clone(), t.clone());
@@ -347,7 +401,7 @@ impl Catalog {
             // Keep the parsed topic when nothing changed, so readers keep sharing it.
             let t = match old.by_id.get(&r.id) {
                 Some(t) if t.record == r => t.clone(),
-                _ => Arc::new(Topic::new(r, self.default_max_message_bytes)),
+                _ => Arc::new(Topic::new(r, &self.defaults)),
             };
             fresh.by_name.insert(t.record.name.clone(), t.clone());
             fresh.by_id.insert(t.record.id, t);
@@ -407,7 +461,7 @@ impl Catalog {
         w.by_name.remove(&r.name);
         Ok(w.by_id
             .remove(&r.id)
-            .unwrap_or_else(|| Arc::new(Topic::new(r, self.default_max_message_bytes))))
+            .unwrap_or_else(|| Arc::new(Topic::new(r, &self.defaults))))
     }
 
     /// Changes topic configs.
@@ -440,6 +494,10 @@ impl inkless_actors::TopicLookup for Catalog {
     fn names(&self) -> Vec<String> {
         self.all().iter().map(|t| t.record.name.clone()).collect()
     }
+
+    fn retention(&self, id: &Uuid) -> Option<RetentionLimits> {
+        self.by_id(id).map(|t| t.retention)
+    }
 }
 
 #[cfg(test)]
@@ -458,6 +516,11 @@ mod tests {
     fn config_values_are_typed() {
         assert!(validate_topic_config("retention.ms", "1000").is_ok());
         assert!(validate_topic_config("retention.ms", "soon").is_err());
+        assert!(validate_topic_config("retention.ms", "-1").is_ok());
+        assert!(validate_topic_config("retention.ms", "-2").is_err());
+        assert!(validate_topic_config("retention.bytes", "-1").is_ok());
+        assert!(validate_topic_config("segment.ms", "0").is_err());
+        assert!(validate_topic_config("max.message.bytes", "-5").is_err());
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_topic_config("message.timestamp.type", "Whenever").is_err());
         assert!(validate_topic_config("no.such.config", "1").is_err());

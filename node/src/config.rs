@@ -26,12 +26,37 @@ pub struct Config {
     pub fetch: FetchSection,
     /// Consumer groups.
     pub groups: GroupsSection,
+    /// Retention defaults of topics.
+    pub retention: RetentionSection,
     /// Admin HTTP endpoint.
     pub admin: AdminSection,
     /// Cluster membership.
     pub cluster: ClusterSection,
     /// Logging.
     pub log: LogSection,
+}
+
+/// `[retention]`: Kafka's `log.retention.*` broker settings, the defaults of topics that do
+/// not set `retention.ms` / `retention.bytes`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// `log.retention.ms`: batches older than this are retired; -1 keeps them forever.
+    pub ms: i64,
+    /// `log.retention.bytes`: a partition keeps about this many bytes; -1 for no limit.
+    pub bytes: i64,
+    /// `log.retention.check.interval.ms`: time between retention passes.
+    pub check_interval_ms: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Self {
+            ms: 7 * 24 * 3600 * 1000,
+            bytes: -1,
+            check_interval_ms: 30_000,
+        }
+    }
 }
 
 /// `[groups]`: Kafka's `group.*` and `offsets.*` settings.
@@ -146,6 +171,17 @@ pub struct StorageSection {
     pub s3: S3Options,
     /// Simulated object-store latency (benchmarks on local disks).
     pub latency: inkless_storage::latency::LatencyModel,
+    /// Kafka's `log.segment.delete.delay.ms`: an object whose last live byte was retired is
+    /// deleted this long afterwards (reads in flight may still hold its coordinates).
+    pub object_delete_delay_ms: u64,
+    /// Time between passes of the object collector.
+    pub collect_interval_ms: u64,
+    /// Time between listings of the object store for orphans (objects never committed).
+    pub orphan_scan_interval_ms: u64,
+    /// Objects younger than this are never taken for orphans.
+    pub orphan_min_age_ms: u64,
+    /// Object deletions per second at most.
+    pub max_object_deletes_per_second: u32,
 }
 
 impl Default for StorageSection {
@@ -156,6 +192,11 @@ impl Default for StorageSection {
             metadata: "sqlite://metadata.db".into(),
             s3: S3Options::default(),
             latency: inkless_storage::latency::LatencyModel::default(),
+            object_delete_delay_ms: 60_000,
+            collect_interval_ms: 10_000,
+            orphan_scan_interval_ms: 3_600_000,
+            orphan_min_age_ms: 600_000,
+            max_object_deletes_per_second: 1_000,
         }
     }
 }
@@ -306,6 +347,17 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
+            self.retention.ms >= -1 && self.retention.bytes >= -1,
+            "retention.ms and retention.bytes must be -1 (no limit) or more"
+        );
+        anyhow::ensure!(
+            self.retention.check_interval_ms >= 1
+                && self.storage.collect_interval_ms >= 1
+                && self.storage.orphan_scan_interval_ms >= 1
+                && self.storage.max_object_deletes_per_second >= 1,
+            "retention.check_interval_ms, storage.collect_interval_ms, storage.orphan_scan_interval_ms and storage.max_object_deletes_per_second must be at least 1"
+        );
+        anyhow::ensure!(
             self.groups.offsets_topic_num_partitions >= 1,
             "groups.offsets_topic_num_partitions must be at least 1"
         );
@@ -368,6 +420,15 @@ impl Config {
         self.produce.max_bytes_in_flight.clamp(1, u32::MAX as usize) as u32
     }
 
+    /// The broker's defaults of topic configs.
+    pub fn broker_defaults(&self) -> crate::catalog::BrokerDefaults {
+        crate::catalog::BrokerDefaults {
+            max_message_bytes: self.kafka.message_max_bytes,
+            retention_ms: self.retention.ms,
+            retention_bytes: self.retention.bytes,
+        }
+    }
+
     /// The actor tunables; `lease` is what this node announces to the cluster.
     pub fn node_config(&self, lease: NodeLease) -> inkless_actors::NodeConfig {
         inkless_actors::NodeConfig {
@@ -418,6 +479,14 @@ impl Config {
                 consumer_heartbeat_interval: Duration::from_millis(
                     self.groups.consumer_heartbeat_interval_ms,
                 ),
+            },
+            retention_check_interval: Duration::from_millis(self.retention.check_interval_ms),
+            collector: inkless_actors::CollectorConfig {
+                collect_interval: Duration::from_millis(self.storage.collect_interval_ms),
+                delete_delay: Duration::from_millis(self.storage.object_delete_delay_ms),
+                orphan_scan_interval: Duration::from_millis(self.storage.orphan_scan_interval_ms),
+                orphan_min_age: Duration::from_millis(self.storage.orphan_min_age_ms),
+                max_deletes_per_second: self.storage.max_object_deletes_per_second,
             },
             ..inkless_actors::NodeConfig::default()
         }

@@ -168,7 +168,7 @@ async fn serve(c: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening object store {}", c.storage.object_store))?
         .with_latency(c.storage.latency.clone());
     let cluster_id = store.cluster_id().await?;
-    let catalog = catalog::Catalog::load(store.clone(), c.kafka.message_max_bytes).await?;
+    let catalog = catalog::Catalog::load(store.clone(), c.broker_defaults()).await?;
 
     let listener = tokio::net::TcpListener::bind(&c.kafka.listen)
         .await

@@ -9,6 +9,7 @@
 //! cost: PUTs per GiB written, GETs per GiB read.
 
 use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -68,6 +69,10 @@ pub struct BlobMetrics {
     pub get_requests: AtomicU64,
     /// Bytes read by successful GETs.
     pub get_bytes: AtomicU64,
+    /// Objects deleted (S3 deletes up to 1,000 in one request).
+    pub deleted_objects: AtomicU64,
+    /// Objects listed.
+    pub listed_objects: AtomicU64,
     /// Requests that failed.
     pub errors: AtomicU64,
 }
@@ -203,6 +208,50 @@ impl BlobStore {
             .await
             .map_err(Into::into)
     }
+
+    /// Deletes objects in bulk (S3's DeleteObjects, up to 1,000 keys a request, retried on
+    /// throttling by the client); a key already gone counts as deleted. Returns how many were
+    /// deleted and the first failure, if any.
+    pub async fn delete_many(&self, keys: Vec<String>) -> (u64, Option<BlobError>) {
+        let paths = futures::stream::iter(keys.into_iter().map(|k| Ok(Path::from(k)))).boxed();
+        let mut results = self.store.delete_stream(paths);
+        let (mut deleted, mut first_error) = (0u64, None);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    first_error.get_or_insert(e.into());
+                }
+            }
+        }
+        self.metrics
+            .deleted_objects
+            .fetch_add(deleted, Ordering::Relaxed);
+        (deleted, first_error)
+    }
+
+    /// Every object of the store, as its key and last-modified time (milliseconds since the
+    /// Unix epoch), in no particular order, page by page.
+    pub fn list(&self) -> BoxStream<'static, Result<(String, i64), BlobError>> {
+        let metrics = self.metrics.clone();
+        self.store
+            .list(None)
+            .map(move |r| match r {
+                Ok(meta) => {
+                    metrics.listed_objects.fetch_add(1, Ordering::Relaxed);
+                    Ok((
+                        meta.location.to_string(),
+                        meta.last_modified.timestamp_millis(),
+                    ))
+                }
+                Err(e) => {
+                    metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    Err(e.into())
+                }
+            })
+            .boxed()
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +272,22 @@ mod tests {
             assert!(s.get_range("wal/missing", 0..1).await.is_err());
         }
         assert!(dir.path().join("objects/wal/a").exists());
+        for url in ["file://listed", "memory://"] {
+            let s = BlobStore::open(url, &S3Options::default(), dir.path()).unwrap();
+            for k in ["wal/x", "wal/y", "merged/z"] {
+                s.put(k, Bytes::from_static(b"1")).await.unwrap();
+            }
+            let mut keys: Vec<String> = s.list().map(|r| r.unwrap().0).collect().await;
+            keys.sort();
+            assert_eq!(keys, ["merged/z", "wal/x", "wal/y"]);
+            let (n, err) = s
+                .delete_many(vec!["wal/x".into(), "merged/z".into(), "wal/never".into()])
+                .await;
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(n, 3);
+            let keys: Vec<String> = s.list().map(|r| r.unwrap().0).collect().await;
+            assert_eq!(keys, ["wal/y"]);
+        }
         assert!(BlobStore::open("ftp://x", &S3Options::default(), dir.path()).is_err());
     }
 }

@@ -322,7 +322,9 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3], "each migration applied once");
+    let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+    assert!(versions.len() >= 4, "every migration applied: {versions:?}");
+    assert_eq!(versions, expected, "each migration applied once");
 
     let t = stores[0]
         .create_topic(NewTopic {

@@ -107,6 +107,14 @@ impl LiveSet {
         .or_else(|| owner(k, self.nodes.iter().map(|n| n.node_id)))
     }
 
+    /// The node that runs the cluster's object collector.
+    pub fn collector_owner(&self) -> Option<i32> {
+        owner(
+            fnv1a(b"object-collector", b""),
+            self.nodes.iter().map(|n| n.node_id),
+        )
+    }
+
     /// This node's availability zone.
     pub fn my_az(&self) -> &str {
         self.me().map(|n| n.az.as_str()).unwrap_or("")

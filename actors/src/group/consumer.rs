@@ -25,6 +25,9 @@ pub trait TopicLookup: Send + Sync + std::fmt::Debug {
     fn name_of(&self, id: &Uuid) -> Option<String>;
     /// Names of every topic (what subscription regular expressions are matched against).
     fn names(&self) -> Vec<String>;
+    /// The retention limits of a topic (its configs, else the broker's defaults); `None`
+    /// for an unknown topic.
+    fn retention(&self, id: &Uuid) -> Option<crate::RetentionLimits>;
 }
 
 /// Shared topic lookup.
@@ -660,6 +663,9 @@ mod tests {
         fn names(&self) -> Vec<String> {
             vec!["t".into()]
         }
+        fn retention(&self, _: &Uuid) -> Option<crate::RetentionLimits> {
+            None
+        }
     }
 
     fn join(id: &str) -> Heartbeat {
@@ -767,6 +773,9 @@ mod tests {
             let mut all: Vec<String> = ["orders", "orders-v2", "audit"].map(String::from).into();
             all.extend(self.extra.lock().iter().cloned());
             all
+        }
+        fn retention(&self, _: &Uuid) -> Option<crate::RetentionLimits> {
+            None
         }
     }
 

@@ -46,6 +46,9 @@ impl TopicLookup for NoTopics {
     fn names(&self) -> Vec<String> {
         Vec::new()
     }
+    fn retention(&self, _: &Uuid) -> Option<crate::RetentionLimits> {
+        None
+    }
 }
 
 /// Limits that accept short sessions and complete a first rebalance at once.

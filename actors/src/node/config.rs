@@ -3,6 +3,7 @@
 use crate::cluster::membership::MembershipConfig;
 use crate::cluster::mesh::MeshConfig;
 use crate::group::coordinator::GroupLimits;
+use crate::lifecycle::collector::CollectorConfig;
 use std::time::Duration;
 
 /// The longest a read waits for new records (a Fetch's `max_wait_ms`, and the same wait
@@ -51,6 +52,10 @@ pub struct NodeConfig {
     pub mesh: Option<MeshConfig>,
     /// Longest wait for another node's answer.
     pub remote_timeout: Duration,
+    /// Time between retention passes (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
+    /// Timing and pace of object deletion.
+    pub collector: CollectorConfig,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +79,8 @@ impl Default for NodeConfig {
             cluster_mode: false,
             mesh: None,
             remote_timeout: Duration::from_secs(10),
+            retention_check_interval: Duration::from_secs(30),
+            collector: CollectorConfig::default(),
         }
     }
 }

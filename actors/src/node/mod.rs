@@ -14,6 +14,7 @@ use crate::cluster::membership::{self, MembershipMsg};
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::manager::GroupManagerMsg;
+use crate::lifecycle::LifecycleStats;
 use crate::partition::actor::PartitionOffsets;
 use crate::partition::manager::ManagerMsg;
 use crate::tree::registry::{ActorDirectory, PartitionRegistry};
@@ -49,6 +50,7 @@ pub struct Node {
     supervisor: ActorRef<()>,
     stopped: watch::Receiver<bool>,
     live: watch::Receiver<Arc<LiveSet>>,
+    lifecycle: Arc<LifecycleStats>,
 }
 
 impl Node {
@@ -72,7 +74,9 @@ impl Node {
         };
         let partitions = PartitionRegistry::new(guard);
         let (live_tx, live) = watch::channel(Arc::new(first));
+        let lifecycle = Arc::new(LifecycleStats::default());
         let args = SupervisorArgs {
+            lifecycle: lifecycle.clone(),
             live: Arc::new(live_tx),
             directory: directory.clone(),
             config: config.clone(),
@@ -110,7 +114,13 @@ impl Node {
             supervisor,
             stopped,
             live,
+            lifecycle,
         })
+    }
+
+    /// Counters of retention and object deletion.
+    pub fn lifecycle_stats(&self) -> &LifecycleStats {
+        &self.lifecycle
     }
 
     /// The live set as this node sees it now.

@@ -1,8 +1,8 @@
 //! NodeSupervisor: the root of a node's supervision tree. [`crate::Node`] starts it; it only
 //! builds the tree and restarts what fails.
 //!
-//! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager and
-//! ProduceBuffer, publishes their references in slots, and restarts any that fails. Losing
+//! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager,
+//! GroupManager, ProduceBuffer, Retention and ObjectCollector, publishes their references in slots, and restarts any that fails. Losing
 //! one of them never loses acknowledged data: they hold only work in progress, whose
 //! producers get an error and retry. More than `max_restarts` failures within a minute stop
 //! the node (the process exits non-zero so an orchestrator restarts it).
@@ -13,6 +13,9 @@ use crate::cluster::mesh::{Mesh, MeshArgs};
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
+use crate::lifecycle::collector::{CollectorArgs, ObjectCollector};
+use crate::lifecycle::retention::{Retention, RetentionArgs};
+use crate::lifecycle::LifecycleStats;
 use crate::node::NodeConfig;
 use crate::partition::manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::read::cache::{CacheArgs, CacheMsg, CacheShard};
@@ -39,6 +42,8 @@ enum Child {
     Manager,
     Groups,
     Buffer,
+    Retention,
+    Collector,
 }
 
 impl Child {
@@ -53,6 +58,8 @@ impl Child {
             Child::Manager => "partition-manager",
             Child::Groups => "group-manager",
             Child::Buffer => "produce-buffer",
+            Child::Retention => "retention",
+            Child::Collector => "object-collector",
         }
     }
 }
@@ -127,6 +134,7 @@ pub(crate) struct SupervisorArgs {
     pub(crate) partitions: PartitionRegistry,
     pub(crate) slots: Arc<Slots>,
     pub(crate) live: Arc<watch::Sender<Arc<LiveSet>>>,
+    pub(crate) lifecycle: Arc<LifecycleStats>,
 }
 
 /// Root actor of a node; see the module documentation.
@@ -275,6 +283,30 @@ impl SupervisorState {
                     .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
+            Child::Retention => {
+                let args = RetentionArgs {
+                    queued: queued.clone(),
+                    store: a.store.clone(),
+                    partitions: a.partitions.clone(),
+                    topics: a.topics.clone(),
+                    check_interval: c.retention_check_interval,
+                    stats: a.lifecycle.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Retention, args, me).await?;
+                r.get_cell()
+            }
+            Child::Collector => {
+                let args = CollectorArgs {
+                    queued: queued.clone(),
+                    store: a.store.clone(),
+                    blob: a.blob.clone(),
+                    live: a.live.subscribe(),
+                    config: c.collector.clone(),
+                    stats: a.lifecycle.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, ObjectCollector, args, me).await?;
+                r.get_cell()
+            }
         };
         self.args.directory.started(
             cell.get_id(),
@@ -316,6 +348,8 @@ impl Actor for NodeSupervisor {
             Child::Manager,
             Child::Groups,
             Child::Buffer,
+            Child::Retention,
+            Child::Collector,
         ] {
             state.spawn(myself.get_cell(), child).await?;
         }

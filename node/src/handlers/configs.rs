@@ -147,8 +147,7 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest, version: i16) -> Describ
                 Some(t) => TOPIC_CONFIGS
                     .iter()
                     .map(|d| {
-                        let (value, explicit) =
-                            t.config_value(d, ctx.catalog.default_max_message_bytes());
+                        let (value, explicit) = t.config_value(d, ctx.catalog.defaults());
                         Entry {
                             name: d.name.into(),
                             value,
@@ -223,9 +222,7 @@ pub async fn incremental_alter(
                     ResponseError::InvalidConfig.code(),
                     format!("Unknown topic config name: {key}"),
                 ))?;
-                let current = topic
-                    .config_value(def, ctx.catalog.default_max_message_bytes())
-                    .0;
+                let current = topic.config_value(def, ctx.catalog.defaults()).0;
                 let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
                 let list = |v: &str| -> Vec<String> {
                     v.split(',')
