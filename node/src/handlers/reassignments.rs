@@ -66,36 +66,14 @@ pub async fn alter(
         Ok(p) => p,
         Err(failure) => return refused(&req, allow_rf_change, failure),
     };
-    let live = ctx.node.live();
-    let mut outcomes: Vec<(String, Vec<(i32, Result<TopicPartition, Failure>)>)> = Vec::new();
-    let mut changes = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.as_str();
-        let mut results = Vec::new();
-        for p in &t.partitions {
-            let checked = check(ctx, &live, &pins, name, p.partition_index, &p.replicas).and_then(
-                |(tp, change)| rf_allowed(allow_rf_change, &p.replicas).map(|_| (tp, change)),
-            );
-            results.push((
-                p.partition_index,
-                checked.map(|(tp, change)| {
-                    changes.push((tp, change));
-                    tp
-                }),
-            ));
-        }
-        outcomes.push((name.to_string(), results));
-    }
+    let (checked, changes) = check_all(ctx, &req, &pins, allow_rf_change);
     let stored = store(ctx, changes).await;
-    let responses = outcomes
+    let responses = checked
         .into_iter()
         .map(|(name, results)| {
             let partitions = results
                 .into_iter()
-                .map(|(p, r)| {
-                    let outcome = r.and_then(|_| stored.clone());
-                    partition_response(p, outcome.map(|_| ()))
-                })
+                .map(|(p, r)| partition_response(p, r.and_then(|()| stored.clone())))
                 .collect();
             ReassignableTopicResponse::default()
                 .with_name(TopicName(s(name)))
@@ -107,6 +85,41 @@ pub async fn alter(
         .with_error_code(NONE)
         .with_error_message(None)
         .with_responses(responses)
+}
+
+/// Each topic of a request with the outcome of checking each of its partitions.
+type Checked = Vec<(String, Vec<(i32, Result<(), Failure>)>)>;
+
+/// Checks every partition of the request; returns the outcomes and the accepted changes.
+fn check_all(
+    ctx: &Ctx,
+    req: &AlterPartitionReassignmentsRequest,
+    pins: &PinTable,
+    allow_rf_change: bool,
+) -> (Checked, Vec<(TopicPartition, Change)>) {
+    let live = ctx.node.live();
+    let mut changes = Vec::new();
+    let checked = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.as_str();
+            let results = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let outcome = rf_allowed(allow_rf_change, &p.replicas)
+                        .and_then(|()| {
+                            check(ctx, &live, pins, name, p.partition_index, &p.replicas)
+                        })
+                        .map(|change| changes.push(change));
+                    (p.partition_index, outcome)
+                })
+                .collect();
+            (name.to_string(), results)
+        })
+        .collect();
+    (checked, changes)
 }
 
 /// Checks one partition of the request: the partition, and the replicas it names.
