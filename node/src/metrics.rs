@@ -1,7 +1,12 @@
-//! Request metrics: per Kafka API, a request counter and a latency histogram, rendered in
-//! Prometheus text format by the admin endpoint.
+//! Request metrics: per Kafka API, a request counter and a latency histogram, and the
+//! partition-level error codes answered (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch:
+//! the answers that tell a client its leader moved), rendered in Prometheus text format by
+//! the admin endpoint.
 
-use inkless_protocol::kafka_protocol::messages::ApiKey;
+use inkless_protocol::kafka_protocol::error::ParseResponseErrorCode;
+use inkless_protocol::kafka_protocol::messages::{ApiKey, ResponseKind};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,14 +28,60 @@ struct ApiStats {
 /// Counters of every API, indexed by API key.
 pub struct RequestMetrics {
     apis: Vec<ApiStats>,
+    /// Partition-level error codes answered, by (API key, error code); errors are rare, so
+    /// one lock taken only when a response carries one is cheap.
+    partition_errors: Mutex<BTreeMap<(i16, i16), u64>>,
 }
 
 impl Default for RequestMetrics {
     fn default() -> Self {
         Self {
             apis: (0..MAX_API_KEY).map(|_| ApiStats::default()).collect(),
+            partition_errors: Mutex::default(),
         }
     }
+}
+
+/// The partition-level error codes of a response to count (0 included; the caller skips it).
+fn partition_codes(r: &ResponseKind) -> Vec<i16> {
+    match r {
+        ResponseKind::Produce(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::Fetch(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::ListOffsets(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::OffsetForLeaderEpoch(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Kafka's name of an error code (NOT_LEADER_OR_FOLLOWER), or the number.
+fn error_name(code: i16) -> String {
+    let Some(e) = code.err() else {
+        return code.to_string();
+    };
+    let mut out = String::new();
+    for (i, c) in format!("{e:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 impl RequestMetrics {
@@ -48,8 +99,40 @@ impl RequestMetrics {
         }
     }
 
+    /// Counts the partition-level errors of one response (see the module documentation).
+    pub fn count_errors(&self, api: ApiKey, response: Option<&ResponseKind>) {
+        let codes = response.map(partition_codes).unwrap_or_default();
+        if codes.iter().all(|c| *c == 0) {
+            return;
+        }
+        let mut errors = self.partition_errors.lock();
+        for code in codes.into_iter().filter(|c| *c != 0) {
+            *errors.entry((api as i16, code)).or_default() += 1;
+        }
+    }
+
+    /// Appends the partition error counters in Prometheus text format.
+    fn render_errors(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP inkless_partition_errors_total Partition-level error codes answered, by API and error."
+        );
+        let _ = writeln!(out, "# TYPE inkless_partition_errors_total counter");
+        for ((api, code), n) in self.partition_errors.lock().iter() {
+            let Ok(api) = ApiKey::try_from(*api) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "inkless_partition_errors_total{{api=\"{api:?}\",error=\"{}\"}} {n}",
+                error_name(*code)
+            );
+        }
+    }
+
     /// Appends the metrics in Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        self.render_errors(out);
         let _ = writeln!(
             out,
             "# HELP inkless_requests_total Kafka requests answered, by API."
@@ -102,6 +185,31 @@ impl RequestMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_errors_are_counted_by_api_and_name() {
+        use inkless_protocol::kafka_protocol::messages::produce_response::*;
+        let m = RequestMetrics::default();
+        let part = |code| PartitionProduceResponse::default().with_error_code(code);
+        let r = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default().with_partition_responses(vec![
+                part(6),
+                part(0),
+                part(6),
+            ]),
+        ]));
+        m.count_errors(ApiKey::Produce, Some(&r));
+        m.count_errors(ApiKey::Produce, None);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains(
+                "inkless_partition_errors_total{api=\"Produce\",error=\"NOT_LEADER_OR_FOLLOWER\"} 2"
+            ),
+            "{out}"
+        );
+        assert_eq!(error_name(74), "FENCED_LEADER_EPOCH");
+    }
 
     #[test]
     fn histogram_is_cumulative_with_sum_and_count() {

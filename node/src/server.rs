@@ -138,6 +138,7 @@ async fn connection(
                         let body = submitted.finish().await.map(ResponseKind::Produce);
                         drop(slot);
                         ctx.requests.observe(api_key, started.elapsed());
+                        ctx.requests.count_errors(api_key, body.as_ref());
                         encode(api_key, &header, body, peer)
                     })
                 }
@@ -199,6 +200,7 @@ async fn respond(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Result<Opt
     let started = Instant::now();
     let body = handlers::handle(ctx, req, peer).await;
     ctx.requests.observe(api_key, started.elapsed());
+    ctx.requests.count_errors(api_key, body.as_ref());
     encode(api_key, &header, body, peer)
 }
 

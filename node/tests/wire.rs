@@ -707,6 +707,43 @@ fn every_advertised_version_answers() {
                     assert!(r.topics[0].partitions.len() >= 2, "v{v}");
                     assert_eq!(r.topics[0].partitions[0].leader_id, BrokerId(0), "v{v}");
                 }
+                ApiKey::AlterPartitionReassignments => {
+                    let codes = |r: &AlterPartitionReassignmentsResponse| -> Vec<i16> {
+                        r.responses[0]
+                            .partitions
+                            .iter()
+                            .map(|p| p.error_code)
+                            .collect()
+                    };
+                    // The only broker (0), an unknown one, an unknown partition, a cancel of
+                    // nothing, and (v1, refused) two replicas.
+                    let r: AlterPartitionReassignmentsResponse = c.call(
+                        api.key,
+                        v,
+                        &reassign(
+                            v,
+                            "versions",
+                            &[
+                                (0, Some(&[0][..])),
+                                (1, Some(&[7][..])),
+                                (99, Some(&[0][..])),
+                                (1, None),
+                                (0, Some(&[0, 0][..])),
+                            ],
+                        ),
+                    );
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    assert_eq!(codes(&r), [0, 39, 3, 85, 39], "v{v}: {r:?}");
+                }
+                ApiKey::ListPartitionReassignments => {
+                    // Partition 0 is pinned to the node that holds it: nothing in progress.
+                    let r: ListPartitionReassignmentsResponse = c.call(
+                        api.key,
+                        v,
+                        &ListPartitionReassignmentsRequest::default().with_topics(None),
+                    );
+                    assert_eq!((r.error_code, r.topics.len()), (0, 0), "v{v}: {r:?}");
+                }
                 other => panic!("no test for advertised API {other:?}"),
             }
         }
@@ -730,6 +767,30 @@ fn legacy_alter(topic: &str, configs: &[(&str, &str)]) -> AlterConfigsRequest {
                     .collect(),
             ),
     ])
+}
+
+/// An AlterPartitionReassignments request for partitions of one topic: a replica list
+/// each, or `None` to cancel.
+fn reassign(
+    version: i16,
+    topic: &str,
+    partitions: &[(i32, Option<&[i32]>)],
+) -> AlterPartitionReassignmentsRequest {
+    use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    let partitions = partitions
+        .iter()
+        .map(|(p, replicas)| {
+            ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(replicas.map(|r| r.iter().map(|b| BrokerId(*b)).collect()))
+        })
+        .collect();
+    AlterPartitionReassignmentsRequest::default()
+        // Version 0 has no flag (always allowed); from 1 a replication factor change is refused.
+        .with_allow_replication_factor_change(version == 0)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(name(topic))
+            .with_partitions(partitions)])
 }
 
 /// An ElectLeaders request of `election_type` for one partition, or for all (`None`).

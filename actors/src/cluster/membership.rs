@@ -3,7 +3,9 @@
 //! Every `renew_interval` the actor renews the node's lease row (expiring `ttl` later on the
 //! store's clock) and reads every other row; the live set is the rows with unexpired leases.
 //! It is published on a watch channel whenever it changes; placement
-//! ([`crate::cluster::placement::LiveSet`]) turns it into ownership.
+//! ([`crate::cluster::placement::LiveSet`]) turns it into ownership. The partition pins
+//! (ADR 0013) are read right after each renewal and published with the live set, so every
+//! node places with the same pins, one renewal after they changed at the latest.
 //!
 //! Each successful renewal also moves this node's [`LeaseGuard`] forward, which is what lets
 //! it serve. If the lease cannot be renewed, the guard runs out first (before the store's
@@ -19,8 +21,9 @@
 //! partition of the cluster. [`MembershipMsg::Leave`] stops renewing for a graceful exit.
 
 use crate::cluster::lease::LeaseGuard;
-use crate::cluster::placement::{LiveSet, LAPSED_LISTED};
+use crate::cluster::placement::{LiveSet, Pins, LAPSED_LISTED};
 use crate::tree::mailbox::{Mailbox, QueueCount};
+use crate::TopicPartition;
 use inkless_storage::metadata::{LeaseView, NodeLease};
 use inkless_storage::metadata::{MetaError, NodeStatus, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -108,7 +111,9 @@ pub async fn register(
         {
             Ok(view) => {
                 let guard = LeaseGuard::leased(me, view.generation, sent, config.ttl);
-                return Ok((live_set(me, &view), guard));
+                let mut set = live_set(me, &view);
+                set.pins = read_pins(store, &set.pins, config.renew_interval).await;
+                return Ok((set, guard));
             }
             Err(MetaError::LeaseHeld { expires_in_ms, .. }) => {
                 tracing::warn!(
@@ -132,6 +137,36 @@ pub async fn register(
 /// How long registration retries a failing metadata store before the node gives up.
 const REGISTER_DB_PATIENCE: Duration = Duration::from_secs(60);
 
+/// Every partition pin, or `known` when the store does not answer within `patience` (the
+/// lease is renewed already; a slow read must not delay the next renewal much).
+async fn read_pins(store: &SharedMetadataStore, known: &Pins, patience: Duration) -> Pins {
+    match tokio::time::timeout(patience, store.partition_pins()).await {
+        Ok(Ok(rows)) => Arc::new(
+            rows.into_iter()
+                .map(|p| {
+                    let (topic_id, partition) = p.partition;
+                    let tp = TopicPartition {
+                        topic_id,
+                        partition,
+                    };
+                    (tp, p.node_id)
+                })
+                .collect(),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not read partition pins; placing with the known ones");
+            known.clone()
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?patience,
+                "reading partition pins timed out; placing with the known ones"
+            );
+            known.clone()
+        }
+    }
+}
+
 fn live_set(me: i32, view: &LeaseView) -> LiveSet {
     let nodes: Vec<NodeLease> = view
         .nodes
@@ -152,6 +187,7 @@ fn live_set(me: i32, view: &LeaseView) -> LiveSet {
         generation: view.generation,
         nodes,
         lapsed,
+        pins: Default::default(),
     }
 }
 
@@ -164,6 +200,7 @@ impl MembershipState {
             tracing::info!(
                 live = ?set.nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
                 me_live = set.me_live,
+                pins = set.pins.len(),
                 "live set changed"
             );
             *cur = Arc::new(set);
@@ -185,6 +222,7 @@ impl MembershipState {
                 .cloned()
                 .collect(),
             lapsed: cur.lapsed.clone(),
+            pins: cur.pins.clone(),
         }
     }
 
@@ -218,6 +256,8 @@ impl MembershipState {
                         });
                 }
                 let mut set = live_set(c.lease.node_id, &view);
+                let known = self.args.live.borrow().pins.clone();
+                set.pins = read_pins(&self.args.store, &known, c.renew_interval / 2).await;
                 if self.settling_until.is_some_and(|t| Instant::now() < t) {
                     self.keep_previous_peers(&mut set, &view.nodes);
                 }

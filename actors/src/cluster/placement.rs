@@ -1,13 +1,24 @@
-//! Placement: which node runs what, as a pure function of the live set.
+//! Placement: which node runs what, as a pure function of the live set and the partition
+//! pins.
 //!
 //! Rendezvous (highest random weight) hashing: every candidate node gets a weight from
 //! `hash(key, node)` and the heaviest wins. Every node computes the same answer from the
 //! same live set, so no leader is needed, and a membership change moves only the keys whose
 //! winner joined or left. The hash is fixed here (FNV-1a and a SplitMix64 finalizer), not
 //! taken from the standard library, so that nodes built by different compilers agree.
+//!
+//! A partition an operator pinned to a node (Kafka's AlterPartitionReassignments, ADR 0013)
+//! belongs to that node while it is live, and falls back to rendezvous hashing while it is
+//! not. The pins are read from the metadata store with the leases, so every node places
+//! with the same ones.
 
 use crate::TopicPartition;
 use inkless_storage::metadata::NodeLease;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Partitions pinned to a node by an operator, with the node each is pinned to.
+pub type Pins = Arc<BTreeMap<TopicPartition, i32>>;
 
 /// The cluster's live members as this node last saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +37,8 @@ pub struct LiveSet {
     /// "not persisted", so a node that was only frozen or cut off for a moment would see
     /// batches it had appended sent again elsewhere (duplicates without idempotence).
     pub lapsed: Vec<NodeLease>,
+    /// Partitions pinned to a node (see the module documentation), as of the last renewal.
+    pub pins: Pins,
 }
 
 /// How long a node whose lease ran out stays listed as a broker (see [`LiveSet::lapsed`]).
@@ -40,6 +53,7 @@ impl LiveSet {
             generation: 0,
             nodes: vec![lease],
             lapsed: Vec::new(),
+            pins: Pins::default(),
         }
     }
 
@@ -53,8 +67,22 @@ impl LiveSet {
         self.node(self.me)
     }
 
-    /// The node that owns a partition.
+    /// The node that owns a partition: the node it is pinned to if that is live, else the
+    /// rendezvous winner among the live nodes.
     pub fn partition_owner(&self, tp: &TopicPartition) -> Option<i32> {
+        self.pinned_owner(tp).or_else(|| self.hashed_owner(tp))
+    }
+
+    /// The node a partition is pinned to, if it has a pin and that node is live.
+    pub fn pinned_owner(&self, tp: &TopicPartition) -> Option<i32> {
+        self.pins
+            .get(tp)
+            .copied()
+            .filter(|id| self.node(*id).is_some())
+    }
+
+    /// The node rendezvous hashing gives a partition, pins aside.
+    pub fn hashed_owner(&self, tp: &TopicPartition) -> Option<i32> {
         owner(partition_key(tp), self.nodes.iter().map(|n| n.node_id))
     }
 
@@ -177,6 +205,7 @@ mod tests {
                 .map(|&i| lease(i, if i % 2 == 0 { "a" } else { "b" }))
                 .collect(),
             lapsed: Vec::new(),
+            pins: Pins::default(),
         }
     }
 
@@ -248,5 +277,47 @@ mod tests {
         assert!(!s.owns_partition(&tps(1)[0]));
         assert!(!s.owns_group("g"));
         assert_eq!(owner(7, std::iter::empty()), None);
+    }
+
+    #[test]
+    fn a_pinned_partition_goes_to_its_node_while_that_is_live() {
+        let all = tps(200);
+        let mut s = set(&[1, 2, 3]);
+        let unpinned: Vec<i32> = all
+            .iter()
+            .map(|tp| s.partition_owner(tp).unwrap())
+            .collect();
+        // Pin every partition that hashing gives to node 1 or 3 onto node 2.
+        let pins: BTreeMap<TopicPartition, i32> = all
+            .iter()
+            .zip(&unpinned)
+            .filter(|(_, o)| **o != 2)
+            .map(|(tp, _)| (*tp, 2))
+            .collect();
+        s.pins = Arc::new(pins.clone());
+        for tp in &all {
+            assert_eq!(s.partition_owner(tp), Some(2));
+            assert_eq!(s.zone_leader(tp, "a"), Some(2), "the owner, in its zone");
+        }
+        assert!(!s.owns_partition(&all[0]), "node 1 owns nothing now");
+
+        // Node 2 leaves: its pins are dormant and hashing decides, as without pins.
+        let mut without_2 = set(&[1, 3]);
+        without_2.pins = Arc::new(pins.clone());
+        let hashed = set(&[1, 3]);
+        for tp in &all {
+            assert_eq!(without_2.partition_owner(tp), hashed.partition_owner(tp));
+            assert_eq!(without_2.pinned_owner(tp), None);
+        }
+
+        // A pin to a node that is not live at all changes nothing either; unpinned
+        // partitions keep their hashed owner.
+        let mut s = set(&[1, 2, 3]);
+        s.pins = Arc::new(BTreeMap::from([(all[0], 9), (all[1], 3)]));
+        assert_eq!(s.partition_owner(&all[0]), Some(unpinned[0]));
+        assert_eq!(s.partition_owner(&all[1]), Some(3));
+        for (tp, o) in all.iter().zip(&unpinned).skip(2) {
+            assert_eq!(s.partition_owner(tp), Some(*o));
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::tree::supervisor::{self, ActorInfo, NodeSupervisor, Slots, Supervisor
 use crate::write::produce_buffer::{BufferMsg, PartAppend};
 use crate::{AppendError, ReadError, StartError, TopicPartition};
 use inkless_storage::blob::BlobStore;
-use inkless_storage::metadata::SharedMetadataStore;
+use inkless_storage::metadata::{MetaError, SharedMetadataStore};
 use ractor::{Actor, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,6 +217,39 @@ impl Node {
                 tracing::debug!(error = %e, "a peer did not acknowledge the leave");
             }
         }
+    }
+
+    /// Pins partitions to nodes (`Some`) or removes their pins (`None`) in the metadata
+    /// store (ADR 0013), then re-reads the pins here and tells the peers to, so that every
+    /// node places with them now rather than at its next lease renewal.
+    pub async fn set_partition_pins(
+        &self,
+        pins: Vec<(TopicPartition, Option<i32>)>,
+    ) -> Result<(), MetaError> {
+        let rows = pins
+            .into_iter()
+            .map(|(tp, node)| ((tp.topic_id, tp.partition), node))
+            .collect();
+        self.store.set_partition_pins(rows).await?;
+        if let Some(m) = self.slots.membership.get() {
+            let _ = m.post(MembershipMsg::Renew);
+        }
+        let live = self.live();
+        for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
+            match gateway::send(
+                peer.node_id,
+                &Request::MembershipChanged,
+                Duration::from_secs(1),
+            ) {
+                Ok(answer) => {
+                    tokio::spawn(answer);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce new pins")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The node's configuration.

@@ -15,7 +15,9 @@ use inkless_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
     DescribeConfigsSynonym,
 };
-use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
+use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterableConfig, IncrementalAlterConfigsRequest,
+};
 use inkless_protocol::kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
@@ -202,7 +204,25 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-/// Answers IncrementalAlterConfigs (topic configs only; broker configs are static).
+/// Kafka's replication throttles (KIP-73) and log-dir move throttle, which
+/// `kafka-reassign-partitions --verify` clears from the brokers and topics when a
+/// reassignment completes. Nothing replicates or moves between log dirs here, so nothing is
+/// throttled: deleting them is a no-op, for brokers as for topics.
+const REPLICATION_THROTTLES: [&str; 5] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+
+/// True for an operation that deletes a replication throttle (see [`REPLICATION_THROTTLES`]).
+fn clears_throttle(c: &AlterableConfig) -> bool {
+    c.config_operation == OP_DELETE && REPLICATION_THROTTLES.contains(&c.name.as_str())
+}
+
+/// Answers IncrementalAlterConfigs (topic configs only; broker configs are static, except
+/// that deleting replication throttles is accepted, as a no-op).
 pub async fn incremental_alter(
     ctx: &Ctx,
     req: IncrementalAlterConfigsRequest,
@@ -214,9 +234,12 @@ pub async fn incremental_alter(
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
         let outcome: Result<(), Failure> = async {
+            if res.resource_type == RESOURCE_BROKER && res.configs.iter().all(clears_throttle) {
+                return Ok(());
+            }
             let topic = alterable_topic(ctx, res.resource_type, &name)?;
             let mut changes = Vec::with_capacity(res.configs.len());
-            for c in &res.configs {
+            for c in res.configs.iter().filter(|c| !clears_throttle(c)) {
                 let key = c.name.to_string();
                 let def = topic_config_def(&key).ok_or((
                     ResponseError::InvalidConfig.code(),

@@ -12,6 +12,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod misc;
 pub mod produce;
+pub mod reassignments;
 pub mod topic_partitions;
 pub mod topics;
 
@@ -233,6 +234,12 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r, v).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, r, v).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(ctx, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(misc::delete_records(ctx, r).await)

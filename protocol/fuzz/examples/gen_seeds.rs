@@ -58,6 +58,12 @@ fn default_body(key: ApiKey) -> RequestKind {
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
         ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
         ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(Default::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(Default::default())
+        }
         other => panic!("add a default body for {other:?}"),
     }
 }

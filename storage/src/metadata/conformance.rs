@@ -44,6 +44,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     leases(&store).await;
     ownership(&store).await;
     batch_claims(&store).await;
+    pins(&store).await;
     lifecycle::lifecycle(&store).await;
 }
 
@@ -790,4 +791,63 @@ async fn batch_claims(s: &SharedMetadataStore) {
             .await
             .expect("leave");
     }
+}
+
+/// Partition pins (AlterPartitionReassignments): set, replaced, removed all at once or not
+/// at all, read with the partition's holder, and deleted with their topic.
+async fn pins(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "pinned".into(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    assert_eq!(s.partition_pins().await.expect("no pins"), vec![]);
+    s.set_partition_pins(vec![((t.id, 1), Some(12)), ((t.id, 0), Some(11))])
+        .await
+        .expect("pin");
+    s.claim_partition(t.id, 0, Claimant::alone(7))
+        .await
+        .expect("claim");
+    let pin = |p: i32, node_id: i32, holder: Option<i32>| PartitionPin {
+        partition: (t.id, p),
+        node_id,
+        holder,
+    };
+    assert_eq!(
+        s.partition_pins().await.expect("pins"),
+        vec![pin(0, 11, Some(7)), pin(1, 12, None)]
+    );
+
+    // Replaced and removed in one call; removing a pin that does not exist is no error.
+    s.set_partition_pins(vec![
+        ((t.id, 1), Some(13)),
+        ((t.id, 0), None),
+        ((t.id, 2), None),
+    ])
+    .await
+    .expect("replace and remove");
+    assert_eq!(
+        s.partition_pins().await.expect("pins"),
+        vec![pin(1, 13, None)]
+    );
+
+    // A partition that does not exist refuses the whole call.
+    match s
+        .set_partition_pins(vec![((t.id, 0), Some(11)), ((t.id, 3), Some(11))])
+        .await
+    {
+        Err(MetaError::UnknownPartition(id, 3)) if id == t.id => {}
+        other => panic!("expected UnknownPartition, got {other:?}"),
+    }
+    assert_eq!(
+        s.partition_pins().await.expect("pins"),
+        vec![pin(1, 13, None)],
+        "nothing changed"
+    );
+
+    s.delete_topic("pinned").await.expect("delete");
+    assert_eq!(s.partition_pins().await.expect("pins"), vec![]);
 }

@@ -193,6 +193,18 @@ impl Claimant {
 /// A partition: topic id and index.
 pub type PartitionKey = (Uuid, i32);
 
+/// An operator's choice of node for a partition (Kafka's AlterPartitionReassignments), as
+/// stored, with the node that holds the partition now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionPin {
+    /// The partition.
+    pub partition: PartitionKey,
+    /// The node it is pinned to: placement gives it that node while the node is live.
+    pub node_id: i32,
+    /// The node whose claim holds the partition now (`None` while it is released).
+    pub holder: Option<i32>,
+}
+
 /// The refusal of a partition listed again in one [`MetadataStore::claim_partitions`].
 fn listed_twice((topic_id, partition): PartitionKey) -> MetaError {
     MetaError::Invalid(format!(
@@ -448,6 +460,13 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>>;
     /// The owner epoch of every partition (it grows with every claim: Kafka's leader epoch).
     async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>>;
+    /// Pins partitions to nodes (`Some(node_id)`, replacing an earlier pin) or removes their
+    /// pins (`None`; a partition without one is left alone), all in one transaction. Fails
+    /// with [`MetaError::UnknownPartition`], changing nothing, if a partition does not
+    /// exist. Deleting a topic deletes its pins.
+    async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()>;
+    /// Every pin, in partition order, with the node holding each partition now.
+    async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>>;
     /// Raises the log start offset to `offset` (bounded by the high watermark) and drops
     /// batches wholly below it. Returns the new log start offset.
     async fn delete_records(

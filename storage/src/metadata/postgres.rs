@@ -139,6 +139,14 @@ UPDATE objects SET dead_since_ms = created_ms WHERE live_bytes <= 0;
 CREATE INDEX objects_dead ON objects (dead_since_ms) WHERE dead_since_ms IS NOT NULL;
 CREATE INDEX objects_deleted ON objects (deleted_ms) WHERE deleted_ms IS NOT NULL;
 "#,
+    r#"
+CREATE TABLE partition_pins (
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
@@ -859,6 +867,36 @@ async fn delete_records_tx(
     Ok(new_start)
 }
 
+/// Sets (`Some`) or removes (`None`) pins, in partition order. Each partition's row is
+/// share-locked first, so a pin never outlives a topic deleted concurrently.
+async fn set_pins_tx(tx: &Tx<'_>, mut pins: Vec<(PartitionKey, Option<i32>)>) -> TxResult<()> {
+    pins.sort_by_key(|(key, _)| *key);
+    let lock = tx
+        .prepare_cached(
+            "SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2 FOR KEY SHARE",
+        )
+        .await?;
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO partition_pins (topic_id, partition, node_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (topic_id, partition) DO UPDATE SET node_id = EXCLUDED.node_id",
+        )
+        .await?;
+    let delete = tx
+        .prepare_cached("DELETE FROM partition_pins WHERE topic_id = $1 AND partition = $2")
+        .await?;
+    for ((id, partition), node) in pins {
+        if tx.query_opt(&lock, &[&id, &partition]).await?.is_none() {
+            return Err(MetaError::UnknownPartition(id, partition).into());
+        }
+        match node {
+            Some(node) => tx.execute(&upsert, &[&id, &partition, &node]).await?,
+            None => tx.execute(&delete, &[&id, &partition]).await?,
+        };
+    }
+    Ok(())
+}
+
 async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
     let t = topic_by_name(tx, name, true).await?;
     // Partitions first: this waits for any group commit holding their rows, whose batches
@@ -866,7 +904,13 @@ async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
     tx.execute("DELETE FROM partitions WHERE topic_id = $1", &[&t.id])
         .await?;
     delete_batches(tx, "topic_id = $1", &[&t.id]).await?;
-    for table in ["producers", "topic_configs", "topics", "group_offsets"] {
+    for table in [
+        "producers",
+        "topic_configs",
+        "topics",
+        "group_offsets",
+        "partition_pins",
+    ] {
         tx.execute(
             format!("DELETE FROM {table} WHERE topic_id = $1").as_str(),
             &[&t.id],
@@ -1224,6 +1268,37 @@ impl MetadataStore for PostgresStore {
             .await?;
         rows.iter()
             .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(pg)
+    }
+
+    async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()> {
+        let pins = Arc::new(pins);
+        self.with_tx(move |tx| {
+            let pins = pins.as_ref().clone();
+            Box::pin(async move { set_pins_tx(tx, pins).await })
+        })
+        .await
+    }
+
+    async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>> {
+        let rows = self
+            .query(
+                "SELECT p.topic_id, p.partition, p.node_id, q.owner_node FROM partition_pins p \
+                 JOIN partitions q ON q.topic_id = p.topic_id AND q.partition = p.partition \
+                 ORDER BY p.topic_id, p.partition",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let owner: i32 = r.try_get(3)?;
+                Ok(PartitionPin {
+                    partition: (r.try_get(0)?, r.try_get(1)?),
+                    node_id: r.try_get(2)?,
+                    holder: (owner >= 0).then_some(owner),
+                })
+            })
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(pg)
     }

@@ -120,6 +120,14 @@ UPDATE objects SET dead_since_ms = created_ms WHERE live_bytes <= 0;
 CREATE INDEX objects_dead ON objects (dead_since_ms) WHERE dead_since_ms IS NOT NULL;
 CREATE INDEX objects_deleted ON objects (deleted_ms) WHERE deleted_ms IS NOT NULL;
 "#,
+    r#"
+CREATE TABLE partition_pins (
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -560,6 +568,7 @@ impl MetadataStore for SqliteStore {
                 "topic_configs",
                 "topics",
                 "group_offsets",
+                "partition_pins",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE topic_id = ?1"),
@@ -809,6 +818,49 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()> {
+        self.with_tx(move |tx| {
+            for ((id, partition), node) in pins {
+                set_pin(tx, id, partition, node)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT p.topic_id, p.partition, p.node_id, q.owner_node FROM partition_pins p \
+                     JOIN partitions q ON q.topic_id = p.topic_id AND q.partition = p.partition \
+                     ORDER BY p.topic_id, p.partition",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i32>(1)?,
+                        r.get::<_, i32>(2)?,
+                        r.get::<_, i32>(3)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, partition, node_id, owner) = row.map_err(db)?;
+                out.push(PartitionPin {
+                    partition: (Uuid::parse_str(&id).map_err(db)?, partition),
+                    node_id,
+                    holder: (owner >= 0).then_some(owner),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete_records(
         &self,
         topic_id: Uuid,
@@ -1023,6 +1075,35 @@ impl MetadataStore for SqliteStore {
 }
 
 /// Registers or renews a lease (see PostgreSQL's `renew_lease_tx` for the rules).
+/// Sets (`Some`) or removes (`None`) the pin of one partition, which must exist.
+fn set_pin(tx: &Transaction<'_>, id: Uuid, partition: i32, node: Option<i32>) -> MetaResult<()> {
+    let key = id.to_string();
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+            params![key, partition],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(db)?;
+    if exists.is_none() {
+        return Err(MetaError::UnknownPartition(id, partition));
+    }
+    match node {
+        Some(node) => tx.execute(
+            "INSERT INTO partition_pins (topic_id, partition, node_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (topic_id, partition) DO UPDATE SET node_id = excluded.node_id",
+            params![key, partition, node],
+        ),
+        None => tx.execute(
+            "DELETE FROM partition_pins WHERE topic_id = ?1 AND partition = ?2",
+            params![key, partition],
+        ),
+    }
+    .map_err(db)?;
+    Ok(())
+}
+
 fn renew_lease_tx(tx: &Transaction<'_>, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
     let now = crate::now_ms();
     tx.execute(
