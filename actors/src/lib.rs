@@ -9,7 +9,8 @@
 //!  ├─ IndexWriter        group-commits appends of all partitions into the metadata store
 //!  ├─ CacheShard         block cache of objects for fetches
 //!  ├─ Retention          retires expired batches of the partitions owned here
-//!  └─ ObjectCollector    deletes unreferenced objects and orphans (one node of a cluster)
+//!  ├─ ObjectCollector    deletes unreferenced objects and orphans (one node of a cluster)
+//!  └─ Merger             rewrites small produce objects into large per-partition ones
 //! ```
 //! Architecture invariants:
 //! - only a PartitionActor assigns offsets of its partition;
@@ -35,6 +36,7 @@ pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, S
 pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
 pub use lifecycle::collector::CollectorConfig;
+pub use lifecycle::merger::MergeConfig;
 pub use lifecycle::retention::RetentionLimits;
 pub use lifecycle::LifecycleStats;
 pub use node::{Node, NodeConfig, NodeError, MAX_LONG_POLL};

@@ -209,6 +209,30 @@ fn lifecycle_metrics(ctx: &Ctx, out: &mut String) {
     );
     counter(
         out,
+        "inkless_merger_merges_total",
+        "Runs of batches merged into a new object.",
+        n(&l.merges),
+    );
+    counter(
+        out,
+        "inkless_merger_written_bytes_total",
+        "Bytes written by merging.",
+        n(&l.merged_bytes),
+    );
+    counter(
+        out,
+        "inkless_merger_replaced_rows_total",
+        "Batch rows replaced by merging.",
+        n(&l.merged_rows),
+    );
+    counter(
+        out,
+        "inkless_merger_conflicts_total",
+        "Merges refused because their rows changed or the partition moved.",
+        n(&l.merge_conflicts),
+    );
+    counter(
+        out,
         "inkless_collector_orphan_sweeps_total",
         "Listings of the object store for orphans completed.",
         n(&l.orphan_sweeps),

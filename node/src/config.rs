@@ -28,6 +28,8 @@ pub struct Config {
     pub groups: GroupsSection,
     /// Retention defaults of topics.
     pub retention: RetentionSection,
+    /// Merging of small objects.
+    pub merge: MergeSection,
     /// Admin HTTP endpoint.
     pub admin: AdminSection,
     /// Cluster membership.
@@ -55,6 +57,41 @@ impl Default for RetentionSection {
             ms: 7 * 24 * 3600 * 1000,
             bytes: -1,
             check_interval_ms: 30_000,
+        }
+    }
+}
+
+/// `[merge]`: rewriting small produce objects into large per-partition objects.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergeSection {
+    /// Merge at all.
+    pub enabled: bool,
+    /// Time between passes over the partitions a node owns.
+    pub interval_ms: u64,
+    /// Batches committed more recently are left alone.
+    pub min_age_ms: u64,
+    /// A partition with less than half an object of mergeable data is merged once its oldest
+    /// such batch is this old.
+    pub max_delay_ms: u64,
+    /// Size of the objects merging writes.
+    pub target_object_bytes: u64,
+    /// Adjacent batches become one metadata row up to this size.
+    pub max_row_bytes: u64,
+    /// Bytes rewritten per second at most, per node.
+    pub max_bytes_per_second: u64,
+}
+
+impl Default for MergeSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 30_000,
+            min_age_ms: 180_000,
+            max_delay_ms: 600_000,
+            target_object_bytes: 16 * 1024 * 1024,
+            max_row_bytes: 1024 * 1024,
+            max_bytes_per_second: 64 * 1024 * 1024,
         }
     }
 }
@@ -347,6 +384,13 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
+            self.merge.interval_ms >= 1
+                && self.merge.max_bytes_per_second >= 1
+                && self.merge.target_object_bytes >= 1024
+                && (1024..=self.fetch.cache_block_bytes).contains(&self.merge.max_row_bytes),
+            "merge.interval_ms and merge.max_bytes_per_second must be at least 1, merge.target_object_bytes at least 1024, and merge.max_row_bytes between 1024 and fetch.cache_block_bytes"
+        );
+        anyhow::ensure!(
             self.retention.ms >= -1 && self.retention.bytes >= -1,
             "retention.ms and retention.bytes must be -1 (no limit) or more"
         );
@@ -487,6 +531,15 @@ impl Config {
                 orphan_scan_interval: Duration::from_millis(self.storage.orphan_scan_interval_ms),
                 orphan_min_age: Duration::from_millis(self.storage.orphan_min_age_ms),
                 max_deletes_per_second: self.storage.max_object_deletes_per_second,
+            },
+            merge: inkless_actors::MergeConfig {
+                enabled: self.merge.enabled,
+                interval: Duration::from_millis(self.merge.interval_ms),
+                min_age: Duration::from_millis(self.merge.min_age_ms),
+                max_delay: Duration::from_millis(self.merge.max_delay_ms),
+                target_object_bytes: self.merge.target_object_bytes,
+                max_row_bytes: self.merge.max_row_bytes,
+                max_bytes_per_second: self.merge.max_bytes_per_second,
             },
             ..inkless_actors::NodeConfig::default()
         }

@@ -1,9 +1,11 @@
-//! The data lifecycle: retention retires old batches of the partitions a node owns, and
+//! The data lifecycle: retention retires old batches of the partitions a node owns, the
+//! merger rewrites their small produce objects into large per-partition ones, and
 //! the object collector deletes the objects nothing references any more (two-phase: marked
 //! in the metadata store after a grace period, then deleted from the object store), and the
 //! orphans a crash between PUT and commit left behind.
 
 pub(crate) mod collector;
+pub(crate) mod merger;
 pub(crate) mod retention;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,14 @@ pub struct LifecycleStats {
     pub delete_errors: AtomicU64,
     /// Orphan sweeps completed.
     pub orphan_sweeps: AtomicU64,
+    /// Runs of batches merged into a new object.
+    pub merges: AtomicU64,
+    /// Bytes written by merging.
+    pub merged_bytes: AtomicU64,
+    /// Batch rows replaced by merging.
+    pub merged_rows: AtomicU64,
+    /// Merges refused because the rows changed under them or the partition moved.
+    pub merge_conflicts: AtomicU64,
 }
 
 impl LifecycleStats {

@@ -4,6 +4,7 @@ use crate::cluster::membership::MembershipConfig;
 use crate::cluster::mesh::MeshConfig;
 use crate::group::coordinator::GroupLimits;
 use crate::lifecycle::collector::CollectorConfig;
+use crate::lifecycle::merger::MergeConfig;
 use std::time::Duration;
 
 /// The longest a read waits for new records (a Fetch's `max_wait_ms`, and the same wait
@@ -56,6 +57,8 @@ pub struct NodeConfig {
     pub retention_check_interval: Duration,
     /// Timing and pace of object deletion.
     pub collector: CollectorConfig,
+    /// What merging does and how fast.
+    pub merge: MergeConfig,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +84,7 @@ impl Default for NodeConfig {
             remote_timeout: Duration::from_secs(10),
             retention_check_interval: Duration::from_secs(30),
             collector: CollectorConfig::default(),
+            merge: MergeConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   is answered only when [`PartitionMsg::Committed`] comes back.
 //! - [`PartitionMsg::Read`]: coordinates of committed batches from an offset.
 //! - [`PartitionMsg::DeleteRecords`]: raises the log start offset.
+//! - [`PartitionMsg::Rewrite`]: swaps a merged run of batches in.
 //!
 //! It starts from a claim the PartitionManager made for it (in a batch with others): the
 //! claim succeeded only if no live lease held the partition elsewhere, bumped the owner
@@ -21,8 +22,8 @@ use crate::write::index_writer::IndexMsg;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
 use inkless_storage::metadata::{
-    AppendOutcome, BatchCoordinate, PartitionAppend, PartitionState as ClaimedState,
-    ProducerRecord, SharedMetadataStore,
+    AppendOutcome, BatchCoordinate, BatchRewrite, PartitionAppend, PartitionState as ClaimedState,
+    ProducerRecord, RewriteOutcome, SharedMetadataStore,
 };
 use inkless_storage::object::BatchPosition;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -106,6 +107,14 @@ pub enum PartitionMsg {
         offset: i64,
         /// The resulting log start offset.
         reply: oneshot::Sender<Result<i64, ReadError>>,
+    },
+    /// Swap a run of batch rows for rows of a new object (merging), under this actor's
+    /// owner epoch, and forget the coordinates it cached for the run.
+    Rewrite {
+        /// The rewrite (its owner epoch is set here).
+        rewrite: BatchRewrite,
+        /// What the store said.
+        reply: oneshot::Sender<Result<RewriteOutcome, ReadError>>,
     },
     /// The partition moves away: refuse new appends, finish the pending commits, then stop.
     Drain,
@@ -557,6 +566,26 @@ impl PartitionState {
     }
 }
 
+impl PartitionState {
+    async fn rewrite(&mut self, mut rewrite: BatchRewrite) -> Result<RewriteOutcome, ReadError> {
+        rewrite.owner_epoch = self.owner_epoch;
+        let last = rewrite.new.last().map(|b| b.last_offset);
+        let outcome = self
+            .args
+            .store
+            .rewrite_batches(rewrite)
+            .await
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        if let (RewriteOutcome::Replaced, Some(last)) = (outcome, last) {
+            // Reads of the run now go to the store, which has its new coordinates.
+            while self.recent.front().is_some_and(|b| b.base_offset <= last) {
+                self.recent.pop_front();
+            }
+        }
+        Ok(outcome)
+    }
+}
+
 impl Actor for PartitionActor {
     type Msg = PartitionMsg;
     type State = PartitionState;
@@ -642,6 +671,9 @@ impl Actor for PartitionActor {
             } => state.read(offset, max_bytes, reply),
             PartitionMsg::DeleteRecords { offset, reply } => {
                 let _ = reply.send(state.delete_records(offset).await);
+            }
+            PartitionMsg::Rewrite { rewrite, reply } => {
+                let _ = reply.send(state.rewrite(rewrite).await);
             }
             PartitionMsg::Drain => {
                 state.draining = true;

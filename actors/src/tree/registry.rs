@@ -11,7 +11,7 @@ use crate::cluster::lease::LeaseGuard;
 use crate::partition::actor::{PartitionMsg, PartitionOffsets};
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::{ReadError, TopicPartition};
-use inkless_storage::metadata::BatchCoordinate;
+use inkless_storage::metadata::{BatchCoordinate, BatchRewrite, RewriteOutcome};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -231,6 +231,20 @@ impl PartitionRegistry {
         let (tx, rx) = oneshot::channel();
         h.actor
             .post(PartitionMsg::DeleteRecords { offset, reply: tx })
+            .map_err(|_| ReadError::NotOwner)?;
+        rx.await.map_err(|_| ReadError::NotOwner)?
+    }
+
+    /// Swaps a rewritten run of a local partition's batches in, through its actor.
+    pub async fn rewrite(
+        &self,
+        tp: &TopicPartition,
+        rewrite: BatchRewrite,
+    ) -> Result<RewriteOutcome, ReadError> {
+        let h = self.get(tp).ok_or(ReadError::NotOwner)?;
+        let (tx, rx) = oneshot::channel();
+        h.actor
+            .post(PartitionMsg::Rewrite { rewrite, reply: tx })
             .map_err(|_| ReadError::NotOwner)?;
         rx.await.map_err(|_| ReadError::NotOwner)?
     }

@@ -2,7 +2,7 @@
 //! builds the tree and restarts what fails.
 //!
 //! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager,
-//! GroupManager, ProduceBuffer, Retention and ObjectCollector, publishes their references in slots, and restarts any that fails. Losing
+//! GroupManager, ProduceBuffer, Retention, ObjectCollector and Merger, publishes their references in slots, and restarts any that fails. Losing
 //! one of them never loses acknowledged data: they hold only work in progress, whose
 //! producers get an error and retry. More than `max_restarts` failures within a minute stop
 //! the node (the process exits non-zero so an orchestrator restarts it).
@@ -14,6 +14,7 @@ use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::lifecycle::collector::{CollectorArgs, ObjectCollector};
+use crate::lifecycle::merger::{Merger, MergerArgs};
 use crate::lifecycle::retention::{Retention, RetentionArgs};
 use crate::lifecycle::LifecycleStats;
 use crate::node::NodeConfig;
@@ -44,6 +45,7 @@ enum Child {
     Buffer,
     Retention,
     Collector,
+    Merger,
 }
 
 impl Child {
@@ -60,6 +62,7 @@ impl Child {
             Child::Buffer => "produce-buffer",
             Child::Retention => "retention",
             Child::Collector => "object-collector",
+            Child::Merger => "merger",
         }
     }
 }
@@ -307,6 +310,19 @@ impl SupervisorState {
                 let (r, _) = Actor::spawn_linked(None, ObjectCollector, args, me).await?;
                 r.get_cell()
             }
+            Child::Merger => {
+                let args = MergerArgs {
+                    queued: queued.clone(),
+                    store: a.store.clone(),
+                    blob: a.blob.clone(),
+                    cache: a.slots.cache.clone(),
+                    partitions: a.partitions.clone(),
+                    config: c.merge.clone(),
+                    stats: a.lifecycle.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Merger, args, me).await?;
+                r.get_cell()
+            }
         };
         self.args.directory.started(
             cell.get_id(),
@@ -350,6 +366,7 @@ impl Actor for NodeSupervisor {
             Child::Buffer,
             Child::Retention,
             Child::Collector,
+            Child::Merger,
         ] {
             state.spawn(myself.get_cell(), child).await?;
         }

@@ -130,7 +130,11 @@ impl ProduceBufferState {
                 }
             })
             .collect();
-        let key = format!("wal/{}", uuid::Uuid::now_v7());
+        let key = format!(
+            "{}{}",
+            crate::lifecycle::merger::PRODUCED_PREFIX,
+            uuid::Uuid::now_v7()
+        );
         let sealed = SealedObject {
             key,
             bytes,

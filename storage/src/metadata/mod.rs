@@ -344,6 +344,115 @@ pub struct RetentionQuery {
     pub max_bytes: Option<u64>,
 }
 
+/// A batch row as a rewrite read it (see [`MetadataStore::rewrite_batches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRef {
+    /// First offset of the row.
+    pub base_offset: i64,
+    /// The object it was read from.
+    pub object_key: String,
+    /// Where in that object.
+    pub byte_offset: u64,
+}
+
+impl From<&BatchCoordinate> for RowRef {
+    fn from(b: &BatchCoordinate) -> Self {
+        Self {
+            base_offset: b.base_offset,
+            object_key: b.object_key.clone(),
+            byte_offset: b.byte_offset,
+        }
+    }
+}
+
+/// The rewrite of a run of one partition's batch rows into rows of one new object (merging;
+/// key compaction later).
+#[derive(Debug, Clone)]
+pub struct BatchRewrite {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// The rewriter's owner epoch.
+    pub owner_epoch: i64,
+    /// The rows read, in offset order: every row of the partition from the first one's base
+    /// offset to the last one's.
+    pub old: Vec<RowRef>,
+    /// The rows that replace them, in offset order, all in one new object, covering the
+    /// same offsets (a row may hold several adjacent batches).
+    pub new: Vec<BatchCoordinate>,
+}
+
+/// What a well-formed [`BatchRewrite`] covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RewriteShape {
+    /// Base offset of the first old row (and of the first new row).
+    pub(crate) first_base: i64,
+    /// Base offset of the last old row.
+    pub(crate) last_old_base: i64,
+    /// Last offset of the new rows (the store checks it is the old rows' last offset).
+    pub(crate) last_offset: i64,
+    /// The new object and its size.
+    pub(crate) object: (String, u64),
+    /// Bytes of the new rows.
+    pub(crate) live_bytes: i64,
+}
+
+impl BatchRewrite {
+    /// Checks what the store does not need to read: both sides non-empty and in offset
+    /// order, the new rows contiguous, in one object, starting where the old ones start.
+    pub(crate) fn shape(&self) -> MetaResult<RewriteShape> {
+        let invalid = |why: &str| MetaError::Invalid(format!("rewrite: {why}"));
+        let (Some(first_old), Some(last_old)) = (self.old.first(), self.old.last()) else {
+            return Err(invalid("no rows to replace"));
+        };
+        let (Some(first_new), Some(last_new)) = (self.new.first(), self.new.last()) else {
+            return Err(invalid("no new rows"));
+        };
+        if self
+            .old
+            .windows(2)
+            .any(|w| w[0].base_offset >= w[1].base_offset)
+        {
+            return Err(invalid("old rows out of order"));
+        }
+        let contiguous = self
+            .new
+            .windows(2)
+            .all(|w| w[1].base_offset == w[0].last_offset + 1)
+            && self.new.iter().all(|b| b.last_offset >= b.base_offset);
+        if !contiguous || first_new.base_offset != first_old.base_offset {
+            return Err(invalid("new rows do not cover the old ones' offsets"));
+        }
+        if self
+            .new
+            .iter()
+            .any(|b| b.object_key != first_new.object_key)
+        {
+            return Err(invalid("new rows in more than one object"));
+        }
+        Ok(RewriteShape {
+            first_base: first_old.base_offset,
+            last_old_base: last_old.base_offset,
+            last_offset: last_new.last_offset,
+            object: (first_new.object_key.clone(), first_new.object_size),
+            live_bytes: self.new.iter().map(|b| i64::from(b.byte_len)).sum(),
+        })
+    }
+}
+
+/// Outcome of a [`MetadataStore::rewrite_batches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteOutcome {
+    /// The new rows replaced the old ones.
+    Replaced,
+    /// The rewriter's epoch is stale.
+    Fenced,
+    /// The rows are no longer those read (retired, or rewritten by someone else): nothing
+    /// changed, and the new object is referenced by nothing.
+    Changed,
+}
+
 /// Counts of the object table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ObjectStats {
@@ -507,6 +616,25 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// are left alone. Like [`MetadataStore::retire_dead_objects`], a later commit naming
     /// a returned key is refused.
     async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>>;
+    /// The oldest run of a partition's batch rows that merging may rewrite: rows, in offset
+    /// order, from the first one whose object key starts with `prefix` (objects written by
+    /// produce), as long as their object was committed at least `min_age_ms` ago (the
+    /// node's clock) and their bytes stay within `max_bytes` (at least one row).
+    async fn merge_candidates(
+        &self,
+        partition: PartitionKey,
+        prefix: &str,
+        min_age_ms: i64,
+        max_bytes: u64,
+    ) -> MetaResult<Vec<BatchCoordinate>>;
+    /// Replaces a run of a partition's rows by rows in a new object, in one transaction
+    /// that is refused if the owner epoch is stale ([`RewriteOutcome::Fenced`]) or if the
+    /// rows are not exactly those read ([`RewriteOutcome::Changed`]). The old rows' bytes
+    /// are released from their objects (marking those left without live bytes), and the new
+    /// object is recorded with its live bytes (refused with [`MetaError::ObjectDeleted`] if
+    /// it was taken for an orphan meanwhile). Refused with [`MetaError::Invalid`] unless the
+    /// new rows cover exactly the old rows' offsets in one object.
+    async fn rewrite_batches(&self, rewrite: BatchRewrite) -> MetaResult<RewriteOutcome>;
     /// Counts of the object table, for metrics and checks.
     async fn object_stats(&self) -> MetaResult<ObjectStats>;
     /// The cluster id, created on first call and stable afterwards.

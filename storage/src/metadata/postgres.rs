@@ -1251,6 +1251,32 @@ impl MetadataStore for PostgresStore {
         .await
     }
 
+    async fn merge_candidates(
+        &self,
+        partition: PartitionKey,
+        prefix: &str,
+        min_age_ms: i64,
+        max_bytes: u64,
+    ) -> MetaResult<Vec<BatchCoordinate>> {
+        let prefix: Arc<str> = prefix.into();
+        self.with_tx(move |tx| {
+            let prefix = prefix.clone();
+            Box::pin(async move {
+                lifecycle::merge_candidates(tx, partition, &prefix, min_age_ms, max_bytes).await
+            })
+        })
+        .await
+    }
+
+    async fn rewrite_batches(&self, rewrite: BatchRewrite) -> MetaResult<RewriteOutcome> {
+        let rewrite = Arc::new(rewrite);
+        self.with_tx(move |tx| {
+            let rewrite = rewrite.clone();
+            Box::pin(async move { lifecycle::rewrite_batches(tx, &rewrite).await })
+        })
+        .await
+    }
+
     async fn object_stats(&self) -> MetaResult<ObjectStats> {
         let rows = self.query(lifecycle::OBJECT_STATS, &[]).await?;
         let row = rows

@@ -433,6 +433,58 @@ fn release_object_bytes(
     Ok(())
 }
 
+/// Records `bytes` more live bytes of an object (creating its row). An object marked deleted
+/// is never revived: the whole transaction fails instead.
+fn store_object(
+    tx: &Transaction<'_>,
+    key: &str,
+    size: u64,
+    bytes: i64,
+    now: i64,
+) -> MetaResult<()> {
+    let stored = tx
+        .prepare_cached(
+            "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes, dead_since_ms = NULL WHERE objects.deleted_ms IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![key, size as i64, bytes, now]))
+        .map_err(db)?;
+    if stored == 0 {
+        return Err(MetaError::ObjectDeleted(key.to_string()));
+    }
+    Ok(())
+}
+
+/// Inserts one batch row.
+fn insert_batch(
+    tx: &Transaction<'_>,
+    topic: &str,
+    partition: i32,
+    b: &BatchCoordinate,
+) -> MetaResult<()> {
+    debug_assert!(b.last_offset >= b.base_offset);
+    tx.prepare_cached(
+        "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            topic,
+            partition,
+            b.base_offset,
+            b.last_offset,
+            b.object_key,
+            b.byte_offset as i64,
+            b.byte_len as i64,
+            b.max_timestamp,
+            b.producer_id,
+            b.producer_epoch as i64,
+            b.base_sequence as i64,
+            b.last_sequence as i64
+        ])
+    })
+    .map_err(db)?;
+    Ok(())
+}
+
 fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOutcome> {
     let Some((epoch, _, hwm)) = partition_row(tx, a.topic_id, a.partition)? else {
         return Ok(AppendOutcome::UnknownPartition);
@@ -457,39 +509,10 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
         e.1 += b.byte_len as i64;
     }
     for (key, (size, bytes)) in live {
-        // An object marked deleted is never revived: the whole commit fails instead.
-        let stored = tx
-            .prepare_cached(
-                "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes, dead_since_ms = NULL WHERE objects.deleted_ms IS NULL",
-            )
-            .and_then(|mut s| s.execute(params![key, size as i64, bytes, now]))
-            .map_err(db)?;
-        if stored == 0 {
-            return Err(MetaError::ObjectDeleted(key.to_string()));
-        }
+        store_object(tx, key, size, bytes, now)?;
     }
     for b in &a.batches {
-        debug_assert!(b.last_offset >= b.base_offset);
-        tx.prepare_cached(
-            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                topic,
-                a.partition,
-                b.base_offset,
-                b.last_offset,
-                b.object_key,
-                b.byte_offset as i64,
-                b.byte_len as i64,
-                b.max_timestamp,
-                b.producer_id,
-                b.producer_epoch as i64,
-                b.base_sequence as i64,
-                b.last_sequence as i64
-            ])
-        })
-        .map_err(db)?;
+        insert_batch(tx, &topic, a.partition, b)?;
     }
     for p in &a.producers {
         tx.prepare_cached(
@@ -1018,6 +1041,25 @@ impl MetadataStore for SqliteStore {
 
     async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>> {
         self.with_tx(move |tx| lifecycle::retire_orphans(tx, &keys))
+            .await
+    }
+
+    async fn merge_candidates(
+        &self,
+        partition: PartitionKey,
+        prefix: &str,
+        min_age_ms: i64,
+        max_bytes: u64,
+    ) -> MetaResult<Vec<BatchCoordinate>> {
+        let prefix = prefix.to_string();
+        self.with_tx(move |tx| {
+            lifecycle::merge_candidates(tx, partition, &prefix, min_age_ms, max_bytes)
+        })
+        .await
+    }
+
+    async fn rewrite_batches(&self, rewrite: BatchRewrite) -> MetaResult<RewriteOutcome> {
+        self.with_tx(move |tx| lifecycle::rewrite_batches(tx, &rewrite))
             .await
     }
 

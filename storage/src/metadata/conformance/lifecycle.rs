@@ -33,6 +33,120 @@ fn query(t: Uuid, expire_before: Option<i64>, max_bytes: Option<u64>) -> Retenti
 }
 
 pub(super) async fn lifecycle(s: &SharedMetadataStore) {
+    retention_and_deletion(s).await;
+    merging(s).await;
+}
+
+fn row(base: i64, last: i64, key: &str, len: u32) -> BatchCoordinate {
+    BatchCoordinate {
+        byte_len: len,
+        object_size: u64::from(len),
+        ..batch(base, last, key, 0, (-1, -1, -1))
+    }
+}
+
+async fn merging(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "merging".into(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let epoch = s
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("claim")
+        .owner_epoch;
+    let produced = vec![
+        batch(0, 9, "wal/m1", 0, (-1, -1, -1)),
+        batch(10, 19, "wal/m2", 0, (-1, -1, -1)),
+        batch(20, 29, "wal/m3", 0, (-1, -1, -1)),
+    ];
+    s.commit_appends(vec![append(t.id, epoch, produced.clone())])
+        .await
+        .expect("commit");
+    let key = (t.id, 0);
+    let young = s.merge_candidates(key, "wal/", 60_000, 1 << 20).await;
+    assert!(young.expect("candidates").is_empty(), "too young to merge");
+    let run = s
+        .merge_candidates(key, "wal/", 0, 250)
+        .await
+        .expect("candidates");
+    assert_eq!(
+        run,
+        produced[..2].to_vec(),
+        "the oldest run within 250 bytes"
+    );
+    let before = s.object_stats().await.expect("stats");
+
+    // Two batches become one row of a new object.
+    let rewrite = |epoch: i64, new: Vec<BatchCoordinate>| BatchRewrite {
+        topic_id: t.id,
+        partition: 0,
+        owner_epoch: epoch,
+        old: run.iter().map(RowRef::from).collect(),
+        new,
+    };
+    let merged = row(0, 19, "seg/a", 200);
+    let out = s
+        .rewrite_batches(rewrite(epoch, vec![merged.clone()]))
+        .await;
+    assert_eq!(out.expect("rewrite"), RewriteOutcome::Replaced);
+    let rows = s.read_batches(t.id, 0, 0, u64::MAX).await.expect("read");
+    assert_eq!(rows, vec![merged.clone(), produced[2].clone()]);
+    let after = s.object_stats().await.expect("stats");
+    assert_eq!(
+        after.dead_objects,
+        before.dead_objects + 2,
+        "both sources are dead"
+    );
+    assert_eq!(after.batches + 1, before.batches);
+    assert_eq!(after.live_bytes, before.live_bytes);
+    let next = s.merge_candidates(key, "wal/", 0, 1 << 20).await;
+    assert_eq!(next.expect("candidates"), produced[2..].to_vec());
+
+    // The same rows again: changed; a stale owner: fenced; a bad shape: invalid.
+    let again = s.rewrite_batches(rewrite(epoch, vec![row(0, 19, "seg/b", 200)]));
+    assert_eq!(again.await.expect("rewrite"), RewriteOutcome::Changed);
+    let gap = vec![row(0, 8, "seg/c", 90), row(10, 19, "seg/c", 100)];
+    assert!(matches!(
+        s.rewrite_batches(rewrite(epoch, gap)).await,
+        Err(MetaError::Invalid(_))
+    ));
+    let epoch2 = s
+        .claim_partition(t.id, 0, Claimant::alone(1))
+        .await
+        .expect("claim again")
+        .owner_epoch;
+    let tail = |epoch: i64, key: &str| BatchRewrite {
+        topic_id: t.id,
+        partition: 0,
+        owner_epoch: epoch,
+        old: vec![RowRef::from(&produced[2])],
+        new: vec![row(20, 29, key, 100)],
+    };
+    let stale = s.rewrite_batches(tail(epoch, "seg/d")).await;
+    assert_eq!(stale.expect("rewrite"), RewriteOutcome::Fenced);
+    // A new object taken for an orphan before the swap is never referenced.
+    s.retire_orphans(vec!["seg/e".into()])
+        .await
+        .expect("orphan");
+    let gone = s.rewrite_batches(tail(epoch2, "seg/e")).await;
+    assert!(matches!(gone, Err(MetaError::ObjectDeleted(_))), "{gone:?}");
+    assert_eq!(
+        s.rewrite_batches(tail(epoch2, "seg/f"))
+            .await
+            .expect("rewrite"),
+        RewriteOutcome::Replaced
+    );
+    let rows = s.read_batches(t.id, 0, 0, u64::MAX).await.expect("read");
+    assert_eq!(rows, vec![merged, row(20, 29, "seg/f", 100)]);
+    s.delete_topic("merging").await.expect("delete");
+}
+
+async fn retention_and_deletion(s: &SharedMetadataStore) {
     let before = s.object_stats().await.expect("stats");
     let t = s
         .create_topic(NewTopic {

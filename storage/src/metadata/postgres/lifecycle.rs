@@ -3,9 +3,15 @@
 //! the database's clock, so nodes with skewed clocks agree on grace periods.
 
 use super::ownership::NOW_MS;
-use super::{Tx, TxResult};
-use crate::metadata::{ObjectStats, RetentionQuery, DELETED_OBJECT_KEPT_MS};
+use super::{batch_query, batch_row, batch_row_at, delete_batches, Tx, TxResult, INSERT_BATCHES};
+use crate::metadata::{
+    BatchCoordinate, BatchRewrite, MetaError, ObjectStats, PartitionKey, RetentionQuery,
+    RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS,
+};
 use uuid::Uuid;
+
+/// Rows read per statement while looking for merge candidates.
+const CANDIDATE_PAGE: i64 = 512;
 
 /// For each listed partition (in order): the offset its log start may be raised to. The
 /// time limit is the first batch whose largest timestamp has not expired (the high
@@ -106,4 +112,141 @@ pub(super) fn object_stats(
         deleted_objects: n(4)?,
         batches: n(5)?,
     })
+}
+
+/// The oldest run of rows in produce objects old enough to merge.
+pub(super) async fn merge_candidates(
+    tx: &Tx<'_>,
+    (topic_id, partition): PartitionKey,
+    prefix: &str,
+    min_age_ms: i64,
+    max_bytes: u64,
+) -> TxResult<Vec<BatchCoordinate>> {
+    let row = tx
+        .query_one(
+            "SELECT MIN(base_offset) FROM batches WHERE topic_id = $1 AND partition = $2 AND left(object_key, length($3)) = $3",
+            &[&topic_id, &partition, &prefix],
+        )
+        .await?;
+    let Some(mut from) = row.try_get::<_, Option<i64>>(0)? else {
+        return Ok(Vec::new());
+    };
+    let cutoff = crate::now_ms() - min_age_ms;
+    let sql = format!(
+        "SELECT o.created_ms, {} FROM batches b JOIN objects o ON o.object_key = b.object_key \
+         WHERE b.topic_id = $1 AND b.partition = $2 AND b.base_offset >= $3 ORDER BY b.base_offset LIMIT $4",
+        super::BATCH_COLUMNS
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    let (mut out, mut bytes) = (Vec::new(), 0u64);
+    loop {
+        let page = tx
+            .query(&stmt, &[&topic_id, &partition, &from, &CANDIDATE_PAGE])
+            .await?;
+        let full = page.len() as i64 == CANDIDATE_PAGE;
+        for row in &page {
+            let created_ms: i64 = row.try_get(0)?;
+            let b = batch_row_at(row, 1)?;
+            let fits = out.is_empty() || bytes + u64::from(b.byte_len) <= max_bytes;
+            if !b.object_key.starts_with(prefix) || created_ms > cutoff || !fits {
+                return Ok(out);
+            }
+            bytes += u64::from(b.byte_len);
+            from = b.base_offset + 1;
+            out.push(b);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Replaces a run of rows by the rows of a new object, if they are still those read.
+pub(super) async fn rewrite_batches(tx: &Tx<'_>, r: &BatchRewrite) -> TxResult<RewriteOutcome> {
+    let shape = r.shape()?;
+    let locked = tx
+        .query_opt(
+            "SELECT owner_epoch FROM partitions WHERE topic_id = $1 AND partition = $2 FOR UPDATE",
+            &[&r.topic_id, &r.partition],
+        )
+        .await?;
+    let Some(locked) = locked else {
+        return Ok(RewriteOutcome::Changed);
+    };
+    if locked.try_get::<_, i64>(0)? != r.owner_epoch {
+        return Ok(RewriteOutcome::Fenced);
+    }
+    let range = (
+        r.topic_id,
+        r.partition,
+        shape.first_base,
+        shape.last_old_base,
+    );
+    let rows = tx
+        .query(
+            &batch_query("WHERE b.topic_id = $1 AND b.partition = $2 AND b.base_offset >= $3 AND b.base_offset <= $4 ORDER BY b.base_offset"),
+            &[&range.0, &range.1, &range.2, &range.3],
+        )
+        .await?;
+    let rows = rows.iter().map(batch_row).collect::<Result<Vec<_>, _>>()?;
+    let unchanged = rows.len() == r.old.len()
+        && rows
+            .iter()
+            .zip(&r.old)
+            .all(|(b, old)| RowRef::from(b) == *old);
+    if !unchanged {
+        return Ok(RewriteOutcome::Changed);
+    }
+    if rows.last().map(|b| b.last_offset) != Some(shape.last_offset) {
+        return Err(MetaError::Invalid(
+            "rewrite: new rows do not end where the old ones end".into(),
+        )
+        .into());
+    }
+    delete_batches(
+        tx,
+        "topic_id = $1 AND partition = $2 AND base_offset >= $3 AND base_offset <= $4",
+        &[&range.0, &range.1, &range.2, &range.3],
+    )
+    .await?;
+    let (key, size) = &shape.object;
+    let stored = tx
+        .execute(
+            "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes, dead_since_ms = NULL \
+             WHERE objects.deleted_ms IS NULL",
+            &[key, &(*size as i64), &shape.live_bytes, &crate::now_ms()],
+        )
+        .await?;
+    if stored == 0 {
+        return Err(MetaError::ObjectDeleted(key.clone()).into());
+    }
+    insert_rows(tx, r).await?;
+    Ok(RewriteOutcome::Replaced)
+}
+
+/// Inserts the new rows of a rewrite with one statement.
+async fn insert_rows(tx: &Tx<'_>, r: &BatchRewrite) -> TxResult<()> {
+    let n = &r.new;
+    let topic: Vec<Uuid> = n.iter().map(|_| r.topic_id).collect();
+    let partition: Vec<i32> = n.iter().map(|_| r.partition).collect();
+    let base: Vec<i64> = n.iter().map(|b| b.base_offset).collect();
+    let last: Vec<i64> = n.iter().map(|b| b.last_offset).collect();
+    let key: Vec<&str> = n.iter().map(|b| b.object_key.as_str()).collect();
+    let at: Vec<i64> = n.iter().map(|b| b.byte_offset as i64).collect();
+    let len: Vec<i64> = n.iter().map(|b| i64::from(b.byte_len)).collect();
+    let ts: Vec<i64> = n.iter().map(|b| b.max_timestamp).collect();
+    let pid: Vec<i64> = n.iter().map(|b| b.producer_id).collect();
+    let pepoch: Vec<i16> = n.iter().map(|b| b.producer_epoch).collect();
+    let bseq: Vec<i32> = n.iter().map(|b| b.base_sequence).collect();
+    let lseq: Vec<i32> = n.iter().map(|b| b.last_sequence).collect();
+    let stmt = tx.prepare_cached(INSERT_BATCHES).await?;
+    tx.execute(
+        &stmt,
+        &[
+            &topic, &partition, &base, &last, &key, &at, &len, &ts, &pid, &pepoch, &bseq, &lseq,
+        ],
+    )
+    .await?;
+    Ok(())
 }

@@ -1,9 +1,18 @@
 //! The data lifecycle in SQLite: what retention may retire, and the first phase of object
 //! deletion (see [`crate::metadata::MetadataStore::retire_dead_objects`]).
 
-use super::{db, partition_row};
-use crate::metadata::{MetaResult, ObjectStats, RetentionQuery, DELETED_OBJECT_KEPT_MS};
+use super::{
+    batch_row, db, insert_batch, partition_row, query_batches, release_object_bytes, store_object,
+    BATCH_COLUMNS,
+};
+use crate::metadata::{
+    BatchCoordinate, BatchRewrite, MetaError, MetaResult, ObjectStats, PartitionKey,
+    RetentionQuery, RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS,
+};
 use rusqlite::{params, OptionalExtension, Transaction};
+
+/// Rows read per statement while looking for merge candidates.
+const CANDIDATE_PAGE: i64 = 512;
 
 /// The offset the query's partition's log start may be raised to.
 pub(super) fn retention_offset(tx: &Transaction<'_>, q: &RetentionQuery) -> MetaResult<i64> {
@@ -96,4 +105,98 @@ pub(super) fn object_stats(tx: &Transaction<'_>) -> MetaResult<ObjectStats> {
         deleted_objects: count("SELECT COUNT(*) FROM objects WHERE deleted_ms IS NOT NULL")?,
         batches: count("SELECT COUNT(*) FROM batches")?,
     })
+}
+
+/// The oldest run of rows in produce objects old enough to merge.
+pub(super) fn merge_candidates(
+    tx: &Transaction<'_>,
+    (topic_id, partition): PartitionKey,
+    prefix: &str,
+    min_age_ms: i64,
+    max_bytes: u64,
+) -> MetaResult<Vec<BatchCoordinate>> {
+    let id = topic_id.to_string();
+    let first: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MIN(base_offset) FROM batches WHERE topic_id = ?1 AND partition = ?2 AND substr(object_key, 1, length(?3)) = ?3",
+        )
+        .and_then(|mut s| s.query_row(params![id, partition, prefix], |r| r.get(0)))
+        .map_err(db)?;
+    let Some(mut from) = first else {
+        return Ok(Vec::new());
+    };
+    let cutoff = crate::now_ms() - min_age_ms;
+    let sql = format!(
+        "SELECT {BATCH_COLUMNS}, o.created_ms FROM batches b JOIN objects o ON o.object_key = b.object_key \
+         WHERE b.topic_id = ?1 AND b.partition = ?2 AND b.base_offset >= ?3 ORDER BY b.base_offset LIMIT ?4"
+    );
+    let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
+    let (mut out, mut bytes) = (Vec::new(), 0u64);
+    loop {
+        let page: Vec<(BatchCoordinate, i64)> = stmt
+            .query_map(params![id, partition, from, CANDIDATE_PAGE], |r| {
+                Ok((batch_row(r)?, r.get(11)?))
+            })
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let full = page.len() as i64 == CANDIDATE_PAGE;
+        for (b, created_ms) in page {
+            let fits = out.is_empty() || bytes + u64::from(b.byte_len) <= max_bytes;
+            if !b.object_key.starts_with(prefix) || created_ms > cutoff || !fits {
+                return Ok(out);
+            }
+            bytes += u64::from(b.byte_len);
+            from = b.base_offset + 1;
+            out.push(b);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Replaces a run of rows by the rows of a new object, if they are still those read.
+pub(super) fn rewrite_batches(
+    tx: &Transaction<'_>,
+    r: &BatchRewrite,
+) -> MetaResult<RewriteOutcome> {
+    let shape = r.shape()?;
+    let Some((epoch, _, _)) = partition_row(tx, r.topic_id, r.partition)? else {
+        return Ok(RewriteOutcome::Changed);
+    };
+    if epoch != r.owner_epoch {
+        return Ok(RewriteOutcome::Fenced);
+    }
+    let id = r.topic_id.to_string();
+    let range =
+        "b.topic_id = ?1 AND b.partition = ?2 AND b.base_offset >= ?3 AND b.base_offset <= ?4";
+    let args: [&dyn rusqlite::ToSql; 4] =
+        [&id, &r.partition, &shape.first_base, &shape.last_old_base];
+    let rows = query_batches(tx, &format!("WHERE {range} ORDER BY b.base_offset"), &args)?;
+    let unchanged = rows.len() == r.old.len()
+        && rows
+            .iter()
+            .zip(&r.old)
+            .all(|(b, old)| RowRef::from(b) == *old);
+    if !unchanged {
+        return Ok(RewriteOutcome::Changed);
+    }
+    if rows.last().map(|b| b.last_offset) != Some(shape.last_offset) {
+        return Err(MetaError::Invalid(
+            "rewrite: new rows do not end where the old ones end".into(),
+        ));
+    }
+    release_object_bytes(tx, range, &args)?;
+    tx.execute(
+        "DELETE FROM batches WHERE topic_id = ?1 AND partition = ?2 AND base_offset >= ?3 AND base_offset <= ?4",
+        args.as_slice(),
+    )
+    .map_err(db)?;
+    let (key, size) = &shape.object;
+    store_object(tx, key, *size, shape.live_bytes, crate::now_ms())?;
+    for b in &r.new {
+        insert_batch(tx, &id, r.partition, b)?;
+    }
+    Ok(RewriteOutcome::Replaced)
 }
