@@ -231,6 +231,44 @@ fn lifecycle_metrics(ctx: &Ctx, out: &mut String) {
         "Merges refused because their rows changed or the partition moved.",
         n(&l.merge_conflicts),
     );
+    if let Some(o) = *l.objects.lock() {
+        gauge(
+            out,
+            "inkless_metadata_batch_rows",
+            "Batch rows in the metadata store (as the object collector last counted).",
+            o.batches,
+        );
+        gauge(
+            out,
+            "inkless_metadata_live_objects",
+            "Objects holding live bytes.",
+            o.live_objects,
+        );
+        gauge(
+            out,
+            "inkless_metadata_live_object_bytes",
+            "Bytes of the objects holding live bytes.",
+            o.live_object_bytes,
+        );
+        gauge(
+            out,
+            "inkless_metadata_live_bytes",
+            "Bytes referenced by batch rows.",
+            o.live_bytes,
+        );
+        gauge(
+            out,
+            "inkless_metadata_dead_objects",
+            "Objects without live bytes, waiting for their grace period.",
+            o.dead_objects,
+        );
+        gauge(
+            out,
+            "inkless_metadata_deleted_objects",
+            "Objects marked deleted, remembered for an hour.",
+            o.deleted_objects,
+        );
+    }
     counter(
         out,
         "inkless_collector_orphan_sweeps_total",

@@ -130,6 +130,10 @@ impl CollectorState {
                 break;
             }
         }
+        match self.args.store.object_stats().await {
+            Ok(counts) => *self.args.stats.objects.lock() = Some(counts),
+            Err(e) => tracing::debug!(error = %e, "object collector: counting objects failed"),
+        }
         let sweep_due = self
             .last_sweep
             .is_none_or(|t| t.elapsed() >= self.args.config.orphan_scan_interval);

@@ -33,6 +33,8 @@ pub struct LifecycleStats {
     pub merged_rows: AtomicU64,
     /// Merges refused because the rows changed under them or the partition moved.
     pub merge_conflicts: AtomicU64,
+    /// The object table as the collector last counted it (collecting node only).
+    pub objects: parking_lot::Mutex<Option<inkless_storage::metadata::ObjectStats>>,
 }
 
 impl LifecycleStats {
