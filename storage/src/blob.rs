@@ -210,24 +210,30 @@ impl BlobStore {
     }
 
     /// Deletes objects in bulk (S3's DeleteObjects, up to 1,000 keys a request, retried on
-    /// throttling by the client); a key already gone counts as deleted. Returns how many were
+    /// throttling by the client); a key already gone counts as deleted. Returns the keys
     /// deleted and the first failure, if any.
-    pub async fn delete_many(&self, keys: Vec<String>) -> (u64, Option<BlobError>) {
-        let paths = futures::stream::iter(keys.into_iter().map(|k| Ok(Path::from(k)))).boxed();
-        let mut results = self.store.delete_stream(paths);
-        let (mut deleted, mut first_error) = (0u64, None);
+    pub async fn delete_many(&self, keys: Vec<String>) -> (Vec<String>, Option<BlobError>) {
+        let paths: Vec<_> = keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
+        let mut results = self.store.delete_stream(futures::stream::iter(paths).boxed());
+        // A key already gone is deleted too, but the error may not name it as it was given
+        // (a local store names the file): without other failures, every key is deleted.
+        let (mut deleted, mut first_error) = (Vec::new(), None);
         while let Some(r) = results.next().await {
             match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Ok(path) => deleted.push(path.to_string()),
+                Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                     first_error.get_or_insert(e.into());
                 }
             }
         }
+        if first_error.is_none() {
+            deleted = keys;
+        }
         self.metrics
             .deleted_objects
-            .fetch_add(deleted, Ordering::Relaxed);
+            .fetch_add(deleted.len() as u64, Ordering::Relaxed);
         (deleted, first_error)
     }
 
@@ -280,11 +286,12 @@ mod tests {
             let mut keys: Vec<String> = s.list().map(|r| r.unwrap().0).collect().await;
             keys.sort();
             assert_eq!(keys, ["merged/z", "wal/x", "wal/y"]);
-            let (n, err) = s
+            let (mut deleted, err) = s
                 .delete_many(vec!["wal/x".into(), "merged/z".into(), "wal/never".into()])
                 .await;
             assert!(err.is_none(), "{err:?}");
-            assert_eq!(n, 3);
+            deleted.sort();
+            assert_eq!(deleted, ["merged/z", "wal/never", "wal/x"]);
             let keys: Vec<String> = s.list().map(|r| r.unwrap().0).collect().await;
             assert_eq!(keys, ["wal/y"]);
         }

@@ -5,12 +5,12 @@
 //! `collect_interval` the collector asks the store to mark as deleted those dead for longer
 //! than `delete_delay` (a grace period longer than any read that may still hold their
 //! coordinates), then deletes them from the object store in bulk, paced to at most
-//! `max_deletes_per_second`. Once marked, an object can never be named by a commit again
-//! (the store refuses it), so nothing acknowledged can come to depend on a deleted object.
-//! A crash between the two phases leaves the object in the object store with its mark; the
-//! store forgets the mark after an hour, and the object is then an orphan.
+//! `max_deletes_per_second`, and confirms each deletion. Once marked, an object can never be
+//! named by a commit again (the store refuses it), so nothing acknowledged can come to depend
+//! on a deleted object. A crash or a failure between the two phases leaves a mark without a
+//! confirmation, which the store hands out again a few minutes later.
 //!
-//! Orphans (uploaded, never committed: a crash between PUT and commit, a failed deletion)
+//! Orphans (uploaded, never committed: a crash between PUT and commit)
 //! are found every `orphan_scan_interval` by listing the object store: objects older than
 //! `orphan_min_age` that the store has no row for are marked (the same fence) and deleted.
 //!
@@ -143,7 +143,8 @@ impl CollectorState {
         }
     }
 
-    /// Deletes objects already marked deleted, at the configured pace.
+    /// Deletes objects already marked deleted, at the configured pace, and confirms each
+    /// deletion to the store (one not confirmed is handed out again a few minutes later).
     async fn delete(&self, keys: Vec<String>, counter: &AtomicU64) {
         if keys.is_empty() {
             return;
@@ -151,10 +152,14 @@ impl CollectorState {
         let started = Instant::now();
         let n = keys.len();
         let (deleted, error) = self.args.blob.delete_many(keys).await;
-        LifecycleStats::add(counter, deleted);
+        let done = deleted.len() as u64;
+        LifecycleStats::add(counter, done);
         if let Some(e) = error {
-            LifecycleStats::add(&self.args.stats.delete_errors, n as u64 - deleted);
-            tracing::warn!(error = %e, failed = n as u64 - deleted, "object deletion failed; the orphan sweep retries it");
+            LifecycleStats::add(&self.args.stats.delete_errors, n as u64 - done);
+            tracing::warn!(error = %e, failed = n as u64 - done, "object deletion failed; retried later");
+        }
+        if let Err(e) = self.args.store.confirm_deleted(deleted).await {
+            tracing::debug!(error = %e, "confirming deletions failed; they are retried later");
         }
         let rate = f64::from(self.args.config.max_deletes_per_second.max(1));
         let budget = Duration::from_secs_f64(n as f64 / rate);

@@ -114,19 +114,32 @@ pub struct MergerState {
 }
 
 impl MergerState {
+    /// Rounds over every partition running here, one run each per round, until none has a
+    /// run to merge (round robin: partitions' oldest runs cover about the same objects, which
+    /// the cache then holds for all of them).
     async fn pass(&self) {
-        for tp in self.args.partitions.partitions() {
-            let Some(run) = self.run_of(&tp).await else {
-                continue;
-            };
-            let started = Instant::now();
-            let bytes: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
-            if let Err(e) = self.merge(&tp, run).await {
-                tracing::warn!(?tp, error = %e, "merge failed; the next pass retries");
+        loop {
+            let mut merged = 0;
+            for tp in self.args.partitions.partitions() {
+                let Some(run) = self.run_of(&tp).await else {
+                    continue;
+                };
+                let started = Instant::now();
+                let bytes: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
+                match self.merge(&tp, run).await {
+                    Ok(true) => merged += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(?tp, error = %e, "merge failed; the next pass retries")
+                    }
+                }
+                let rate = self.args.config.max_bytes_per_second.max(1) as f64;
+                let budget = Duration::from_secs_f64(bytes as f64 / rate);
+                tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
             }
-            let rate = self.args.config.max_bytes_per_second.max(1) as f64;
-            let budget = Duration::from_secs_f64(bytes as f64 / rate);
-            tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
+            if merged == 0 {
+                return;
+            }
         }
     }
 
@@ -152,8 +165,9 @@ impl MergerState {
         (!overdue.is_empty()).then_some(run)
     }
 
-    /// Rewrites one run into a new object and swaps it in through the partition's actor.
-    async fn merge(&self, tp: &TopicPartition, run: Vec<BatchCoordinate>) -> Result<(), String> {
+    /// Rewrites one run into a new object and swaps it in through the partition's actor;
+    /// false if the swap was refused.
+    async fn merge(&self, tp: &TopicPartition, run: Vec<BatchCoordinate>) -> Result<bool, String> {
         let (bytes, rows) = self.rewrite(&run).await?;
         let size = bytes.len() as u64;
         let key = format!("{MERGED_PREFIX}{}", uuid::Uuid::now_v7());
@@ -184,13 +198,13 @@ impl MergerState {
                 LifecycleStats::add(&stats.merges, 1);
                 LifecycleStats::add(&stats.merged_bytes, size);
                 LifecycleStats::add(&stats.merged_rows, run.len() as u64);
-                Ok(())
+                Ok(true)
             }
             // Nothing references the new object: delete it now.
             Ok(RewriteOutcome::Changed | RewriteOutcome::Fenced) => {
                 LifecycleStats::add(&stats.merge_conflicts, 1);
                 let _ = self.args.blob.delete_many(vec![key]).await;
-                Ok(())
+                Ok(false)
             }
             // The swap may or may not have landed: the orphan sweep decides.
             Err(e) => Err(e.to_string()),

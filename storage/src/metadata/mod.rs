@@ -474,6 +474,10 @@ pub struct ObjectStats {
 /// than any commit can be in flight: an owner frozen longer has been fenced.
 pub const DELETED_OBJECT_KEPT_MS: i64 = 60 * 60 * 1000;
 
+/// An object marked deleted whose deletion was not confirmed this long afterwards is handed
+/// out for deletion again.
+pub const DELETE_RETRY_MS: i64 = 5 * 60 * 1000;
+
 /// Lease rows expired longer than this are deleted by the next renewal of any node.
 pub const EXPIRED_LEASE_KEPT_MS: i64 = 10 * 60 * 1000;
 
@@ -605,12 +609,15 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// never above the high watermark; 0 for a partition that does not exist.
     async fn retention_offsets(&self, queries: Vec<RetentionQuery>) -> MetaResult<Vec<i64>>;
     /// The first phase of object deletion: marks as deleted up to `limit` objects that have
-    /// had no live bytes for at least `grace_ms` (the store's clock), and returns them. From
-    /// then on a commit naming one of them is refused ([`MetaError::ObjectDeleted`]), so the
-    /// caller may delete them from the object store. Also forgets objects marked more than
-    /// [`DELETED_OBJECT_KEPT_MS`] ago (an object whose deletion failed then is an orphan,
-    /// found again by the listing sweep).
+    /// had no live bytes for at least `grace_ms` (the store's clock), and returns them with
+    /// the objects marked more than [`DELETE_RETRY_MS`] ago whose deletion was never
+    /// confirmed ([`MetadataStore::confirm_deleted`]: a crash or a failure in between). From
+    /// the mark on, a commit naming one of them is refused ([`MetaError::ObjectDeleted`]), so
+    /// the caller may delete them from the object store. Also forgets confirmed objects
+    /// marked more than [`DELETED_OBJECT_KEPT_MS`] ago.
     async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>>;
+    /// The second phase: records that objects marked deleted are gone from the object store.
+    async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()>;
     /// Marks as deleted those of `keys` that the store has no row for (objects found in the
     /// object store that no commit ever named: orphans) and returns them; the keys it knows
     /// are left alone. Like [`MetadataStore::retire_dead_objects`], a later commit naming

@@ -1242,6 +1242,15 @@ impl MetadataStore for PostgresStore {
             .await
     }
 
+    async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()> {
+        let keys = Arc::new(keys);
+        self.with_tx(move |tx| {
+            let keys = keys.clone();
+            Box::pin(async move { lifecycle::confirm_deleted(tx, &keys).await })
+        })
+        .await
+    }
+
     async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>> {
         let keys = Arc::new(keys);
         self.with_tx(move |tx| {

@@ -1039,6 +1039,11 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()> {
+        self.with_tx(move |tx| lifecycle::confirm_deleted(tx, &keys))
+            .await
+    }
+
     async fn retire_orphans(&self, keys: Vec<String>) -> MetaResult<Vec<String>> {
         self.with_tx(move |tx| lifecycle::retire_orphans(tx, &keys))
             .await

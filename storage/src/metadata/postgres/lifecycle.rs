@@ -6,7 +6,7 @@ use super::ownership::NOW_MS;
 use super::{batch_query, batch_row, batch_row_at, delete_batches, Tx, TxResult, INSERT_BATCHES};
 use crate::metadata::{
     BatchCoordinate, BatchRewrite, MetaError, ObjectStats, PartitionKey, RetentionQuery,
-    RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS,
+    RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS, DELETE_RETRY_MS,
 };
 use uuid::Uuid;
 
@@ -48,7 +48,9 @@ pub(super) async fn retention_offsets(
         .collect::<Result<_, _>>()?)
 }
 
-/// Marks dead objects past their grace period as deleted; forgets old marks.
+/// Marks dead objects past their grace period as deleted (their `dead_since_ms` stays set
+/// until the deletion is confirmed); hands out again marks never confirmed; forgets old,
+/// confirmed marks.
 pub(super) async fn retire_dead_objects(
     tx: &Tx<'_>,
     grace_ms: i64,
@@ -56,30 +58,43 @@ pub(super) async fn retire_dead_objects(
 ) -> TxResult<Vec<String>> {
     tx.execute(
         &format!(
-            "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < {NOW_MS} - $1::int8"
+            "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < {NOW_MS} - $1::int8 AND dead_since_ms IS NULL"
         ),
         &[&DELETED_OBJECT_KEPT_MS],
     )
     .await?;
     // SKIP LOCKED: an object a commit is reviving right now is not dead.
     let sql = format!(
-        "UPDATE objects SET deleted_ms = {NOW_MS}, dead_since_ms = NULL WHERE object_key IN \
-         (SELECT object_key FROM objects WHERE dead_since_ms <= {NOW_MS} - $1::int8 AND live_bytes <= 0 \
-          AND deleted_ms IS NULL ORDER BY dead_since_ms LIMIT $2 FOR UPDATE SKIP LOCKED) \
-         AND live_bytes <= 0 AND deleted_ms IS NULL RETURNING object_key"
+        "UPDATE objects SET deleted_ms = {NOW_MS} WHERE object_key IN \
+         (SELECT object_key FROM objects WHERE dead_since_ms IS NOT NULL AND live_bytes <= 0 \
+          AND ((deleted_ms IS NULL AND dead_since_ms <= {NOW_MS} - $1::int8) OR deleted_ms <= {NOW_MS} - $3::int8) \
+          ORDER BY dead_since_ms LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         AND live_bytes <= 0 RETURNING object_key"
     );
-    let rows = tx.query(&sql, &[&grace_ms, &(limit as i64)]).await?;
+    let rows = tx
+        .query(&sql, &[&grace_ms, &(limit as i64), &DELETE_RETRY_MS])
+        .await?;
     Ok(rows
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?)
 }
 
+/// Records that marked objects are gone from the object store.
+pub(super) async fn confirm_deleted(tx: &Tx<'_>, keys: &[String]) -> TxResult<()> {
+    tx.execute(
+        "UPDATE objects SET dead_since_ms = NULL WHERE object_key = ANY($1) AND deleted_ms IS NOT NULL",
+        &[&keys],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Marks the keys the store has no row for as deleted orphans.
 pub(super) async fn retire_orphans(tx: &Tx<'_>, keys: &[String]) -> TxResult<Vec<String>> {
     let sql = format!(
-        "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms, deleted_ms) \
-         SELECT k, 0, 0, {NOW_MS}, {NOW_MS} FROM UNNEST($1::text[]) AS k \
+        "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms, dead_since_ms, deleted_ms) \
+         SELECT k, 0, 0, {NOW_MS}, {NOW_MS}, {NOW_MS} FROM UNNEST($1::text[]) AS k \
          ON CONFLICT (object_key) DO NOTHING RETURNING object_key"
     );
     let rows = tx.query(&sql, &[&keys]).await?;

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::metadata::{
     BatchCoordinate, BatchRewrite, MetaError, MetaResult, ObjectStats, PartitionKey,
-    RetentionQuery, RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS,
+    RetentionQuery, RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS, DELETE_RETRY_MS,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -48,7 +48,9 @@ pub(super) fn retention_offset(tx: &Transaction<'_>, q: &RetentionQuery) -> Meta
     Ok(new_start.min(hwm))
 }
 
-/// Marks dead objects past their grace period as deleted; forgets old marks.
+/// Marks dead objects past their grace period as deleted (their `dead_since_ms` stays set
+/// until the deletion is confirmed); hands out again marks never confirmed; forgets old,
+/// confirmed marks.
 pub(super) fn retire_dead_objects(
     tx: &Transaction<'_>,
     grace_ms: i64,
@@ -56,19 +58,38 @@ pub(super) fn retire_dead_objects(
 ) -> MetaResult<Vec<String>> {
     let now = crate::now_ms();
     tx.execute(
-        "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < ?1",
+        "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < ?1 AND dead_since_ms IS NULL",
         params![now - DELETED_OBJECT_KEPT_MS],
     )
     .map_err(db)?;
     let mut stmt = tx
         .prepare_cached(
-            "UPDATE objects SET deleted_ms = ?1, dead_since_ms = NULL WHERE object_key IN (SELECT object_key FROM objects WHERE dead_since_ms IS NOT NULL AND dead_since_ms <= ?2 AND live_bytes <= 0 AND deleted_ms IS NULL ORDER BY dead_since_ms LIMIT ?3) RETURNING object_key",
+            "UPDATE objects SET deleted_ms = ?1 WHERE object_key IN (SELECT object_key FROM objects \
+             WHERE dead_since_ms IS NOT NULL AND live_bytes <= 0 \
+             AND ((deleted_ms IS NULL AND dead_since_ms <= ?2) OR deleted_ms <= ?3) \
+             ORDER BY dead_since_ms LIMIT ?4) RETURNING object_key",
         )
         .map_err(db)?;
     let rows = stmt
-        .query_map(params![now, now - grace_ms, limit as i64], |r| r.get(0))
+        .query_map(
+            params![now, now - grace_ms, now - DELETE_RETRY_MS, limit as i64],
+            |r| r.get(0),
+        )
         .map_err(db)?;
     rows.collect::<Result<_, _>>().map_err(db)
+}
+
+/// Records that marked objects are gone from the object store.
+pub(super) fn confirm_deleted(tx: &Transaction<'_>, keys: &[String]) -> MetaResult<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE objects SET dead_since_ms = NULL WHERE object_key = ?1 AND deleted_ms IS NOT NULL",
+        )
+        .map_err(db)?;
+    for key in keys {
+        stmt.execute(params![key]).map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Marks the keys the store has no row for as deleted orphans.
@@ -76,7 +97,7 @@ pub(super) fn retire_orphans(tx: &Transaction<'_>, keys: &[String]) -> MetaResul
     let now = crate::now_ms();
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms, deleted_ms) VALUES (?1, 0, 0, ?2, ?2) ON CONFLICT (object_key) DO NOTHING",
+            "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms, dead_since_ms, deleted_ms) VALUES (?1, 0, 0, ?2, ?2, ?2) ON CONFLICT (object_key) DO NOTHING",
         )
         .map_err(db)?;
     let mut orphans = Vec::new();
