@@ -23,6 +23,8 @@ pub struct LifecycleStats {
     pub delete_errors: AtomicU64,
     /// Orphan sweeps completed.
     pub orphan_sweeps: AtomicU64,
+    /// Idle producer rows deleted (`producer.id.expiration.ms`).
+    pub producers_expired: AtomicU64,
 }
 
 impl LifecycleStats {

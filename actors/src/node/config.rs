@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub retention_check_interval: Duration,
     /// Timing and pace of object deletion.
     pub collector: CollectorConfig,
+    /// Kafka's `producer.id.expiration.ms`: an idempotent producer that has not written to
+    /// a partition for this long is forgotten there (ADR 0015).
+    pub producer_id_expiration: Duration,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +84,7 @@ impl Default for NodeConfig {
             remote_timeout: Duration::from_secs(10),
             retention_check_interval: Duration::from_secs(30),
             collector: CollectorConfig::default(),
+            producer_id_expiration: Duration::from_secs(24 * 3600),
         }
     }
 }
