@@ -240,6 +240,56 @@ async fn a_panicking_partition_restarts_from_the_store_and_loses_nothing() {
     node.stop().await;
 }
 
+/// Waits until the partition runs under a new actor (after a failure).
+async fn restarted(node: &Node, tp: TopicPartition, before: ractor::ActorId) {
+    let restarted = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if node.partition(&tp).is_some_and(|h| h.actor.id() != before) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(restarted.is_ok(), "partition actor was restarted");
+}
+
+#[tokio::test]
+async fn an_expired_producer_counts_as_new_whether_the_partition_ran_on_or_restarted() {
+    let config = NodeConfig {
+        producer_id_expiration: Duration::from_millis(300),
+        ..NodeConfig::default()
+    };
+    let (node, tp, _dir) = node_with(config, "memory://").await;
+    produce(&node, tp, batch(1, (9, 0, 0))).await.unwrap();
+    produce(&node, tp, batch(1, (9, 0, 1))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let forgotten = |r: Result<AppendAck, AppendError>| {
+        matches!(
+            r,
+            Err(AppendError::OutOfOrderSequence {
+                got: 2,
+                expected: 0
+            })
+        )
+    };
+    // The running actor still holds the state in memory, but it has expired.
+    assert!(forgotten(produce(&node, tp, batch(1, (9, 0, 2))).await));
+    // Reloaded from the store (whose row is still there: the sweep waits for a margin),
+    // the partition answers the same.
+    let before = node.partition(&tp).unwrap().actor.id();
+    assert!(node.inject_partition_panic(&tp));
+    restarted(&node, tp, before).await;
+    assert!(forgotten(produce(&node, tp, batch(1, (9, 0, 2))).await));
+    // The producer starts again (a new epoch after the client's reset): tracked afresh.
+    let first = produce(&node, tp, batch(1, (9, 1, 0))).await.unwrap();
+    let dup = produce(&node, tp, batch(1, (9, 1, 0))).await.unwrap();
+    assert_eq!((first.base_offset, dup.base_offset), (2, 2));
+    produce(&node, tp, batch(1, (9, 1, 1))).await.unwrap();
+    assert_eq!(read_all(&node, tp).await.len(), 4);
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn offsets_of_an_empty_group_expire_after_the_retention() {
     use crate::group::coordinator::{

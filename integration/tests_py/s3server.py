@@ -68,6 +68,14 @@ class MotoServer:
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200, r.status
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        # moto refuses an unsigned DELETE: sign it with boto3 (a dependency of moto).
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        s3.delete_object(Bucket=bucket, Key=key)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

@@ -275,6 +275,12 @@ fn lifecycle_metrics(ctx: &Ctx, out: &mut String) {
         "Listings of the object store for orphans completed.",
         n(&l.orphan_sweeps),
     );
+    counter(
+        out,
+        "inkless_producers_expired_total",
+        "Idle producer-state rows deleted (producer.id.expiration.ms).",
+        n(&l.producers_expired),
+    );
 }
 
 /// The metrics page.

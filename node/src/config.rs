@@ -260,6 +260,9 @@ pub struct ProduceSection {
     /// Appends waiting for the metadata store; beyond it produces get REQUEST_TIMED_OUT
     /// (retriable, nothing written).
     pub max_pending_commits: u64,
+    /// Kafka's `producer.id.expiration.ms`: idempotent-producer state of a partition not
+    /// written for this long is forgotten (the producer counts as new there).
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for ProduceSection {
@@ -273,6 +276,7 @@ impl Default for ProduceSection {
             max_appends_per_commit: 4096,
             max_objects_waiting: 64,
             max_pending_commits: 100_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -402,6 +406,11 @@ impl Config {
             "retention.check_interval_ms, storage.collect_interval_ms, storage.orphan_scan_interval_ms and storage.max_object_deletes_per_second must be at least 1"
         );
         anyhow::ensure!(
+            self.produce.producer_id_expiration_ms >= 1
+                && self.produce.producer_id_expiration_ms <= i64::MAX as u64,
+            "produce.producer_id_expiration_ms must be at least 1"
+        );
+        anyhow::ensure!(
             self.groups.offsets_topic_num_partitions >= 1,
             "groups.offsets_topic_num_partitions must be at least 1"
         );
@@ -525,6 +534,7 @@ impl Config {
                 ),
             },
             retention_check_interval: Duration::from_millis(self.retention.check_interval_ms),
+            producer_id_expiration: Duration::from_millis(self.produce.producer_id_expiration_ms),
             collector: inkless_actors::CollectorConfig {
                 collect_interval: Duration::from_millis(self.storage.collect_interval_ms),
                 delete_delay: Duration::from_millis(self.storage.object_delete_delay_ms),

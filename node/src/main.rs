@@ -13,6 +13,7 @@ mod config;
 mod handlers;
 mod metrics;
 mod server;
+mod storage_check;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -75,6 +76,36 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+    },
+    /// Compare the metadata store with the object store (docs/operations.md).
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Report batches whose bytes are missing, unreferenced objects and wrong live-byte
+    /// counts; exit 1 when problems are left, 2 when the check could not run.
+    Check {
+        /// TOML configuration file naming the stores (as for `serve`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Delete unreferenced objects older than the minimum age and recount wrong live
+        /// bytes.
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: raise a partition's log start past missing batches at its start.
+        #[arg(long, requires = "repair")]
+        drop_missing: bool,
+        /// Unreferenced objects younger than this are ignored (default:
+        /// storage.orphan_min_age_ms).
+        #[arg(long)]
+        min_orphan_age_ms: Option<u64>,
     },
 }
 
@@ -141,6 +172,37 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(cluster::print_status(&admin, actors, json))
         }
+        Command::Storage {
+            command:
+                StorageCommand::Check {
+                    config,
+                    json,
+                    repair,
+                    drop_missing,
+                    min_orphan_age_ms,
+                },
+        } => {
+            let c = Config::load(config.as_deref())?;
+            init_tracing("warn");
+            let opts = storage_check::CheckOptions {
+                repair,
+                drop_missing,
+                min_orphan_age_ms: min_orphan_age_ms
+                    .unwrap_or(c.storage.orphan_min_age_ms)
+                    .min(i64::MAX as u64) as i64,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match rt.block_on(storage_check(&c, &opts, json)) {
+                Ok(0) => Ok(()),
+                Ok(_) => std::process::exit(1),
+                Err(e) => {
+                    eprintln!("inkless storage check: {e:#}");
+                    std::process::exit(2)
+                }
+            }
+        }
         Command::Serve { config } => {
             let c = Config::load(config.as_deref())?;
             init_tracing(&c.log.level);
@@ -151,6 +213,27 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(serve(c))
         }
     }
+}
+
+/// Runs `inkless storage check`, prints its report and returns the problems left.
+async fn storage_check(
+    c: &Config,
+    opts: &storage_check::CheckOptions,
+    json: bool,
+) -> anyhow::Result<u64> {
+    let data_dir = c.storage.data_dir.clone();
+    let store = inkless_storage::metadata::open(&c.storage.metadata, &data_dir)
+        .await
+        .with_context(|| format!("opening metadata store {}", redact_url(&c.storage.metadata)))?;
+    let blob = BlobStore::open(&c.storage.object_store, &c.storage.s3, &data_dir)
+        .with_context(|| format!("opening object store {}", c.storage.object_store))?;
+    let report = storage_check::run(store, blob, opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", storage_check::human(&report, opts));
+    }
+    Ok(report.problems_left)
 }
 
 fn toml_string(c: &Config) -> anyhow::Result<String> {

@@ -58,6 +58,17 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Last-modified time, milliseconds since the Unix epoch.
+    pub modified_ms: i64,
+}
+
 /// Counters of object-store requests since start.
 #[derive(Debug, Default)]
 pub struct BlobMetrics {
@@ -214,7 +225,9 @@ impl BlobStore {
     /// deleted and the first failure, if any.
     pub async fn delete_many(&self, keys: Vec<String>) -> (Vec<String>, Option<BlobError>) {
         let paths: Vec<_> = keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
-        let mut results = self.store.delete_stream(futures::stream::iter(paths).boxed());
+        let mut results = self
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
         // A key already gone is deleted too, but the error may not name it as it was given
         // (a local store names the file): without other failures, every key is deleted.
         let (mut deleted, mut first_error) = (Vec::new(), None);
@@ -240,16 +253,37 @@ impl BlobStore {
     /// Every object of the store, as its key and last-modified time (milliseconds since the
     /// Unix epoch), in no particular order, page by page.
     pub fn list(&self) -> BoxStream<'static, Result<(String, i64), BlobError>> {
+        self.list_objects()
+            .map(|r| r.map(|o| (o.key, o.modified_ms)))
+            .boxed()
+    }
+
+    /// The size of an object, or `None` if it does not exist (one HEAD request).
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Every object of the store with its size and last-modified time, in no particular
+    /// order, page by page.
+    pub fn list_objects(&self) -> BoxStream<'static, Result<ListedObject, BlobError>> {
         let metrics = self.metrics.clone();
         self.store
             .list(None)
             .map(move |r| match r {
                 Ok(meta) => {
                     metrics.listed_objects.fetch_add(1, Ordering::Relaxed);
-                    Ok((
-                        meta.location.to_string(),
-                        meta.last_modified.timestamp_millis(),
-                    ))
+                    Ok(ListedObject {
+                        key: meta.location.to_string(),
+                        size: meta.size,
+                        modified_ms: meta.last_modified.timestamp_millis(),
+                    })
                 }
                 Err(e) => {
                     metrics.errors.fetch_add(1, Ordering::Relaxed);

@@ -35,6 +35,8 @@ pub struct LifecycleStats {
     pub merge_conflicts: AtomicU64,
     /// The object table as the collector last counted it (collecting node only).
     pub objects: parking_lot::Mutex<Option<inkless_storage::metadata::ObjectStats>>,
+    /// Idle producer rows deleted (`producer.id.expiration.ms`).
+    pub producers_expired: AtomicU64,
 }
 
 impl LifecycleStats {

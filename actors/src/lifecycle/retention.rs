@@ -5,8 +5,15 @@
 //! partition whose log start rises is sent a DeleteRecords, the path a client's
 //! DeleteRecords takes, so its actor publishes the new log start and the store releases
 //! the batches' bytes from their objects (which the object collector then deletes).
+//!
+//! On the node that runs the object collector ([`LiveSet::collector_owner`]), each pass
+//! also deletes the producer rows idle for longer than `producer.id.expiration.ms` plus
+//! [`PRODUCER_EXPIRY_MARGIN_MS`], a bounded number per call. Partition actors already
+//! ignore a producer from the moment it expires; the margin covers clock differences
+//! between nodes, so a row is never deleted while a running actor still counts it live.
 
 use super::LifecycleStats;
+use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::PartitionRegistry;
@@ -16,11 +23,19 @@ use inkless_storage::metadata::{RetentionQuery, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Partitions per call to the metadata store.
 const QUERIES_PER_CALL: usize = 1_000;
 /// Partitions whose log start is being raised at once.
 const PARTITIONS_AT_ONCE: usize = 16;
+/// Producer rows deleted per call to the metadata store.
+const PRODUCERS_PER_CALL: usize = 10_000;
+/// Calls per pass at most (the rest waits for the next pass).
+const PRODUCER_CALLS_PER_PASS: usize = 10;
+/// Producer rows are deleted this long after they expired: more than the clock difference
+/// between two nodes may be.
+pub const PRODUCER_EXPIRY_MARGIN_MS: i64 = 10 * 60 * 1000;
 
 /// A topic's retention limits (Kafka's `retention.ms` and `retention.bytes`; `None` for
 /// `-1`, no limit).
@@ -62,6 +77,10 @@ pub struct RetentionArgs {
     pub topics: SharedTopicLookup,
     /// Time between passes.
     pub check_interval: Duration,
+    /// The live set, to know whether this node expires producer rows.
+    pub live: watch::Receiver<Arc<LiveSet>>,
+    /// Kafka's `producer.id.expiration.ms`.
+    pub producer_id_expiration: Duration,
     /// Counters.
     pub stats: Arc<LifecycleStats>,
 }
@@ -108,6 +127,41 @@ impl RetentionState {
             self.retire(chunk, &offsets).await;
         }
         LifecycleStats::add(&self.args.stats.retention_passes, 1);
+    }
+
+    /// True on the node that runs the object collector.
+    fn expires_producers(&self) -> bool {
+        let live = self.args.live.borrow();
+        live.me_live && live.collector_owner() == Some(live.me)
+    }
+
+    /// Deletes producer rows idle past their expiration and the margin.
+    async fn expire_producers(&self) {
+        if !self.expires_producers() {
+            return;
+        }
+        let expiration = self.args.producer_id_expiration.as_millis();
+        let idle_ms =
+            (expiration.min(i64::MAX as u128) as i64).saturating_add(PRODUCER_EXPIRY_MARGIN_MS);
+        for _ in 0..PRODUCER_CALLS_PER_PASS {
+            match self
+                .args
+                .store
+                .expire_producers(idle_ms, PRODUCERS_PER_CALL)
+                .await
+            {
+                Ok(n) => {
+                    LifecycleStats::add(&self.args.stats.producers_expired, n);
+                    if n < PRODUCERS_PER_CALL as u64 {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "producer expiry: metadata store failed; next pass retries");
+                    return;
+                }
+            }
+        }
     }
 
     /// Raises the log start of the partitions whose retention offset is above it.
@@ -163,6 +217,7 @@ impl Actor for Retention {
         match msg {
             RetentionMsg::Tick => {
                 state.pass().await;
+                state.expire_producers().await;
                 // The next pass starts a whole interval after this one ended.
                 state
                     .me

@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub collector: CollectorConfig,
     /// What merging does and how fast.
     pub merge: MergeConfig,
+    /// Kafka's `producer.id.expiration.ms`: an idempotent producer that has not written to
+    /// a partition for this long is forgotten there (ADR 0015).
+    pub producer_id_expiration: Duration,
 }
 
 impl Default for NodeConfig {
@@ -85,6 +88,7 @@ impl Default for NodeConfig {
             retention_check_interval: Duration::from_secs(30),
             collector: CollectorConfig::default(),
             merge: MergeConfig::default(),
+            producer_id_expiration: Duration::from_secs(24 * 3600),
         }
     }
 }

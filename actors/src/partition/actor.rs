@@ -9,6 +9,11 @@
 //! - [`PartitionMsg::DeleteRecords`]: raises the log start offset.
 //! - [`PartitionMsg::Rewrite`]: swaps a merged run of batches in.
 //!
+//! Idempotent-producer state expires (Kafka's `producer.id.expiration.ms`, ADR 0015): a
+//! producer whose last append here is older than the expiration counts as unknown, exactly
+//! as after a restart from a store whose expiry sweep has deleted its row, so a running
+//! actor and a reloaded one accept and refuse the same batches.
+//!
 //! It starts from a claim the PartitionManager made for it (in a batch with others): the
 //! claim succeeded only if no live lease held the partition elsewhere, bumped the owner
 //! epoch, which fences any older owner, and read the partition's state, which the actor
@@ -33,6 +38,9 @@ use tokio::sync::{oneshot, watch};
 
 /// Batches per producer remembered for duplicate detection (as Kafka).
 const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// How often a running partition drops the expired producers from its memory.
+const PRODUCER_PRUNE_INTERVAL_MS: i64 = 60_000;
 
 /// Offsets visible to readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,6 +162,8 @@ pub struct PartitionArgs {
     pub published: PublishSignal,
     /// Recent coordinates kept in memory.
     pub recent_batches_max: usize,
+    /// Producer state not written for longer than this (ms) is expired.
+    pub producer_expiration_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -161,8 +171,17 @@ struct ProducerEntry {
     epoch: i16,
     last_sequence: i32,
     last_offset: i64,
+    /// When this partition last appended a batch of the producer (ms, this node's clock).
+    last_write_ms: i64,
     /// (first sequence, last sequence, base offset), oldest first.
     recent: VecDeque<(i32, i32, i64)>,
+}
+
+impl ProducerEntry {
+    /// Whether the state has expired at `now_ms`: idle for longer than `expiration_ms`.
+    fn expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        now_ms.saturating_sub(self.last_write_ms) > expiration_ms
+    }
 }
 
 #[derive(Debug)]
@@ -183,6 +202,8 @@ pub struct PartitionState {
     next_offset: i64,
     committed: PartitionOffsets,
     producers: HashMap<i64, ProducerEntry>,
+    /// When expired producers were last dropped from `producers`.
+    producers_pruned_ms: i64,
     recent: VecDeque<BatchCoordinate>,
     pending: VecDeque<PendingCommit>,
     next_token: u64,
@@ -255,14 +276,21 @@ fn check_sequence(
     Ok(Sequenced::New)
 }
 
-fn record_sequence(entry: &mut Option<ProducerEntry>, h: &BatchHeader, base_offset: i64) {
+fn record_sequence(
+    entry: &mut Option<ProducerEntry>,
+    h: &BatchHeader,
+    base_offset: i64,
+    now_ms: i64,
+) {
     let last_offset = base_offset + h.last_offset_delta as i64;
     let e = entry.get_or_insert_with(|| ProducerEntry {
         epoch: h.producer_epoch,
         last_sequence: -1,
         last_offset,
+        last_write_ms: now_ms,
         recent: VecDeque::new(),
     });
+    e.last_write_ms = now_ms;
     if h.producer_epoch != e.epoch {
         e.epoch = h.producer_epoch;
         e.recent.clear();
@@ -312,6 +340,17 @@ impl PartitionState {
         }
     }
 
+    /// Drops expired producers from memory, at most once per [`PRODUCER_PRUNE_INTERVAL_MS`]
+    /// (they are ignored from the moment they expire; this only bounds memory).
+    fn prune_producers(&mut self, now_ms: i64) {
+        if now_ms.saturating_sub(self.producers_pruned_ms) < PRODUCER_PRUNE_INTERVAL_MS {
+            return;
+        }
+        let expiration = self.args.producer_expiration_ms;
+        self.producers.retain(|_, e| !e.expired(now_ms, expiration));
+        self.producers_pruned_ms = now_ms;
+    }
+
     /// The index writer holds `max_pending_commits` appends already.
     fn writer_full(&self) -> bool {
         self.args
@@ -336,7 +375,11 @@ impl PartitionState {
             let _ = reply.send(Err(AppendError::TimedOut));
             return;
         }
-        // Check every batch on working copies first: a refused part changes nothing.
+        let now = inkless_storage::now_ms();
+        self.prune_producers(now);
+        let expiration = self.args.producer_expiration_ms;
+        // Check every batch on working copies first: a refused part changes nothing. An
+        // expired producer starts from nothing, as it would after a reload.
         let mut working: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
         let mut offset = self.next_offset;
         let mut coords = Vec::with_capacity(batches.len());
@@ -347,9 +390,12 @@ impl PartitionState {
                 offset += h.record_count as i64;
                 continue;
             }
-            let entry = working
-                .entry(h.producer_id)
-                .or_insert_with(|| self.producers.get(&h.producer_id).cloned());
+            let entry = working.entry(h.producer_id).or_insert_with(|| {
+                self.producers
+                    .get(&h.producer_id)
+                    .filter(|e| !e.expired(now, expiration))
+                    .cloned()
+            });
             match check_sequence(entry, h) {
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -360,7 +406,7 @@ impl PartitionState {
                     return;
                 }
                 Ok(Sequenced::New) => {
-                    record_sequence(entry, h, offset);
+                    record_sequence(entry, h, offset, now);
                     coords.push((b, offset));
                     offset += h.record_count as i64;
                 }
@@ -399,6 +445,7 @@ impl PartitionState {
                     producer_epoch: e.epoch,
                     last_sequence: e.last_sequence,
                     last_offset: e.last_offset,
+                    last_write_ms: e.last_write_ms,
                 });
                 self.producers.insert(pid, e);
             }
@@ -608,6 +655,7 @@ impl Actor for PartitionActor {
                         epoch: p.producer_epoch,
                         last_sequence: p.last_sequence,
                         last_offset: p.last_offset,
+                        last_write_ms: p.last_write_ms,
                         recent: VecDeque::new(),
                     },
                 )
@@ -638,6 +686,7 @@ impl Actor for PartitionActor {
             next_offset: st.high_watermark,
             committed,
             producers,
+            producers_pruned_ms: inkless_storage::now_ms(),
             recent: VecDeque::new(),
             pending: VecDeque::new(),
             next_token: 0,

@@ -110,6 +110,8 @@ pub struct ManagerArgs {
     pub max_pending_commits: u64,
     /// Recent coordinates kept per partition.
     pub recent_batches_max: usize,
+    /// Idempotent-producer state idle this long is expired.
+    pub producer_id_expiration: Duration,
     /// Failures of one partition per minute before escalating.
     pub max_restarts: u32,
     /// Labels for the actor tree listing.
@@ -218,6 +220,11 @@ impl ManagerState {
                 offsets: sender.clone(),
                 published: self.args.partitions.publish_signal(),
                 recent_batches_max: self.args.recent_batches_max,
+                producer_expiration_ms: self
+                    .args
+                    .producer_id_expiration
+                    .as_millis()
+                    .min(i64::MAX as u128) as i64,
             },
         };
         let (actor, _) = Actor::spawn_linked(None, PartitionActor, start, myself.get_cell())

@@ -245,6 +245,7 @@ impl SupervisorState {
                     index_writer: a.slots.index.clone(),
                     max_pending_commits: c.max_pending_commits,
                     recent_batches_max: c.recent_batches_per_partition,
+                    producer_id_expiration: c.producer_id_expiration,
                     max_restarts: c.max_restarts,
                     directory: a.directory.clone(),
                     live: a.live.subscribe(),
@@ -293,6 +294,8 @@ impl SupervisorState {
                     partitions: a.partitions.clone(),
                     topics: a.topics.clone(),
                     check_interval: c.retention_check_interval,
+                    live: a.live.subscribe(),
+                    producer_id_expiration: c.producer_id_expiration,
                     stats: a.lifecycle.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Retention, args, me).await?;

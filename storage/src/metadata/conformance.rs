@@ -5,7 +5,10 @@
 //!
 //! [`batch`] makes a batch coordinate of 100 bytes for other tests of the stores.
 
+mod check;
 mod lifecycle;
+
+pub use check::{corrupted_live_bytes_are_recounted, object_for_recount};
 
 use super::*;
 
@@ -46,6 +49,8 @@ pub async fn run_all(store: SharedMetadataStore) {
     batch_claims(&store).await;
     pins(&store).await;
     lifecycle::lifecycle(&store).await;
+    check::producer_expiry(&store).await;
+    check::storage_check_reads(&store).await;
 }
 
 fn lease(node_id: i32, az: &str) -> NodeLease {
@@ -346,6 +351,7 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
                 producer_epoch: 3,
                 last_sequence: 13,
                 last_offset: 13,
+                last_write_ms: crate::now_ms(),
             }],
         }])
         .await
@@ -686,6 +692,7 @@ async fn batch_claims(s: &SharedMetadataStore) {
                 producer_epoch: 0,
                 last_sequence: 6,
                 last_offset: 6,
+                last_write_ms: crate::now_ms(),
             }],
         }])
         .await

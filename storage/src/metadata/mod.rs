@@ -151,6 +151,10 @@ pub struct ProducerRecord {
     pub last_sequence: i32,
     /// Offset of the last record written.
     pub last_offset: i64,
+    /// When the partition's sequencer last appended a batch of this producer
+    /// (milliseconds since the Unix epoch, the sequencing node's clock). Producer state
+    /// idle for longer than `producer.id.expiration.ms` is expired (ADR 0015).
+    pub last_write_ms: i64,
 }
 
 /// A committed consumer-group offset.
@@ -470,6 +474,61 @@ pub struct ObjectStats {
     pub batches: u64,
 }
 
+/// An object as the metadata store records it (for `inkless storage check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Object key.
+    pub key: String,
+    /// Size recorded by the first commit that named it (0 for an orphan's mark).
+    pub size_bytes: u64,
+    /// Bytes of it that batches reference, as maintained by commits and deletions.
+    pub live_bytes: i64,
+    /// When its row was created (store clock, ms).
+    pub created_ms: i64,
+    /// Since when it has had no live bytes, if so.
+    pub dead_since_ms: Option<i64>,
+    /// When it was marked deleted (a retired dead object or an orphan), if so.
+    pub deleted_ms: Option<i64>,
+}
+
+/// One batch row, reduced to what a storage check needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The partition.
+    pub partition: PartitionKey,
+    /// Offset of its first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// Object key.
+    pub object_key: String,
+    /// First byte in the object.
+    pub byte_offset: u64,
+    /// Bytes of the batch.
+    pub byte_len: u32,
+}
+
+impl StoredBatch {
+    /// Where the next page of [`MetadataStore::batches_page`] starts after this batch.
+    pub fn cursor(&self) -> BatchCursor {
+        (self.partition.0, self.partition.1, self.base_offset)
+    }
+}
+
+/// A position in the batch table: (topic id, partition, base offset).
+pub type BatchCursor = (Uuid, i32, i64);
+
+/// An object whose recorded live bytes differ from the bytes of the batches naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveBytesMismatch {
+    /// Object key.
+    pub key: String,
+    /// Live bytes recorded in its row (`None`: batches name an object without a row).
+    pub stored: Option<i64>,
+    /// Sum of the sizes of the batches that name it.
+    pub batches: i64,
+}
+
 /// How long an object marked deleted stays known, refusing commits that name it. Longer
 /// than any commit can be in flight: an owner frozen longer has been fenced.
 pub const DELETED_OBJECT_KEPT_MS: i64 = 60 * 60 * 1000;
@@ -644,6 +703,33 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn rewrite_batches(&self, rewrite: BatchRewrite) -> MetaResult<RewriteOutcome>;
     /// Counts of the object table, for metrics and checks.
     async fn object_stats(&self) -> MetaResult<ObjectStats>;
+    /// Deletes up to `limit` producer rows whose last write
+    /// ([`ProducerRecord::last_write_ms`]) is more than `idle_ms` before now (the caller's
+    /// clock) and returns how many it deleted. A row written meanwhile by a commit stays.
+    async fn expire_producers(&self, idle_ms: i64, limit: usize) -> MetaResult<u64>;
+    /// Up to `limit` object rows with keys after `after` (all when `None`), in key order.
+    async fn objects_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> MetaResult<Vec<StoredObject>>;
+    /// Up to `limit` batch rows after `after` (all when `None`), in (topic id, partition,
+    /// base offset) order.
+    async fn batches_page(
+        &self,
+        after: Option<BatchCursor>,
+        limit: usize,
+    ) -> MetaResult<Vec<StoredBatch>>;
+    /// For each of `keys`, in one transaction: compares the object's recorded live bytes
+    /// with the sum of its batches' sizes and returns those that differ (a key with
+    /// neither a row nor batches is left out). With `fix`, sets each differing row's live
+    /// bytes to the sum, marking it dead (or alive again) accordingly; a key without a row
+    /// is only reported. No commit or deletion touching these objects interleaves.
+    async fn recount_live_bytes(
+        &self,
+        keys: Vec<String>,
+        fix: bool,
+    ) -> MetaResult<Vec<LiveBytesMismatch>>;
     /// The cluster id, created on first call and stable afterwards.
     async fn cluster_id(&self) -> MetaResult<String>;
     /// A new, never used producer id.

@@ -14,6 +14,7 @@
 //! partitions in one statement, in key order, and writes all its rows with one `UNNEST`
 //! statement per table, pipelined on one connection.
 
+mod check;
 mod lifecycle;
 mod ownership;
 
@@ -146,6 +147,12 @@ CREATE TABLE partition_pins (
     node_id INTEGER NOT NULL,
     PRIMARY KEY (topic_id, partition)
 );
+"#,
+    // Producer expiry (ADR 0015): rows that exist now count as written at the upgrade.
+    r#"
+ALTER TABLE producers ADD COLUMN last_write_ms BIGINT NOT NULL DEFAULT 0;
+UPDATE producers SET last_write_ms = (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
+CREATE INDEX producers_by_last_write ON producers (last_write_ms);
 "#,
 ];
 
@@ -570,7 +577,7 @@ struct AppendRows<'a> {
 const LOCK_PARTITIONS: &str = "SELECT p.topic_id, p.partition, p.owner_epoch, p.high_watermark FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition ORDER BY p.topic_id, p.partition FOR UPDATE OF p";
 const UPSERT_OBJECTS: &str = "INSERT INTO objects (object_key, size_bytes, live_bytes, created_ms) SELECT k, s, l, $4::int8 FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS u(k, s, l) ON CONFLICT (object_key) DO UPDATE SET live_bytes = objects.live_bytes + excluded.live_bytes, dead_since_ms = NULL WHERE objects.deleted_ms IS NULL";
 const INSERT_BATCHES: &str = "INSERT INTO batches (topic_id, partition, base_offset, last_offset, object_key, byte_offset, byte_len, max_timestamp, producer_id, producer_epoch, base_sequence, last_sequence) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int4[], $12::int4[])";
-const UPSERT_PRODUCERS: &str = "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int2[], $5::int4[], $6::int8[]) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset";
+const UPSERT_PRODUCERS: &str = "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset, last_write_ms) SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int8[], $4::int2[], $5::int4[], $6::int8[], $7::int8[]) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset, last_write_ms = excluded.last_write_ms";
 const UPDATE_HWMS: &str = "UPDATE partitions p SET high_watermark = u.hwm FROM UNNEST($1::uuid[], $2::int4[], $3::int8[]) AS u(topic_id, partition, hwm) WHERE p.topic_id = u.topic_id AND p.partition = u.partition";
 
 /// Bytes of each listed partition's batches, in the order of the arrays.
@@ -676,6 +683,7 @@ async fn commit_appends_tx(
     let mut p_epoch = Vec::with_capacity(rows.producers.len());
     let mut p_seq = Vec::with_capacity(rows.producers.len());
     let mut p_offset = Vec::with_capacity(rows.producers.len());
+    let mut p_write = Vec::with_capacity(rows.producers.len());
     for ((topic, partition, id), p) in &rows.producers {
         p_topic.push(*topic);
         p_partition.push(*partition);
@@ -683,6 +691,7 @@ async fn commit_appends_tx(
         p_epoch.push(p.producer_epoch);
         p_seq.push(p.last_sequence);
         p_offset.push(p.last_offset);
+        p_write.push(p.last_write_ms);
     }
     let mut h_topic = Vec::new();
     let mut h_partition = Vec::new();
@@ -711,8 +720,15 @@ async fn commit_appends_tx(
         &r.b_bseq,
         &r.b_lseq,
     ];
-    let producer_params: [&(dyn ToSql + Sync); 6] =
-        [&p_topic, &p_partition, &p_id, &p_epoch, &p_seq, &p_offset];
+    let producer_params: [&(dyn ToSql + Sync); 7] = [
+        &p_topic,
+        &p_partition,
+        &p_id,
+        &p_epoch,
+        &p_seq,
+        &p_offset,
+        &p_write,
+    ];
     let hwm_params: [&(dyn ToSql + Sync); 3] = [&h_topic, &h_partition, &h_hwm];
     // Independent statements: pipelined on the connection, one round trip for all.
     let (objects_stored, ..) = futures::try_join!(
@@ -754,7 +770,7 @@ async fn claimed_producers(tx: &Tx<'_>, keys: &[PartitionKey]) -> TxResult<Claim
         return Ok((producers, batches));
     }
     const OF_KEYS: &str = "FROM producers p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition";
-    let producers_sql = format!("SELECT p.topic_id, p.partition, p.producer_id, p.producer_epoch, p.last_sequence, p.last_offset {OF_KEYS} ORDER BY p.topic_id, p.partition, p.producer_id");
+    let producers_sql = format!("SELECT p.topic_id, p.partition, p.producer_id, p.producer_epoch, p.last_sequence, p.last_offset, p.last_write_ms {OF_KEYS} ORDER BY p.topic_id, p.partition, p.producer_id");
     let batches_sql = format!(
         "SELECT p.topic_id, p.partition, x.* {OF_KEYS} CROSS JOIN LATERAL ({}) x ORDER BY p.topic_id, p.partition, p.producer_id, x.base_offset",
         batch_query(
@@ -781,6 +797,7 @@ async fn claimed_producers(tx: &Tx<'_>, keys: &[PartitionKey]) -> TxResult<Claim
                 producer_epoch: r.try_get(3)?,
                 last_sequence: r.try_get(4)?,
                 last_offset: r.try_get(5)?,
+                last_write_ms: r.try_get(6)?,
             });
     }
     for r in &batch_rows_ {
@@ -1292,6 +1309,56 @@ impl MetadataStore for PostgresStore {
             .first()
             .ok_or_else(|| MetaError::Database("no row of object counts".into()))?;
         lifecycle::object_stats(row).map_err(pg)
+    }
+
+    async fn expire_producers(&self, idle_ms: i64, limit: usize) -> MetaResult<u64> {
+        self.with_tx(move |tx| Box::pin(lifecycle::expire_producers(tx, idle_ms, limit)))
+            .await
+    }
+
+    async fn objects_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> MetaResult<Vec<StoredObject>> {
+        let rows = self
+            .query(check::OBJECTS_PAGE, &[&after, &(limit as i64)])
+            .await?;
+        rows.iter()
+            .map(check::object_row)
+            .collect::<Result<_, _>>()
+            .map_err(pg)
+    }
+
+    async fn batches_page(
+        &self,
+        after: Option<BatchCursor>,
+        limit: usize,
+    ) -> MetaResult<Vec<StoredBatch>> {
+        let (topic, partition, base) = after.unwrap_or((Uuid::nil(), i32::MIN, i64::MIN));
+        let rows = self
+            .query(
+                check::BATCHES_PAGE,
+                &[&topic, &partition, &base, &(limit as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(check::batch_row)
+            .collect::<Result<_, _>>()
+            .map_err(pg)
+    }
+
+    async fn recount_live_bytes(
+        &self,
+        keys: Vec<String>,
+        fix: bool,
+    ) -> MetaResult<Vec<LiveBytesMismatch>> {
+        let keys = Arc::new(keys);
+        self.with_tx(move |tx| {
+            let keys = keys.clone();
+            Box::pin(async move { check::recount_live_bytes(tx, &keys, fix).await })
+        })
+        .await
     }
 
     async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {

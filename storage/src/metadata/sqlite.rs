@@ -5,6 +5,7 @@
 //! (not an OS crash; see docs/configuration.md). Schema changes are numbered migrations
 //! recorded in `PRAGMA user_version`.
 
+mod check;
 mod lifecycle;
 mod ownership;
 
@@ -127,6 +128,12 @@ CREATE TABLE partition_pins (
     node_id INTEGER NOT NULL,
     PRIMARY KEY (topic_id, partition)
 );
+"#,
+    // Producer expiry (ADR 0015): rows that exist now count as written at the upgrade.
+    r#"
+ALTER TABLE producers ADD COLUMN last_write_ms BIGINT NOT NULL DEFAULT 0;
+UPDATE producers SET last_write_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+CREATE INDEX producers_by_last_write ON producers (last_write_ms);
 "#,
 ];
 
@@ -378,7 +385,7 @@ fn claimed_state(
             .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
     let producers: Vec<ProducerRecord> = {
         let mut stmt = tx
-            .prepare_cached("SELECT producer_id, producer_epoch, last_sequence, last_offset FROM producers WHERE topic_id = ?1 AND partition = ?2")
+            .prepare_cached("SELECT producer_id, producer_epoch, last_sequence, last_offset, last_write_ms FROM producers WHERE topic_id = ?1 AND partition = ?2")
             .map_err(db)?;
         let rows = stmt
             .query_map(params![id, partition], |r| {
@@ -387,6 +394,7 @@ fn claimed_state(
                     producer_epoch: r.get::<_, i64>(1)? as i16,
                     last_sequence: r.get::<_, i64>(2)? as i32,
                     last_offset: r.get(3)?,
+                    last_write_ms: r.get(4)?,
                 })
             })
             .map_err(db)?;
@@ -516,7 +524,7 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
     }
     for p in &a.producers {
         tx.prepare_cached(
-            "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset",
+            "INSERT INTO producers (topic_id, partition, producer_id, producer_epoch, last_sequence, last_offset, last_write_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, last_sequence = excluded.last_sequence, last_offset = excluded.last_offset, last_write_ms = excluded.last_write_ms",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -525,7 +533,8 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
                 p.producer_id,
                 p.producer_epoch as i64,
                 p.last_sequence as i64,
-                p.last_offset
+                p.last_offset,
+                p.last_write_ms
             ])
         })
         .map_err(db)?;
@@ -1072,6 +1081,38 @@ impl MetadataStore for SqliteStore {
         self.with_tx(lifecycle::object_stats).await
     }
 
+    async fn expire_producers(&self, idle_ms: i64, limit: usize) -> MetaResult<u64> {
+        self.with_tx(move |tx| lifecycle::expire_producers(tx, idle_ms, limit))
+            .await
+    }
+
+    async fn objects_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> MetaResult<Vec<StoredObject>> {
+        self.with_tx(move |tx| check::objects_page(tx, after.as_deref(), limit))
+            .await
+    }
+
+    async fn batches_page(
+        &self,
+        after: Option<BatchCursor>,
+        limit: usize,
+    ) -> MetaResult<Vec<StoredBatch>> {
+        self.with_tx(move |tx| check::batches_page(tx, after, limit))
+            .await
+    }
+
+    async fn recount_live_bytes(
+        &self,
+        keys: Vec<String>,
+        fix: bool,
+    ) -> MetaResult<Vec<LiveBytesMismatch>> {
+        self.with_tx(move |tx| check::recount_live_bytes(tx, &keys, fix))
+            .await
+    }
+
     async fn cluster_id(&self) -> MetaResult<String> {
         self.with_tx(|tx| {
             let candidate = new_cluster_id();
@@ -1309,6 +1350,21 @@ mod tests {
             drop(&drop(&after_records, "a", 100), "b", 100),
             "the rest freed"
         );
+    }
+
+    #[tokio::test]
+    async fn wrong_live_bytes_are_recounted() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let shared: SharedMetadataStore = Arc::new(s.clone());
+        let key = conformance::object_for_recount(&shared).await;
+        s.conn
+            .lock()
+            .execute(
+                "UPDATE objects SET live_bytes = 7 WHERE object_key = ?1",
+                params![key],
+            )
+            .unwrap();
+        conformance::corrupted_live_bytes_are_recounted(&shared, &key, 7).await;
     }
 
     #[tokio::test]

@@ -104,6 +104,22 @@ pub(super) async fn retire_orphans(tx: &Tx<'_>, keys: &[String]) -> TxResult<Vec
         .collect::<Result<_, _>>()?)
 }
 
+/// Deletes up to `limit` producer rows not written for `idle_ms` (the caller's clock, as
+/// the rows were written with the writers' clocks). A row a commit is rewriting is skipped,
+/// and the condition is checked again on the row deleted, so a fresh write survives.
+pub(super) async fn expire_producers(tx: &Tx<'_>, idle_ms: i64, limit: usize) -> TxResult<u64> {
+    let before = crate::now_ms().saturating_sub(idle_ms);
+    let stmt = tx
+        .prepare_cached(
+            "DELETE FROM producers p USING (SELECT topic_id, partition, producer_id FROM producers \
+             WHERE last_write_ms < $1 ORDER BY last_write_ms LIMIT $2 FOR UPDATE SKIP LOCKED) x \
+             WHERE p.topic_id = x.topic_id AND p.partition = x.partition \
+             AND p.producer_id = x.producer_id AND p.last_write_ms < $1",
+        )
+        .await?;
+    Ok(tx.execute(&stmt, &[&before, &(limit as i64)]).await?)
+}
+
 /// Counts of the object and batch tables.
 pub(super) const OBJECT_STATS: &str = "SELECT COUNT(*) FILTER (WHERE live_bytes > 0), \
      COALESCE(SUM(size_bytes) FILTER (WHERE live_bytes > 0), 0)::int8, \

@@ -221,3 +221,19 @@ pub(super) fn rewrite_batches(
     }
     Ok(RewriteOutcome::Replaced)
 }
+
+/// Deletes up to `limit` producer rows not written for `idle_ms`.
+pub(super) fn expire_producers(
+    tx: &Transaction<'_>,
+    idle_ms: i64,
+    limit: usize,
+) -> MetaResult<u64> {
+    let before = crate::now_ms().saturating_sub(idle_ms);
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM producers WHERE rowid IN (SELECT rowid FROM producers WHERE last_write_ms < ?1 ORDER BY last_write_ms LIMIT ?2)",
+        )
+        .and_then(|mut s| s.execute(params![before, limit as i64]))
+        .map_err(db)?;
+    Ok(n as u64)
+}
