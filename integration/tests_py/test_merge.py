@@ -194,3 +194,28 @@ def test_kill_9_during_merges_loses_nothing(merging):
     assert got == acked, "every acknowledged record reads back, in order, once"
     wait_until("every produce object is merged after the crashes", lambda: not keys(moto, "wal"))
     assert read_all(broker.bootstrap, topic, acked) == acked
+
+
+def test_list_offsets_by_timestamp_stays_exact_after_merging(merging):
+    """Merged rows hold many batches: a timestamp lookup still finds the exact record."""
+    broker, moto, admin_port = merging
+    topic = f"times-{uuid.uuid4().hex[:8]}"
+    create(broker.bootstrap, topic)
+    base = int(time.time() * 1000) - 60_000
+    prod = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "batch.num.messages": 7,
+                     "compression.type": "none"})
+    for i in range(300):
+        prod.produce(topic, value=f"v{i}".encode(), key=b"k", partition=0, timestamp=base + i)
+        if i % 50 == 49:
+            prod.flush(30)
+    assert prod.flush(30) == 0
+    wait_until("the topic's produce objects are merged", lambda: not keys(moto, "wal"))
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "times"})
+    try:
+        for i in (0, 1, 6, 7, 150, 299):
+            found = c.offsets_for_times([TopicPartition(topic, 0, base + i)], timeout=10)[0]
+            assert found.offset == i, f"timestamp {base + i}: offset {found.offset}, want {i}"
+        after = c.offsets_for_times([TopicPartition(topic, 0, base + 300)], timeout=10)[0]
+        assert after.offset in (-1, 300), after
+    finally:
+        c.close()

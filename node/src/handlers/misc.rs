@@ -2,7 +2,7 @@
 
 use super::{s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use inkless_actors::{ReadError, TopicPartition};
-use inkless_protocol::batch::record_timestamps;
+use inkless_protocol::batch::{record_timestamps, BatchHeader};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_records_response::{
@@ -84,19 +84,35 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
     }
 }
 
-/// The first record of batch `b` whose timestamp satisfies `pick`, as (timestamp, offset).
-/// Only uncompressed batches are inspected (compressed ones would need decompressing
-/// client data of unbounded size); callers fall back to the batch's own bounds.
+/// The first record of row `b` whose timestamp satisfies `pick`, as (timestamp, offset). A
+/// merged row holds several batches, each header carrying its real base offset. Records of
+/// uncompressed batches are inspected one by one; a compressed batch (whose records would
+/// need decompressing client data of unbounded size) answers with its first offset and its
+/// largest timestamp. `None` when no batch can be read; callers fall back to the row's bounds.
 async fn record_at(
     ctx: &Ctx,
     b: &BatchCoordinate,
     pick: impl Fn(i64) -> bool,
 ) -> Option<(i64, i64)> {
     let bytes = ctx.node.batch_bytes(b).await.ok()?;
-    record_timestamps(&bytes)?
-        .into_iter()
-        .find(|&(_, t)| pick(t))
-        .map(|(delta, t)| (t, b.base_offset + delta as i64))
+    let first_base = BatchHeader::parse(&bytes).ok()?.base_offset;
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let h = BatchHeader::parse(&bytes[at..]).ok()?;
+        let batch = bytes.get(at..at.checked_add(h.total_bytes())?)?;
+        let base = b.base_offset + (h.base_offset - first_base);
+        match record_timestamps(batch) {
+            Some(records) => {
+                if let Some((delta, t)) = records.into_iter().find(|&(_, t)| pick(t)) {
+                    return Some((t, base + i64::from(delta)));
+                }
+            }
+            None if pick(h.max_timestamp) => return Some((h.max_timestamp, base)),
+            None => {}
+        }
+        at += h.total_bytes();
+    }
+    None
 }
 
 /// Answers ListOffsets. Timestamp lookups are exact for uncompressed batches and at batch
