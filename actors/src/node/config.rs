@@ -4,6 +4,7 @@ use crate::cluster::membership::MembershipConfig;
 use crate::cluster::mesh::MeshConfig;
 use crate::group::coordinator::GroupLimits;
 use crate::lifecycle::collector::CollectorConfig;
+use crate::lifecycle::compactor::CompactConfig;
 use crate::lifecycle::merger::MergeConfig;
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub struct NodeConfig {
     pub collector: CollectorConfig,
     /// What merging does and how fast.
     pub merge: MergeConfig,
+    /// What key compaction does and how fast.
+    pub compact: CompactConfig,
 }
 
 impl Default for NodeConfig {
@@ -85,6 +88,7 @@ impl Default for NodeConfig {
             retention_check_interval: Duration::from_secs(30),
             collector: CollectorConfig::default(),
             merge: MergeConfig::default(),
+            compact: CompactConfig::default(),
         }
     }
 }
