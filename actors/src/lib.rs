@@ -10,7 +10,8 @@
 //!  ├─ CacheShard         block cache of objects for fetches
 //!  ├─ Retention          retires expired batches of the partitions owned here
 //!  ├─ ObjectCollector    deletes unreferenced objects and orphans (one node of a cluster)
-//!  └─ Merger             rewrites small produce objects into large per-partition ones
+//!  ├─ Merger             rewrites small produce objects into large per-partition ones
+//!  └─ Compactor          keeps the latest record of each key of compacted topics
 //! ```
 //! Architecture invariants:
 //! - only a PartitionActor assigns offsets of its partition;
@@ -36,6 +37,7 @@ pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, S
 pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
 pub use lifecycle::collector::CollectorConfig;
+pub use lifecycle::compactor::{CompactConfig, CompactionPolicy};
 pub use lifecycle::merger::MergeConfig;
 pub use lifecycle::retention::RetentionLimits;
 pub use lifecycle::LifecycleStats;

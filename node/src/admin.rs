@@ -231,6 +231,36 @@ fn lifecycle_metrics(ctx: &Ctx, out: &mut String) {
         "Merges refused because their rows changed or the partition moved.",
         n(&l.merge_conflicts),
     );
+    counter(
+        out,
+        "inkless_compactor_compactions_total",
+        "Runs of compacted topics rewritten by key compaction.",
+        n(&l.compactions),
+    );
+    counter(
+        out,
+        "inkless_compactor_read_bytes_total",
+        "Bytes of the runs key compaction rewrote.",
+        n(&l.compacted_bytes_read),
+    );
+    counter(
+        out,
+        "inkless_compactor_written_bytes_total",
+        "Bytes written by key compaction.",
+        n(&l.compacted_bytes_written),
+    );
+    counter(
+        out,
+        "inkless_compactor_removed_records_total",
+        "Records removed by key compaction.",
+        n(&l.compacted_records_removed),
+    );
+    counter(
+        out,
+        "inkless_compactor_conflicts_total",
+        "Compactions refused because their rows changed or the partition moved.",
+        n(&l.compaction_conflicts),
+    );
     if let Some(o) = *l.objects.lock() {
         gauge(
             out,

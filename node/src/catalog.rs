@@ -2,7 +2,7 @@
 //! by the handlers that change them, plus Kafka's topic-config rules (names, defaults,
 //! validation).
 
-use inkless_actors::RetentionLimits;
+use inkless_actors::{CompactionPolicy, RetentionLimits};
 use inkless_storage::metadata::{MetaError, NewTopic, SharedMetadataStore, TopicRecord};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -23,6 +23,8 @@ pub enum ConfigType {
     Int = 3,
     /// A 64-bit integer.
     Long = 5,
+    /// A double-precision number.
+    Double = 6,
 }
 
 /// A topic config Inkless knows: its Kafka name, default, type and whether it is enforced.
@@ -62,8 +64,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "cleanup.policy",
         "delete",
         ConfigType::String,
-        &["delete", "compact", "compact,delete", "delete,compact"],
-        "Stored; compaction is not implemented yet.",
+        &[],
+        "delete: retention retires old batches; compact: the latest record of each key is kept (both: compact,delete).",
     ),
     def(
         "retention.ms",
@@ -147,14 +149,28 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "86400000",
         ConfigType::Long,
         &[],
-        "Stored.",
+        "Compacted topics: a tombstone lives this long after its first compaction.",
     ),
     def(
         "min.compaction.lag.ms",
         "0",
         ConfigType::Long,
         &[],
-        "Stored.",
+        "Compacted topics: records younger than this are not compacted.",
+    ),
+    def(
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        ConfigType::Long,
+        &[],
+        "Compacted topics: records not compacted after this long are compacted whatever the dirty ratio.",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        ConfigType::Double,
+        &[],
+        "Compacted topics: compact once uncompacted bytes are more than this share of the log.",
     ),
 ];
 
@@ -173,7 +189,7 @@ fn min_value(name: &str) -> Option<i64> {
         | "message.timestamp.before.max.ms"
         | "message.timestamp.after.max.ms" => Some(0),
         "segment.bytes" => Some(14),
-        "segment.ms" | "min.insync.replicas" => Some(1),
+        "segment.ms" | "min.insync.replicas" | "max.compaction.lag.ms" => Some(1),
         _ => None,
     }
 }
@@ -189,6 +205,12 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             .parse::<i32>()
             .is_ok_and(|n| at_least(n.into())),
         ConfigType::Long => value.trim().parse::<i64>().is_ok_and(at_least),
+        // min.cleanable.dirty.ratio, the only double, is a share: [0, 1].
+        ConfigType::Double => value
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|x| (0.0..=1.0).contains(&x)),
+        ConfigType::String if name == "cleanup.policy" => cleanup_policy(value).is_some(),
         ConfigType::String => d.allowed.is_empty() || d.allowed.contains(&value),
     };
     if ok {
@@ -196,6 +218,20 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     } else {
         Err(format!("Invalid value {value} for configuration {name}"))
     }
+}
+
+/// `(compact, delete)` of a `cleanup.policy` value (a comma-separated list of `compact` and
+/// `delete`); `None` when it is not one.
+pub fn cleanup_policy(value: &str) -> Option<(bool, bool)> {
+    let (mut compact, mut delete) = (false, false);
+    for item in value.split(',').map(str::trim) {
+        match item {
+            "compact" => compact = true,
+            "delete" => delete = true,
+            _ => return None,
+        }
+    }
+    Some((compact, delete))
 }
 
 /// Kafka's group offsets topic. Offsets live in the metadata store, not in this topic: it
@@ -267,8 +303,10 @@ pub struct Topic {
     pub max_message_bytes: i64,
     /// True for `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
-    /// What retention retires.
+    /// What retention retires (nothing for a topic that is only compacted).
     pub retention: RetentionLimits,
+    /// Key compaction, for compacted topics.
+    pub compaction: Option<CompactionPolicy>,
 }
 
 impl Topic {
@@ -282,11 +320,20 @@ impl Topic {
                 .unwrap_or(-1)
         };
         let max_message_bytes = number("max.message.bytes");
+        let (compact, delete) = record
+            .configs
+            .get("cleanup.policy")
+            .and_then(|v| cleanup_policy(v))
+            .unwrap_or((false, true));
         // -1 (or any negative value) is "no limit", as in Kafka.
-        let retention = RetentionLimits {
-            max_age_ms: Some(number("retention.ms")).filter(|ms| *ms >= 0),
-            max_bytes: u64::try_from(number("retention.bytes")).ok(),
+        let retention = match delete {
+            true => RetentionLimits {
+                max_age_ms: Some(number("retention.ms")).filter(|ms| *ms >= 0),
+                max_bytes: u64::try_from(number("retention.bytes")).ok(),
+            },
+            false => RetentionLimits::default(),
         };
+        let compaction = compact.then(|| compaction_policy(&record));
         let log_append_time = record
             .configs
             .get("message.timestamp.type")
@@ -296,6 +343,7 @@ impl Topic {
             max_message_bytes,
             log_append_time,
             retention,
+            compaction,
         }
     }
 
@@ -308,6 +356,26 @@ impl Topic {
                 None => (d.default.to_string(), false),
             },
         }
+    }
+}
+
+/// The compaction settings of a compacted topic: its configs, else Kafka's defaults.
+fn compaction_policy(record: &TopicRecord) -> CompactionPolicy {
+    let d = CompactionPolicy::default();
+    let get = |name: &str| record.configs.get(name).map(|v| v.trim());
+    let long = |name: &str, default: i64| {
+        get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    CompactionPolicy {
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|x| x.is_finite())
+            .unwrap_or(d.min_cleanable_dirty_ratio),
+        min_lag_ms: long("min.compaction.lag.ms", d.min_lag_ms),
+        max_lag_ms: long("max.compaction.lag.ms", d.max_lag_ms),
+        delete_retention_ms: long("delete.retention.ms", d.delete_retention_ms),
     }
 }
 
@@ -498,6 +566,10 @@ impl inkless_actors::TopicLookup for Catalog {
     fn retention(&self, id: &Uuid) -> Option<RetentionLimits> {
         self.by_id(id).map(|t| t.retention)
     }
+
+    fn compaction(&self, id: &Uuid) -> Option<CompactionPolicy> {
+        self.by_id(id).and_then(|t| t.compaction)
+    }
 }
 
 #[cfg(test)]
@@ -524,5 +596,60 @@ mod tests {
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_topic_config("message.timestamp.type", "Whenever").is_err());
         assert!(validate_topic_config("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn compaction_configs_follow_kafka_bounds() {
+        for ok in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(validate_topic_config("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "compacted", "compact,,delete", "none"] {
+            assert!(
+                validate_topic_config("cleanup.policy", bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "0.01").is_ok());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1").is_ok());
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            assert!(validate_topic_config("min.cleanable.dirty.ratio", bad).is_err());
+        }
+        assert!(validate_topic_config("max.compaction.lag.ms", "0").is_err());
+        assert!(validate_topic_config("min.compaction.lag.ms", "-1").is_err());
+        assert!(validate_topic_config("delete.retention.ms", "-1").is_err());
+        assert!(validate_topic_config("delete.retention.ms", "0").is_ok());
+    }
+
+    #[test]
+    fn compact_only_topics_have_no_retention() {
+        let topic = |policy: &str| {
+            let record = TopicRecord {
+                id: Uuid::new_v4(),
+                name: "t".into(),
+                partitions: 1,
+                configs: [
+                    ("cleanup.policy".to_string(), policy.to_string()),
+                    ("retention.ms".to_string(), "1000".to_string()),
+                    ("min.cleanable.dirty.ratio".to_string(), "0.2".to_string()),
+                ]
+                .into(),
+            };
+            let defaults = BrokerDefaults {
+                max_message_bytes: 1,
+                retention_ms: 5,
+                retention_bytes: -1,
+            };
+            Topic::new(record, &defaults)
+        };
+        let compact = topic("compact");
+        assert!(compact.retention.unlimited());
+        assert_eq!(
+            compact.compaction.map(|c| c.min_cleanable_dirty_ratio),
+            Some(0.2)
+        );
+        let both = topic("compact,delete");
+        assert_eq!(both.retention.max_age_ms, Some(1000));
+        assert!(both.compaction.is_some());
+        assert!(topic("delete").compaction.is_none());
     }
 }

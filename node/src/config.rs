@@ -30,6 +30,8 @@ pub struct Config {
     pub retention: RetentionSection,
     /// Merging of small objects.
     pub merge: MergeSection,
+    /// Key compaction of compacted topics.
+    pub compact: CompactSection,
     /// Admin HTTP endpoint.
     pub admin: AdminSection,
     /// Cluster membership.
@@ -92,6 +94,37 @@ impl Default for MergeSection {
             target_object_bytes: 16 * 1024 * 1024,
             max_row_bytes: 1024 * 1024,
             max_bytes_per_second: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[compact]`: key compaction of topics with `cleanup.policy=compact` (Kafka's
+/// `log.cleaner.*`); the per-topic settings are topic configs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactSection {
+    /// Compact at all (`log.cleaner.enable`).
+    pub enabled: bool,
+    /// Time between passes over the compacted partitions a node owns
+    /// (`log.cleaner.backoff.ms`).
+    pub interval_ms: u64,
+    /// Rows committed more recently are left alone (the tail producers may still retry).
+    pub min_age_ms: u64,
+    /// Largest run of a partition compacted at once, held in memory
+    /// (`log.cleaner.dedupe.buffer.size` plays this part in Kafka).
+    pub max_run_bytes: u64,
+    /// Bytes read per second at most, per node (`log.cleaner.io.max.bytes.per.second`).
+    pub max_bytes_per_second: u64,
+}
+
+impl Default for CompactSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 15_000,
+            min_age_ms: 30_000,
+            max_run_bytes: 128 * 1024 * 1024,
+            max_bytes_per_second: 32 * 1024 * 1024,
         }
     }
 }
@@ -395,6 +428,12 @@ impl Config {
             "merge.interval_ms and merge.max_bytes_per_second must be at least 1, merge.target_object_bytes at least 1024, and merge.max_row_bytes between 1024 and fetch.cache_block_bytes"
         );
         anyhow::ensure!(
+            self.compact.interval_ms >= 1
+                && self.compact.max_bytes_per_second >= 1
+                && self.compact.max_run_bytes >= 1024,
+            "compact.interval_ms and compact.max_bytes_per_second must be at least 1, compact.max_run_bytes at least 1024"
+        );
+        anyhow::ensure!(
             self.retention.ms >= -1 && self.retention.bytes >= -1,
             "retention.ms and retention.bytes must be -1 (no limit) or more"
         );
@@ -550,6 +589,14 @@ impl Config {
                 target_object_bytes: self.merge.target_object_bytes,
                 max_row_bytes: self.merge.max_row_bytes,
                 max_bytes_per_second: self.merge.max_bytes_per_second,
+            },
+            compact: inkless_actors::CompactConfig {
+                enabled: self.compact.enabled,
+                interval: Duration::from_millis(self.compact.interval_ms),
+                min_age: Duration::from_millis(self.compact.min_age_ms),
+                max_run_bytes: self.compact.max_run_bytes,
+                max_row_bytes: self.merge.max_row_bytes,
+                max_bytes_per_second: self.compact.max_bytes_per_second,
             },
             ..inkless_actors::NodeConfig::default()
         }

@@ -8,12 +8,17 @@
 //! - [`request`]: request header parsing, the table of supported APIs and versions, and
 //!   request decoding / response encoding.
 //! - [`batch`]: record-batch (magic 2) header inspection, validation and rewriting.
+//! - [`records`]: records inside batches (decompressed with kafka-protocol's codecs), for
+//!   the paths that need keys.
+//! - [`compaction`]: key compaction of a run of batches.
 //! - [`consumer_protocol`]: the subscription bytes classic consumers send in JoinGroup.
 
 pub mod alloc_guard;
 pub mod batch;
+pub mod compaction;
 pub mod consumer_protocol;
 pub mod frame;
+pub mod records;
 pub mod request;
 
 pub use kafka_protocol;

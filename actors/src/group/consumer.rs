@@ -28,6 +28,11 @@ pub trait TopicLookup: Send + Sync + std::fmt::Debug {
     /// The retention limits of a topic (its configs, else the broker's defaults); `None`
     /// for an unknown topic.
     fn retention(&self, id: &Uuid) -> Option<crate::RetentionLimits>;
+    /// The compaction settings of a topic whose `cleanup.policy` includes `compact`;
+    /// `None` for other topics and unknown ones.
+    fn compaction(&self, _id: &Uuid) -> Option<crate::CompactionPolicy> {
+        None
+    }
 }
 
 /// Shared topic lookup.

@@ -258,7 +258,7 @@ impl MergerState {
 
 /// Extends `row` by the adjacent batch `next`. A row of several batches has no producer
 /// (duplicate detection only looks at batches younger than the merger's `min_age`).
-fn coalesce(row: &mut BatchCoordinate, next: &BatchCoordinate) {
+pub(super) fn coalesce(row: &mut BatchCoordinate, next: &BatchCoordinate) {
     debug_assert_eq!(row.last_offset + 1, next.base_offset);
     debug_assert_eq!(row.byte_offset + u64::from(row.byte_len), next.byte_offset);
     row.last_offset = next.last_offset;

@@ -2,9 +2,11 @@
 //! merger rewrites their small produce objects into large per-partition ones, and
 //! the object collector deletes the objects nothing references any more (two-phase: marked
 //! in the metadata store after a grace period, then deleted from the object store), and the
-//! orphans a crash between PUT and commit left behind.
+//! orphans a crash between PUT and commit left behind. The compactor keeps the latest record
+//! of each key of compacted topics.
 
 pub(crate) mod collector;
+pub(crate) mod compactor;
 pub(crate) mod merger;
 pub(crate) mod retention;
 
@@ -33,6 +35,16 @@ pub struct LifecycleStats {
     pub merged_rows: AtomicU64,
     /// Merges refused because the rows changed under them or the partition moved.
     pub merge_conflicts: AtomicU64,
+    /// Runs of compacted topics rewritten by key compaction.
+    pub compactions: AtomicU64,
+    /// Bytes those runs held before compaction.
+    pub compacted_bytes_read: AtomicU64,
+    /// Bytes written by key compaction.
+    pub compacted_bytes_written: AtomicU64,
+    /// Records key compaction removed (superseded, keyless, or tombstones past their horizon).
+    pub compacted_records_removed: AtomicU64,
+    /// Compactions refused because the rows changed under them or the partition moved.
+    pub compaction_conflicts: AtomicU64,
     /// The object table as the collector last counted it (collecting node only).
     pub objects: parking_lot::Mutex<Option<inkless_storage::metadata::ObjectStats>>,
     /// Idle producer rows deleted (`producer.id.expiration.ms`).

@@ -4,6 +4,7 @@ use crate::cluster::membership::MembershipConfig;
 use crate::cluster::mesh::MeshConfig;
 use crate::group::coordinator::GroupLimits;
 use crate::lifecycle::collector::CollectorConfig;
+use crate::lifecycle::compactor::CompactConfig;
 use crate::lifecycle::merger::MergeConfig;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct NodeConfig {
     /// Kafka's `producer.id.expiration.ms`: an idempotent producer that has not written to
     /// a partition for this long is forgotten there (ADR 0015).
     pub producer_id_expiration: Duration,
+    /// What key compaction does and how fast.
+    pub compact: CompactConfig,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +92,7 @@ impl Default for NodeConfig {
             collector: CollectorConfig::default(),
             merge: MergeConfig::default(),
             producer_id_expiration: Duration::from_secs(24 * 3600),
+            compact: CompactConfig::default(),
         }
     }
 }

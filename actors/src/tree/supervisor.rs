@@ -2,9 +2,10 @@
 //! builds the tree and restarts what fails.
 //!
 //! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager,
-//! GroupManager, ProduceBuffer, Retention, ObjectCollector and Merger, publishes their references in slots, and restarts any that fails. Losing
-//! one of them never loses acknowledged data: they hold only work in progress, whose
-//! producers get an error and retry. More than `max_restarts` failures within a minute stop
+//! GroupManager, ProduceBuffer, Retention, ObjectCollector, Merger and Compactor, publishes
+//! their references in slots, and restarts any that fails. Losing one of them never loses
+//! acknowledged data: they hold only work in progress, whose producers get an error and
+//! retry. More than `max_restarts` failures within a minute stop
 //! the node (the process exits non-zero so an orchestrator restarts it).
 
 use crate::cluster::gateway::{Gateway, GatewayArgs};
@@ -14,6 +15,7 @@ use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
 use crate::lifecycle::collector::{CollectorArgs, ObjectCollector};
+use crate::lifecycle::compactor::{Compactor, CompactorArgs};
 use crate::lifecycle::merger::{Merger, MergerArgs};
 use crate::lifecycle::retention::{Retention, RetentionArgs};
 use crate::lifecycle::LifecycleStats;
@@ -46,6 +48,7 @@ enum Child {
     Retention,
     Collector,
     Merger,
+    Compactor,
 }
 
 impl Child {
@@ -63,6 +66,7 @@ impl Child {
             Child::Retention => "retention",
             Child::Collector => "object-collector",
             Child::Merger => "merger",
+            Child::Compactor => "compactor",
         }
     }
 }
@@ -326,6 +330,20 @@ impl SupervisorState {
                 let (r, _) = Actor::spawn_linked(None, Merger, args, me).await?;
                 r.get_cell()
             }
+            Child::Compactor => {
+                let args = CompactorArgs {
+                    queued: queued.clone(),
+                    store: a.store.clone(),
+                    blob: a.blob.clone(),
+                    cache: a.slots.cache.clone(),
+                    partitions: a.partitions.clone(),
+                    topics: a.topics.clone(),
+                    config: c.compact.clone(),
+                    stats: a.lifecycle.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Compactor, args, me).await?;
+                r.get_cell()
+            }
         };
         self.args.directory.started(
             cell.get_id(),
@@ -370,6 +388,7 @@ impl Actor for NodeSupervisor {
             Child::Retention,
             Child::Collector,
             Child::Merger,
+            Child::Compactor,
         ] {
             state.spawn(myself.get_cell(), child).await?;
         }

@@ -3,7 +3,8 @@
 //!
 //! Validation happens here, before anything is buffered: magic 2, lengths and record
 //! count, CRC-32C, `max.message.bytes`; topics with `message.timestamp.type=LogAppendTime`
-//! get the append time stamped into their batches. Batches are never decompressed.
+//! get the append time stamped into their batches. Batches are decompressed only for
+//! compacted topics, whose records must all have a key (else INVALID_RECORD, as Kafka).
 //! Node-wide back-pressure: a request waits for `produce.max_bytes_in_flight` budget before
 //! it is buffered.
 
@@ -59,9 +60,9 @@ fn batch_error_code(e: &BatchError) -> i16 {
 /// time stamped into them (LogAppendTime topics).
 fn validate(
     records: Option<&bytes::Bytes>,
-    max_message_bytes: i64,
-    log_append_time: bool,
+    topic: &crate::catalog::Topic,
 ) -> Result<(Vec<ValidatedBatch>, i64), (i16, String)> {
+    let max_message_bytes = topic.max_message_bytes;
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err((
             ResponseError::CorruptMessage.code(),
@@ -93,9 +94,12 @@ fn validate(
                 "Transactional and control batches are not supported yet".into(),
             ));
         }
+        if topic.compaction.is_some() {
+            require_keys(b)?;
+        }
     }
     let mut append_time = -1;
-    if log_append_time {
+    if topic.log_append_time {
         append_time = inkless_storage::now_ms();
         for b in &mut batches {
             b.bytes = batch::set_log_append_time(&b.bytes, append_time);
@@ -104,6 +108,18 @@ fn validate(
         }
     }
     Ok((batches, append_time))
+}
+
+/// Refuses a batch with a record without a key (compacted topics).
+fn require_keys(b: &ValidatedBatch) -> Result<(), (i16, String)> {
+    match inkless_protocol::records::all_records_keyed(&b.bytes) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
+            ResponseError::InvalidRecord.code(),
+            "Compacted topic cannot accept message without key".into(),
+        )),
+        Err(e) => Err((ResponseError::CorruptMessage.code(), e.to_string())),
+    }
 }
 
 enum Slot {
@@ -176,11 +192,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                         ))
                     }
                     (Some(topic), Some(tp)) if index >= 0 && index < topic.record.partitions => {
-                        match validate(
-                            p.records.as_ref(),
-                            topic.max_message_bytes,
-                            topic.log_append_time,
-                        ) {
+                        match validate(p.records.as_ref(), topic) {
                             Ok((batches, append_time)) => {
                                 bytes_total += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
                                 let (tx, rx) = oneshot::channel();
