@@ -238,3 +238,13 @@ def test_invalid_compaction_configs_are_refused(compacting):
         with pytest.raises(KafkaException) as e:
             alter(admin, topic, {name: value})
         assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, (name, value)
+    # Kafka refuses a minimum compaction lag above the maximum, on create and on alter.
+    conflict = {"min.compaction.lag.ms": "60000", "max.compaction.lag.ms": "1000"}
+    other = f"bad-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(KafkaException) as e:
+        admin.create_topics([NewTopic(other, 1, 1, config=conflict)])[other].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+    alter(admin, topic, {"max.compaction.lag.ms": "1000"})
+    with pytest.raises(KafkaException) as e:
+        alter(admin, topic, {"min.compaction.lag.ms": "60000"})
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG

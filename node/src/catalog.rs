@@ -5,7 +5,7 @@
 use inkless_actors::{CompactionPolicy, RetentionLimits};
 use inkless_storage::metadata::{MetaError, NewTopic, SharedMetadataStore, TopicRecord};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -192,6 +192,27 @@ fn min_value(name: &str) -> Option<i64> {
         "segment.ms" | "min.insync.replicas" | "max.compaction.lag.ms" => Some(1),
         _ => None,
     }
+}
+
+/// Checks what single values cannot show: Kafka refuses `min.compaction.lag.ms` above
+/// `max.compaction.lag.ms`. The error is the message for INVALID_CONFIG.
+pub fn validate_topic_config_set(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    let long = |name: &str, default: i64| {
+        configs
+            .get(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    let (min, max) = (
+        long("min.compaction.lag.ms", 0),
+        long("max.compaction.lag.ms", i64::MAX),
+    );
+    if min > max {
+        return Err(format!(
+            "conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a config name and value; the error is the message for INVALID_CONFIG.
@@ -589,6 +610,18 @@ mod tests {
         assert!(validate_topic_config("retention.ms", "1000").is_ok());
         assert!(validate_topic_config("retention.ms", "soon").is_err());
         assert!(validate_topic_config("retention.ms", "-1").is_ok());
+        let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(validate_topic_config_set(&set(&[("min.compaction.lag.ms", "10")])).is_ok());
+        assert!(validate_topic_config_set(&set(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "5")
+        ]))
+        .is_err());
         assert!(validate_topic_config("retention.ms", "-2").is_err());
         assert!(validate_topic_config("retention.bytes", "-1").is_ok());
         assert!(validate_topic_config("segment.ms", "0").is_err());

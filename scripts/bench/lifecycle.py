@@ -85,6 +85,12 @@ class Broker:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the broker process so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def counters(self) -> dict[str, int]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=10) as r:
             text = r.read().decode()
@@ -94,6 +100,7 @@ class Broker:
             out[name] = int(m.group(1)) if m else 0
         m = re.search(r"^inkless_merger_merges_total (\d+)$", text, re.M)
         out["merges"] = int(m.group(1)) if m else 0
+        out["cpu_ms"] = int(self.cpu_seconds() * 1000)
         return out
 
 
@@ -205,10 +212,12 @@ def main() -> None:
     gib = total / 2**30
     print(f"\n{args.mib} MiB in {records} records of {VALUE} B over {args.partitions} partitions; "
           f"{wal_objects} produce objects, {seg_objects} merged objects; block {BLOCK // 2**20} MiB")
-    print(f"{'phase':26} {'seconds':>8} {'PUT':>7} {'GET':>7} {'DELETE':>7} {'PUT/GiB':>8} {'GET/GiB':>8} {'DEL/GiB':>8}")
+    print(f"{'phase':26} {'seconds':>8} {'CPU s/GiB':>9} {'PUT':>7} {'GET':>7} {'DELETE':>7} "
+          f"{'PUT/GiB':>8} {'GET/GiB':>8} {'DEL/GiB':>8}")
     for name, d, secs in phases:
-        print(f"{name:26} {secs:8.1f} {d['put_requests']:7} {d['get_requests']:7} {d['deleted_objects']:7} "
-              f"{d['put_requests'] / gib:8.0f} {d['get_requests'] / gib:8.0f} {d['deleted_objects'] / gib:8.0f}")
+        print(f"{name:26} {secs:8.1f} {d['cpu_ms'] / 1000 / gib:9.2f} {d['put_requests']:7} {d['get_requests']:7} "
+              f"{d['deleted_objects']:7} {d['put_requests'] / gib:8.0f} {d['get_requests'] / gib:8.0f} "
+              f"{d['deleted_objects'] / gib:8.0f}")
     ideal = total / BLOCK
     before = phases[1][1]["get_requests"]
     after = phases[3][1]["get_requests"]

@@ -2,7 +2,9 @@
 //! AlterConfigs (topics).
 
 use super::{s, Ctx};
-use crate::catalog::{topic_config_def, validate_topic_config, Topic, TOPIC_CONFIGS};
+use crate::catalog::{
+    topic_config_def, validate_topic_config, validate_topic_config_set, Topic, TOPIC_CONFIGS,
+};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::alter_configs_request::{
     AlterConfigsRequest, AlterConfigsResource,
@@ -321,6 +323,16 @@ async fn apply(
     changes: Vec<(String, Option<String>)>,
     validate_only: bool,
 ) -> Result<(), Failure> {
+    if let Some(topic) = ctx.catalog.by_name(name) {
+        let mut after = topic.record.configs.clone();
+        for (k, v) in &changes {
+            match v {
+                Some(v) => after.insert(k.clone(), v.clone()),
+                None => after.remove(k),
+            };
+        }
+        validate_topic_config_set(&after).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
+    }
     if validate_only {
         return Ok(());
     }

@@ -4,7 +4,9 @@
 //! object store provides durability; Metadata reports the single leader as the only replica.
 
 use super::{s, Ctx};
-use crate::catalog::{validate_topic_config, validate_topic_name, Topic, OFFSETS_TOPIC};
+use crate::catalog::{
+    validate_topic_config, validate_topic_config_set, validate_topic_name, Topic, OFFSETS_TOPIC,
+};
 use inkless_actors::TopicPartition;
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
@@ -159,6 +161,7 @@ fn check_configs(t: &CreatableTopic) -> Result<BTreeMap<String, String>, Failure
             .map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
         configs.insert(c.name.to_string(), v.to_string());
     }
+    validate_topic_config_set(&configs).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
     Ok(configs)
 }
 
