@@ -34,7 +34,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from conftest import EXTERNAL, JAVA_JAR, LocalBroker, free_port, measurement, need_tool, stop_and_check, tail
+from conftest import EXTERNAL, JAVA_JAR, LocalBroker, free_port, measurement, need_tool, stop_and_check
 from s3server import MotoServer, s3_env
 from test_kafka_tools import kafka_libs  # noqa: F401 (fixture: Kafka's jars, resolved from Maven Central)
 
@@ -277,8 +277,12 @@ def test_streams_restores_its_store_from_a_compacted_changelog(compacting, tmp_p
         # A fresh instance with an empty state dir restores the store from the changelog.
         b = CountApp(bootstrap, app, src, dst, tmp_path / "state-b", tmp_path / "streams-b.log")
         b.wait_running()
+        expected = {p: n for p, n in on_partition.items() if n}
+        # Restoration may end after the instance reports RUNNING (Streams' state updater).
+        wait_until("the fresh instance restored every changelog partition",
+                   lambda: b.restored().keys() == expected.keys(), 30, b.context)
         restored = b.restored()
-        assert restored == {p: n for p, n in on_partition.items() if n}, \
+        assert restored == expected, \
             f"restored one record per key from the compacted changelog: {restored} vs {on_partition}"
         produce_keys(bootstrap, src, 3)
         wait_until("the second instance counted on from the restored counts to 53",
@@ -303,10 +307,10 @@ CONNECTOR = "file-source"
 class ConnectWorker(JavaProcess):
     """A distributed Kafka Connect worker (org.apache.kafka.connect.cli.ConnectDistributed)."""
 
-    def __init__(self, libs: Path, props: Path, log4j: Path, port: int, log: Path, archive: list[str]):
+    def __init__(self, libs: Path, props: Path, log4j: Path, port: int, log: Path):
         if not JAVA_JAR.is_file():
             pytest.fail(f"{JAVA_JAR} missing: run scripts/install-test-deps.sh", pytrace=False)
-        super().__init__([need_tool("java"), *JVM_FLAGS, *archive, f"-Dlog4j2.configurationFile={log4j}",
+        super().__init__([need_tool("java"), *JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}",
                           "-cp", f"{libs}/*", "org.apache.kafka.connect.cli.ConnectDistributed", str(props)], log)
         self.url = f"http://127.0.0.1:{port}"
 
@@ -413,7 +417,7 @@ def test_connect_resumes_from_compacted_offsets_and_config_topics(compacting, ka
     source.write_text("")
     t0 = time.monotonic()
 
-    w1 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-1.log", [])
+    w1 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-1.log")
     w2 = None
     try:
         w1.wait_ready()
@@ -442,9 +446,10 @@ def test_connect_resumes_from_compacted_offsets_and_config_topics(compacting, ka
         config2 = {**config, "label": "second"}
         code, body = w1.rest("PUT", f"/connectors/{CONNECTOR}/config", config2)
         assert code == 200, (code, body)
-        wait_until("the task runs with the new config",
-                   lambda: w1.rest("GET", f"/connectors/{CONNECTOR}/tasks")[1][0]["config"].get("label") == "second"
-                   if w1.rest("GET", f"/connectors/{CONNECTOR}/tasks")[0] == 200 else False, 30, w1.context)
+        def reconfigured():
+            code, tasks = w1.rest("GET", f"/connectors/{CONNECTOR}/tasks")
+            return code == 200 and tasks and tasks[0]["config"].get("label") == "second"
+        wait_until("the task has the new config", reconfigured, 30, w1.context)
         w1.wait_task_running()
         lines = append_lines(source, lines, 100)
         n = lines
@@ -481,7 +486,7 @@ def test_connect_resumes_from_compacted_offsets_and_config_topics(compacting, ka
         killed = time.monotonic()
         lines = append_lines(source, lines, 150)
 
-        w2 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-2.log", [])
+        w2 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-2.log")
         w2.wait_ready()
         code, body = w2.rest("GET", f"/connectors/{CONNECTOR}/config")
         assert code == 200 and {k: body[k] for k in config2} == config2, (code, body)
