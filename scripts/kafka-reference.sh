@@ -72,6 +72,7 @@ fetch_jars() {
     fi
     ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "kafka_2.13 jar missing after resolve"; }
     compgen -G "$tmp/kafka-tools-[0-9]*.jar" >/dev/null || { rm -rf "$tmp"; die "kafka-tools jar missing after resolve"; }
+    compgen -G "$tmp/connect-runtime-[0-9]*.jar" >/dev/null || { rm -rf "$tmp"; die "connect-runtime jar missing after resolve"; }
     touch "$tmp/.complete"
     rm -rf "$LIBS"
     mv "$tmp" "$LIBS"
