@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.parse
 import urllib.request
@@ -23,8 +22,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic)
 
-from conftest import EXTERNAL, LocalBroker, free_port, stop_and_check
-from s3server import MotoServer, s3_env
+from conftest import EXTERNAL
+from lifecycle import metric, s3_broker, wait_until
+from s3server import MotoServer
 
 pytestmark = pytest.mark.skipif(
     bool(EXTERNAL), reason="INKLESS_TEST_BOOTSTRAP is set: these tests configure their own broker"
@@ -47,39 +47,8 @@ COMPACT_ENV = {
 
 @pytest.fixture
 def compacting(tmp_path):
-    moto = MotoServer(tmp_path / "moto.log")
-    moto.start()
-    moto.create_bucket(BUCKET)
-    admin_port = free_port()
-    broker = LocalBroker(tmp_path / "data", free_port(), tmp_path)
-    broker.extra_env = {**s3_env(moto.endpoint, BUCKET, PREFIX, 10_000), **COMPACT_ENV,
-                        "INKLESS__ADMIN__LISTEN": f"127.0.0.1:{admin_port}"}
-    broker.start()
-    try:
-        yield broker, moto, admin_port
-    finally:
-        try:
-            stop_and_check(broker)
-        finally:
-            moto.stop()
-
-
-def metric(admin_port: int, name: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    m = re.search(rf"^{name} (\d+)$", text, re.M)
-    return int(m.group(1)) if m else 0
-
-
-def wait_until(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting until {what} (last: {last!r})", pytrace=False)
+    with s3_broker(tmp_path, BUCKET, PREFIX, COMPACT_ENV) as running:
+        yield running
 
 
 def bucket(moto: MotoServer) -> tuple[int, int]:

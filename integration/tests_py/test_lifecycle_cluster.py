@@ -21,7 +21,8 @@ from cluster import Cluster
 from conftest import EXTERNAL, broker_binary
 from pgserver import PgServer
 from s3server import MotoServer
-from test_merge import PARTITIONS, Producing, read_all, wait_until
+from lifecycle import wait_until
+from test_merge import PARTITIONS, Producing, read_all
 
 pytestmark = pytest.mark.skipif(bool(EXTERNAL), reason="INKLESS_TEST_BOOTSTRAP is set: this test runs its own cluster")
 

@@ -19,8 +19,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import EXTERNAL, LocalBroker, free_port, need_tool, stop_and_check
-from s3server import MotoServer, s3_env
+from conftest import EXTERNAL, need_tool
+from lifecycle import s3_broker, wait_until
+from s3server import MotoServer
 from test_kafka_tools import JVM_FLAGS, kafka_libs  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.skipif(
@@ -40,35 +41,12 @@ LIFECYCLE_ENV = {
 
 @pytest.fixture(scope="module")
 def life(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lifecycle")
-    moto = MotoServer(tmp / "moto.log")
-    moto.start()
-    moto.create_bucket(BUCKET)
-    broker = LocalBroker(tmp / "data", free_port(), tmp)
-    broker.extra_env = {**s3_env(moto.endpoint, BUCKET, PREFIX, 10_000), **LIFECYCLE_ENV}
-    broker.start()
-    try:
+    with s3_broker(tmp_path_factory.mktemp("lifecycle"), BUCKET, PREFIX, LIFECYCLE_ENV) as (broker, moto, _):
         yield broker, moto
-    finally:
-        try:
-            stop_and_check(broker)
-        finally:
-            moto.stop()
 
 
 def uniq(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_until(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting until {what} (last: {last!r})", pytrace=False)
 
 
 def create(bootstrap: str, topic: str, partitions: int, configs: dict[str, str]) -> None:
