@@ -8,9 +8,7 @@
 //! oldest batch is older than `max_delay` (so quiet partitions are merged too). The merger
 //! reads the run's bytes through the node's cache (one GET per block of each source object
 //! however many partitions share it), stamps each batch's real base offset into it, writes
-//! the runs of several partitions, each contiguous, into one `seg/` object of about
-//! `target_object_bytes` (a read of all partitions then costs about one GET per cache
-//! block), and hands each run's swap to its partition's actor, which commits it under
+//! one `seg/` object, and hands the swap to the partition's actor, which commits it under
 //! its owner epoch ([`MetadataStore::rewrite_batches`]: refused if anything under it
 //! changed) and drops the coordinates it cached for the run. Adjacent batches become one row
 //! of up to `max_row_bytes`. Readers holding old coordinates still find the old objects:
@@ -27,7 +25,7 @@ use crate::read::cache::{self, CacheMsg};
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorSlot, PartitionRegistry};
 use crate::TopicPartition;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch::set_base_offset;
 use inkless_storage::blob::BlobStore;
 use inkless_storage::metadata::{
@@ -117,51 +115,32 @@ pub struct MergerState {
 
 impl MergerState {
     /// Rounds over every partition running here, one run each per round, until none has a
-    /// run to merge. Runs are grouped into objects of about `target_object_bytes`, each
-    /// partition's run contiguous in its object (round robin: partitions' oldest runs cover
-    /// about the same produce objects, which the cache then holds for all of them).
+    /// run to merge (round robin: partitions' oldest runs cover about the same objects, which
+    /// the cache then holds for all of them).
     async fn pass(&self) {
         loop {
-            let (mut group, mut bytes, mut merged) = (Vec::new(), 0u64, 0usize);
+            let mut merged = 0;
             for tp in self.args.partitions.partitions() {
                 let Some(run) = self.run_of(&tp).await else {
                     continue;
                 };
-                bytes += run.iter().map(|b| u64::from(b.byte_len)).sum::<u64>();
-                group.push((tp, run));
-                if bytes >= self.args.config.target_object_bytes {
-                    merged += self.merge_paced(std::mem::take(&mut group), bytes).await;
-                    bytes = 0;
+                let started = Instant::now();
+                let bytes: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
+                match self.merge(&tp, run).await {
+                    Ok(true) => merged += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(?tp, error = %e, "merge failed; the next pass retries")
+                    }
                 }
-            }
-            if !group.is_empty() {
-                merged += self.merge_paced(group, bytes).await;
+                let rate = self.args.config.max_bytes_per_second.max(1) as f64;
+                let budget = Duration::from_secs_f64(bytes as f64 / rate);
+                tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
             }
             if merged == 0 {
                 return;
             }
         }
-    }
-
-    /// [`Self::merge`], then a pause that keeps the merger within its pace; how many runs
-    /// were swapped in.
-    async fn merge_paced(
-        &self,
-        group: Vec<(TopicPartition, Vec<BatchCoordinate>)>,
-        bytes: u64,
-    ) -> usize {
-        let started = Instant::now();
-        let merged = match self.merge(group).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "merge failed; the next pass retries");
-                0
-            }
-        };
-        let rate = self.args.config.max_bytes_per_second.max(1) as f64;
-        let budget = Duration::from_secs_f64(bytes as f64 / rate);
-        tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
-        merged
     }
 
     /// The run of `tp` to merge now, if any.
@@ -186,74 +165,59 @@ impl MergerState {
         (!overdue.is_empty()).then_some(run)
     }
 
-    /// Rewrites runs of several partitions into one new object, each run contiguous, and
-    /// swaps each in through its partition's actor; how many were swapped in.
-    async fn merge(
-        &self,
-        group: Vec<(TopicPartition, Vec<BatchCoordinate>)>,
-    ) -> Result<usize, String> {
-        let mut out = BytesMut::new();
-        let mut rows = Vec::with_capacity(group.len());
-        for (_, run) in &group {
-            rows.push(self.rewrite(run, &mut out).await?);
-        }
-        let size = out.len() as u64;
+    /// Rewrites one run into a new object and swaps it in through the partition's actor;
+    /// false if the swap was refused.
+    async fn merge(&self, tp: &TopicPartition, run: Vec<BatchCoordinate>) -> Result<bool, String> {
+        let (bytes, rows) = self.rewrite(&run).await?;
+        let size = bytes.len() as u64;
         let key = format!("{MERGED_PREFIX}{}", uuid::Uuid::now_v7());
         self.args
             .blob
-            .put(&key, out.freeze())
+            .put(&key, bytes)
             .await
             .map_err(|e| e.to_string())?;
-        let (mut replaced, mut unknown) = (0usize, false);
+        let new: Vec<BatchCoordinate> = rows
+            .into_iter()
+            .map(|r| BatchCoordinate {
+                object_key: key.clone(),
+                object_size: size,
+                ..r
+            })
+            .collect();
+        let rewrite = BatchRewrite {
+            topic_id: tp.topic_id,
+            partition: tp.partition,
+            owner_epoch: 0, // set by the partition's actor
+            old: run.iter().map(RowRef::from).collect(),
+            new,
+        };
+        let outcome = self.args.partitions.rewrite(tp, rewrite).await;
         let stats = &self.args.stats;
-        for ((tp, run), rows) in group.iter().zip(rows) {
-            let new = rows
-                .into_iter()
-                .map(|r| BatchCoordinate {
-                    object_key: key.clone(),
-                    object_size: size,
-                    ..r
-                })
-                .collect();
-            let rewrite = BatchRewrite {
-                topic_id: tp.topic_id,
-                partition: tp.partition,
-                owner_epoch: 0, // set by the partition's actor
-                old: run.iter().map(RowRef::from).collect(),
-                new,
-            };
-            match self.args.partitions.rewrite(tp, rewrite).await {
-                Ok(RewriteOutcome::Replaced) => {
-                    replaced += 1;
-                    LifecycleStats::add(&stats.merges, 1);
-                    LifecycleStats::add(&stats.merged_rows, run.len() as u64);
-                }
-                Ok(RewriteOutcome::Changed | RewriteOutcome::Fenced) => {
-                    LifecycleStats::add(&stats.merge_conflicts, 1);
-                }
-                // The swap may or may not have landed: the object must stay.
-                Err(e) => {
-                    tracing::debug!(?tp, error = %e, "merge swap outcome unknown");
-                    unknown = true;
-                }
+        match outcome {
+            Ok(RewriteOutcome::Replaced) => {
+                LifecycleStats::add(&stats.merges, 1);
+                LifecycleStats::add(&stats.merged_bytes, size);
+                LifecycleStats::add(&stats.merged_rows, run.len() as u64);
+                Ok(true)
             }
-        }
-        LifecycleStats::add(&stats.merged_bytes, size);
-        if replaced == 0 && !unknown {
             // Nothing references the new object: delete it now.
-            let _ = self.args.blob.delete_many(vec![key]).await;
+            Ok(RewriteOutcome::Changed | RewriteOutcome::Fenced) => {
+                LifecycleStats::add(&stats.merge_conflicts, 1);
+                let _ = self.args.blob.delete_many(vec![key]).await;
+                Ok(false)
+            }
+            // The swap may or may not have landed: the orphan sweep decides.
+            Err(e) => Err(e.to_string()),
         }
-        Ok(replaced)
     }
 
-    /// Appends the bytes of a run to `out` with their real base offsets and returns its new
-    /// rows (adjacent batches coalesced up to `max_row_bytes`; object key and size left for
-    /// the caller).
+    /// The bytes of a run with their real base offsets, and its new rows (adjacent batches
+    /// coalesced up to `max_row_bytes`; object key and size left for the caller).
     async fn rewrite(
         &self,
         run: &[BatchCoordinate],
-        out: &mut BytesMut,
-    ) -> Result<Vec<BatchCoordinate>, String> {
+    ) -> Result<(Bytes, Vec<BatchCoordinate>), String> {
+        let mut out = BytesMut::new();
         let mut rows: Vec<BatchCoordinate> = Vec::new();
         for b in run {
             let end = b.byte_offset + u64::from(b.byte_len);
@@ -288,7 +252,7 @@ impl MergerState {
                 _ => rows.push(row),
             }
         }
-        Ok(rows)
+        Ok((out.freeze(), rows))
     }
 }
 
