@@ -28,7 +28,7 @@ from pathlib import Path
 
 import boto3
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 BUCKET, PREFIX = "soak", "inkless"
 
@@ -158,7 +158,8 @@ def main() -> None:
         ingest = producer.sent / (time.monotonic() - t0)
         # Deletion throughput: retire everything left at once.
         _, left = bucket(s3)
-        res = ConfigResource(ConfigResource.Type.TOPIC, "soak", set_config={"retention.ms": "1"})
+        res = ConfigResource(ConfigResource.Type.TOPIC, "soak", incremental_configs=[
+            ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
         for f in adm.incremental_alter_configs([res]).values():
             f.result(30)
         t1 = time.monotonic()
