@@ -20,7 +20,7 @@
 //!
 //! [`MetadataStore::rewrite_batches`]: inkless_storage::metadata::MetadataStore::rewrite_batches
 
-use super::merger::coalesce;
+use super::rewrite::{self, RewriteError};
 use super::LifecycleStats;
 use crate::group::consumer::SharedTopicLookup;
 use crate::read::cache::{self, CacheMsg};
@@ -31,9 +31,7 @@ use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch::{set_base_offset, BatchHeader};
 use inkless_protocol::compaction::{self, CleanedBatch, CompactOptions};
 use inkless_storage::blob::BlobStore;
-use inkless_storage::metadata::{
-    BatchCoordinate, BatchRewrite, RewriteOutcome, RowRef, SharedMetadataStore,
-};
+use inkless_storage::metadata::{BatchCoordinate, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,12 +150,10 @@ pub enum CompactError {
     /// The run's records could not be compacted.
     #[error("compacting: {0}")]
     Records(#[from] inkless_protocol::records::RecordError),
-    /// Writing the new object failed.
-    #[error("writing the compacted object: {0}")]
-    Write(String),
-    /// The swap's outcome is unknown (the orphan sweep decides).
-    #[error("swapping: {0}")]
-    Swap(String),
+    /// Writing the new object or swapping it in failed (a swap's outcome is then unknown:
+    /// the orphan sweep decides).
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
 }
 
 /// A run chosen for compaction.
@@ -290,43 +286,30 @@ impl CompactorState {
         cleaned: &[CleanedBatch],
     ) -> Result<bool, CompactError> {
         let (bytes, rows) = layout(cleaned, self.args.config.max_row_bytes);
-        let size = bytes.len() as u64;
-        let key = format!("{COMPACTED_PREFIX}{}", uuid::Uuid::now_v7());
-        let blob = &self.args.blob;
-        blob.put(&key, bytes)
-            .await
-            .map_err(|e| CompactError::Write(e.to_string()))?;
-        let new = rows
-            .into_iter()
-            .map(|r| BatchCoordinate {
-                object_key: key.clone(),
-                object_size: size,
-                ..r
-            })
-            .collect();
-        let rewrite = BatchRewrite {
-            topic_id: tp.topic_id,
-            partition: tp.partition,
-            owner_epoch: 0, // set by the partition's actor
-            old: run.iter().map(RowRef::from).collect(),
-            new,
-        };
-        let stats = &self.args.stats;
-        match self.args.partitions.rewrite(tp, rewrite).await {
-            Ok(RewriteOutcome::Replaced) => {
+        let a = &self.args;
+        let swapped = rewrite::swap_in(
+            &a.blob,
+            &a.partitions,
+            tp,
+            COMPACTED_PREFIX,
+            run,
+            bytes,
+            rows,
+        )
+        .await?;
+        let stats = &a.stats;
+        match swapped {
+            Some(size) => {
                 LifecycleStats::add(&stats.compactions, 1);
                 let read: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
                 LifecycleStats::add(&stats.compacted_bytes_read, read);
                 LifecycleStats::add(&stats.compacted_bytes_written, size);
                 Ok(true)
             }
-            // Nothing references the new object: delete it now.
-            Ok(RewriteOutcome::Changed | RewriteOutcome::Fenced) => {
+            None => {
                 LifecycleStats::add(&stats.compaction_conflicts, 1);
-                let _ = blob.delete_many(vec![key]).await;
                 Ok(false)
             }
-            Err(e) => Err(CompactError::Swap(e.to_string())),
         }
     }
 }
@@ -387,12 +370,7 @@ fn layout(cleaned: &[CleanedBatch], max_row_bytes: u64) -> (Bytes, Vec<BatchCoor
             last_sequence: -1,
         };
         out.extend_from_slice(&b.bytes);
-        match rows.last_mut() {
-            Some(last) if u64::from(last.byte_len) + u64::from(row.byte_len) <= max_row_bytes => {
-                coalesce(last, &row)
-            }
-            _ => rows.push(row),
-        }
+        rewrite::push_row(&mut rows, row, max_row_bytes);
     }
     (out.freeze(), rows)
 }

@@ -20,7 +20,7 @@
 //!
 //! [`MetadataStore::rewrite_batches`]: inkless_storage::metadata::MetadataStore::rewrite_batches
 
-use super::LifecycleStats;
+use super::{rewrite, LifecycleStats};
 use crate::read::cache::{self, CacheMsg};
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorSlot, PartitionRegistry};
@@ -28,9 +28,7 @@ use crate::TopicPartition;
 use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch::set_base_offset;
 use inkless_storage::blob::BlobStore;
-use inkless_storage::metadata::{
-    BatchCoordinate, BatchRewrite, RewriteOutcome, RowRef, SharedMetadataStore,
-};
+use inkless_storage::metadata::{BatchCoordinate, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,45 +167,23 @@ impl MergerState {
     /// false if the swap was refused.
     async fn merge(&self, tp: &TopicPartition, run: Vec<BatchCoordinate>) -> Result<bool, String> {
         let (bytes, rows) = self.rewrite(&run).await?;
-        let size = bytes.len() as u64;
-        let key = format!("{MERGED_PREFIX}{}", uuid::Uuid::now_v7());
-        self.args
-            .blob
-            .put(&key, bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        let new: Vec<BatchCoordinate> = rows
-            .into_iter()
-            .map(|r| BatchCoordinate {
-                object_key: key.clone(),
-                object_size: size,
-                ..r
-            })
-            .collect();
-        let rewrite = BatchRewrite {
-            topic_id: tp.topic_id,
-            partition: tp.partition,
-            owner_epoch: 0, // set by the partition's actor
-            old: run.iter().map(RowRef::from).collect(),
-            new,
-        };
-        let outcome = self.args.partitions.rewrite(tp, rewrite).await;
-        let stats = &self.args.stats;
-        match outcome {
-            Ok(RewriteOutcome::Replaced) => {
+        let a = &self.args;
+        let swapped =
+            rewrite::swap_in(&a.blob, &a.partitions, tp, MERGED_PREFIX, &run, bytes, rows)
+                .await
+                .map_err(|e| e.to_string())?;
+        let stats = &a.stats;
+        match swapped {
+            Some(size) => {
                 LifecycleStats::add(&stats.merges, 1);
                 LifecycleStats::add(&stats.merged_bytes, size);
                 LifecycleStats::add(&stats.merged_rows, run.len() as u64);
                 Ok(true)
             }
-            // Nothing references the new object: delete it now.
-            Ok(RewriteOutcome::Changed | RewriteOutcome::Fenced) => {
+            None => {
                 LifecycleStats::add(&stats.merge_conflicts, 1);
-                let _ = self.args.blob.delete_many(vec![key]).await;
                 Ok(false)
             }
-            // The swap may or may not have landed: the orphan sweep decides.
-            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -242,32 +218,10 @@ impl MergerState {
                 byte_offset: at,
                 ..b.clone()
             };
-            match rows.last_mut() {
-                Some(last)
-                    if u64::from(last.byte_len) + u64::from(b.byte_len)
-                        <= self.args.config.max_row_bytes =>
-                {
-                    coalesce(last, &row)
-                }
-                _ => rows.push(row),
-            }
+            rewrite::push_row(&mut rows, row, self.args.config.max_row_bytes);
         }
         Ok((out.freeze(), rows))
     }
-}
-
-/// Extends `row` by the adjacent batch `next`. A row of several batches has no producer
-/// (duplicate detection only looks at batches younger than the merger's `min_age`).
-pub(super) fn coalesce(row: &mut BatchCoordinate, next: &BatchCoordinate) {
-    debug_assert_eq!(row.last_offset + 1, next.base_offset);
-    debug_assert_eq!(row.byte_offset + u64::from(row.byte_len), next.byte_offset);
-    row.last_offset = next.last_offset;
-    row.byte_len += next.byte_len;
-    row.max_timestamp = row.max_timestamp.max(next.max_timestamp);
-    row.producer_id = -1;
-    row.producer_epoch = -1;
-    row.base_sequence = -1;
-    row.last_sequence = -1;
 }
 
 impl Actor for Merger {

@@ -9,6 +9,7 @@ pub(crate) mod collector;
 pub(crate) mod compactor;
 pub(crate) mod merger;
 pub(crate) mod retention;
+mod rewrite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
