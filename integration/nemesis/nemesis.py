@@ -85,7 +85,6 @@ import logging
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -103,7 +102,7 @@ if str(TESTS_PY) not in sys.path:
 
 import pytest  # noqa: E402  (the servers and LocalBroker report failures with pytest.fail)
 from cluster import ClusterNode  # noqa: E402
-from conftest import port_open  # noqa: E402
+from conftest import free_port, port_open  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from s3server import CuttableProxy, MotoServer, s3_env  # noqa: E402
 
@@ -169,23 +168,15 @@ class RunLog:
 
 # ---------------------------------------------------------------- infrastructure
 
-def free_port_on(host: str) -> int:
-    """A port free on `host` (conftest.free_port() checks 127.0.0.1, where a port may be free
-    that another process holds on 127.0.0.<n>)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 class Node(ClusterNode):
     """A cluster.py node moved to 127.0.0.<ip_base + id>, flushing every 100 ms."""
 
     def __init__(self, root: Path, node_id: int, az: str, ip_base: int, metadata_url: str, s3: dict):
         super().__init__(root, node_id, az, metadata_url, s3)
         self.host = f"127.0.0.{ip_base + node_id}"
-        self.port = free_port_on(self.host)
-        self.admin_port = free_port_on(self.host)
-        self.extra_env["INKLESS__CLUSTER__LISTEN"] = f"{self.host}:{free_port_on(self.host)}"
+        self.port = free_port(self.host)
+        self.admin_port = free_port(self.host)
+        self.extra_env["INKLESS__CLUSTER__LISTEN"] = f"{self.host}:{free_port(self.host)}"
         self.extra_env["INKLESS__ADMIN__LISTEN"] = f"{self.host}:{self.admin_port}"
         self.extra_env["INKLESS__PRODUCE__FLUSH_INTERVAL_MS"] = "100"
         self.paused = False

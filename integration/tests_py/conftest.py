@@ -66,10 +66,32 @@ def broker_binary() -> Path:
     return Path(b) if b else target_dir() / "debug" / "inkless"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Listening ports are picked below the kernel's ephemeral range (32768-60999 by default):
+# a port the kernel handed out for a bind to port 0 can be taken, before the broker binds
+# it, by the ephemeral end of any outgoing connection (clients, moto, the JVMs); a port
+# below the range cannot. Each port is handed out once per test run.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+_next_port = _PORT_RANGE[0] + (os.getpid() * 97) % (_PORT_RANGE[1] - _PORT_RANGE[0])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free on `host`, outside the ephemeral range, not handed out before."""
+    global _next_port
+    span = _PORT_RANGE[1] - _PORT_RANGE[0]
+    for _ in range(span):
+        port = _next_port
+        _next_port = _PORT_RANGE[0] + (_next_port + 1 - _PORT_RANGE[0]) % span
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE} on {host}")
 
 
 def port_open(host: str, port: int) -> bool:
@@ -127,6 +149,8 @@ class LocalBroker:
         env["INKLESS__STORAGE__DATA_DIR"] = str(self.data_dir)
         env.update(self.extra_env)
         env.setdefault("RUST_BACKTRACE", "1")
+        # Panics keep their backtrace; an error returned from main keeps its message on top.
+        env.setdefault("RUST_LIB_BACKTRACE", "0")
         env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

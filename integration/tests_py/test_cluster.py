@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -302,7 +301,7 @@ def test_java_and_librdkafka_clients_across_the_cluster(cluster, tmp_path):
     for client in ("java", "confluent-kafka"):
         topic = uniq(f"scenario-{client}")
         r = runner.run(runner.cmd(client) + [cluster.bootstrap, topic, "6", "600"], what=client)
-        assert r.returncode == 0 and f"OK" in r.stdout, f"{client} failed:\n{r.stdout}\n{r.stderr[-3000:]}"
+        assert r.returncode == 0 and "OK" in r.stdout, f"{client} failed:\n{r.stdout}\n{r.stderr[-3000:]}"
 
 
 def test_crash_join_and_leave_keep_every_acknowledged_record(cluster, tmp_path):
