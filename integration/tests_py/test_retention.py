@@ -7,6 +7,9 @@ DeleteTopics free their objects, orphans are collected.
 - Objects whose batches were all retired leave the S3 listing after the grace period.
 - Objects no commit ever named (orphans) are deleted by the listing sweep, also after a
   `kill -9` and restart; every acknowledged record still reads back.
+- A `kill -9` in the middle of deleting a topic's objects: after the restart the rest are
+  deleted at once (the new collector takes over the marks its predecessor left unconfirmed),
+  and nothing another topic references is touched.
 """
 
 from __future__ import annotations
@@ -205,4 +208,41 @@ def test_orphans_are_collected_also_after_kill_9(life):
     wait_until("the orphan is collected after a restart", lambda: late not in objects(moto))
     assert live_objects <= objects(moto), "no object with live data was deleted"
     got = consume_from_zero(bootstrap, topic, 2, 100)
+    assert sorted(got) == sorted(f"live-{p}-{i}" for p in range(2) for i in range(50))
+
+
+@pytest.fixture
+def slow_deleting(tmp_path):
+    """A broker that deletes 4 objects a second, so that a kill lands mid-deletion."""
+    env = {**LIFECYCLE_ENV, "INKLESS__STORAGE__MAX_OBJECT_DELETES_PER_SECOND": "4"}
+    with s3_broker(tmp_path, BUCKET, PREFIX, env) as (broker, moto, _):
+        yield broker, moto
+
+
+def test_kill_9_during_deletion_leaves_nothing_behind_and_loses_nothing(slow_deleting):
+    broker, moto = slow_deleting
+    bootstrap = broker.bootstrap
+    doomed, kept = uniq("doomed"), uniq("kept")
+    create(bootstrap, doomed, 1, {})
+    create(bootstrap, kept, 2, {})
+    before = objects(moto)
+    for i in range(24):  # a producer each time: one object each
+        produce(bootstrap, doomed, {0: 5}, f"doomed{i}")
+    doomed_objects = objects(moto) - before
+    assert len(doomed_objects) >= 12, f"expected an object per flush, got {len(doomed_objects)}"
+    produce(bootstrap, kept, {0: 50, 1: 50}, "live")
+    kept_objects = objects(moto) - before - doomed_objects
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([doomed])[doomed].result(30)
+    wait_until("the deletion is under way",
+               lambda: 0 < len(doomed_objects & objects(moto)) <= len(doomed_objects) - 3, timeout=60)
+    broker.kill9()
+    left = doomed_objects & objects(moto)
+    assert left, "the kill came after the deletion finished"
+    broker.start()
+    wait_until("every object of the deleted topic is gone after the restart",
+               lambda: not (doomed_objects & objects(moto)), timeout=30)
+    assert kept_objects <= objects(moto), "an object another topic references was deleted"
+    got = consume_from_zero(bootstrap, kept, 2, 100)
     assert sorted(got) == sorted(f"live-{p}-{i}" for p in range(2) for i in range(50))

@@ -8,7 +8,9 @@
 //! `max_deletes_per_second`, and confirms each deletion. Once marked, an object can never be
 //! named by a commit again (the store refuses it), so nothing acknowledged can come to depend
 //! on a deleted object. A crash or a failure between the two phases leaves a mark without a
-//! confirmation, which the store hands out again a few minutes later.
+//! confirmation, which the store hands out again [`DELETE_RETRY`] later, or at once to a
+//! collector that has just started (or just became the cluster's collector): it takes over
+//! whatever its predecessor left half done. Deleting twice is harmless.
 //!
 //! Orphans (uploaded, never committed: a crash between PUT and commit)
 //! are found every `orphan_scan_interval` by listing the object store: objects older than
@@ -23,7 +25,7 @@ use crate::cluster::placement::LiveSet;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use futures::StreamExt;
 use inkless_storage::blob::BlobStore;
-use inkless_storage::metadata::SharedMetadataStore;
+use inkless_storage::metadata::{DeadObjects, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ use tokio::sync::watch;
 
 /// Objects marked and deleted per round (S3 deletes up to 1,000 in one request).
 const OBJECTS_PER_ROUND: usize = 1_000;
+/// A mark whose deletion was not confirmed this long afterwards is handed out again.
+const DELETE_RETRY: Duration = Duration::from_secs(5 * 60);
+/// Deletions are paced in slices of about this long.
+const DELETE_SLICE: Duration = Duration::from_millis(100);
 
 /// Messages of the [`ObjectCollector`].
 #[derive(Debug)]
@@ -98,6 +104,8 @@ pub struct CollectorState {
     me: Mailbox<CollectorMsg>,
     args: CollectorArgs,
     last_sweep: Option<Instant>,
+    /// Whether this collector has taken over the unconfirmed marks left before it collected.
+    took_over: bool,
 }
 
 impl CollectorState {
@@ -108,25 +116,27 @@ impl CollectorState {
 
     async fn pass(&mut self) {
         if !self.collects() {
+            self.took_over = false;
             return;
         }
-        let grace_ms = self.args.config.delete_delay.as_millis() as i64;
-        // A commit trails its object's upload by less than the orphan age (else the object
-        // would have been collected as an orphan): older marks guard against nothing.
-        let forget_ms = self.args.config.orphan_min_age.as_millis() as i64;
+        let ms = |d: Duration| d.as_millis() as i64;
         loop {
-            let keys = match self
-                .args
-                .store
-                .retire_dead_objects(grace_ms, forget_ms, OBJECTS_PER_ROUND)
-                .await
-            {
+            let query = DeadObjects {
+                grace_ms: ms(self.args.config.delete_delay),
+                retry_ms: if self.took_over { ms(DELETE_RETRY) } else { 0 },
+                // A commit trails its object's upload by less than the orphan age (else the
+                // object would have been collected as an orphan): older marks guard nothing.
+                forget_ms: ms(self.args.config.orphan_min_age),
+                limit: OBJECTS_PER_ROUND,
+            };
+            let keys = match self.args.store.retire_dead_objects(query).await {
                 Ok(k) => k,
                 Err(e) => {
                     tracing::warn!(error = %e, "object collector: metadata store failed");
                     return;
                 }
             };
+            self.took_over = true;
             let full = keys.len() == OBJECTS_PER_ROUND;
             self.delete(keys, &self.args.stats.objects_deleted).await;
             if !full {
@@ -146,12 +156,18 @@ impl CollectorState {
         }
     }
 
-    /// Deletes objects already marked deleted, at the configured pace, and confirms each
-    /// deletion to the store (one not confirmed is handed out again a few minutes later).
+    /// Deletes objects already marked deleted, at the configured pace (in slices of about
+    /// [`DELETE_SLICE`]), and confirms each slice to the store (a deletion not confirmed is
+    /// handed out again later).
     async fn delete(&self, keys: Vec<String>, counter: &AtomicU64) {
-        if keys.is_empty() {
-            return;
+        let rate = self.args.config.max_deletes_per_second.max(1);
+        let slice = (rate as usize / (1000 / DELETE_SLICE.as_millis() as usize)).max(1);
+        for keys in keys.chunks(slice) {
+            self.delete_slice(keys.to_vec(), counter, rate).await;
         }
+    }
+
+    async fn delete_slice(&self, keys: Vec<String>, counter: &AtomicU64, rate: u32) {
         let started = Instant::now();
         let n = keys.len();
         let (deleted, error) = self.args.blob.delete_many(keys).await;
@@ -164,8 +180,7 @@ impl CollectorState {
         if let Err(e) = self.args.store.confirm_deleted(deleted).await {
             tracing::debug!(error = %e, "confirming deletions failed; they are retried later");
         }
-        let rate = f64::from(self.args.config.max_deletes_per_second.max(1));
-        let budget = Duration::from_secs_f64(n as f64 / rate);
+        let budget = Duration::from_secs_f64(n as f64 / f64::from(rate));
         tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
     }
 
@@ -229,6 +244,7 @@ impl Actor for ObjectCollector {
             me,
             args,
             last_sweep: None,
+            took_over: false,
         })
     }
 

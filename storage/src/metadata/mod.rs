@@ -530,9 +530,20 @@ pub struct LiveBytesMismatch {
     pub batches: i64,
 }
 
-/// An object marked deleted whose deletion was not confirmed this long afterwards is handed
-/// out for deletion again.
-pub const DELETE_RETRY_MS: i64 = 5 * 60 * 1000;
+/// What [`MetadataStore::retire_dead_objects`] marks, hands out and forgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadObjects {
+    /// Objects without live bytes for at least this long are marked (the grace period that
+    /// covers reads in flight).
+    pub grace_ms: i64,
+    /// Marks whose deletion was not confirmed within this long are handed out again (0:
+    /// all of them, as a collector that has just started takes over what a crashed one left).
+    pub retry_ms: i64,
+    /// Confirmed marks of objects first committed longer ago than this are forgotten.
+    pub forget_ms: i64,
+    /// Most objects handed out.
+    pub limit: usize,
+}
 
 /// Lease rows expired longer than this are deleted by the next renewal of any node.
 pub const EXPIRED_LEASE_KEPT_MS: i64 = 10 * 60 * 1000;
@@ -664,21 +675,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// query's retention limits ([`RetentionQuery`]): never below the stored log start,
     /// never above the high watermark; 0 for a partition that does not exist.
     async fn retention_offsets(&self, queries: Vec<RetentionQuery>) -> MetaResult<Vec<i64>>;
-    /// The first phase of object deletion: marks as deleted up to `limit` objects that have
-    /// had no live bytes for at least `grace_ms` (the store's clock), and returns them with
-    /// the objects marked more than [`DELETE_RETRY_MS`] ago whose deletion was never
-    /// confirmed ([`MetadataStore::confirm_deleted`]: a crash or a failure in between). From
-    /// the mark on, a commit naming one of them is refused ([`MetaError::ObjectDeleted`]), so
-    /// the caller may delete them from the object store. Also forgets the marks of confirmed
-    /// deletions of objects first committed more than `forget_ms` ago: longer than any
+    /// The first phase of object deletion: marks as deleted up to `q.limit` objects that
+    /// have had no live bytes for at least `q.grace_ms` (the store's clock), and returns them
+    /// with the objects marked more than `q.retry_ms` ago whose deletion was never confirmed
+    /// ([`MetadataStore::confirm_deleted`]: a crash or a failure in between). From the mark
+    /// on, a commit naming one of them is refused ([`MetaError::ObjectDeleted`]), so the
+    /// caller may delete them from the object store. Also forgets the marks of confirmed
+    /// deletions of objects first committed more than `q.forget_ms` ago: longer than any
     /// commit can trail its object's upload (the bound orphan collection also relies on),
     /// so no commit naming them can still come.
-    async fn retire_dead_objects(
-        &self,
-        grace_ms: i64,
-        forget_ms: i64,
-        limit: usize,
-    ) -> MetaResult<Vec<String>>;
+    async fn retire_dead_objects(&self, q: DeadObjects) -> MetaResult<Vec<String>>;
     /// The second phase: records that objects marked deleted are gone from the object store.
     async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()>;
     /// Marks as deleted those of `keys` that the store has no row for (objects found in the

@@ -7,6 +7,17 @@ use crate::metadata::*;
 /// An hour in milliseconds: marks of deleted objects are kept that long here.
 const HOUR: i64 = 3_600_000;
 
+/// Objects dead for `grace_ms`, unconfirmed marks retried after five minutes, confirmed
+/// marks of objects older than `forget_ms` forgotten.
+fn dead(grace_ms: i64, forget_ms: i64) -> DeadObjects {
+    DeadObjects {
+        grace_ms,
+        retry_ms: 300_000,
+        forget_ms,
+        limit: 100,
+    }
+}
+
 /// Ten-offset batches of 100 bytes: `[0, 10)` and `[10, 20)` in object `a`, `[20, 30)` in
 /// `b`; largest timestamps 1000, 1010, 1020.
 fn three_batches(a: &str, b: &str) -> Vec<BatchCoordinate> {
@@ -177,28 +188,42 @@ async fn retention_and_deletion(s: &SharedMetadataStore) {
     // deleted only after its grace period.
     s.delete_records(t.id, 0, epoch, 10).await.expect("delete");
     assert!(s
-        .retire_dead_objects(0, HOUR, 100)
+        .retire_dead_objects(dead(0, HOUR))
         .await
         .expect("retire")
         .is_empty());
     s.delete_records(t.id, 0, epoch, 20).await.expect("delete");
     assert!(
-        s.retire_dead_objects(60_000, HOUR, 100)
+        s.retire_dead_objects(dead(60_000, HOUR))
             .await
             .expect("retire")
             .is_empty(),
         "within its grace period"
     );
     assert_eq!(
-        s.retire_dead_objects(0, HOUR, 100).await.expect("retire"),
+        s.retire_dead_objects(dead(0, HOUR)).await.expect("retire"),
         vec![a]
     );
-    let again = s.retire_dead_objects(0, HOUR, 100).await.expect("retire");
+    let again = s.retire_dead_objects(dead(0, HOUR)).await.expect("retire");
     assert!(
         again.is_empty(),
         "handed out again only if unconfirmed for minutes"
     );
+    let take_over = DeadObjects {
+        retry_ms: 0,
+        ..dead(0, HOUR)
+    };
+    assert_eq!(
+        s.retire_dead_objects(take_over).await.expect("retire"),
+        vec![a],
+        "a collector that has just started takes every unconfirmed mark"
+    );
     s.confirm_deleted(vec![a.into()]).await.expect("confirm");
+    assert!(s
+        .retire_dead_objects(take_over)
+        .await
+        .expect("retire")
+        .is_empty());
 
     // A commit naming a deleted object is refused as a whole.
     let late = s
@@ -244,7 +269,7 @@ async fn retention_and_deletion(s: &SharedMetadataStore) {
     let after = s.object_stats().await.expect("stats");
     assert_eq!(after.dead_objects, before.dead_objects + 1);
     assert_eq!(
-        s.retire_dead_objects(0, HOUR, 100).await.expect("retire"),
+        s.retire_dead_objects(dead(0, HOUR)).await.expect("retire"),
         vec![b]
     );
 
@@ -252,7 +277,7 @@ async fn retention_and_deletion(s: &SharedMetadataStore) {
     // marks (b, the orphan) stay.
     let marked = s.object_stats().await.expect("stats").deleted_objects;
     assert!(s
-        .retire_dead_objects(HOUR, 0, 100)
+        .retire_dead_objects(dead(HOUR, 0))
         .await
         .expect("retire")
         .is_empty());

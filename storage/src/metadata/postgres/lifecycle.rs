@@ -5,8 +5,8 @@
 use super::ownership::NOW_MS;
 use super::{batch_query, batch_row, batch_row_at, delete_batches, Tx, TxResult, INSERT_BATCHES};
 use crate::metadata::{
-    BatchCoordinate, BatchRewrite, MetaError, ObjectStats, PartitionKey, RetentionQuery,
-    RewriteOutcome, RowRef, DELETE_RETRY_MS,
+    BatchCoordinate, BatchRewrite, DeadObjects, MetaError, ObjectStats, PartitionKey,
+    RetentionQuery, RewriteOutcome, RowRef,
 };
 use uuid::Uuid;
 
@@ -51,17 +51,12 @@ pub(super) async fn retention_offsets(
 /// Marks dead objects past their grace period as deleted (their `dead_since_ms` stays set
 /// until the deletion is confirmed); hands out again marks never confirmed; forgets old,
 /// confirmed marks.
-pub(super) async fn retire_dead_objects(
-    tx: &Tx<'_>,
-    grace_ms: i64,
-    forget_ms: i64,
-    limit: usize,
-) -> TxResult<Vec<String>> {
+pub(super) async fn retire_dead_objects(tx: &Tx<'_>, q: DeadObjects) -> TxResult<Vec<String>> {
     tx.execute(
         &format!(
             "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND dead_since_ms IS NULL AND created_ms <= {NOW_MS} - $1::int8"
         ),
-        &[&forget_ms],
+        &[&q.forget_ms],
     )
     .await?;
     // SKIP LOCKED: an object a commit is reviving right now is not dead.
@@ -73,7 +68,7 @@ pub(super) async fn retire_dead_objects(
          AND live_bytes <= 0 RETURNING object_key"
     );
     let rows = tx
-        .query(&sql, &[&grace_ms, &(limit as i64), &DELETE_RETRY_MS])
+        .query(&sql, &[&q.grace_ms, &(q.limit as i64), &q.retry_ms])
         .await?;
     Ok(rows
         .iter()

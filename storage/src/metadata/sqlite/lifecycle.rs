@@ -6,8 +6,8 @@ use super::{
     BATCH_COLUMNS,
 };
 use crate::metadata::{
-    BatchCoordinate, BatchRewrite, MetaError, MetaResult, ObjectStats, PartitionKey,
-    RetentionQuery, RewriteOutcome, RowRef, DELETE_RETRY_MS,
+    BatchCoordinate, BatchRewrite, DeadObjects, MetaError, MetaResult, ObjectStats, PartitionKey,
+    RetentionQuery, RewriteOutcome, RowRef,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -51,16 +51,11 @@ pub(super) fn retention_offset(tx: &Transaction<'_>, q: &RetentionQuery) -> Meta
 /// Marks dead objects past their grace period as deleted (their `dead_since_ms` stays set
 /// until the deletion is confirmed); hands out again marks never confirmed; forgets old,
 /// confirmed marks.
-pub(super) fn retire_dead_objects(
-    tx: &Transaction<'_>,
-    grace_ms: i64,
-    forget_ms: i64,
-    limit: usize,
-) -> MetaResult<Vec<String>> {
+pub(super) fn retire_dead_objects(tx: &Transaction<'_>, q: DeadObjects) -> MetaResult<Vec<String>> {
     let now = crate::now_ms();
     tx.execute(
         "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND dead_since_ms IS NULL AND created_ms <= ?1",
-        params![now - forget_ms],
+        params![now - q.forget_ms],
     )
     .map_err(db)?;
     let mut stmt = tx
@@ -73,7 +68,7 @@ pub(super) fn retire_dead_objects(
         .map_err(db)?;
     let rows = stmt
         .query_map(
-            params![now, now - grace_ms, now - DELETE_RETRY_MS, limit as i64],
+            params![now, now - q.grace_ms, now - q.retry_ms, q.limit as i64],
             |r| r.get(0),
         )
         .map_err(db)?;
