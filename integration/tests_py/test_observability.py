@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -183,3 +184,26 @@ def test_scrape_has_the_operators_families(scraped):
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.headers["content-type"].startswith("application/openmetrics-text")
         assert r.read().decode().rstrip().endswith("# EOF")
+
+
+def test_admin_routes_keep_their_answers(scraped):
+    """The admin endpoint on axum answers as the hand-written one did: plain text health,
+    JSON trees and cluster view, 404 for anything else, one request per connection."""
+    _, admin = scraped
+    with urllib.request.urlopen(f"http://{admin}/health", timeout=10) as r:
+        assert r.read() == b"ok\n"
+        assert r.headers["connection"] == "close"
+    with urllib.request.urlopen(f"http://{admin}/actors", timeout=10) as r:
+        assert r.headers["content-type"] == "application/json"
+        tree = json.loads(r.read())
+    assert tree[0]["parent"] is None and tree[0]["kind"] == "node-supervisor"
+    assert any(a["kind"] == "partition" and a.get("topic", "").startswith("obs-") for a in tree)
+    with urllib.request.urlopen(f"http://{admin}/cluster", timeout=10) as r:
+        view = json.loads(r.read())
+    assert view["me_live"] is True and view["live"] == [view["node_id"]]
+    with urllib.request.urlopen(f"http://{admin}/cluster/actors", timeout=10) as r:
+        trees = json.loads(r.read())
+    assert list(trees) == [str(view["node_id"])] and isinstance(trees[str(view["node_id"])], list)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://{admin}/no-such-page", timeout=10)
+    assert e.value.code == 404 and e.value.read() == b"not found\n"

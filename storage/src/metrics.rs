@@ -359,6 +359,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_object_store_operation_has_its_own_series() {
+        for (i, op) in ObjectStoreOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i, "ALL is in declaration order");
+        }
+        let before = object_store(ObjectStoreOp::Head).requests.get();
+        object_store(ObjectStoreOp::Head).done(Instant::now(), 0, false);
+        assert_eq!(object_store(ObjectStoreOp::Head).requests.get(), before + 1);
+        assert!(object_store(ObjectStoreOp::Head).errors.get() >= 1);
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative_in_the_text_format() {
         let h = Histogram::default();
         h.observe(Duration::from_micros(300));
