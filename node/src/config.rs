@@ -82,6 +82,10 @@ pub struct MergeSection {
     pub max_row_bytes: u64,
     /// Bytes rewritten per second at most, per node.
     pub max_bytes_per_second: u64,
+    /// Share (0 to 1) of a node's object-store GETs and PUTs merging may take, per minute.
+    pub max_request_share: f64,
+    /// Requests per second merging may make whatever the share (an idle node merges too).
+    pub min_requests_per_second: u32,
 }
 
 impl Default for MergeSection {
@@ -94,6 +98,8 @@ impl Default for MergeSection {
             target_object_bytes: 16 * 1024 * 1024,
             max_row_bytes: 1024 * 1024,
             max_bytes_per_second: 64 * 1024 * 1024,
+            max_request_share: 0.3,
+            min_requests_per_second: 10,
         }
     }
 }
@@ -442,8 +448,9 @@ impl Config {
             self.merge.interval_ms >= 1
                 && self.merge.max_bytes_per_second >= 1
                 && self.merge.target_object_bytes >= 1024
-                && (1024..=self.fetch.cache_block_bytes).contains(&self.merge.max_row_bytes),
-            "merge.interval_ms and merge.max_bytes_per_second must be at least 1, merge.target_object_bytes at least 1024, and merge.max_row_bytes between 1024 and fetch.cache_block_bytes"
+                && (1024..=self.fetch.cache_block_bytes).contains(&self.merge.max_row_bytes)
+                && (0.0..=1.0).contains(&self.merge.max_request_share),
+            "merge.interval_ms and merge.max_bytes_per_second must be at least 1, merge.target_object_bytes at least 1024, merge.max_row_bytes between 1024 and fetch.cache_block_bytes, and merge.max_request_share between 0 and 1"
         );
         anyhow::ensure!(
             self.compact.interval_ms >= 1
@@ -607,6 +614,8 @@ impl Config {
                 target_object_bytes: self.merge.target_object_bytes,
                 max_row_bytes: self.merge.max_row_bytes,
                 max_bytes_per_second: self.merge.max_bytes_per_second,
+                max_request_share: self.merge.max_request_share,
+                min_requests_per_second: self.merge.min_requests_per_second,
             },
             compact: inkless_actors::CompactConfig {
                 enabled: self.compact.enabled,

@@ -15,7 +15,7 @@ use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Z
 pub const DELETE_HORIZON_BIT: i16 = 0x40;
 const CONTROL_BIT: i16 = 0x20;
 /// Decompressed records larger than this are refused (a decompression bomb).
-pub const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why records could not be read or written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -123,24 +123,41 @@ fn records_section(batch: &Bytes, h: &BatchHeader) -> Result<Bytes, RecordError>
         return Err(BatchError::Truncated.into());
     }
     let mut raw = batch.slice(BATCH_HEADER_BYTES..end);
-    let take = |b: &mut Bytes| Ok(std::mem::take(b));
     let out = match h.compression() {
         0 => raw,
-        1 => Gzip::decompress(&mut raw, take).map_err(codec)?,
+        1 => bounded(flate2::read::MultiGzDecoder::new(&raw[..]))?,
         2 => {
             check_snappy_lengths(&raw)?;
+            let take = |b: &mut Bytes| Ok(std::mem::take(b));
             Snappy::decompress(&mut raw, take).map_err(codec)?
         }
-        3 => Lz4::decompress(&mut raw, take).map_err(codec)?,
-        4 => Zstd::decompress(&mut raw, take).map_err(codec)?,
+        3 => bounded(lz4::Decoder::new(&raw[..]).map_err(codec)?)?,
+        4 => bounded(zstd::stream::read::Decoder::new(&raw[..]).map_err(codec)?)?,
         c => return Err(RecordError::UnknownCodec(c)),
     };
     if out.len() > MAX_DECOMPRESSED_BYTES {
-        return Err(RecordError::Malformed(
-            "records too large once decompressed",
-        ));
+        return Err(too_large());
     }
     Ok(out)
+}
+
+fn too_large() -> RecordError {
+    RecordError::Malformed("records too large once decompressed")
+}
+
+/// Everything `decoder` yields, refused as soon as it passes [`MAX_DECOMPRESSED_BYTES`]:
+/// a small batch that expands without bound never gets the memory it asks for.
+fn bounded(decoder: impl std::io::Read) -> Result<Bytes, RecordError> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    decoder
+        .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(codec)?;
+    if out.len() > MAX_DECOMPRESSED_BYTES {
+        return Err(too_large());
+    }
+    Ok(out.into())
 }
 
 /// Refuses snappy data whose declared uncompressed sizes exceed
@@ -302,3 +319,7 @@ fn compress_into(out: &mut BytesMut, id: i16, raw: BytesMut) -> Result<(), Recor
 fn codec<E: std::fmt::Display>(e: E) -> RecordError {
     RecordError::Codec(format!("{e:#}"))
 }
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;

@@ -156,6 +156,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--partitions", type=int, default=100)
+    ap.add_argument("--object-mib", type=float, default=0,
+                    help="seal produce objects at this size (a slower producer's objects; default: "
+                         "the broker's produce.max_object_bytes, which a fast producer reaches)")
     args = ap.parse_args()
     binary = Path(os.environ["INKLESS_BIN"])
     work = Path(tempfile.mkdtemp(prefix="inkless-lifecycle-"))
@@ -164,8 +167,11 @@ def main() -> None:
     topic, total = "lifecycle", args.mib * 1024 * 1024
     phases: list[tuple[str, dict[str, int], float]] = []
     off = {"INKLESS__MERGE__ENABLED": "false"}
+    write = dict(off)
+    if args.object_mib:
+        write["INKLESS__PRODUCE__MAX_OBJECT_BYTES"] = str(int(args.object_mib * 2**20))
     try:
-        broker.start(**off)
+        broker.start(**write)
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
         c0 = broker.counters()
@@ -183,6 +189,7 @@ def main() -> None:
 
         broker.start(INKLESS__MERGE__INTERVAL_MS="500", INKLESS__MERGE__MIN_AGE_MS="0",
                      INKLESS__MERGE__MAX_DELAY_MS="0", INKLESS__MERGE__MAX_BYTES_PER_SECOND="1073741824",
+                     INKLESS__MERGE__MAX_REQUEST_SHARE="1",
                      INKLESS__STORAGE__COLLECT_INTERVAL_MS="1000", INKLESS__STORAGE__OBJECT_DELETE_DELAY_MS="1000")
         c0, t0 = broker.counters(), time.monotonic()
         wait_for("every produce object is merged and deleted", lambda: files_under(objects / "wal") == 0, 900)
@@ -221,8 +228,10 @@ def main() -> None:
     ideal = total / BLOCK
     before = phases[1][1]["get_requests"]
     after = phases[3][1]["get_requests"]
+    per_partition = args.partitions * -(-total // args.partitions // BLOCK)
     print(f"catch-up GETs: before merging {before}, after {after} ({(1 - after / max(before, 1)) * 100:.0f}% fewer); "
-          f"one GET per block would be {ideal:.0f}: after/ideal = {after / ideal:.2f}")
+          f"one GET per block would be {ideal:.0f}: after/ideal = {after / ideal:.2f}; "
+          f"one GET per block of each partition's data would be {per_partition}: after/that = {after / per_partition:.2f}")
     print("LIST: the orphan sweep lists once per start and per orphan_scan_interval_ms (1 request per 1,000 objects)")
     shutil.rmtree(work, ignore_errors=True)
 

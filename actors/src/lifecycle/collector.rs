@@ -111,11 +111,14 @@ impl CollectorState {
             return;
         }
         let grace_ms = self.args.config.delete_delay.as_millis() as i64;
+        // A commit trails its object's upload by less than the orphan age (else the object
+        // would have been collected as an orphan): older marks guard against nothing.
+        let forget_ms = self.args.config.orphan_min_age.as_millis() as i64;
         loop {
             let keys = match self
                 .args
                 .store
-                .retire_dead_objects(grace_ms, OBJECTS_PER_ROUND)
+                .retire_dead_objects(grace_ms, forget_ms, OBJECTS_PER_ROUND)
                 .await
             {
                 Ok(k) => k,

@@ -13,13 +13,15 @@
 //! changed) and drops the coordinates it cached for the run. Adjacent batches become one row
 //! of up to `max_row_bytes`. Readers holding old coordinates still find the old objects:
 //! they are deleted only after the collector's grace period. The merger is paced to
-//! `max_bytes_per_second`.
+//! `max_bytes_per_second` and to `max_request_share` of the node's object-store requests
+//! ([`RequestShare`]).
 //!
 //! Merging is placed like partitions: only a partition's owner merges it, so two nodes never
 //! rewrite the same rows, and a merge that races a move is fenced.
 //!
 //! [`MetadataStore::rewrite_batches`]: inkless_storage::metadata::MetadataStore::rewrite_batches
 
+use super::request_share::RequestShare;
 use super::{rewrite, LifecycleStats};
 use crate::read::cache::{self, CacheMsg};
 use crate::tree::mailbox::{Mailbox, QueueCount};
@@ -55,6 +57,10 @@ pub struct MergeConfig {
     pub max_row_bytes: u64,
     /// Pace: bytes rewritten per second at most.
     pub max_bytes_per_second: u64,
+    /// Pace: share (0 to 1) of the node's object-store GETs and PUTs merging may take.
+    pub max_request_share: f64,
+    /// ... but at least this many requests per second (an idle node merges too).
+    pub min_requests_per_second: u32,
 }
 
 impl Default for MergeConfig {
@@ -67,6 +73,8 @@ impl Default for MergeConfig {
             target_object_bytes: 16 * 1024 * 1024,
             max_row_bytes: 1024 * 1024,
             max_bytes_per_second: 64 * 1024 * 1024,
+            max_request_share: 0.3,
+            min_requests_per_second: 10,
         }
     }
 }
@@ -109,22 +117,27 @@ pub struct Merger;
 pub struct MergerState {
     me: Mailbox<MergerMsg>,
     args: MergerArgs,
+    requests: RequestShare,
 }
 
 impl MergerState {
     /// Rounds over every partition running here, one run each per round, until none has a
     /// run to merge (round robin: partitions' oldest runs cover about the same objects, which
     /// the cache then holds for all of them).
-    async fn pass(&self) {
+    async fn pass(&mut self) {
         loop {
             let mut merged = 0;
             for tp in self.args.partitions.partitions() {
+                self.requests.wait_turn().await;
                 let Some(run) = self.run_of(&tp).await else {
                     continue;
                 };
                 let started = Instant::now();
+                let requests_before = self.requests.requests_so_far();
                 let bytes: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
-                match self.merge(&tp, run).await {
+                let result = self.merge(&tp, run).await;
+                self.requests.charge_since(requests_before);
+                match result {
                     Ok(true) => merged += 1,
                     Ok(false) => {}
                     Err(e) => {
@@ -238,7 +251,12 @@ impl Actor for Merger {
         if args.config.enabled {
             me.post_after(args.config.interval, || MergerMsg::Tick);
         }
-        Ok(MergerState { me, args })
+        let requests = RequestShare::new(
+            args.blob.metrics().clone(),
+            args.config.max_request_share,
+            args.config.min_requests_per_second,
+        );
+        Ok(MergerState { me, args, requests })
     }
 
     async fn handle(

@@ -8,6 +8,7 @@
 pub(crate) mod collector;
 pub(crate) mod compactor;
 pub(crate) mod merger;
+mod request_share;
 pub(crate) mod retention;
 mod rewrite;
 

@@ -470,7 +470,8 @@ pub struct ObjectStats {
     pub live_bytes: u64,
     /// Objects without live bytes, waiting for their grace period.
     pub dead_objects: u64,
-    /// Objects marked deleted (remembered for [`DELETED_OBJECT_KEPT_MS`]).
+    /// Objects marked deleted and still remembered (see
+    /// [`MetadataStore::retire_dead_objects`]).
     pub deleted_objects: u64,
     /// Batch rows.
     pub batches: u64,
@@ -530,10 +531,6 @@ pub struct LiveBytesMismatch {
     /// Sum of the sizes of the batches that name it.
     pub batches: i64,
 }
-
-/// How long an object marked deleted stays known, refusing commits that name it. Longer
-/// than any commit can be in flight: an owner frozen longer has been fenced.
-pub const DELETED_OBJECT_KEPT_MS: i64 = 60 * 60 * 1000;
 
 /// An object marked deleted whose deletion was not confirmed this long afterwards is handed
 /// out for deletion again.
@@ -674,9 +671,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// the objects marked more than [`DELETE_RETRY_MS`] ago whose deletion was never
     /// confirmed ([`MetadataStore::confirm_deleted`]: a crash or a failure in between). From
     /// the mark on, a commit naming one of them is refused ([`MetaError::ObjectDeleted`]), so
-    /// the caller may delete them from the object store. Also forgets confirmed objects
-    /// marked more than [`DELETED_OBJECT_KEPT_MS`] ago.
-    async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>>;
+    /// the caller may delete them from the object store. Also forgets the marks of confirmed
+    /// deletions of objects first committed more than `forget_ms` ago: longer than any
+    /// commit can trail its object's upload (the bound orphan collection also relies on),
+    /// so no commit naming them can still come.
+    async fn retire_dead_objects(
+        &self,
+        grace_ms: i64,
+        forget_ms: i64,
+        limit: usize,
+    ) -> MetaResult<Vec<String>>;
     /// The second phase: records that objects marked deleted are gone from the object store.
     async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()>;
     /// Marks as deleted those of `keys` that the store has no row for (objects found in the

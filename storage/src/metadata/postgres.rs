@@ -1264,9 +1264,18 @@ impl MetadataStore for PostgresStore {
         .await
     }
 
-    async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>> {
-        self.with_tx(move |tx| Box::pin(lifecycle::retire_dead_objects(tx, grace_ms, limit)))
-            .await
+    async fn retire_dead_objects(
+        &self,
+        grace_ms: i64,
+        forget_ms: i64,
+        limit: usize,
+    ) -> MetaResult<Vec<String>> {
+        self.with_tx(move |tx| {
+            Box::pin(lifecycle::retire_dead_objects(
+                tx, grace_ms, forget_ms, limit,
+            ))
+        })
+        .await
     }
 
     async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()> {

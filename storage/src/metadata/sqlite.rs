@@ -1043,8 +1043,13 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn retire_dead_objects(&self, grace_ms: i64, limit: usize) -> MetaResult<Vec<String>> {
-        self.with_tx(move |tx| lifecycle::retire_dead_objects(tx, grace_ms, limit))
+    async fn retire_dead_objects(
+        &self,
+        grace_ms: i64,
+        forget_ms: i64,
+        limit: usize,
+    ) -> MetaResult<Vec<String>> {
+        self.with_tx(move |tx| lifecycle::retire_dead_objects(tx, grace_ms, forget_ms, limit))
             .await
     }
 

@@ -4,6 +4,9 @@
 use super::batch;
 use crate::metadata::*;
 
+/// An hour in milliseconds: marks of deleted objects are kept that long here.
+const HOUR: i64 = 3_600_000;
+
 /// Ten-offset batches of 100 bytes: `[0, 10)` and `[10, 20)` in object `a`, `[20, 30)` in
 /// `b`; largest timestamps 1000, 1010, 1020.
 fn three_batches(a: &str, b: &str) -> Vec<BatchCoordinate> {
@@ -174,23 +177,23 @@ async fn retention_and_deletion(s: &SharedMetadataStore) {
     // deleted only after its grace period.
     s.delete_records(t.id, 0, epoch, 10).await.expect("delete");
     assert!(s
-        .retire_dead_objects(0, 100)
+        .retire_dead_objects(0, HOUR, 100)
         .await
         .expect("retire")
         .is_empty());
     s.delete_records(t.id, 0, epoch, 20).await.expect("delete");
     assert!(
-        s.retire_dead_objects(60_000, 100)
+        s.retire_dead_objects(60_000, HOUR, 100)
             .await
             .expect("retire")
             .is_empty(),
         "within its grace period"
     );
     assert_eq!(
-        s.retire_dead_objects(0, 100).await.expect("retire"),
+        s.retire_dead_objects(0, HOUR, 100).await.expect("retire"),
         vec![a]
     );
-    let again = s.retire_dead_objects(0, 100).await.expect("retire");
+    let again = s.retire_dead_objects(0, HOUR, 100).await.expect("retire");
     assert!(
         again.is_empty(),
         "handed out again only if unconfirmed for minutes"
@@ -241,9 +244,20 @@ async fn retention_and_deletion(s: &SharedMetadataStore) {
     let after = s.object_stats().await.expect("stats");
     assert_eq!(after.dead_objects, before.dead_objects + 1);
     assert_eq!(
-        s.retire_dead_objects(0, 100).await.expect("retire"),
+        s.retire_dead_objects(0, HOUR, 100).await.expect("retire"),
         vec![b]
     );
+
+    // A confirmed mark is forgotten once its object is older than `forget_ms`; unconfirmed
+    // marks (b, the orphan) stay.
+    let marked = s.object_stats().await.expect("stats").deleted_objects;
+    assert!(s
+        .retire_dead_objects(HOUR, 0, 100)
+        .await
+        .expect("retire")
+        .is_empty());
+    let left = s.object_stats().await.expect("stats").deleted_objects;
+    assert_eq!(left, marked - 1, "the mark of a is forgotten");
 }
 
 async fn retention_offsets(s: &SharedMetadataStore, t: Uuid) {

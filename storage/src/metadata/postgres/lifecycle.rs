@@ -6,7 +6,7 @@ use super::ownership::NOW_MS;
 use super::{batch_query, batch_row, batch_row_at, delete_batches, Tx, TxResult, INSERT_BATCHES};
 use crate::metadata::{
     BatchCoordinate, BatchRewrite, MetaError, ObjectStats, PartitionKey, RetentionQuery,
-    RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS, DELETE_RETRY_MS,
+    RewriteOutcome, RowRef, DELETE_RETRY_MS,
 };
 use uuid::Uuid;
 
@@ -54,13 +54,14 @@ pub(super) async fn retention_offsets(
 pub(super) async fn retire_dead_objects(
     tx: &Tx<'_>,
     grace_ms: i64,
+    forget_ms: i64,
     limit: usize,
 ) -> TxResult<Vec<String>> {
     tx.execute(
         &format!(
-            "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < {NOW_MS} - $1::int8 AND dead_since_ms IS NULL"
+            "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND dead_since_ms IS NULL AND created_ms <= {NOW_MS} - $1::int8"
         ),
-        &[&DELETED_OBJECT_KEPT_MS],
+        &[&forget_ms],
     )
     .await?;
     // SKIP LOCKED: an object a commit is reviving right now is not dead.

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::metadata::{
     BatchCoordinate, BatchRewrite, MetaError, MetaResult, ObjectStats, PartitionKey,
-    RetentionQuery, RewriteOutcome, RowRef, DELETED_OBJECT_KEPT_MS, DELETE_RETRY_MS,
+    RetentionQuery, RewriteOutcome, RowRef, DELETE_RETRY_MS,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -54,12 +54,13 @@ pub(super) fn retention_offset(tx: &Transaction<'_>, q: &RetentionQuery) -> Meta
 pub(super) fn retire_dead_objects(
     tx: &Transaction<'_>,
     grace_ms: i64,
+    forget_ms: i64,
     limit: usize,
 ) -> MetaResult<Vec<String>> {
     let now = crate::now_ms();
     tx.execute(
-        "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND deleted_ms < ?1 AND dead_since_ms IS NULL",
-        params![now - DELETED_OBJECT_KEPT_MS],
+        "DELETE FROM objects WHERE deleted_ms IS NOT NULL AND dead_since_ms IS NULL AND created_ms <= ?1",
+        params![now - forget_ms],
     )
     .map_err(db)?;
     let mut stmt = tx
