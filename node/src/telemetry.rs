@@ -304,7 +304,7 @@ fn lifecycle(ctx: &Ctx, enc: &mut DescriptorEncoder) -> FmtResult {
         ),
         (
             "inkless_metadata_deleted_objects",
-            "Objects marked deleted, remembered for an hour",
+            "Objects marked deleted and still remembered (commits naming them are refused)",
             o.deleted_objects,
         ),
     ];
