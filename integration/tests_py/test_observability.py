@@ -207,3 +207,31 @@ def test_admin_routes_keep_their_answers(scraped):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://{admin}/no-such-page", timeout=10)
     assert e.value.code == 404 and e.value.read() == b"not found\n"
+
+
+def test_per_partition_series_stop_at_the_cap(tmp_path):
+    """With admin.partition_metrics_max=2 a node exports two partitions' log series and
+    counts the rest as dropped."""
+    admin = f"127.0.0.1:{free_port()}"
+    b = LocalBroker(tmp_path / "data", free_port(), tmp_path)
+    b.extra_env = {"INKLESS__ADMIN__LISTEN": admin, "INKLESS__ADMIN__PARTITION_METRICS_MAX": "2"}
+    b.start()
+    try:
+        topic = f"capped-{uuid.uuid4().hex[:8]}"
+        client = AdminClient({"bootstrap.servers": b.bootstrap})
+        client.create_topics([NewTopic(topic, 5, 1)])[topic].result(30)
+
+        def capped():
+            page = scrape(admin)
+            running = re.search(r"^inkless_partitions (\d+)$", page, re.M)
+            dropped = re.search(r'^inkless_metrics_series_dropped\{family="partition"\} (\d+)$', page, re.M)
+            if running and int(running.group(1)) >= 5 and dropped:
+                return page, int(running.group(1)), int(dropped.group(1))
+            return None
+
+        page, running, dropped = wait_until("the topic's partitions run", capped, timeout=30)
+        assert len(re.findall(r"^inkless_log_end_offset\{", page, re.M)) == 2, page
+        assert len(re.findall(r"^inkless_log_size_bytes\{", page, re.M)) == 2
+        assert dropped == running - 2
+    finally:
+        stop_and_check(b)
