@@ -45,39 +45,40 @@ impl Default for RequestMetrics {
     }
 }
 
-/// The partition-level error codes of a response to count (0 included; the caller skips it).
-fn partition_codes(r: &ResponseKind) -> Vec<i16> {
+/// Calls `f` with each error code of a response to count (0 included; the caller skips
+/// it), without allocating: a fetch answer may carry thousands of partitions.
+fn for_each_code(r: &ResponseKind, f: &mut dyn FnMut(i16)) {
     match r {
         ResponseKind::Produce(r) => r
             .responses
             .iter()
-            .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partition_responses)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::Fetch(r) => r
             .responses
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::ListOffsets(r) => r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::OffsetForLeaderEpoch(r) => r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::OffsetCommit(r) => r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
-        ResponseKind::JoinGroup(r) => vec![r.error_code],
-        ResponseKind::SyncGroup(r) => vec![r.error_code],
-        ResponseKind::Heartbeat(r) => vec![r.error_code],
-        ResponseKind::FindCoordinator(r) => vec![r.error_code],
-        _ => Vec::new(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
+        ResponseKind::JoinGroup(r) => f(r.error_code),
+        ResponseKind::SyncGroup(r) => f(r.error_code),
+        ResponseKind::Heartbeat(r) => f(r.error_code),
+        ResponseKind::FindCoordinator(r) => f(r.error_code),
+        _ => {}
     }
 }
 
@@ -113,14 +114,20 @@ impl RequestMetrics {
 
     /// Counts the partition-level errors of one response (see the module documentation).
     pub fn count_errors(&self, api: ApiKey, response: Option<&ResponseKind>) {
-        let codes = response.map(partition_codes).unwrap_or_default();
-        if codes.iter().all(|c| *c == 0) {
+        let Some(response) = response else {
+            return;
+        };
+        let mut any = false;
+        for_each_code(response, &mut |c| any |= c != 0);
+        if !any {
             return;
         }
         let mut errors = self.partition_errors.lock();
-        for code in codes.into_iter().filter(|c| *c != 0) {
-            *errors.entry((api as i16, code)).or_default() += 1;
-        }
+        for_each_code(response, &mut |code| {
+            if code != 0 {
+                *errors.entry((api as i16, code)).or_default() += 1;
+            }
+        });
     }
 
     /// Encodes the error counters.
