@@ -360,7 +360,7 @@ impl Default for FetchSection {
     fn default() -> Self {
         Self {
             cache_block_bytes: 4 * 1024 * 1024,
-            cache_capacity_bytes: 256 * 1024 * 1024,
+            cache_capacity_bytes: 1024 * 1024 * 1024,
             recent_batches_per_partition: 64,
             max_concurrent_gets: 64,
             max_sessions: 1000,

@@ -79,7 +79,7 @@ impl Default for NodeConfig {
             max_concurrent_gets: 64,
             upload_timeout: Duration::from_secs(20),
             cache_block_bytes: 4 * 1024 * 1024,
-            cache_capacity_bytes: 256 * 1024 * 1024,
+            cache_capacity_bytes: 1024 * 1024 * 1024,
             recent_batches_per_partition: 64,
             max_appends_per_commit: 4096,
             max_restarts: 10,
