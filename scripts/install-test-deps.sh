@@ -25,7 +25,7 @@ for d in "$HOME/.cargo/bin" /usr/local/go/bin "$HOME/go/bin" "$HOME/.pyenv/shims
 done
 export PATH
 
-# ---- apt: kcat, the PostgreSQL server (and toolchains, only if missing) ----
+# ---- apt: kcat, promtool, the PostgreSQL server (and toolchains, only if missing) ----
 APT_UPDATED=0
 apt_install() {
     local sudo=""
@@ -46,6 +46,9 @@ have mvn || missing+=(maven)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have setpriv || missing+=(util-linux)
+# promtool checks and unit-tests the alert rules (test_observability.py); Debian's
+# prometheus package ships it.
+have promtool || missing+=(prometheus)
 # storage/tests/postgres.rs runs initdb and pg_ctl from /usr/lib/postgresql/<version>/bin.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then

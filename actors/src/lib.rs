@@ -23,6 +23,7 @@
 mod cluster;
 mod group;
 mod lifecycle;
+pub mod metrics;
 mod node;
 mod partition;
 mod read;
@@ -44,6 +45,7 @@ pub use lifecycle::LifecycleStats;
 pub use node::{Node, NodeConfig, NodeError, MAX_LONG_POLL};
 pub use partition::actor::{AppendAck, PartitionOffsets};
 pub use partition::error::StartError;
+pub use tree::registry::ActorKindStats;
 pub use tree::supervisor::ActorInfo;
 pub use write::produce_buffer::PartAppend;
 

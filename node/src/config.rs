@@ -177,13 +177,31 @@ impl Default for GroupsSection {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSection {
     /// Address of the admin HTTP endpoint (`/metrics`, `/health`); empty disables it.
     pub listen: String,
     /// host:port other nodes and the cluster CLI reach it at; "" means the bound address.
     pub advertised: String,
+    /// Most partitions whose per-partition series (log end, log start, size) a node exports,
+    /// and most (group, partition) pairs of consumer lag; beyond it the rest are left out
+    /// and `inkless_metrics_series_dropped` says how many.
+    pub partition_metrics_max: usize,
+    /// How often partition sizes and consumer lag are recomputed for /metrics (each time one
+    /// metadata-store query for the sizes and one per group coordinated here).
+    pub metrics_refresh_interval_ms: u64,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            advertised: String::new(),
+            partition_metrics_max: 2_000,
+            metrics_refresh_interval_ms: 30_000,
+        }
+    }
 }
 
 /// `[node]`

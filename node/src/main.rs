@@ -14,6 +14,7 @@ mod handlers;
 mod metrics;
 mod server;
 mod storage_check;
+mod telemetry;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

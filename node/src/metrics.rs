@@ -1,13 +1,15 @@
 //! Request metrics: per Kafka API, a request counter and a latency histogram, and the
-//! partition-level error codes answered (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch:
-//! the answers that tell a client its leader moved), rendered in Prometheus text format by
-//! the admin endpoint.
+//! error codes answered (partition-level for Produce, Fetch, ListOffsets,
+//! OffsetForLeaderEpoch and OffsetCommit: the answers that tell a client its leader moved;
+//! top-level for the group APIs), encoded into the node's registry ([`crate::telemetry`]).
 
 use inkless_protocol::kafka_protocol::error::ParseResponseErrorCode;
 use inkless_protocol::kafka_protocol::messages::{ApiKey, ResponseKind};
+use inkless_storage::metrics::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use inkless_storage::metrics::prometheus_client::metrics::counter::ConstCounter;
+use inkless_storage::metrics::prometheus_client::metrics::MetricType;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ const BUCKETS: [f64; 12] = [
 /// API keys are small non-negative numbers; this covers every key Kafka defines today.
 const MAX_API_KEY: usize = 128;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ApiStats {
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -26,6 +28,7 @@ struct ApiStats {
 }
 
 /// Counters of every API, indexed by API key.
+#[derive(Debug)]
 pub struct RequestMetrics {
     apis: Vec<ApiStats>,
     /// Partition-level error codes answered, by (API key, error code); errors are rare, so
@@ -42,30 +45,40 @@ impl Default for RequestMetrics {
     }
 }
 
-/// The partition-level error codes of a response to count (0 included; the caller skips it).
-fn partition_codes(r: &ResponseKind) -> Vec<i16> {
+/// Calls `f` with each error code of a response to count (0 included; the caller skips
+/// it), without allocating: a fetch answer may carry thousands of partitions.
+fn for_each_code(r: &ResponseKind, f: &mut dyn FnMut(i16)) {
     match r {
         ResponseKind::Produce(r) => r
             .responses
             .iter()
-            .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partition_responses)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::Fetch(r) => r
             .responses
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::ListOffsets(r) => r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
         ResponseKind::OffsetForLeaderEpoch(r) => r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
-        _ => Vec::new(),
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
+        ResponseKind::OffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
+        ResponseKind::JoinGroup(r) => f(r.error_code),
+        ResponseKind::SyncGroup(r) => f(r.error_code),
+        ResponseKind::Heartbeat(r) => f(r.error_code),
+        ResponseKind::FindCoordinator(r) => f(r.error_code),
+        _ => {}
     }
 }
 
@@ -101,43 +114,43 @@ impl RequestMetrics {
 
     /// Counts the partition-level errors of one response (see the module documentation).
     pub fn count_errors(&self, api: ApiKey, response: Option<&ResponseKind>) {
-        let codes = response.map(partition_codes).unwrap_or_default();
-        if codes.iter().all(|c| *c == 0) {
+        let Some(response) = response else {
+            return;
+        };
+        let mut any = false;
+        for_each_code(response, &mut |c| any |= c != 0);
+        if !any {
             return;
         }
         let mut errors = self.partition_errors.lock();
-        for code in codes.into_iter().filter(|c| *c != 0) {
-            *errors.entry((api as i16, code)).or_default() += 1;
-        }
+        for_each_code(response, &mut |code| {
+            if code != 0 {
+                *errors.entry((api as i16, code)).or_default() += 1;
+            }
+        });
     }
 
-    /// Appends the partition error counters in Prometheus text format.
-    fn render_errors(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP inkless_partition_errors_total Partition-level error codes answered, by API and error."
-        );
-        let _ = writeln!(out, "# TYPE inkless_partition_errors_total counter");
+    /// Encodes the error counters.
+    fn encode_errors(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let mut m = enc.encode_descriptor(
+            "inkless_partition_errors",
+            "Error codes answered, by API and error (partition-level, and the group APIs' top-level code)",
+            None,
+            MetricType::Counter,
+        )?;
         for ((api, code), n) in self.partition_errors.lock().iter() {
             let Ok(api) = ApiKey::try_from(*api) else {
                 continue;
             };
-            let _ = writeln!(
-                out,
-                "inkless_partition_errors_total{{api=\"{api:?}\",error=\"{}\"}} {n}",
-                error_name(*code)
-            );
+            let labels = [("api", format!("{api:?}")), ("error", error_name(*code))];
+            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
         }
+        Ok(())
     }
 
-    /// Appends the metrics in Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        self.render_errors(out);
-        let _ = writeln!(
-            out,
-            "# HELP inkless_requests_total Kafka requests answered, by API."
-        );
-        let _ = writeln!(out, "# TYPE inkless_requests_total counter");
+    /// Encodes the metrics into a scrape.
+    pub fn encode(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        self.encode_errors(enc)?;
         let used: Vec<(String, &ApiStats)> = self
             .apis
             .iter()
@@ -149,47 +162,69 @@ impl RequestMetrics {
                     .map(|a| (format!("{a:?}"), s))
             })
             .collect();
+        let mut m = enc.encode_descriptor(
+            "inkless_requests",
+            "Kafka requests answered, by API",
+            None,
+            MetricType::Counter,
+        )?;
         for (api, s) in &used {
-            let _ = writeln!(
-                out,
-                "inkless_requests_total{{api=\"{api}\"}} {}",
-                s.count.load(Ordering::Relaxed)
-            );
+            let count = ConstCounter::new(s.count.load(Ordering::Relaxed));
+            count.encode(m.encode_family(&[("api", api.as_str())])?)?;
         }
-        let _ = writeln!(out, "# HELP inkless_request_duration_seconds Time from decoding a request to its response, by API.");
-        let _ = writeln!(out, "# TYPE inkless_request_duration_seconds histogram");
+        let mut m = enc.encode_descriptor(
+            "inkless_request_duration_seconds",
+            "Time from decoding a request to its response, by API",
+            None,
+            MetricType::Histogram,
+        )?;
         for (api, s) in &used {
-            let mut cumulative = 0;
-            for (b, n) in BUCKETS.iter().zip(&s.buckets) {
-                cumulative += n.load(Ordering::Relaxed);
-                let _ = writeln!(out, "inkless_request_duration_seconds_bucket{{api=\"{api}\",le=\"{b}\"}} {cumulative}");
-            }
+            let buckets: Vec<(f64, u64)> = BUCKETS
+                .iter()
+                .zip(&s.buckets)
+                .map(|(b, n)| (*b, n.load(Ordering::Relaxed)))
+                .collect();
             let count = s.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "inkless_request_duration_seconds_bucket{{api=\"{api}\",le=\"+Inf\"}} {count}"
-            );
             let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "inkless_request_duration_seconds_sum{{api=\"{api}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "inkless_request_duration_seconds_count{{api=\"{api}\"}} {count}"
-            );
+            m.encode_family(&[("api", api.as_str())])?
+                .encode_histogram::<inkless_storage::metrics::prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use inkless_storage::metrics::prometheus_client::collector::Collector;
+    use inkless_storage::metrics::prometheus_client::registry::Registry;
+
+    #[derive(Debug)]
+    struct Only(std::sync::Arc<RequestMetrics>);
+
+    impl Collector for Only {
+        fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+            self.0.encode(&mut enc)
+        }
+    }
+
+    fn render(m: &std::sync::Arc<RequestMetrics>) -> String {
+        let mut r = Registry::default();
+        r.register_collector(Box::new(Only(m.clone())));
+        let mut out = String::new();
+        inkless_storage::metrics::prometheus_client::encoding::prometheus_text::encode(
+            &mut out, &r,
+        )
+        .unwrap();
+        out
+    }
 
     #[test]
     fn partition_errors_are_counted_by_api_and_name() {
         use inkless_protocol::kafka_protocol::messages::produce_response::*;
-        let m = RequestMetrics::default();
+        let m = std::sync::Arc::new(RequestMetrics::default());
         let part = |code| PartitionProduceResponse::default().with_error_code(code);
         let r = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
             TopicProduceResponse::default().with_partition_responses(vec![
@@ -200,8 +235,7 @@ mod tests {
         ]));
         m.count_errors(ApiKey::Produce, Some(&r));
         m.count_errors(ApiKey::Produce, None);
-        let mut out = String::new();
-        m.render(&mut out);
+        let out = render(&m);
         assert!(
             out.contains(
                 "inkless_partition_errors_total{api=\"Produce\",error=\"NOT_LEADER_OR_FOLLOWER\"} 2"
@@ -213,11 +247,10 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative_with_sum_and_count() {
-        let m = RequestMetrics::default();
+        let m = std::sync::Arc::new(RequestMetrics::default());
         m.observe(ApiKey::Produce, Duration::from_millis(3));
         m.observe(ApiKey::Produce, Duration::from_millis(300));
-        let mut out = String::new();
-        m.render(&mut out);
+        let out = render(&m);
         assert!(
             out.contains("inkless_requests_total{api=\"Produce\"} 2"),
             "{out}"

@@ -39,13 +39,17 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::Re
                 Ok((stream, peer)) => {
                     if open.load(Ordering::Relaxed) >= ctx.config.kafka.max_connections {
                         tracing::warn!(%peer, "connection refused: kafka.max_connections reached");
+                        crate::telemetry::CONNECTIONS.refused.inc();
                         continue;
                     }
                     open.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::CONNECTIONS.accepted.inc();
+                    crate::telemetry::CONNECTIONS.open.inc();
                     let (ctx, shutdown, open) = (ctx.clone(), shutdown.clone(), open.clone());
                     tokio::spawn(async move {
                         connection(stream, peer, ctx, shutdown).await;
                         open.fetch_sub(1, Ordering::Relaxed);
+                        crate::telemetry::CONNECTIONS.open.dec();
                     });
                 }
                 Err(e) => {

@@ -6,8 +6,10 @@
 //! - `memory://`: in process, for tests.
 //!
 //! Every request is counted ([`BlobMetrics`]) so operators and tests can see object-store
-//! cost: PUTs per GiB written, GETs per GiB read.
+//! cost: PUTs per GiB written, GETs per GiB read; and timed, by operation, in the node's
+//! metric families ([`crate::metrics::object_store`]).
 
+use crate::metrics::{self, ObjectStoreOp};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::aws::AmazonS3Builder;
@@ -19,6 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// S3 connection settings beside an `s3://bucket/prefix` URL.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
@@ -174,11 +177,13 @@ impl BlobStore {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        match self
+        let started = Instant::now();
+        let result = self
             .store
             .put(&Path::from(key), PutPayload::from(bytes))
-            .await
-        {
+            .await;
+        metrics::object_store(ObjectStoreOp::Put).done(started, len, result.is_ok());
+        match result {
             Ok(_) => {
                 self.metrics.put_requests.fetch_add(1, Ordering::Relaxed);
                 self.metrics.put_bytes.fetch_add(len, Ordering::Relaxed);
@@ -197,7 +202,11 @@ impl BlobStore {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        match self.store.get_range(&Path::from(key), range).await {
+        let started = Instant::now();
+        let result = self.store.get_range(&Path::from(key), range).await;
+        let got = result.as_ref().map_or(0, |b| b.len() as u64);
+        metrics::object_store(ObjectStoreOp::Get).done(started, got, result.is_ok());
+        match result {
             Ok(b) => {
                 self.metrics.get_requests.fetch_add(1, Ordering::Relaxed);
                 self.metrics
@@ -214,16 +223,18 @@ impl BlobStore {
 
     /// Deletes an object.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        self.store
-            .delete(&Path::from(key))
-            .await
-            .map_err(Into::into)
+        let started = Instant::now();
+        let result = self.store.delete(&Path::from(key)).await;
+        let ok = matches!(result, Ok(()) | Err(object_store::Error::NotFound { .. }));
+        metrics::object_store(ObjectStoreOp::Delete).done(started, 0, ok);
+        result.map_err(Into::into)
     }
 
     /// Deletes objects in bulk (S3's DeleteObjects, up to 1,000 keys a request, retried on
     /// throttling by the client); a key already gone counts as deleted. Returns the keys
     /// deleted and the first failure, if any.
     pub async fn delete_many(&self, keys: Vec<String>) -> (Vec<String>, Option<BlobError>) {
+        let started = Instant::now();
         let paths: Vec<_> = keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
         let mut results = self
             .store
@@ -241,7 +252,9 @@ impl BlobStore {
                 }
             }
         }
-        if first_error.is_none() {
+        let ok = first_error.is_none();
+        metrics::object_store(ObjectStoreOp::Delete).done(started, 0, ok);
+        if ok {
             deleted = keys;
         }
         self.metrics
@@ -260,7 +273,11 @@ impl BlobStore {
 
     /// The size of an object, or `None` if it does not exist (one HEAD request).
     pub async fn size_of(&self, key: &str) -> Result<Option<u64>, BlobError> {
-        match self.store.head(&Path::from(key)).await {
+        let started = Instant::now();
+        let result = self.store.head(&Path::from(key)).await;
+        let ok = matches!(result, Ok(_) | Err(object_store::Error::NotFound { .. }));
+        metrics::object_store(ObjectStoreOp::Head).done(started, 0, ok);
+        match result {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => {
@@ -273,12 +290,18 @@ impl BlobStore {
     /// Every object of the store with its size and last-modified time, in no particular
     /// order, page by page.
     pub fn list_objects(&self) -> BoxStream<'static, Result<ListedObject, BlobError>> {
-        let metrics = self.metrics.clone();
+        let counters = self.metrics.clone();
+        let mut listed = 0u64;
         self.store
             .list(None)
             .map(move |r| match r {
                 Ok(meta) => {
-                    metrics.listed_objects.fetch_add(1, Ordering::Relaxed);
+                    counters.listed_objects.fetch_add(1, Ordering::Relaxed);
+                    // S3 lists 1,000 keys a page: count a request per page started.
+                    if listed.is_multiple_of(1000) {
+                        metrics::object_store(ObjectStoreOp::List).untimed(true);
+                    }
+                    listed += 1;
                     Ok(ListedObject {
                         key: meta.location.to_string(),
                         size: meta.size,
@@ -286,7 +309,8 @@ impl BlobStore {
                     })
                 }
                 Err(e) => {
-                    metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    metrics::object_store(ObjectStoreOp::List).untimed(false);
                     Err(e.into())
                 }
             })

@@ -4,12 +4,14 @@
 //! beyond record-batch bytes. It offers three things:
 //! - [`object`]: the format of a produce object (batches grouped by partition, footer index);
 //! - [`blob`]: the object store (local files, S3, memory) chosen by URL, with request counters;
+//! - [`metrics`]: the storage metric families and the lock-free histogram;
 //! - [`metadata`]: the metadata store trait (topics, partitions, batch coordinates, producer
 //!   state) and its SQLite implementation.
 
 pub mod blob;
 pub mod latency;
 pub mod metadata;
+pub mod metrics;
 pub mod object;
 
 /// Milliseconds since the Unix epoch.

@@ -238,6 +238,7 @@ impl MembershipState {
         .await;
         match renewed {
             Ok(Ok(view)) => {
+                crate::metrics::lease_renewed();
                 self.renewed(&view, sent);
                 // Look again right when the next peer lease runs out, not a tick later:
                 // that is what a crashed node's partitions wait for.
@@ -264,10 +265,12 @@ impl MembershipState {
                 self.publish(set);
             }
             Ok(Err(e)) => {
+                crate::metrics::get().cluster.renewal_failures.inc();
                 tracing::warn!(error = %e, "lease renewal failed");
                 self.expire_if_due();
             }
             Err(_) => {
+                crate::metrics::get().cluster.renewal_failures.inc();
                 tracing::warn!(timeout = ?c.ttl, "lease renewal timed out");
                 self.expire_if_due();
             }

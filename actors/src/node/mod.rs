@@ -17,7 +17,7 @@ use crate::group::manager::GroupManagerMsg;
 use crate::lifecycle::LifecycleStats;
 use crate::partition::actor::PartitionOffsets;
 use crate::partition::manager::ManagerMsg;
-use crate::tree::registry::{ActorDirectory, PartitionRegistry};
+use crate::tree::registry::{ActorDirectory, ActorKindStats, PartitionRegistry};
 use crate::tree::supervisor::{self, ActorInfo, NodeSupervisor, Slots, SupervisorArgs};
 use crate::write::produce_buffer::{BufferMsg, PartAppend};
 use crate::{AppendError, ReadError, StartError, TopicPartition};
@@ -281,6 +281,11 @@ impl Node {
         self.partitions.len()
     }
 
+    /// The partitions whose actors run on this node.
+    pub fn local_partitions(&self) -> Vec<TopicPartition> {
+        self.partitions.partitions()
+    }
+
     /// Ticks whenever a partition running here publishes new offsets.
     pub fn local_changes(&self) -> watch::Receiver<u64> {
         self.partitions.changes()
@@ -425,6 +430,12 @@ impl Node {
             .manager
             .get()
             .is_some_and(|m| m.post(ManagerMsg::InjectPanic).is_ok())
+    }
+
+    /// Live actors of this node by kind: how many, and their mailbox lengths (summed and
+    /// the longest), in kind order, without walking the tree.
+    pub fn actor_kinds(&self) -> Vec<ActorKindStats> {
+        self.directory.by_kind()
     }
 
     /// The live supervision tree of this node, root first.

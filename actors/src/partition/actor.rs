@@ -555,6 +555,7 @@ impl PartitionState {
             let _ = reply.send(Ok(Vec::new()));
             return;
         }
+        let started = std::time::Instant::now();
         if self.recent.front().is_some_and(|b| b.base_offset <= offset) {
             let mut out = Vec::new();
             let mut bytes = 0u64;
@@ -565,6 +566,7 @@ impl PartitionState {
                 bytes += b.byte_len as u64;
                 out.push(b.clone());
             }
+            crate::metrics::get().read.index_memory.since(started);
             let _ = reply.send(Ok(out));
             return;
         }
@@ -580,6 +582,10 @@ impl PartitionState {
                         .collect()
                 })
                 .map_err(|e| ReadError::Storage(e.to_string()));
+            crate::metrics::get()
+                .read
+                .index_metadata_store
+                .since(started);
             let _ = reply.send(r);
         });
     }

@@ -16,6 +16,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{OptionsBuilder, Weighter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::ops::Range;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{oneshot, Semaphore};
 
@@ -94,7 +95,29 @@ impl Weighter<(String, u64), Bytes> for ByteWeighter {
     }
 }
 
-type BlockCache = Cache<(String, u64), Bytes, ByteWeighter>;
+/// Counts evictions ([`crate::metrics`]).
+#[derive(Clone, Default)]
+struct CountEvictions;
+
+impl quick_cache::Lifecycle<(String, u64), Bytes> for CountEvictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _state: &mut (), _key: (String, u64), _val: Bytes) {
+        crate::metrics::get().cache.evictions.inc();
+    }
+}
+
+type BlockCache =
+    Cache<(String, u64), Bytes, ByteWeighter, quick_cache::DefaultHashBuilder, CountEvictions>;
+
+/// Publishes a shard's new weight into the node's `inkless_cache_bytes` (a sum over shards).
+fn publish_weight(cache: &BlockCache, published: &AtomicI64) {
+    let weight = cache.weight() as i64;
+    let before = published.swap(weight, Ordering::Relaxed);
+    crate::metrics::get().cache.bytes.inc_by(weight - before);
+}
 
 /// State of a shard.
 pub struct CacheState {
@@ -102,6 +125,8 @@ pub struct CacheState {
     args: CacheArgs,
     cache: Arc<BlockCache>,
     gets: Arc<Semaphore>,
+    /// This shard's share of `inkless_cache_bytes`.
+    weight: Arc<AtomicI64>,
 }
 
 /// What a read of a shard uses.
@@ -111,6 +136,7 @@ struct Reader {
     blob: BlobStore,
     gets: Arc<Semaphore>,
     block_bytes: u64,
+    weight: Arc<AtomicI64>,
 }
 
 /// The actor; see the module documentation.
@@ -119,8 +145,15 @@ pub struct CacheShard;
 
 async fn block(r: &Reader, key: &str, index: u64, object_size: u64) -> Result<Bytes, ReadError> {
     let k = (key.to_string(), index);
+    let m = crate::metrics::get();
+    let started = std::time::Instant::now();
     match r.cache.get_value_or_guard_async(&k).await {
-        Ok(b) => Ok(b),
+        Ok(b) => {
+            m.read.data_cache.since(started);
+            m.cache.hits.inc();
+            m.cache.hit_bytes.inc_by(b.len() as u64);
+            Ok(b)
+        }
         Err(guard) => {
             let start = index * r.block_bytes;
             let end = (start + r.block_bytes).min(object_size);
@@ -135,6 +168,10 @@ async fn block(r: &Reader, key: &str, index: u64, object_size: u64) -> Result<By
                 .await
                 .map_err(|e| ReadError::Storage(e.to_string()))?;
             let _ = guard.insert(bytes.clone());
+            m.read.data_object_store.since(started);
+            m.cache.misses.inc();
+            m.cache.miss_bytes.inc_by(bytes.len() as u64);
+            publish_weight(&r.cache, &r.weight);
             Ok(bytes)
         }
     }
@@ -202,9 +239,10 @@ impl Actor for CacheShard {
             options,
             ByteWeighter,
             Default::default(),
-            Default::default(),
+            CountEvictions,
         ));
         Ok(CacheState {
+            weight: Arc::default(),
             me: Mailbox::new(myself, args.queued.clone()),
             gets: Arc::new(Semaphore::new(args.max_concurrent_gets)),
             args,
@@ -231,6 +269,7 @@ impl Actor for CacheShard {
                     blob: state.args.blob.clone(),
                     gets: state.gets.clone(),
                     block_bytes: state.args.block_bytes,
+                    weight: state.weight.clone(),
                 };
                 tokio::spawn(async move {
                     let _ = reply.send(read_range(reader, key, object_size, range).await);
@@ -247,9 +286,24 @@ impl Actor for CacheShard {
                     state
                         .cache
                         .insert((key.clone(), index), bytes.slice(at..end));
+                    crate::metrics::get()
+                        .cache
+                        .inserted_bytes
+                        .inc_by((end - at) as u64);
                 }
+                publish_weight(&state.cache, &state.weight);
             }
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let held = state.weight.swap(0, Ordering::Relaxed);
+        crate::metrics::get().cache.bytes.dec_by(held);
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::{ReadError, TopicPartition};
 use inkless_storage::metadata::{BatchCoordinate, BatchRewrite, RewriteOutcome};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,12 +156,18 @@ impl PartitionRegistry {
 
     /// Records a (re)started actor.
     pub fn insert(&self, tp: TopicPartition, handle: PartitionHandle) {
-        self.inner.write().insert(tp, handle);
+        if self.inner.write().insert(tp, handle).is_none() {
+            crate::metrics::get().cluster.partitions_acquired.inc();
+        }
     }
 
     /// Forgets a partition, returning its handle.
     pub fn remove(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
-        self.inner.write().remove(tp)
+        let removed = self.inner.write().remove(tp);
+        if removed.is_some() {
+            crate::metrics::get().cluster.partitions_released.inc();
+        }
+        removed
     }
 
     /// All partitions running here.
@@ -323,6 +329,19 @@ impl<M: ractor::Message> ActorSlot<M> {
     }
 }
 
+/// The live actors of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActorKindStats {
+    /// Kind (`partition`, `group`, `index-writer`, …).
+    pub kind: &'static str,
+    /// Live actors of this kind.
+    pub actors: u64,
+    /// Messages waiting in their mailboxes, summed.
+    pub mailbox_messages: u64,
+    /// The longest of their mailboxes.
+    pub mailbox_max: u64,
+}
+
 /// What the actor tree listing knows about one actor.
 #[derive(Debug, Clone)]
 pub struct ActorLabel {
@@ -361,6 +380,7 @@ impl ActorDirectory {
             *n += 1;
             seen
         };
+        crate::metrics::started(kind, restarts > 0);
         self.labels.write().insert(
             id,
             ActorLabel {
@@ -384,5 +404,21 @@ impl ActorDirectory {
     /// The label of an actor.
     pub fn label(&self, id: &ractor::ActorId) -> Option<ActorLabel> {
         self.labels.read().get(id).cloned()
+    }
+
+    /// Live actors by kind, in kind order (see [`ActorKindStats`]).
+    pub fn by_kind(&self) -> Vec<ActorKindStats> {
+        let mut kinds: BTreeMap<&'static str, ActorKindStats> = BTreeMap::new();
+        for l in self.labels.read().values() {
+            let k = kinds.entry(l.kind).or_insert(ActorKindStats {
+                kind: l.kind,
+                ..Default::default()
+            });
+            let queued = l.queued.get();
+            k.actors += 1;
+            k.mailbox_messages += queued;
+            k.mailbox_max = k.mailbox_max.max(queued);
+        }
+        kinds.into_values().collect()
     }
 }

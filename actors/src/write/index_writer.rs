@@ -77,10 +77,12 @@ impl IndexWriterState {
         let store = self.args.store.clone();
         let me = self.me.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = store
                 .commit_appends(appends)
                 .await
                 .map_err(|e| e.to_string());
+            crate::metrics::get().produce.metadata_commit.since(started);
             if let Err(e) = &result {
                 tracing::error!(error = %e, "metadata commit failed");
             }

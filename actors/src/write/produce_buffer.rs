@@ -75,6 +75,8 @@ pub struct ProduceBufferState {
     builder: ObjectBuilder,
     parts: Vec<OpenPart>,
     generation: u64,
+    /// When the open object took its first byte.
+    opened_at: Option<std::time::Instant>,
 }
 
 /// The actor; see the module documentation.
@@ -108,6 +110,9 @@ impl ProduceBufferState {
             return;
         }
         self.generation += 1;
+        if let Some(t) = self.opened_at.take() {
+            crate::metrics::get().produce.buffer_wait.since(t);
+        }
         let builder = std::mem::take(&mut self.builder);
         let parts = std::mem::take(&mut self.parts);
         let (bytes, positions) = builder.finish();
@@ -173,6 +178,7 @@ impl Actor for ProduceBuffer {
             builder: ObjectBuilder::new(),
             parts: Vec::new(),
             generation: 0,
+            opened_at: None,
         })
     }
 
@@ -205,6 +211,7 @@ impl Actor for ProduceBuffer {
                     });
                 }
                 if was_empty && !state.builder.is_empty() {
+                    state.opened_at = Some(std::time::Instant::now());
                     state.arm_flush_timer();
                 }
                 if state.builder.data_bytes() >= state.args.max_object_bytes {

@@ -146,7 +146,9 @@ impl UploaderState {
             let timeout = self.args.upload_timeout;
             let me = self.me.clone();
             tokio::spawn(async move {
+                let started = Instant::now();
                 let result = put_with_retry(blob, key, bytes, timeout).await;
+                crate::metrics::get().produce.object_put.since(started);
                 let _ = me.post(UploadMsg::Uploaded { seq, result });
             });
         }

@@ -138,6 +138,8 @@ pub struct Submitted {
     deadline: tokio::time::Instant,
     topics: Vec<(String, Vec<Slot>)>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// When the batches went to the produce buffer (the `ack` stage starts).
+    handed_at: Option<std::time::Instant>,
 }
 
 /// Validates a Produce request and hands its batches to the produce buffer. Requests of one
@@ -228,12 +230,14 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
     let wait = Duration::from_millis(req.timeout_ms.max(0) as u64).max(MIN_ACK_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut permit = None;
+    let mut handed_at = None;
     if !parts.is_empty() {
         let want = bytes_total.clamp(1, ctx.config.produce_budget_permits() as usize) as u32;
         let budget = ctx.produce_budget.clone().acquire_many_owned(want);
         match tokio::time::timeout_at(deadline, budget).await {
             Ok(Ok(p)) => {
                 permit = Some(p);
+                handed_at = Some(std::time::Instant::now());
                 if let Err(e) = ctx.node.produce(parts) {
                     tracing::warn!(error = %e, "produce buffer unavailable");
                 }
@@ -255,6 +259,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
         deadline,
         topics,
         permit,
+        handed_at,
     }
 }
 
@@ -266,6 +271,7 @@ impl Submitted {
             deadline,
             topics,
             permit,
+            handed_at,
         } = self;
         if acks == 0 {
             // No answer; keep the budget until the appends settle.
@@ -323,6 +329,9 @@ impl Submitted {
             );
         }
         drop(permit);
+        if let Some(t) = handed_at {
+            inkless_actors::metrics::produce_acked(t.elapsed());
+        }
         Some(ProduceResponse::default().with_responses(responses))
     }
 }

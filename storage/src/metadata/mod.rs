@@ -21,9 +21,11 @@
 //! after its partition moved.
 
 pub mod conformance;
+mod instrumented;
 mod postgres;
 mod sqlite;
 
+pub use instrumented::Instrumented;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -752,6 +754,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()>;
     /// Every lease row, live or recently expired, by node id.
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>>;
+    /// The use of the store's connection pool, if it has one (for metrics).
+    fn pool_status(&self) -> Option<crate::metrics::PoolStatus> {
+        None
+    }
 }
 
 /// A new cluster id in Kafka's form: a random UUID in URL-safe base64 without padding.
@@ -774,13 +780,19 @@ pub fn new_cluster_id() -> String {
 /// A shared metadata store.
 pub type SharedMetadataStore = Arc<dyn MetadataStore>;
 
+/// `store` behind [`Instrumented`], so that every call is measured.
+fn instrumented(store: impl MetadataStore + 'static) -> SharedMetadataStore {
+    Arc::new(Instrumented::new(Arc::new(store)))
+}
+
 /// Opens the store named by `url`: `sqlite://path` (relative to `base_dir`),
 /// `sqlite::memory:`, or `postgres://user:password@host:port/database` (also
 /// `postgresql://`; tokio-postgres parameters in the query, plus `pool_size`, default 8).
-/// Applies missing schema migrations.
+/// Applies missing schema migrations. Every call of the store it returns is measured
+/// ([`Instrumented`]).
 pub async fn open(url: &str, base_dir: &std::path::Path) -> MetaResult<SharedMetadataStore> {
     if url == "sqlite::memory:" || url == "sqlite://:memory:" {
-        return Ok(Arc::new(SqliteStore::open_in_memory()?));
+        return Ok(instrumented(SqliteStore::open_in_memory()?));
     }
     if let Some(path) = url.strip_prefix("sqlite://") {
         let p = std::path::Path::new(path);
@@ -789,10 +801,10 @@ pub async fn open(url: &str, base_dir: &std::path::Path) -> MetaResult<SharedMet
         } else {
             base_dir.join(p)
         };
-        return Ok(Arc::new(SqliteStore::open(&p)?));
+        return Ok(instrumented(SqliteStore::open(&p)?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresStore::connect(url).await?));
+        return Ok(instrumented(PostgresStore::connect(url).await?));
     }
     Err(MetaError::InvalidUrl(url.to_string()))
 }

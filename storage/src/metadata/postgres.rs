@@ -939,6 +939,16 @@ async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
 
 #[async_trait::async_trait]
 impl MetadataStore for PostgresStore {
+    fn pool_status(&self) -> Option<crate::metrics::PoolStatus> {
+        let s = self.pool.status();
+        Some(crate::metrics::PoolStatus {
+            size: s.size,
+            available: s.available,
+            max_size: s.max_size,
+            waiting: s.waiting,
+        })
+    }
+
     async fn create_topic(&self, t: NewTopic) -> MetaResult<TopicRecord> {
         if t.partitions < 1 {
             return Err(MetaError::Invalid(
