@@ -205,16 +205,8 @@ impl MetadataStore for Instrumented {
     async fn retention_offsets(&self, queries: Vec<RetentionQuery>) -> MetaResult<Vec<i64>> {
         timed!("retention_offsets", self.inner.retention_offsets(queries))
     }
-    async fn retire_dead_objects(
-        &self,
-        grace_ms: i64,
-        forget_ms: i64,
-        limit: usize,
-    ) -> MetaResult<Vec<String>> {
-        timed!(
-            "retire_dead_objects",
-            self.inner.retire_dead_objects(grace_ms, forget_ms, limit)
-        )
+    async fn retire_dead_objects(&self, q: DeadObjects) -> MetaResult<Vec<String>> {
+        timed!("retire_dead_objects", self.inner.retire_dead_objects(q))
     }
     async fn confirm_deleted(&self, keys: Vec<String>) -> MetaResult<()> {
         timed!("confirm_deleted", self.inner.confirm_deleted(keys))
