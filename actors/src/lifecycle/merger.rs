@@ -133,10 +133,10 @@ impl MergerState {
                     continue;
                 };
                 let started = Instant::now();
-                let requests_before = self.requests.requests_so_far();
+                let gets_before = self.requests.gets_so_far();
                 let bytes: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
                 let result = self.merge(&tp, run).await;
-                self.requests.charge_since(requests_before);
+                self.requests.charge(gets_before, 1);
                 match result {
                     Ok(true) => merged += 1,
                     Ok(false) => {}

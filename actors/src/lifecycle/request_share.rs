@@ -2,9 +2,10 @@
 //!
 //! Within each window of [`WINDOW`], the rewriter may issue at most the larger of `share` of
 //! all the node's GET and PUT requests in that window (its own included) and `floor` requests
-//! per second (so that an idle node still merges). What a rewrite costs is counted as every
-//! request the node made while it ran: an upper bound (foreground requests made meanwhile
-//! count too), so the busier the node's readers and writers, the more the rewriter yields.
+//! per second (so that an idle node still merges). What a rewrite costs is its own PUTs and
+//! every GET the node made while it ran (its reads go through the shared cache, so its own
+//! misses cannot be told apart): an upper bound, so the more the node's consumers read from
+//! the object store, the more the rewriter yields. Producers' PUTs are not charged to it.
 
 use inkless_storage::blob::BlobMetrics;
 use std::sync::atomic::Ordering;
@@ -41,27 +42,27 @@ impl RequestShare {
         }
     }
 
-    /// GET and PUT requests the node has made so far.
-    pub(crate) fn requests_so_far(&self) -> u64 {
-        total(&self.metrics)
+    /// GET requests the node has made so far.
+    pub(crate) fn gets_so_far(&self) -> u64 {
+        self.metrics.get_requests.load(Ordering::Relaxed)
     }
 
-    /// Charges the requests made between `before` (a [`Self::requests_so_far`]) and now.
-    pub(crate) fn charge_since(&mut self, before: u64) {
-        self.mine += self.requests_so_far().saturating_sub(before);
+    /// Charges the GETs made since `gets_before` (a [`Self::gets_so_far`]) and `puts`.
+    pub(crate) fn charge(&mut self, gets_before: u64, puts: u64) {
+        self.mine += self.gets_so_far().saturating_sub(gets_before) + puts;
     }
 
     /// Whether the rewriter may issue more requests now.
     pub(crate) fn allows(&mut self) -> bool {
         if self.window_start.elapsed() >= WINDOW {
             self.window_start = Instant::now();
-            self.all_at_start = self.requests_so_far();
+            self.all_at_start = total(&self.metrics);
             self.mine = 0;
         }
         if self.share >= 1.0 {
             return true;
         }
-        let all = self.requests_so_far().saturating_sub(self.all_at_start);
+        let all = total(&self.metrics).saturating_sub(self.all_at_start);
         let floor = u64::from(self.floor_per_second) * WINDOW.as_secs();
         let allowed = ((all as f64 * self.share) as u64).max(floor);
         self.mine < allowed
@@ -92,16 +93,21 @@ mod tests {
         let m = Arc::new(BlobMetrics::default());
         let mut acct = RequestShare::new(m.clone(), 0.25, 1);
         // Idle: the floor (60 a window) allows 60 of its own.
-        let before = acct.requests_so_far();
-        requests(&m, 59);
-        acct.charge_since(before);
+        let before = acct.gets_so_far();
+        requests(&m, 58);
+        m.put_requests.fetch_add(1, Ordering::Relaxed);
+        acct.charge(before, 1);
         assert!(acct.allows());
-        let before = acct.requests_so_far();
+        let before = acct.gets_so_far();
         requests(&m, 1);
-        acct.charge_since(before);
+        acct.charge(before, 0);
         assert!(!acct.allows(), "60 of its own used the floor");
-        // Others' requests raise the allowance to a quarter of all (its own included).
-        requests(&m, 180);
+        // Producers' PUTs are not charged to it, but count among all requests.
+        let before = acct.gets_so_far();
+        m.put_requests.fetch_add(100, Ordering::Relaxed);
+        acct.charge(before, 0);
+        assert!(!acct.allows(), "60 of 160 is more than a quarter");
+        m.put_requests.fetch_add(80, Ordering::Relaxed);
         assert!(!acct.allows(), "60 of 240 is a quarter");
         requests(&m, 4);
         assert!(acct.allows(), "60 < 244 / 4");
@@ -111,9 +117,9 @@ mod tests {
     fn a_share_of_one_never_waits() {
         let m = Arc::new(BlobMetrics::default());
         let mut acct = RequestShare::new(m.clone(), 1.0, 0);
-        let before = acct.requests_so_far();
+        let before = acct.gets_so_far();
         requests(&m, 1_000);
-        acct.charge_since(before);
+        acct.charge(before, 1);
         assert!(acct.allows());
     }
 }
