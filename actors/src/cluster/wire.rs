@@ -628,9 +628,12 @@ impl From<WireCoordinate> for BatchCoordinate {
 
 impl From<PartitionOffsets> for WireOffsets {
     fn from(o: PartitionOffsets) -> Self {
+        // The last stable offset does not cross the mesh (layout version 1): the reader
+        // asks the store (ADR 0018).
         let PartitionOffsets {
             log_start_offset,
             high_watermark,
+            last_stable_offset: _,
         } = o;
         Self {
             log_start_offset,
@@ -644,6 +647,7 @@ impl From<WireOffsets> for PartitionOffsets {
         Self {
             log_start_offset: o.log_start_offset,
             high_watermark: o.high_watermark,
+            last_stable_offset: -1,
         }
     }
 }

@@ -55,8 +55,11 @@ use uuid::Uuid;
 
 /// Kafka's key type of consumer groups in FindCoordinator.
 const KEY_TYPE_GROUP: i8 = 0;
+/// Kafka's key type of transactional ids in FindCoordinator.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Answers FindCoordinator with the node that owns the group by placement.
+/// Answers FindCoordinator with the node that owns the group or transactional id by
+/// placement.
 pub async fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
@@ -67,19 +70,20 @@ pub async fn find_coordinator(
     let brokers = super::brokers(ctx, &live);
     // (error, message, node id, host, port) for one key.
     let answer = |key: &str| -> (i16, Option<String>, i32, String, i32) {
-        if req.key_type != KEY_TYPE_GROUP {
-            return (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("Transactions are not supported yet".into()),
-                -1,
-                String::new(),
-                -1,
-            );
-        }
-        match live
-            .group_owner(key)
-            .and_then(|id| brokers.iter().find(|b| b.id == id))
-        {
+        let owner = match req.key_type {
+            KEY_TYPE_GROUP => live.group_owner(key),
+            KEY_TYPE_TRANSACTION => live.txn_owner(key),
+            _ => {
+                return (
+                    ResponseError::InvalidRequest.code(),
+                    Some(format!("Unknown coordinator key type {}", req.key_type)),
+                    -1,
+                    String::new(),
+                    -1,
+                )
+            }
+        };
+        match owner.and_then(|id| brokers.iter().find(|b| b.id == id)) {
             Some(b) => (NONE, None, b.id, b.host.clone(), b.port),
             None => (
                 ResponseError::CoordinatorNotAvailable.code(),

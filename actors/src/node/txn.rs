@@ -1,0 +1,83 @@
+//! Transaction requests of [`Node`]: handed to this node's TxnCoordinator.
+
+use super::Node;
+use crate::txn::coordinator::{TxnMsg, TxnReply};
+use crate::txn::error::{TxnError, TxnResult};
+use crate::txn::state::Claimed;
+use inkless_storage::metadata::PartitionKey;
+use tokio::sync::oneshot;
+
+impl Node {
+    async fn ask_txn<T>(&self, msg: impl FnOnce(TxnReply<T>) -> TxnMsg) -> TxnResult<T> {
+        let coordinator = self.slots.txn.get().ok_or(TxnError::Unavailable)?;
+        let (tx, rx) = oneshot::channel();
+        coordinator
+            .post(msg(tx))
+            .map_err(|_| TxnError::Unavailable)?;
+        rx.await.map_err(|_| TxnError::Unavailable)?
+    }
+
+    /// InitProducerId with a transactional id: (producer id, epoch).
+    pub async fn txn_init(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        claimed: Claimed,
+    ) -> TxnResult<(i64, i16)> {
+        self.ask_txn(|reply| TxnMsg::Init {
+            id: id.to_string(),
+            timeout_ms,
+            claimed,
+            reply,
+        })
+        .await
+    }
+
+    /// AddPartitionsToTxn.
+    pub async fn txn_add_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        parts: Vec<PartitionKey>,
+    ) -> TxnResult {
+        self.ask_txn(|reply| TxnMsg::AddPartitions {
+            id: id.to_string(),
+            producer_id,
+            epoch,
+            parts,
+            reply,
+        })
+        .await
+    }
+
+    /// AddOffsetsToTxn.
+    pub async fn txn_add_offsets(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+    ) -> TxnResult {
+        self.ask_txn(|reply| TxnMsg::AddOffsets {
+            id: id.to_string(),
+            producer_id,
+            epoch,
+            group: group.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// EndTxn: answered once the Prepare state is durable; markers follow.
+    pub async fn txn_end(&self, id: &str, producer_id: i64, epoch: i16, commit: bool) -> TxnResult {
+        self.ask_txn(|reply| TxnMsg::End {
+            id: id.to_string(),
+            producer_id,
+            epoch,
+            commit,
+            reply,
+        })
+        .await
+    }
+}
