@@ -85,6 +85,9 @@ public final class TxnClient {
                     values.add(v);
                 }
                 if (t % 3 == 2) {
+                    // Flushed first, so that the aborted records reach the log (and the
+                    // read_committed consumer must skip them).
+                    p.flush();
                     p.abortTransaction();
                     System.out.println("ABORTED " + t);
                 } else {
