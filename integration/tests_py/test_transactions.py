@@ -198,3 +198,13 @@ def test_bad_transactional_requests_get_kafka_errors(boot, topic):
     with pytest.raises(KafkaException) as e:
         p.init_transactions(20)
     assert "INVALID_TRANSACTION_TIMEOUT" in str(e.value) or "timeout" in str(e.value).lower(), e.value
+
+
+def test_franz_go_transactions(clients, boot, topic):
+    """franz-go: commit 20, abort 10 (flushed first), commit 5; its read_committed consumer
+    reads exactly the 25 committed records, in order, and nothing after them."""
+    create(boot, topic, 1)
+    r = clients.run([*clients.go_cmd(), "txn", boot, topic, "franz-txn"], what="franz-go txn")
+    clients.check(r, "franz-go txn")
+    got = [line.split(" ", 2)[2] for line in r.stdout.splitlines() if line.startswith("REC ")]
+    assert got == [f"g0-{i}" for i in range(20)] + [f"g2-{i}" for i in range(5)]
