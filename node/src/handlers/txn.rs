@@ -363,12 +363,15 @@ pub async fn offset_commit(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetC
             .store()
             .stage_txn_offsets(
                 req.transactional_id.0.as_str(),
+                (req.producer_id.0, req.producer_epoch),
                 req.group_id.0.as_str(),
                 offsets,
             )
             .await
         {
-            Ok(()) => NONE,
+            Ok(true) => NONE,
+            // The transaction ended (or was fenced) since it was checked.
+            Ok(false) => ResponseError::InvalidTxnState.code(),
             Err(e) => {
                 tracing::warn!(error = %e, "staging transactional offsets failed");
                 ResponseError::CoordinatorNotAvailable.code()

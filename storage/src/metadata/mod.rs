@@ -917,14 +917,20 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Deletes a transactional id's state (and its staged offsets) if its version is still
     /// `version`; true when it was deleted.
     async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool>;
-    /// Stages offsets of `group` committed inside the transaction of `transactional_id`;
-    /// they are invisible until [`MetadataStore::end_txn_offsets`] commits them.
+    /// Stages offsets of `group` committed inside the transaction of `transactional_id`,
+    /// in one transaction with a check that it is still Ongoing under `producer` (id,
+    /// epoch): false, staging nothing, when it is not. They are invisible until
+    /// [`MetadataStore::end_txn_offsets`] commits them.
     async fn stage_txn_offsets(
         &self,
         transactional_id: &str,
+        producer: (i64, i16),
         group: &str,
         offsets: Vec<CommittedOffset>,
-    ) -> MetaResult<()>;
+    ) -> MetaResult<bool>;
+    /// The partitions of `group` with offsets staged by a transaction not ended yet
+    /// (OffsetFetch's `require_stable`, KIP-447).
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>>;
     /// What a read_committed reader of a partition needs from the store: the first offset
     /// of its oldest open transaction (committed rows only), then the aborted transactions
     /// ending at or after `from_offset` and starting before `to_offset`. Read in that order,

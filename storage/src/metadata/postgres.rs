@@ -1689,16 +1689,30 @@ impl MetadataStore for PostgresStore {
     async fn stage_txn_offsets(
         &self,
         transactional_id: &str,
+        producer: (i64, i16),
         group: &str,
         offsets: Vec<CommittedOffset>,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<bool> {
         let args: Arc<(String, String, Vec<CommittedOffset>)> =
             Arc::new((transactional_id.into(), group.into(), offsets));
         self.with_tx(move |tx| {
             let a = args.clone();
-            Box::pin(async move { txn::stage_offsets(tx, &a.0, &a.1, &a.2).await })
+            Box::pin(async move { txn::stage_offsets(tx, &a.0, producer, &a.1, &a.2).await })
         })
         .await
+    }
+
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT topic_id, partition FROM txn_offsets WHERE group_id = $1",
+                &[&group],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)
     }
 
     async fn txn_read_state(

@@ -1227,11 +1227,18 @@ impl MetadataStore for SqliteStore {
     async fn stage_txn_offsets(
         &self,
         transactional_id: &str,
+        producer: (i64, i16),
         group: &str,
         offsets: Vec<CommittedOffset>,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<bool> {
         let (id, group) = (transactional_id.to_string(), group.to_string());
-        self.with_tx(move |tx| txn::stage_offsets(tx, &id, &group, &offsets))
+        self.with_tx(move |tx| txn::stage_offsets(tx, &id, producer, &group, &offsets))
+            .await
+    }
+
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>> {
+        let group = group.to_string();
+        self.with_tx(move |tx| txn::pending_offsets(tx, &group))
             .await
     }
 

@@ -77,24 +77,47 @@ async fn staged_offsets(s: &SharedMetadataStore) {
         metadata: String::new(),
         commit_time_ms: 5,
     };
-    s.stage_txn_offsets("tx", "tg", vec![o(0, 10), o(1, 20)])
+    // Staging needs the transaction Ongoing under the producer.
+    let producer = (42, 0);
+    assert!(!s
+        .stage_txn_offsets("tx", producer, "tg", vec![o(0, 1)])
         .await
-        .expect("stage");
+        .expect("stage"));
+    let mut rec = record("tx");
+    rec.state = TxnState::Ongoing;
+    s.put_transaction(rec).await.expect("insert");
+    assert!(!s
+        .stage_txn_offsets("tx", (42, 1), "tg", vec![o(0, 1)])
+        .await
+        .expect("stage"));
+    assert!(s
+        .stage_txn_offsets("tx", producer, "tg", vec![o(0, 10), o(1, 20)])
+        .await
+        .expect("stage"));
     assert!(s.fetch_offsets("tg").await.expect("fetch").is_empty());
+    let mut pending = s.pending_txn_offsets("tg").await.expect("pending");
+    pending.sort();
+    assert_eq!(pending, vec![(t.id, 0), (t.id, 1)]);
     // Aborted: the staged offsets go away, nothing becomes visible.
     s.end_txn_offsets("tx", false).await.expect("abort");
     s.end_txn_offsets("tx", true).await.expect("commit nothing");
     assert!(s.fetch_offsets("tg").await.expect("fetch").is_empty());
-    s.stage_txn_offsets("tx", "tg", vec![o(0, 11)])
+    assert!(s
+        .pending_txn_offsets("tg")
+        .await
+        .expect("pending")
+        .is_empty());
+    s.stage_txn_offsets("tx", producer, "tg", vec![o(0, 11)])
         .await
         .expect("stage");
-    s.stage_txn_offsets("tx", "tg", vec![o(0, 12)])
+    s.stage_txn_offsets("tx", producer, "tg", vec![o(0, 12)])
         .await
         .expect("restage");
     s.end_txn_offsets("tx", true).await.expect("commit");
     let got = s.fetch_offsets("tg").await.expect("fetch");
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].partition, got[0].offset), (0, 12));
+    assert!(s.delete_transaction("tx", 1).await.expect("delete"));
     s.delete_topic("txn-offsets").await.expect("delete");
 }
 

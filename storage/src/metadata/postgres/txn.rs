@@ -81,13 +81,26 @@ pub(super) async fn delete(tx: &Tx<'_>, id: &str, version: i64) -> TxResult<bool
     Ok(n == 1)
 }
 
-/// Stages offsets of a transaction.
+/// Stages offsets of a transaction if it is Ongoing under `producer` (its row locked
+/// meanwhile, so the coordinator's next change waits for this staging).
 pub(super) async fn stage_offsets(
     tx: &Tx<'_>,
     id: &str,
+    producer: (i64, i16),
     group: &str,
     offsets: &[CommittedOffset],
-) -> TxResult<()> {
+) -> TxResult<bool> {
+    let epoch = i32::from(producer.1);
+    let state = TxnState::Ongoing.code();
+    let ongoing = tx
+        .query_opt(
+            "SELECT 1 FROM transactions WHERE transactional_id = $1 AND producer_id = $2 AND producer_epoch = $3 AND state = $4 FOR SHARE",
+            &[&id, &producer.0, &epoch, &state],
+        )
+        .await?;
+    if ongoing.is_none() {
+        return Ok(false);
+    }
     let stmt = tx
         .prepare_cached(
             "INSERT INTO txn_offsets (transactional_id, group_id, topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (transactional_id, group_id, topic_id, partition) DO UPDATE SET committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
@@ -109,7 +122,7 @@ pub(super) async fn stage_offsets(
         )
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Commits (copies into `group_offsets`) or drops the staged offsets of a transaction.

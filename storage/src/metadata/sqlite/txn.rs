@@ -4,7 +4,7 @@
 use super::db;
 use crate::metadata::{
     decode_groups, decode_partitions, encode_groups, encode_partitions, AbortedTxn,
-    CommittedOffset, MetaResult, PartitionTxns, TxnEvent, TxnRecord, TxnState,
+    CommittedOffset, MetaResult, PartitionKey, PartitionTxns, TxnEvent, TxnRecord, TxnState,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 use uuid::Uuid;
@@ -111,13 +111,25 @@ pub(super) fn delete(tx: &Transaction<'_>, id: &str, version: i64) -> MetaResult
     Ok(n == 1)
 }
 
-/// Stages offsets of a transaction.
+/// Stages offsets of a transaction if it is Ongoing under `producer`.
 pub(super) fn stage_offsets(
     tx: &Transaction<'_>,
     id: &str,
+    producer: (i64, i16),
     group: &str,
     offsets: &[CommittedOffset],
-) -> MetaResult<()> {
+) -> MetaResult<bool> {
+    let ongoing: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM transactions WHERE transactional_id = ?1 AND producer_id = ?2 AND producer_epoch = ?3 AND state = ?4",
+            params![id, producer.0, producer.1 as i64, TxnState::Ongoing.code() as i64],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    if ongoing.is_none() {
+        return Ok(false);
+    }
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO txn_offsets (transactional_id, group_id, topic_id, partition, committed_offset, leader_epoch, metadata, commit_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (transactional_id, group_id, topic_id, partition) DO UPDATE SET committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
@@ -136,7 +148,24 @@ pub(super) fn stage_offsets(
         ])
         .map_err(db)?;
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Partitions of a group with staged offsets.
+pub(super) fn pending_offsets(tx: &Transaction<'_>, group: &str) -> MetaResult<Vec<PartitionKey>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT DISTINCT topic_id, partition FROM txn_offsets WHERE group_id = ?1")
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![group], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i32>(1)?))
+        })
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    rows.into_iter()
+        .map(|(t, p)| Ok((Uuid::parse_str(&t).map_err(db)?, p)))
+        .collect()
 }
 
 /// Commits (copies into `group_offsets`) or drops the staged offsets of a transaction.
