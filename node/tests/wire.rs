@@ -749,7 +749,8 @@ fn every_advertised_version_answers() {
                 | ApiKey::EndTxn
                 | ApiKey::TxnOffsetCommit
                 | ApiKey::DescribeTransactions
-                | ApiKey::ListTransactions => txn_api_answers(&mut c, api.key, v),
+                | ApiKey::ListTransactions
+                | ApiKey::DescribeProducers => txn_api_answers(&mut c, api.key, v),
                 other => panic!("no test for advertised API {other:?}"),
             }
         }
@@ -1777,6 +1778,20 @@ fn txn_api_answers(c: &mut Conn, key: ApiKey, v: i16) {
             );
             assert_eq!(r.error_code, 0, "v{v}");
         }
+        ApiKey::DescribeProducers => {
+            let req = DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(name("versions"))
+                    .with_partition_indexes(vec![0, 99]),
+            ]);
+            let r: DescribeProducersResponse = c.call(key, v, &req);
+            let codes: Vec<i16> = r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            assert_eq!(codes, [0, 3], "v{v}");
+        }
         other => panic!("not a transaction API: {other:?}"),
     }
 }
@@ -2020,6 +2035,19 @@ fn read_committed_stops_at_the_last_stable_offset_and_lists_aborts() {
     }
     let p = fetch_isolated(&mut c, "txr", 4, 1);
     assert_eq!(p.aborted_transactions.map(|a| a.len()), Some(0));
+    // DescribeProducers shows the producer, no transaction open.
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(name("txr"))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let r: DescribeProducersResponse = c.call(ApiKey::DescribeProducers, 0, &req);
+    let active = &r.topics[0].partitions[0].active_producers;
+    assert_eq!(active.len(), 1, "{r:?}");
+    assert_eq!(
+        (active[0].producer_id.0, active[0].current_txn_start_offset),
+        (pid, -1)
+    );
     // A new producer with the same id bumps the epoch and fences the old one.
     let (code, pid2, epoch2) = txn_init(&mut c, "r1", 60_000);
     assert_eq!((code, pid2, epoch2), (0, pid, epoch + 1));

@@ -265,6 +265,9 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
             ResponseKind::DescribeTransactions(txn::describe(ctx, r).await)
         }
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(ctx, r).await),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(txn::describe_producers(ctx, r).await)
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r).await)
         }

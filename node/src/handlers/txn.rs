@@ -1,10 +1,11 @@
 //! Transactions (ADR 0018): InitProducerId with a transactional id, AddPartitionsToTxn,
-//! AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions and ListTransactions.
+//! AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions and
+//! DescribeProducers.
 //!
 //! The coordinator requests go to this node's TxnCoordinator, which answers
 //! NOT_COORDINATOR for ids placed elsewhere; TxnOffsetCommit goes to the group's
 //! coordinator (this node, or NOT_COORDINATOR) and stages the offsets in the metadata
-//! store until the transaction commits. Describe and List read the store.
+//! store until the transaction commits. The Describe and List requests read the store.
 
 use super::{group_outcome, not_coordinator, s, Ctx, NONE};
 use inkless_actors::{Claimed, MemberRef, TxnError};
@@ -17,6 +18,10 @@ use inkless_protocol::kafka_protocol::messages::add_partitions_to_txn_request::{
 use inkless_protocol::kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnResult,
     AddPartitionsToTxnTopicResult,
+};
+use inkless_protocol::kafka_protocol::messages::describe_producers_request::DescribeProducersRequest;
+use inkless_protocol::kafka_protocol::messages::describe_producers_response::{
+    self, DescribeProducersResponse,
 };
 use inkless_protocol::kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
 use inkless_protocol::kafka_protocol::messages::describe_transactions_response::{
@@ -502,4 +507,60 @@ pub async fn list(ctx: &Ctx, req: ListTransactionsRequest) -> ListTransactionsRe
     ListTransactionsResponse::default()
         .with_unknown_state_filters(unknown)
         .with_transaction_states(states)
+}
+
+/// DescribeProducers: each partition's producers as committed in the metadata store (any
+/// node can answer, whichever runs the partition), with their open transaction's start.
+pub async fn describe_producers(
+    ctx: &Ctx,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = ctx.catalog.by_name(t.name.0.as_str());
+        let mut parts = Vec::with_capacity(t.partition_indexes.len());
+        for &p in &t.partition_indexes {
+            let r =
+                describe_producers_response::PartitionResponse::default().with_partition_index(p);
+            let Some(tt) = topic
+                .as_ref()
+                .filter(|tt| p >= 0 && p < tt.record.partitions)
+            else {
+                parts.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            parts.push(
+                match ctx.node.store().partition_producers(tt.record.id, p).await {
+                    Ok((producers, open)) => r.with_active_producers(
+                        producers
+                            .into_iter()
+                            .map(|pr| {
+                                let start = open
+                                    .iter()
+                                    .find(|(pid, _)| *pid == pr.producer_id)
+                                    .map_or(-1, |o| o.1);
+                                describe_producers_response::ProducerState::default()
+                                    .with_producer_id(ProducerId(pr.producer_id))
+                                    .with_producer_epoch(i32::from(pr.producer_epoch))
+                                    .with_last_sequence(pr.last_sequence)
+                                    .with_last_timestamp(pr.last_write_ms)
+                                    .with_coordinator_epoch(-1)
+                                    .with_current_txn_start_offset(start)
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "producer state read failed");
+                        r.with_error_code(ResponseError::KafkaStorageError.code())
+                    }
+                },
+            );
+        }
+        topics.push(
+            describe_producers_response::TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
+    }
+    DescribeProducersResponse::default().with_topics(topics)
 }

@@ -264,6 +264,10 @@ pub struct AbortedTxn {
 /// first offset), and the aborted ones.
 pub type PartitionTxns = (Vec<(i64, i64)>, Vec<AbortedTxn>);
 
+/// A partition's committed producer state and its open transactions (producer id, first
+/// offset), for DescribeProducers.
+pub type PartitionProducers = (Vec<ProducerRecord>, Vec<(i64, i64)>);
+
 /// A change of a partition's open transactions, committed with the append that makes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnEvent {
@@ -942,6 +946,13 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         from_offset: i64,
         to_offset: i64,
     ) -> MetaResult<(Option<i64>, Vec<AbortedTxn>)>;
+    /// The producer state of a partition as committed (DescribeProducers), with its open
+    /// transactions as (producer id, first offset).
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers>;
     /// Ends the staged offsets of `transactional_id`: with `commit`, in one transaction,
     /// moves them into the groups' committed offsets; otherwise drops them.
     async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()>;

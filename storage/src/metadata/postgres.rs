@@ -1752,6 +1752,44 @@ impl MetadataStore for PostgresStore {
         Ok((first, aborted))
     }
 
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers> {
+        let rows = self
+            .query(
+                "SELECT producer_id, producer_epoch, last_sequence, last_offset, last_write_ms FROM producers WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id",
+                &[&topic_id, &partition],
+            )
+            .await?;
+        let producers = rows
+            .iter()
+            .map(|r| {
+                Ok(ProducerRecord {
+                    producer_id: r.try_get(0)?,
+                    producer_epoch: r.try_get(1)?,
+                    last_sequence: r.try_get(2)?,
+                    last_offset: r.try_get(3)?,
+                    last_write_ms: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)?;
+        let rows = self
+            .query(
+                "SELECT producer_id, first_offset FROM open_txns WHERE topic_id = $1 AND partition = $2 ORDER BY first_offset",
+                &[&topic_id, &partition],
+            )
+            .await?;
+        let open = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)?;
+        Ok((producers, open))
+    }
+
     async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()> {
         let id: Arc<str> = transactional_id.into();
         self.with_tx(move |tx| {

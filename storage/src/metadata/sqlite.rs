@@ -1253,6 +1253,15 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers> {
+        self.with_tx(move |tx| txn::producers(tx, topic_id, partition))
+            .await
+    }
+
     async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()> {
         let id = transactional_id.to_string();
         self.with_tx(move |tx| txn::end_offsets(tx, &id, commit))

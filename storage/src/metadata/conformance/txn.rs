@@ -178,12 +178,27 @@ async fn partition_txns(s: &SharedMetadataStore) {
             vec![AppendOutcome::Committed]
         );
     }
+    let producer = ProducerRecord {
+        producer_id: 7,
+        producer_epoch: 0,
+        last_sequence: 4,
+        last_offset: 5,
+        last_write_ms: 1_234,
+    };
+    let with_producer = PartitionAppend {
+        producers: vec![producer.clone()],
+        ..append(5, vec![])
+    };
+    s.commit_appends(vec![with_producer]).await.expect("commit");
     let again = s
         .claim_partition(t.id, 0, Claimant::alone(1))
         .await
         .expect("reclaim");
     assert_eq!(again.open_txns, vec![(8, 3)]);
     assert_eq!(again.aborted_txns, vec![aborted]);
+    let (producers, open) = s.partition_producers(t.id, 0).await.expect("producers");
+    assert_eq!(producers, vec![producer]);
+    assert_eq!(open, vec![(8, 3)]);
     let read = s.txn_read_state(t.id, 0, 0, 5).await.expect("read state");
     assert_eq!(read, (Some(3), vec![aborted]));
     let read = s.txn_read_state(t.id, 0, 2, 5).await.expect("read state");

@@ -4,7 +4,8 @@
 use super::db;
 use crate::metadata::{
     decode_groups, decode_partitions, encode_groups, encode_partitions, AbortedTxn,
-    CommittedOffset, MetaResult, PartitionKey, PartitionTxns, TxnEvent, TxnRecord, TxnState,
+    CommittedOffset, MetaResult, PartitionKey, PartitionProducers, PartitionTxns, ProducerRecord,
+    TxnEvent, TxnRecord, TxnState,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 use uuid::Uuid;
@@ -287,4 +288,31 @@ pub(super) fn read_state(
         .collect::<Result<Vec<_>, _>>()
         .map_err(db)?;
     Ok((first, aborted))
+}
+
+/// [`crate::metadata::MetadataStore::partition_producers`].
+pub(super) fn producers(
+    tx: &Transaction<'_>,
+    topic_id: Uuid,
+    partition: i32,
+) -> MetaResult<PartitionProducers> {
+    let id = topic_id.to_string();
+    let mut stmt = tx
+        .prepare_cached("SELECT producer_id, producer_epoch, last_sequence, last_offset, last_write_ms FROM producers WHERE topic_id = ?1 AND partition = ?2 ORDER BY producer_id")
+        .map_err(db)?;
+    let producers = stmt
+        .query_map(params![id, partition], |r| {
+            Ok(ProducerRecord {
+                producer_id: r.get(0)?,
+                producer_epoch: r.get::<_, i64>(1)? as i16,
+                last_sequence: r.get::<_, i64>(2)? as i32,
+                last_offset: r.get(3)?,
+                last_write_ms: r.get(4)?,
+            })
+        })
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    let (open, _) = partition_txns(tx, topic_id, partition, i64::MAX)?;
+    Ok((producers, open))
 }
