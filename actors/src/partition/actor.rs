@@ -53,6 +53,10 @@ pub struct PartitionOffsets {
     /// the high watermark; read_committed consumers read below it. -1 when not known here
     /// (offsets relayed from another node, whose LSO the store tells).
     pub last_stable_offset: i64,
+    /// Offset of the newest ABORT marker of the partition (-1: none since its log start;
+    /// `i64::MAX`: not known here). A read_committed read from above it has no aborted
+    /// transaction to report, and asks the store for none.
+    pub last_abort_offset: i64,
 }
 
 impl PartitionOffsets {
@@ -212,6 +216,8 @@ pub struct PartitionState {
     open_txns: HashMap<i64, i64>,
     /// Open transactions as committed (what the last stable offset is computed from).
     stable_open: HashMap<i64, i64>,
+    /// Offset of the newest committed ABORT marker, or -1.
+    last_abort: i64,
     /// When expired producers were last dropped from `producers`.
     producers_pruned_ms: i64,
     recent: VecDeque<BatchCoordinate>,
@@ -357,6 +363,7 @@ impl PartitionState {
         let oldest_open = self.stable_open.values().min().copied();
         let hwm = self.committed.high_watermark;
         self.committed.last_stable_offset = oldest_open.map_or(hwm, |o| o.min(hwm));
+        self.committed.last_abort_offset = self.last_abort;
         self.args.offsets.send_replace(self.committed);
         self.args.published.notify();
     }
@@ -639,6 +646,11 @@ impl PartitionState {
                 debug_assert_eq!(p.base_offset, self.committed.high_watermark);
                 self.committed.high_watermark = p.end_offset;
                 apply_events(&mut self.stable_open, &p.txn_events);
+                for e in &p.txn_events {
+                    if let TxnEvent::Aborted(a) = e {
+                        self.last_abort = self.last_abort.max(a.last_offset);
+                    }
+                }
                 self.recent.extend(p.coords);
                 while self.recent.len() > self.args.recent_batches_max {
                     self.recent.pop_front();
@@ -805,6 +817,7 @@ impl Actor for PartitionActor {
             log_start_offset: st.log_start_offset,
             high_watermark: st.high_watermark,
             last_stable_offset: st.high_watermark,
+            last_abort_offset: -1,
         };
         tracing::debug!(
             ?tp,
@@ -821,6 +834,12 @@ impl Actor for PartitionActor {
             producers,
             open_txns: st.open_txns.iter().copied().collect(),
             stable_open: st.open_txns.iter().copied().collect(),
+            last_abort: st
+                .aborted_txns
+                .iter()
+                .map(|a| a.last_offset)
+                .max()
+                .unwrap_or(-1),
             producers_pruned_ms: inkless_storage::now_ms(),
             recent: VecDeque::new(),
             pending: VecDeque::new(),

@@ -31,6 +31,7 @@ const UNKNOWN_OFFSETS: PartitionOffsets = PartitionOffsets {
     log_start_offset: -1,
     high_watermark: -1,
     last_stable_offset: -1,
+    last_abort_offset: i64::MAX,
 };
 
 struct PartReq {
@@ -216,6 +217,7 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
                         log_start_offset,
                         high_watermark,
                         last_stable_offset: -1,
+                        last_abort_offset: i64::MAX,
                     },
                 ),
                 ReadError::NotOwner => (ResponseError::NotLeaderOrFollower.code(), unknown),
@@ -267,6 +269,10 @@ async fn committed_only(
     let Some(last) = coords.last() else {
         return Ok((coords, offsets, Vec::new()));
     };
+    if offsets.last_abort_offset < fetch_offset {
+        // No abort at or after the fetch offset: nothing to ask the store.
+        return Ok((coords, offsets, Vec::new()));
+    }
     let (_, aborted) = store
         .txn_read_state(
             tp.topic_id,
