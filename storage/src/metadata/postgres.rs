@@ -929,6 +929,12 @@ async fn delete_records_tx(
         &[&topic_id, &partition, &new_start],
     )
     .await?;
+    // Aborted transactions wholly below the log start have nothing left to filter.
+    tx.execute(
+        "DELETE FROM aborted_txns WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
+        &[&topic_id, &partition, &new_start],
+    )
+    .await?;
     let stmt = tx
         .prepare_cached(
             "UPDATE partitions SET log_start_offset = $3 WHERE topic_id = $1 AND partition = $2",

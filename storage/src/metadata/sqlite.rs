@@ -969,6 +969,12 @@ impl MetadataStore for SqliteStore {
                 params![id, partition, new_start],
             )
             .map_err(db)?;
+            // Aborted transactions wholly below the log start have nothing left to filter.
+            tx.execute(
+                "DELETE FROM aborted_txns WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3",
+                params![id, partition, new_start],
+            )
+            .map_err(db)?;
             tx.execute(
                 "UPDATE partitions SET log_start_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
                 params![id, partition, new_start],

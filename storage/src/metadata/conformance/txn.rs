@@ -214,5 +214,11 @@ async fn partition_txns(s: &SharedMetadataStore) {
         .await
         .expect("reclaim");
     assert!(third.aborted_txns.is_empty());
+    let read = s.txn_read_state(t.id, 0, 0, 10).await.expect("read state");
+    assert_eq!(
+        read.1,
+        vec![],
+        "the aborted row below the log start is gone"
+    );
     s.delete_topic("txn-log").await.expect("delete");
 }
