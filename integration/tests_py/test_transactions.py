@@ -309,3 +309,47 @@ def test_kafka_streams_exactly_once_v2_survives_kill_9(boot, topic, tmp_path):
             second.kill9()
     for k, counts in got.items():
         assert counts == list(range(1, rounds + 1)), f"{k}: {counts}"
+
+
+def test_kill_9_after_the_decision_completes_the_markers_on_restart(tmp_path):
+    """The broker dies (kill -9) right after EndTxn answered: the commit decision is
+    durable (PrepareCommit) but the markers wait in a produce buffer flushed every 3 s, so
+    they are lost with the process. The restarted broker's coordinator finds the Prepare
+    state and writes them: the records become visible to read_committed, all of them."""
+    if EXTERNAL:
+        pytest.skip("kills its own broker")
+    b = LocalBroker(tmp_path / "data", free_port(), tmp_path, name="txn-crash")
+    b.extra_env["INKLESS__PRODUCE__FLUSH_INTERVAL_MS"] = "3000"
+    b.start()
+    try:
+        boot = b.bootstrap
+        topic = "crash-txn"
+        create(boot, topic, 1)
+        p = Producer({"bootstrap.servers": boot, "transactional.id": "crash-txn"})
+        p.init_transactions(30)
+        p.begin_transaction()
+        for i in range(10):
+            p.produce(topic, value=f"v{i}", partition=0)
+        assert p.flush(30) == 0
+        p.commit_transaction(30)
+        lso, hwm = lso_and_hwm(boot, topic)
+        b.kill9()
+        assert (lso, hwm) == (0, 10), "the markers were still in the produce buffer"
+        b.start()
+        started = time.monotonic()
+        while lso_and_hwm(boot, topic)[0] < 11:
+            assert time.monotonic() - started < 30, "the restarted coordinator did not write the markers"
+            time.sleep(0.3)
+        c = Consumer({"bootstrap.servers": boot, "group.id": "crash", "enable.partition.eof": True})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        while True:
+            m = c.poll(10)
+            assert m is not None, "no end of partition"
+            if m.error():
+                break
+            got.append(m.value().decode())
+        c.close()
+        assert got == [f"v{i}" for i in range(10)]
+    finally:
+        stop_and_check(b)
