@@ -50,7 +50,7 @@ pub use partition::error::StartError;
 pub use tree::supervisor::ActorInfo;
 pub use txn::coordinator::TxnConfig;
 pub use txn::error::{TxnError, TxnResult};
-pub use txn::state::{check_producer, verify_partition, Claimed};
+pub use txn::state::{add_offsets, add_partitions, check_producer, verify_partition, Claimed};
 pub use write::produce_buffer::PartAppend;
 
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! Transaction requests of [`Node`]: handed to this node's TxnCoordinator.
 
 use super::Node;
-use crate::txn::coordinator::{TxnMsg, TxnReply};
+use crate::txn::coordinator::{EndRequest, TxnMsg, TxnReply};
 use crate::txn::error::{TxnError, TxnResult};
 use crate::txn::state::Claimed;
 use inkless_storage::metadata::PartitionKey;
@@ -69,13 +69,25 @@ impl Node {
         .await
     }
 
-    /// EndTxn: answered once the Prepare state is durable; markers follow.
-    pub async fn txn_end(&self, id: &str, producer_id: i64, epoch: i16, commit: bool) -> TxnResult {
+    /// EndTxn: answered once the Prepare state is durable; markers follow. `bump` (EndTxn
+    /// v5) gives the decision the next epoch. Answers the producer id and epoch the client
+    /// continues with.
+    pub async fn txn_end(
+        &self,
+        id: &str,
+        producer: (i64, i16),
+        commit: bool,
+        bump: bool,
+    ) -> TxnResult<(i64, i16)> {
+        let req = EndRequest {
+            producer_id: producer.0,
+            epoch: producer.1,
+            commit,
+            bump,
+        };
         self.ask_txn(|reply| TxnMsg::End {
             id: id.to_string(),
-            producer_id,
-            epoch,
-            commit,
+            req,
             reply,
         })
         .await

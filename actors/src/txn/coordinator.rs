@@ -64,6 +64,16 @@ impl Default for TxnConfig {
 /// Reply channel of a coordinator request.
 pub(crate) type TxnReply<T> = oneshot::Sender<TxnResult<T>>;
 
+/// An EndTxn request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EndRequest {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    /// EndTxn v5 (KIP-890 transaction version 2): the decision takes the next epoch.
+    pub bump: bool,
+}
+
 /// Messages of the [`TxnCoordinator`].
 #[derive(Debug)]
 pub(crate) enum TxnMsg {
@@ -90,13 +100,11 @@ pub(crate) enum TxnMsg {
         group: String,
         reply: TxnReply<()>,
     },
-    /// EndTxn.
+    /// EndTxn; answers the producer id and epoch the client continues with.
     End {
         id: String,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-        reply: TxnReply<()>,
+        req: EndRequest,
+        reply: TxnReply<(i64, i16)>,
     },
     /// The marker task of `id` ended; `ok` when every marker was written.
     MarkersDone { id: String, ok: bool },
@@ -220,21 +228,27 @@ impl TxnCoordinatorState {
         Err(TxnError::ConcurrentTransactions)
     }
 
-    async fn end(&mut self, id: &str, producer_id: i64, epoch: i16, commit: bool) -> TxnResult<()> {
+    /// EndTxn; answers the producer id and epoch the client continues with.
+    async fn end(&mut self, id: &str, req: EndRequest) -> TxnResult<(i64, i16)> {
         for _ in 0..CAS_ATTEMPTS {
             let Some(rec) = self.get(id).await? else {
                 return Err(TxnError::InvalidProducerIdMapping);
             };
             let now = inkless_storage::now_ms();
-            match state::end(&rec, producer_id, epoch, commit, now)? {
-                EndPlan::AlreadyDone => return Ok(()),
-                EndPlan::Prepare(mut next) => {
-                    if self.put(&next).await? {
-                        next.version += 1;
-                        self.start_markers(next);
-                        return Ok(());
+            let mut next =
+                match state::end(&rec, req.producer_id, req.epoch, req.commit, now, req.bump)? {
+                    EndPlan::AlreadyDone(rec) => return Ok(state::continues_as(&rec)),
+                    EndPlan::Prepare(next) => next,
+                    EndPlan::PrepareWithNewId(mut next) => {
+                        next.next_producer_id = self.allocate().await?;
+                        next
                     }
-                }
+                };
+            if self.put(&next).await? {
+                next.version += 1;
+                let answer = state::continues_as(&next);
+                self.start_markers(next);
+                return Ok(answer);
             }
         }
         Err(TxnError::ConcurrentTransactions)
@@ -440,15 +454,9 @@ impl Actor for TxnCoordinator {
                 };
                 let _ = reply.send(r);
             }
-            TxnMsg::End {
-                id,
-                producer_id,
-                epoch,
-                commit,
-                reply,
-            } => {
+            TxnMsg::End { id, req, reply } => {
                 let r = match state.owns(&id) {
-                    true => state.end(&id, producer_id, epoch, commit).await,
+                    true => state.end(&id, req).await,
                     false => Err(TxnError::NotCoordinator),
                 };
                 let _ = reply.send(r);

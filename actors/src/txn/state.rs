@@ -48,6 +48,7 @@ pub fn new_record(id: &str, producer_id: i64, timeout_ms: i32, now_ms: i64) -> T
         txn_start_ms: -1,
         last_update_ms: now_ms,
         version: 0,
+        next_producer_id: -1,
     }
 }
 
@@ -195,20 +196,49 @@ pub fn add_offsets(
 pub enum EndPlan {
     /// Store the record (PrepareCommit or PrepareAbort), answer, and write the markers.
     Prepare(TxnRecord),
-    /// A retry of an EndTxn that completed: answer success, change nothing.
-    AlreadyDone,
+    /// Like `Prepare`, but the producer's epochs ran out: the caller sets
+    /// `next_producer_id` to a new producer id first.
+    PrepareWithNewId(TxnRecord),
+    /// A retry of an EndTxn that was decided already: answer success from this record,
+    /// change nothing.
+    AlreadyDone(TxnRecord),
 }
 
-/// EndTxn.
+/// The producer id and epoch a client continues with after EndTxn decided `rec`.
+pub fn continues_as(rec: &TxnRecord) -> (i64, i16) {
+    if rec.next_producer_id >= 0 {
+        (rec.next_producer_id, 0)
+    } else {
+        (rec.producer_id, rec.producer_epoch)
+    }
+}
+
+/// True when `rec` holds the decision `commit` (being written or written).
+fn decided(rec: &TxnRecord, commit: bool) -> bool {
+    matches!(
+        (rec.state, commit),
+        (TxnState::PrepareCommit | TxnState::CompleteCommit, true)
+            | (TxnState::PrepareAbort | TxnState::CompleteAbort, false)
+    )
+}
+
+/// EndTxn. With `bump` (EndTxn v5, KIP-890's transaction version 2) the decision takes the
+/// next epoch, which its markers carry: a late batch of the ended transaction is refused by
+/// every partition that has the marker.
 pub fn end(
     rec: &TxnRecord,
     producer_id: i64,
     epoch: i16,
     commit: bool,
     now_ms: i64,
+    bump: bool,
 ) -> Result<EndPlan, TxnError> {
     if producer_id != rec.producer_id {
         return Err(TxnError::InvalidProducerIdMapping);
+    }
+    // A retry of a v5 EndTxn whose answer (with the bumped epoch) was lost.
+    if bump && epoch.checked_add(1) == Some(rec.producer_epoch) && decided(rec, commit) {
+        return Ok(EndPlan::AlreadyDone(rec.clone()));
     }
     // A retry after a timeout abort bumped the epoch: the producer is fenced.
     if epoch != rec.producer_epoch {
@@ -223,19 +253,27 @@ pub fn end(
                 TxnState::PrepareAbort
             };
             next.last_update_ms = now_ms;
+            if !bump {
+                return Ok(EndPlan::Prepare(next));
+            }
+            next.producer_epoch = rec.producer_epoch.saturating_add(1);
+            if next.producer_epoch >= EPOCH_LIMIT {
+                return Ok(EndPlan::PrepareWithNewId(next));
+            }
             Ok(EndPlan::Prepare(next))
         }
         (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
             Err(TxnError::ConcurrentTransactions)
         }
         (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
-            Ok(EndPlan::AlreadyDone)
+            Ok(EndPlan::AlreadyDone(rec.clone()))
         }
         _ => Err(TxnError::InvalidTxnState),
     }
 }
 
-/// The record once every marker of its Prepare state is written.
+/// The record once every marker of its Prepare state is written (and the client moves to
+/// its next producer id, if its epochs ran out).
 pub fn complete(rec: &TxnRecord, now_ms: i64) -> Option<TxnRecord> {
     let state = match rec.state {
         TxnState::PrepareCommit => TxnState::CompleteCommit,
@@ -248,6 +286,11 @@ pub fn complete(rec: &TxnRecord, now_ms: i64) -> Option<TxnRecord> {
     next.groups.clear();
     next.txn_start_ms = -1;
     next.last_update_ms = now_ms;
+    if rec.next_producer_id >= 0 {
+        next.producer_id = rec.next_producer_id;
+        next.producer_epoch = 0;
+        next.next_producer_id = -1;
+    }
     Some(next)
 }
 
@@ -298,7 +341,7 @@ mod tests {
             .expect("offsets")
             .expect("changed");
         assert_eq!(rec.groups, vec!["g".to_string()]);
-        let EndPlan::Prepare(prep) = end(&rec, 5, 0, true, 30).expect("end") else {
+        let EndPlan::Prepare(prep) = end(&rec, 5, 0, true, 30, false).expect("end") else {
             panic!("expected a prepare");
         };
         assert_eq!(prep.state, TxnState::PrepareCommit);
@@ -308,15 +351,21 @@ mod tests {
             Err(TxnError::ConcurrentTransactions)
         );
         assert_eq!(
-            end(&prep, 5, 0, true, 31),
+            end(&prep, 5, 0, true, 31, false),
             Err(TxnError::ConcurrentTransactions)
         );
         let done = complete(&prep, 40).expect("complete");
         assert_eq!(done.state, TxnState::CompleteCommit);
         assert!(done.partitions.is_empty() && done.groups.is_empty());
         // A retried EndTxn succeeds; the opposite decision is refused.
-        assert_eq!(end(&done, 5, 0, true, 41), Ok(EndPlan::AlreadyDone));
-        assert_eq!(end(&done, 5, 0, false, 41), Err(TxnError::InvalidTxnState));
+        assert_eq!(
+            end(&done, 5, 0, true, 41, false),
+            Ok(EndPlan::AlreadyDone(done.clone()))
+        );
+        assert_eq!(
+            end(&done, 5, 0, false, 41, false),
+            Err(TxnError::InvalidTxnState)
+        );
         // The next transaction starts from the completed one.
         let next = add_partitions(&done, 5, 0, &[(Uuid::nil(), 2)], 50)
             .expect("add")
@@ -336,7 +385,10 @@ mod tests {
             add_partitions(&rec, 6, 0, &[(Uuid::nil(), 0)], 20),
             Err(TxnError::InvalidProducerIdMapping)
         );
-        assert_eq!(end(&rec, 5, 1, true, 20), Err(TxnError::ProducerFenced));
+        assert_eq!(
+            end(&rec, 5, 1, true, 20, false),
+            Err(TxnError::ProducerFenced)
+        );
         // A new producer with the same id aborts the ongoing transaction with a new epoch.
         let Ok(InitPlan::AbortFirst(abort)) = init(&rec, NONE, 1_000, 30) else {
             panic!("expected an abort first");
@@ -353,7 +405,10 @@ mod tests {
         };
         assert_eq!((fresh.producer_epoch, fresh.timeout_ms), (2, 2_000));
         // The old producer (epoch 0) is fenced everywhere.
-        assert_eq!(end(&fresh, 5, 0, false, 42), Err(TxnError::ProducerFenced));
+        assert_eq!(
+            end(&fresh, 5, 0, false, 42, false),
+            Err(TxnError::ProducerFenced)
+        );
         assert_eq!(
             verify_partition(&fresh, 5, 0, &(Uuid::nil(), 0)),
             Err(TxnError::ProducerFenced)
@@ -383,10 +438,63 @@ mod tests {
     }
 
     fn end_prepare(rec: &TxnRecord) -> TxnRecord {
-        match end(rec, rec.producer_id, rec.producer_epoch, false, 40) {
+        match end(rec, rec.producer_id, rec.producer_epoch, false, 40, false) {
             Ok(EndPlan::Prepare(r)) => r,
             other => panic!("expected prepare, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn end_txn_v5_bumps_the_epoch_per_transaction() {
+        let rec = ongoing();
+        let Ok(EndPlan::Prepare(prep)) = end(&rec, 5, 0, true, 30, true) else {
+            panic!("expected a prepare");
+        };
+        // The markers carry epoch 1; the client continues with it.
+        assert_eq!(
+            (prep.state, prep.producer_epoch),
+            (TxnState::PrepareCommit, 1)
+        );
+        assert_eq!(continues_as(&prep), (5, 1));
+        // A retry with the old epoch is answered from the decision, in either state.
+        assert_eq!(
+            end(&prep, 5, 0, true, 31, true),
+            Ok(EndPlan::AlreadyDone(prep.clone()))
+        );
+        let done = complete(&prep, 40).expect("complete");
+        assert_eq!(
+            end(&done, 5, 0, true, 41, true),
+            Ok(EndPlan::AlreadyDone(done.clone()))
+        );
+        assert_eq!(
+            end(&done, 5, 0, false, 41, true),
+            Err(TxnError::ProducerFenced)
+        );
+        // The next transaction runs with epoch 1; epoch 0 is fenced.
+        assert_eq!(
+            add_partitions(&done, 5, 0, &[(Uuid::nil(), 0)], 50),
+            Err(TxnError::ProducerFenced)
+        );
+        assert!(add_partitions(&done, 5, 1, &[(Uuid::nil(), 0)], 50).is_ok());
+    }
+
+    #[test]
+    fn end_txn_v5_moves_to_a_new_producer_id_when_epochs_run_out() {
+        let mut rec = ongoing();
+        rec.producer_epoch = EPOCH_LIMIT - 1;
+        let Ok(EndPlan::PrepareWithNewId(mut prep)) =
+            end(&rec, 5, EPOCH_LIMIT - 1, false, 30, true)
+        else {
+            panic!("expected a prepare with a new id");
+        };
+        assert_eq!(prep.producer_epoch, EPOCH_LIMIT);
+        prep.next_producer_id = 9;
+        assert_eq!(continues_as(&prep), (9, 0));
+        let done = complete(&prep, 40).expect("complete");
+        assert_eq!(
+            (done.producer_id, done.producer_epoch, done.next_producer_id),
+            (9, 0, -1)
+        );
     }
 
     #[test]

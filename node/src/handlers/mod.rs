@@ -209,7 +209,7 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
             ResponseKind::Metadata(metadata::handle(ctx, r, v, &client_id).await)
         }
         RequestKind::Produce(r) => {
-            ResponseKind::Produce(produce::submit(ctx, r).await.finish().await?)
+            ResponseKind::Produce(produce::submit(ctx, r, v).await.finish().await?)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
         RequestKind::ListOffsets(r) => {
@@ -259,7 +259,7 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end(ctx, r, v).await),
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn::offset_commit(ctx, r).await)
+            ResponseKind::TxnOffsetCommit(txn::offset_commit(ctx, r, v).await)
         }
         RequestKind::DescribeTransactions(r) => {
             ResponseKind::DescribeTransactions(txn::describe(ctx, r).await)

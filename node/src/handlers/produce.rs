@@ -127,6 +127,33 @@ fn validate(
 /// The transactional id's record as read for a transactional request.
 type TxnLookup = Result<Option<TxnRecord>, inkless_storage::metadata::MetaError>;
 
+/// Produce v12+ from a transactional producer (KIP-890 transaction version 2): the client
+/// sends no AddPartitionsToTxn, so the partitions of the request join its transaction here
+/// (starting it if none runs) before they are verified. The producer is the one of the
+/// request's first batch; a refusal leaves the record as it was, and verification answers.
+async fn add_implicitly(ctx: &Ctx, id: &str, req: &ProduceRequest) -> TxnLookup {
+    let mut keys = Vec::new();
+    let mut producer = None;
+    for t in &req.topic_data {
+        let Some(topic) = ctx.catalog.by_name(t.name.0.as_str()) else {
+            continue;
+        };
+        for p in t.partition_data.iter().filter(|p| p.index >= 0) {
+            if p.index < topic.record.partitions {
+                keys.push((topic.record.id, p.index));
+            }
+            let first = p.records.as_ref().and_then(|r| BatchHeader::parse(r).ok());
+            producer = producer.or(first.map(|h| (h.producer_id, h.producer_epoch)));
+        }
+    }
+    if let Some((pid, epoch)) = producer {
+        if let Err(e) = super::txn::add_partitions_direct(ctx, id, pid, epoch, &keys).await {
+            tracing::debug!(transactional_id = %id, error = %e, "implicit AddPartitionsToTxn refused");
+        }
+    }
+    ctx.node.store().get_transaction(id).await
+}
+
 /// KIP-890's verification of transactional batches: the partition must be in the
 /// producer's running transaction (AddPartitionsToTxn came first), with its current
 /// producer id and epoch; otherwise nothing is written.
@@ -200,9 +227,10 @@ pub struct Submitted {
 /// connection must be submitted in the order they arrived (the connection does this before
 /// processing the next request), so that an idempotent producer's pipelined batches reach
 /// their partitions in sequence order.
-pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
+pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
     let acks = req.acks;
     let txn = match &req.transactional_id {
+        Some(id) if version >= 12 => Some(add_implicitly(ctx, id.0.as_str(), &req).await),
         Some(id) => Some(ctx.node.store().get_transaction(id.0.as_str()).await),
         None => None,
     };

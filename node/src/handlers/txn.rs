@@ -179,6 +179,62 @@ async fn add_one(
         .collect()
 }
 
+/// How long an implicit add (Produce v12+, TxnOffsetCommit v5+) waits for the previous
+/// transaction's markers (CONCURRENT_TRANSACTIONS) before giving up.
+const IMPLICIT_ADD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Changes the transactional id's record with `change` (compare-and-set, retried), waiting
+/// out a previous transaction still writing its markers: the partitions or groups a
+/// transaction-version-2 client names without AddPartitionsToTxn / AddOffsetsToTxn join its
+/// transaction, from whichever node takes the request.
+async fn change_directly(
+    ctx: &Ctx,
+    id: &str,
+    change: impl Fn(&TxnRecord, i64) -> Result<Option<TxnRecord>, TxnError>,
+) -> Result<(), TxnError> {
+    let store = ctx.node.store();
+    let storage = |e: inkless_storage::metadata::MetaError| TxnError::Storage(e.to_string());
+    let deadline = tokio::time::Instant::now() + IMPLICIT_ADD_WAIT;
+    loop {
+        let rec = store
+            .get_transaction(id)
+            .await
+            .map_err(storage)?
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        let outcome = match change(&rec, inkless_storage::now_ms()) {
+            Ok(None) => return Ok(()),
+            Ok(Some(next)) => store
+                .put_transaction(next)
+                .await
+                .map_err(storage)?
+                .map(|_| ()),
+            Err(TxnError::ConcurrentTransactions) => None,
+            Err(e) => return Err(e),
+        };
+        if outcome.is_some() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// The implicit AddPartitionsToTxn of a transaction-version-2 Produce.
+pub async fn add_partitions_direct(
+    ctx: &Ctx,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    keys: &[PartitionKey],
+) -> Result<(), TxnError> {
+    change_directly(ctx, id, |rec, now| {
+        inkless_actors::add_partitions(rec, producer_id, epoch, keys, now)
+    })
+    .await
+}
+
 /// KIP-890 verification: every partition is in the producer's running transaction.
 pub async fn verify(
     ctx: &Ctx,
@@ -268,24 +324,27 @@ pub async fn add_offsets(
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
-/// EndTxn: answered once the decision is durable; markers are written after.
+/// EndTxn: answered once the decision is durable; markers are written after. From v5
+/// (KIP-890 transaction version 2) the decision bumps the epoch, and the answer names the
+/// producer id and epoch the client continues with.
 pub async fn end(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnResponse {
     let r = EndTxnResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    let producer = (req.producer_id.0, req.producer_epoch);
     match ctx
         .node
         .txn_end(
             req.transactional_id.0.as_str(),
-            req.producer_id.0,
-            req.producer_epoch,
+            producer,
             req.committed,
+            version >= 5,
         )
         .await
     {
-        Ok(()) => r
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch),
+        Ok((pid, epoch)) => r
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
         Err(e) => r.with_error_code(fenced_code(txn_code(&e), version, 3)),
     }
 }
@@ -328,8 +387,28 @@ async fn txn_offset_commit_refusal(ctx: &Ctx, req: &TxnOffsetCommitRequest) -> O
 /// A partition of a TxnOffsetCommit and, when it was refused before staging, why.
 type PartitionVerdict = (i32, Option<i16>);
 
-/// TxnOffsetCommit: offsets staged until the transaction commits.
-pub async fn offset_commit(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+/// TxnOffsetCommit: offsets staged until the transaction commits. From v5 (KIP-890
+/// transaction version 2) the client sends no AddOffsetsToTxn: the group joins the
+/// transaction here.
+pub async fn offset_commit(
+    ctx: &Ctx,
+    req: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    if version >= 5 && !req.group_id.0.contains(GROUP_LIST_SEPARATOR) {
+        let (pid, epoch, group) = (
+            req.producer_id.0,
+            req.producer_epoch,
+            req.group_id.0.as_str(),
+        );
+        let added = change_directly(ctx, req.transactional_id.0.as_str(), |rec, now| {
+            inkless_actors::add_offsets(rec, pid, epoch, group, now)
+        })
+        .await;
+        if let Err(e) = added {
+            tracing::debug!(error = %e, "implicit AddOffsetsToTxn refused");
+        }
+    }
     let now = inkless_storage::now_ms();
     let mut offsets = Vec::new();
     let mut plan: Vec<(TopicName, Vec<PartitionVerdict>)> = Vec::new();

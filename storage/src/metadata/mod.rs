@@ -450,6 +450,9 @@ pub struct TxnRecord {
     pub last_update_ms: i64,
     /// Row version for compare-and-set; 0 for a record not stored yet.
     pub version: i64,
+    /// The producer id the client continues with once this Prepare state completes, when
+    /// its epochs ran out (KIP-890 epoch bump per transaction), else -1.
+    pub next_producer_id: i64,
 }
 
 /// What a node announces in its membership lease.

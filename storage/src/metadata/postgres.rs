@@ -167,7 +167,8 @@ CREATE TABLE transactions (
     groups_list TEXT NOT NULL,
     txn_start_ms BIGINT NOT NULL,
     last_update_ms BIGINT NOT NULL,
-    version BIGINT NOT NULL
+    version BIGINT NOT NULL,
+    next_producer_id BIGINT NOT NULL
 );
 CREATE TABLE txn_offsets (
     transactional_id TEXT COLLATE "C" NOT NULL,

@@ -15,6 +15,7 @@ fn record(id: &str) -> TxnRecord {
         txn_start_ms: -1,
         last_update_ms: 1_000,
         version: 0,
+        next_producer_id: -1,
     }
 }
 
@@ -38,6 +39,7 @@ async fn records(s: &SharedMetadataStore) {
     r.partitions = vec![(topic, 0), (topic, 3)];
     r.groups = vec!["g one".into(), "g:2,x".into()];
     r.txn_start_ms = 2_000;
+    r.next_producer_id = 77;
     assert_eq!(s.put_transaction(r.clone()).await.expect("cas"), Some(2));
     // A stale version is refused and changes nothing.
     let mut stale = r.clone();

@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// Columns of a transaction record, in [`txn_row`] order.
-pub(super) const TXN_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, state, timeout_ms, partitions, groups_list, txn_start_ms, last_update_ms, version";
+pub(super) const TXN_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, state, timeout_ms, partitions, groups_list, txn_start_ms, last_update_ms, version, next_producer_id";
 
 /// A row of [`TXN_COLUMNS`].
 pub(super) fn txn_row(r: &Row) -> Result<TxnRecord, MetaError> {
@@ -29,6 +29,7 @@ pub(super) fn txn_row(r: &Row) -> Result<TxnRecord, MetaError> {
         txn_start_ms: r.try_get(7).map_err(get)?,
         last_update_ms: r.try_get(8).map_err(get)?,
         version: r.try_get(9).map_err(get)?,
+        next_producer_id: r.try_get(10).map_err(get)?,
     })
 }
 
@@ -39,9 +40,9 @@ pub(super) async fn put(tx: &Tx<'_>, rec: &TxnRecord) -> TxResult<Option<i64>> {
     let epoch = i32::from(rec.producer_epoch);
     let state = rec.state.code();
     let sql = if rec.version == 0 {
-        format!("INSERT INTO transactions ({TXN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::int8 + 1) ON CONFLICT (transactional_id) DO NOTHING")
+        format!("INSERT INTO transactions ({TXN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::int8 + 1, $11) ON CONFLICT (transactional_id) DO NOTHING")
     } else {
-        "UPDATE transactions SET producer_id = $2, producer_epoch = $3, state = $4, timeout_ms = $5, partitions = $6, groups_list = $7, txn_start_ms = $8, last_update_ms = $9, version = $10::int8 + 1 WHERE transactional_id = $1 AND version = $10".to_string()
+        "UPDATE transactions SET producer_id = $2, producer_epoch = $3, state = $4, timeout_ms = $5, partitions = $6, groups_list = $7, txn_start_ms = $8, last_update_ms = $9, version = $10::int8 + 1, next_producer_id = $11 WHERE transactional_id = $1 AND version = $10".to_string()
     };
     let n = tx
         .execute(
@@ -57,6 +58,7 @@ pub(super) async fn put(tx: &Tx<'_>, rec: &TxnRecord) -> TxResult<Option<i64>> {
                 &rec.txn_start_ms,
                 &rec.last_update_ms,
                 &rec.version,
+                &rec.next_producer_id,
             ],
         )
         .await?;

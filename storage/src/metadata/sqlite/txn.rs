@@ -10,7 +10,7 @@ use crate::metadata::{
 use rusqlite::{params, OptionalExtension, Transaction};
 use uuid::Uuid;
 
-const TXN_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, state, timeout_ms, partitions, groups_list, txn_start_ms, last_update_ms, version";
+const TXN_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, state, timeout_ms, partitions, groups_list, txn_start_ms, last_update_ms, version, next_producer_id";
 
 fn txn_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(TxnRecord, i64, String, String)> {
     Ok((
@@ -25,6 +25,7 @@ fn txn_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(TxnRecord, i64, String, S
             txn_start_ms: r.get(7)?,
             last_update_ms: r.get(8)?,
             version: r.get(9)?,
+            next_producer_id: r.get(10)?,
         },
         r.get(3)?,
         r.get(5)?,
@@ -78,15 +79,16 @@ pub(super) fn put(tx: &Transaction<'_>, rec: &TxnRecord) -> MetaResult<Option<i6
         rec.txn_start_ms,
         rec.last_update_ms,
         rec.version,
+        rec.next_producer_id,
     ];
     let changed = if rec.version == 0 {
         tx.execute(
-            &format!("INSERT INTO transactions ({TXN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 + 1) ON CONFLICT (transactional_id) DO NOTHING"),
+            &format!("INSERT INTO transactions ({TXN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 + 1, ?11) ON CONFLICT (transactional_id) DO NOTHING"),
             values,
         )
     } else {
         tx.execute(
-            "UPDATE transactions SET producer_id = ?2, producer_epoch = ?3, state = ?4, timeout_ms = ?5, partitions = ?6, groups_list = ?7, txn_start_ms = ?8, last_update_ms = ?9, version = ?10 + 1 WHERE transactional_id = ?1 AND version = ?10",
+            "UPDATE transactions SET producer_id = ?2, producer_epoch = ?3, state = ?4, timeout_ms = ?5, partitions = ?6, groups_list = ?7, txn_start_ms = ?8, last_update_ms = ?9, version = ?10 + 1, next_producer_id = ?11 WHERE transactional_id = ?1 AND version = ?10",
             values,
         )
     }
