@@ -2053,3 +2053,79 @@ fn read_committed_stops_at_the_last_stable_offset_and_lists_aborts() {
     assert_eq!((code, pid2, epoch2), (0, pid, epoch + 1));
     assert_eq!(txn_add(&mut c, "r1", pid, epoch, "txr"), PRODUCER_FENCED);
 }
+
+/// A transactional Produce v12 (transaction version 2) of `recs` to partition 0.
+fn txn_produce_v12(c: &mut Conn, id: &str, topic: &str, recs: Bytes) -> i16 {
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(recs)),
+            ])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// EndTxn v5: (error, producer id, epoch the client continues with).
+fn txn_end_v5(c: &mut Conn, id: &str, pid: i64, epoch: i16, commit: bool) -> (i16, i64, i16) {
+    let req = EndTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 5, &req);
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+#[test]
+fn transaction_version_2_adds_partitions_on_produce_and_bumps_the_epoch() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let tv = r
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version");
+    assert_eq!(tv.map(|f| f.max_version_level), Some(2));
+    create_topic(&mut c, "tv2", 1, &[]);
+    let (_, pid, epoch) = txn_init(&mut c, "v2", 60_000);
+    // No AddPartitionsToTxn: Produce v12 adds the partition.
+    assert_eq!(
+        txn_produce_v12(&mut c, "v2", "tv2", txn_records(2, pid, epoch, 0)),
+        0
+    );
+    assert_eq!(latest(&mut c, "tv2", 1), 0, "the transaction is open");
+    assert_eq!(
+        txn_end_v5(&mut c, "v2", pid, epoch, true),
+        (0, pid, epoch + 1)
+    );
+    // A retry of the same EndTxn (its answer lost) gets the same answer.
+    assert_eq!(
+        txn_end_v5(&mut c, "v2", pid, epoch, true),
+        (0, pid, epoch + 1)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while latest(&mut c, "tv2", 1) != 3 {
+        assert!(Instant::now() < deadline, "the commit marker never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A late batch of the ended transaction (old epoch) is refused; the next transaction
+    // runs with the bumped epoch from sequence 0.
+    assert_eq!(
+        txn_produce_v12(&mut c, "v2", "tv2", txn_records(1, pid, epoch, 2)),
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        txn_produce_v12(&mut c, "v2", "tv2", txn_records(1, pid, epoch + 1, 0)),
+        0
+    );
+    assert_eq!(
+        txn_end_v5(&mut c, "v2", pid, epoch + 1, false),
+        (0, pid, epoch + 2)
+    );
+}
