@@ -238,6 +238,16 @@ impl TxnCoordinatorState {
             let mut next =
                 match state::end(&rec, req.producer_id, req.epoch, req.commit, now, req.bump)? {
                     EndPlan::AlreadyDone(rec) => return Ok(state::continues_as(&rec)),
+                    EndPlan::EmptyAbort(mut next) => {
+                        if next.producer_epoch >= state::EPOCH_LIMIT {
+                            next.producer_id = self.allocate().await?;
+                            next.producer_epoch = 0;
+                        }
+                        if self.put(&next).await? {
+                            return Ok((next.producer_id, next.producer_epoch));
+                        }
+                        continue;
+                    }
                     EndPlan::Prepare(next) => next,
                     EndPlan::PrepareWithNewId(mut next) => {
                         next.next_producer_id = self.allocate().await?;

@@ -12,7 +12,7 @@ use crate::txn::error::TxnError;
 use inkless_storage::metadata::{PartitionKey, TxnRecord, TxnState};
 
 /// Epochs at or above this one are not handed out: the producer gets a new id instead.
-const EPOCH_LIMIT: i16 = i16::MAX - 1;
+pub(crate) const EPOCH_LIMIT: i16 = i16::MAX - 1;
 
 /// The producer a client says it is (KIP-360 recovery), or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +202,10 @@ pub enum EndPlan {
     /// A retry of an EndTxn that was decided already: answer success from this record,
     /// change nothing.
     AlreadyDone(TxnRecord),
+    /// EndTxn v5 aborting no transaction (KIP-890: legal, it only bumps the epoch): store
+    /// the record, which has nothing to write, and answer from it. Its epoch may have run
+    /// out: the caller then moves it to a new producer id.
+    EmptyAbort(TxnRecord),
 }
 
 /// The producer id and epoch a client continues with after EndTxn decided `rec`.
@@ -265,8 +269,20 @@ pub fn end(
         (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
             Err(TxnError::ConcurrentTransactions)
         }
-        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+        // With epoch bumps the request is for the next transaction, whichever it decides:
+        // it waits for the previous one's markers, as with Kafka.
+        (TxnState::PrepareCommit | TxnState::PrepareAbort, _) if bump => {
+            Err(TxnError::ConcurrentTransactions)
+        }
+        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if !bump => {
             Ok(EndPlan::AlreadyDone(rec.clone()))
+        }
+        (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false) if bump => {
+            let mut next = rec.clone();
+            next.state = TxnState::CompleteAbort;
+            next.producer_epoch = rec.producer_epoch.saturating_add(1);
+            next.last_update_ms = now_ms;
+            Ok(EndPlan::EmptyAbort(next))
         }
         _ => Err(TxnError::InvalidTxnState),
     }
@@ -461,6 +477,11 @@ mod tests {
             end(&prep, 5, 0, true, 31, true),
             Ok(EndPlan::AlreadyDone(prep.clone()))
         );
+        // The next transaction's EndTxn (the new epoch) waits for the markers.
+        assert_eq!(
+            end(&prep, 5, 1, false, 31, true),
+            Err(TxnError::ConcurrentTransactions)
+        );
         let done = complete(&prep, 40).expect("complete");
         assert_eq!(
             end(&done, 5, 0, true, 41, true),
@@ -476,6 +497,18 @@ mod tests {
             Err(TxnError::ProducerFenced)
         );
         assert!(add_partitions(&done, 5, 1, &[(Uuid::nil(), 0)], 50).is_ok());
+        // An abort of no transaction only bumps the epoch (KIP-890 part 2).
+        let Ok(EndPlan::EmptyAbort(empty)) = end(&done, 5, 1, false, 60, true) else {
+            panic!("expected an empty abort");
+        };
+        assert_eq!(
+            (empty.state, empty.producer_epoch),
+            (TxnState::CompleteAbort, 2)
+        );
+        assert_eq!(
+            end(&done, 5, 1, false, 60, false),
+            Err(TxnError::InvalidTxnState)
+        );
     }
 
     #[test]

@@ -345,7 +345,10 @@ pub async fn end(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnResponse 
         Ok((pid, epoch)) => r
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch),
-        Err(e) => r.with_error_code(fenced_code(txn_code(&e), version, 3)),
+        Err(e) => {
+            tracing::debug!(transactional_id = %req.transactional_id.0, ?producer, commit = req.committed, version, error = %e, "EndTxn refused");
+            r.with_error_code(fenced_code(txn_code(&e), version, 3))
+        }
     }
 }
 
@@ -441,7 +444,10 @@ pub async fn offset_commit(
         plan.push((t.name.clone(), parts));
     }
     let code = match txn_offset_commit_refusal(ctx, &req).await {
-        Some(c) => c,
+        Some(c) => {
+            tracing::debug!(transactional_id = %req.transactional_id.0, code = c, version, "TxnOffsetCommit refused");
+            c
+        }
         None => match ctx
             .node
             .store()
