@@ -152,11 +152,14 @@ def test_kill_9_of_the_coordinator_and_of_a_partition_owner_mid_transaction(clus
     c.nodes[victim].start()
     c.wait_converged(expect_nodes=3)
 
-    # 2. A node owning one of the transaction's partitions (not its coordinator) dies.
-    p2, values = open_transaction(c.bootstrap, "tx-owner", topic, "b")
-    coordinator = txn_coordinator(c.bootstrap, "tx-owner")
+    # 2. A node owning one of the transaction's partitions (not its coordinator) dies. The
+    # transactional id is picked so that its coordinator is not the only owner.
     owners = {partition_owner(c, topic, q) for q in range(PARTITIONS)}
-    victim = next(n for n in sorted(owners) if n != coordinator)
+    txn_id = next(t for t in (f"tx-owner-{i}" for i in range(100))
+                  if owners - {txn_coordinator(c.bootstrap, t)})
+    coordinator = txn_coordinator(c.bootstrap, txn_id)
+    p2, values = open_transaction(c.bootstrap, txn_id, topic, "b")
+    victim = min(owners - {coordinator})
     c.nodes[victim].kill9()
     p2.commit_transaction(60)
     expected += values
