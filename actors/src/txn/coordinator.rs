@@ -67,8 +67,11 @@ pub(crate) type TxnReply<T> = oneshot::Sender<TxnResult<T>>;
 /// An EndTxn request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EndRequest {
+    /// The producer id the client sent.
     pub producer_id: i64,
+    /// The epoch the client sent.
     pub epoch: i16,
+    /// Commit (else abort).
     pub commit: bool,
     /// EndTxn v5 (KIP-890 transaction version 2): the decision takes the next epoch.
     pub bump: bool,
