@@ -7,7 +7,8 @@
 //! restart) resumes exactly where the last owner stopped, and a stale owner's write is
 //! refused. Messages:
 //! - `Init`, `AddPartitions`, `AddOffsets`, `End`: the client requests (see [`state`]).
-//! - `MarkersDone`: the markers of a Prepare state were written (or not).
+//! - `MarkersDone`: the markers of a Prepare state were written (or not: `Resume` tries
+//!   again 500 ms later).
 //! - `Tick` (every `abort_check_interval`): completes Prepare states no task is writing
 //!   (crash recovery, moves), aborts transactions past their timeout with a bumped epoch,
 //!   and forgets ids idle for `transactional.id.expiration.ms`.
@@ -33,6 +34,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
+
+/// Wait before writing a transaction's markers again after an attempt failed (a partition
+/// moving, an upload failing); the periodic pass retries too.
+const MARKER_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// Attempts of a request whose compare-and-set lost to another writer.
 const CAS_ATTEMPTS: usize = 3;
@@ -111,6 +116,8 @@ pub(crate) enum TxnMsg {
     },
     /// The marker task of `id` ended; `ok` when every marker was written.
     MarkersDone { id: String, ok: bool },
+    /// Try the markers of `id` again (after a failed attempt).
+    Resume { id: String },
     /// Periodic recovery, timeouts and expiry.
     Tick,
 }
@@ -308,6 +315,20 @@ impl TxnCoordinatorState {
         Ok(())
     }
 
+    /// Writes the markers of `id` again if it is still in a Prepare state, owned here, and
+    /// no task writes them.
+    async fn resume(&mut self, id: &str) -> TxnResult<()> {
+        if !self.owns(id) || self.writing.contains(id) {
+            return Ok(());
+        }
+        if let Some(rec) = self.get(id).await? {
+            if matches!(rec.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                self.start_markers(rec);
+            }
+        }
+        Ok(())
+    }
+
     /// Resumes Prepare states, aborts timed-out transactions and forgets expired ids, for
     /// the ids this node owns.
     async fn tick(&mut self) -> TxnResult<()> {
@@ -481,7 +502,15 @@ impl Actor for TxnCoordinator {
                         tracing::warn!(transactional_id = %id, error = %e, "completing a transaction failed; retrying later");
                     }
                 } else {
-                    // The next tick tries again.
+                    // Soon again: the producer waits for this transaction to complete.
+                    state
+                        .me
+                        .post_after(MARKER_RETRY_DELAY, move || TxnMsg::Resume { id });
+                }
+            }
+            TxnMsg::Resume { id } => {
+                if let Err(e) = state.resume(&id).await {
+                    tracing::warn!(transactional_id = %id, error = %e, "resuming markers failed; the next pass retries");
                 }
             }
             TxnMsg::Tick => {
