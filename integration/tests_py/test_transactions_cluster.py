@@ -1,6 +1,7 @@
 """Transactions in a 3-node cluster (PostgreSQL + an S3 server): `kill -9` of the node that
 coordinates a transaction, and of a node that owns one of its partitions, in the middle of
-the transaction. The producer (librdkafka) finds the new coordinator, which resumes the
+the transaction, with librdkafka (the older transaction protocol) and Java (transaction
+version 2, KIP-890). The producer finds the new coordinator, which resumes the
 transaction from the metadata store; the markers reach the partitions' new owners, which
 rebuilt their open transactions from the store. A read_committed consumer then reads every
 committed record exactly once and no aborted one, and every partition's last stable offset
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import time
 import uuid
 
@@ -19,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import Cluster
-from conftest import EXTERNAL
+from conftest import EXTERNAL, JAVA_JAR, need_tool
 from pgserver import PgServer
 from s3server import MotoServer
 
@@ -174,3 +176,44 @@ def test_kill_9_of_the_coordinator_and_of_a_partition_owner_mid_transaction(clus
     got = read_committed(c.bootstrap, topic)
     assert sorted(got) == sorted(expected), "every committed record once, no aborted one"
     assert not set(aborted) & set(got)
+
+
+class HeldTransaction:
+    """A Java producer (transaction version 2: partitions added by Produce v12, an epoch
+    bump per EndTxn v5) holding a transaction open until told to commit or abort."""
+
+    def __init__(self, bootstrap: str, topic: str, txn_id: str, tag: str, count: int):
+        argv = [need_tool("java"), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
+                str(JAVA_JAR), "io.inkless.clients.TxnClient", "held", bootstrap, topic, txn_id, str(count), tag]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.values = [f"{tag}-{i}" for i in range(count)]
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line == "SENT", f"the Java producer did not send: {line} {self.proc.stderr.read() if line == '' else ''}"
+
+    def end(self, what: str) -> None:
+        out, err = self.proc.communicate(what + "\n", timeout=120)
+        assert self.proc.returncode == 0 and f"DONE {what}" in out, f"{out}\n{err[-3000:]}"
+
+
+def test_java_transaction_version_2_survives_kill_9_of_its_coordinator(cluster):
+    """Java's producer runs transaction version 2; its coordinator is killed between its
+    records and its commit (then, for another transaction, its abort)."""
+    c = cluster
+    topic = f"txn-tv2-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+        f.result(30)
+    committed = HeldTransaction(c.bootstrap, topic, "java-tv2-c", "j", 30)
+    victim = txn_coordinator(c.bootstrap, "java-tv2-c")
+    c.nodes[victim].kill9()
+    committed.end("commit")
+    c.nodes[victim].start()
+    c.wait_converged(expect_nodes=3)
+    aborted = HeldTransaction(c.bootstrap, topic, "java-tv2-a", "x", 30)
+    c.nodes[txn_coordinator(c.bootstrap, "java-tv2-a")].kill9()
+    aborted.end("abort")
+    wait_stable(c.bootstrap, topic)
+    got = read_committed(c.bootstrap, topic)
+    assert sorted(got) == sorted(committed.values)

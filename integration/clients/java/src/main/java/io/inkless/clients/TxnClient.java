@@ -32,6 +32,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * fence BOOTSTRAP TOPIC TXN_ID                  a second producer fences the first; prints FENCED x
  * hang BOOTSTRAP TOPIC TXN_ID TIMEOUT_MS        begins, writes, flushes and halts without ending
  * ctp BOOTSTRAP IN OUT GROUP TXN_ID COUNT       consume-transform-produce with sendOffsetsToTransaction
+ * held BOOTSTRAP TOPIC TXN_ID COUNT TAG         writes TAG-i to every partition in turn, flushes, prints
+ *                                               SENT, then commits or aborts as its stdin says
  * </pre>
  */
 public final class TxnClient {
@@ -203,6 +205,29 @@ public final class TxnClient {
         System.out.println("PROCESSED " + done);
     }
 
+    static void held(String[] a) throws java.io.IOException {
+        String bootstrap = a[1], topic = a[2], txnId = a[3], tag = a[5];
+        int count = Integer.parseInt(a[4]);
+        int parts = partitions(bootstrap, topic);
+        try (KafkaProducer<String, String> p = producer(bootstrap, txnId, 60000)) {
+            p.initTransactions();
+            p.beginTransaction();
+            for (int i = 0; i < count; i++) {
+                p.send(new ProducerRecord<>(topic, i % parts, "k" + i, tag + "-" + i));
+            }
+            p.flush();
+            System.out.println("SENT");
+            System.out.flush();
+            String what = new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();
+            if ("commit".equals(what)) {
+                p.commitTransaction();
+            } else {
+                p.abortTransaction();
+            }
+            System.out.println("DONE " + what);
+        }
+    }
+
     static void fail(String msg) {
         System.err.println("FAIL " + msg);
         System.exit(1);
@@ -216,6 +241,7 @@ public final class TxnClient {
                 case "fence" -> fence(a);
                 case "hang" -> hang(a);
                 case "ctp" -> ctp(a);
+                case "held" -> held(a);
                 default -> fail("unknown command " + a[0]);
             }
         } catch (Exception e) {
