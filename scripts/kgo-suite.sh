@@ -16,10 +16,10 @@
 #   KGO_RUN         -run regex (default: all tests; the first argument wins).
 #                   Without it the suite runs in two go test runs: every test
 #                   but the transaction ones (names matching Txn|Transact),
-#                   then those alone with KGO_TXN_TIMEOUT (default 90s; KGO_TXN=0
-#                   leaves them out). Run together, TestTxnEtl (which retries
-#                   for good without transactions) holds the ETL semaphore that
-#                   TestGroupETL waits for.
+#                   then those alone with KGO_TXN_TIMEOUT (default KGO_TIMEOUT;
+#                   KGO_TXN=0 leaves them out). TestTxnEtl and TestGroupETL
+#                   share franz-go's ETL semaphore; apart, neither waits for
+#                   the other.
 #   KGO_SKIP        -skip regex (default: none)
 #   KGO_TIMEOUT     go test -timeout (default 20m); each go test run is also
 #                   cut at that plus 2 minutes
@@ -37,8 +37,8 @@
 #   KGO_LOG_LEVEL   franz-go test client log level (info|debug|none)
 #   KGO_TEST_BROKER_ENV  extra "K=V K=V" env for the broker
 #
-# Exit status: 0 when every failure is an expected one (transactions: test
-# names containing Txn/Transact; share groups: names containing Share), 1
+# Exit status: 0 when every failure is an expected one (share groups: names
+# containing Share; transactions are supported since ADR 0018), 1
 # otherwise (including tests still running when the timeout hit), 2 on setup
 # errors. The last line is "kgo: N passed, N failed, N skipped" (top-level
 # tests).
@@ -160,10 +160,8 @@ run_go() {
     return "$rc"
 }
 
-# Transaction tests run apart, after the rest: Inkless has no transactions, and
-# TestTxnEtl then retries InitProducerId (COORDINATOR_NOT_AVAILABLE, retriable)
-# for good while holding franz-go's etlSem slots, which TestGroupETL needs too:
-# run together, TestGroupETL could never start.
+# Transaction tests run apart, after the rest: TestTxnEtl holds franz-go's
+# etlSem slots, which TestGroupETL needs too, for as long as it runs.
 TXN_RE='Txn|Transact'
 LOGS=()
 if [[ -n "$KGO_RUN" ]]; then
@@ -175,7 +173,7 @@ else
     GO_RC=$?
     LOGS+=("$GO_LOG")
     if [[ "${KGO_TXN:-1}" != 0 ]]; then
-        run_go "$WORK/go-test-txn.log" "${KGO_TXN_TIMEOUT:-90s}" "$TXN_RE" "$KGO_SKIP"
+        run_go "$WORK/go-test-txn.log" "${KGO_TXN_TIMEOUT:-$KGO_TIMEOUT}" "$TXN_RE" "$KGO_SKIP"
         LOGS+=("$WORK/go-test-txn.log")
     fi
 fi
@@ -210,8 +208,6 @@ for line in lines:
         build_failed = True
 
 def expected(name):
-    if re.search(r'Txn|Transact', name):
-        return 'transactions'
     if re.search(r'Share', name):
         return 'share groups'
     return None

@@ -11,7 +11,8 @@
 //!  ├─ Retention          retires expired batches of the partitions owned here
 //!  ├─ ObjectCollector    deletes unreferenced objects and orphans (one node of a cluster)
 //!  ├─ Merger             rewrites small produce objects into large per-partition ones
-//!  └─ Compactor          keeps the latest record of each key of compacted topics
+//!  ├─ Compactor          keeps the latest record of each key of compacted topics
+//!  └─ TxnCoordinator     transactional ids owned here: state in the store, markers
 //! ```
 //! Architecture invariants:
 //! - only a PartitionActor assigns offsets of its partition;
@@ -28,6 +29,7 @@ mod node;
 mod partition;
 mod read;
 mod tree;
+mod txn;
 mod write;
 
 pub use cluster::membership::MembershipConfig;
@@ -37,6 +39,7 @@ pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLooku
 pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 pub use group::error::{GroupError, GroupResult};
 pub use group::handle::{CoordinatorGone, GroupHandle};
+pub use inkless_storage::metadata::TxnState;
 pub use lifecycle::collector::CollectorConfig;
 pub use lifecycle::compactor::{CompactConfig, CompactionPolicy};
 pub use lifecycle::merger::MergeConfig;
@@ -47,6 +50,9 @@ pub use partition::actor::{AppendAck, PartitionOffsets};
 pub use partition::error::StartError;
 pub use tree::registry::ActorKindStats;
 pub use tree::supervisor::ActorInfo;
+pub use txn::coordinator::TxnConfig;
+pub use txn::error::{TxnError, TxnResult};
+pub use txn::state::{add_offsets, add_partitions, check_producer, verify_partition, Claimed};
 pub use write::produce_buffer::PartAppend;
 
 use uuid::Uuid;

@@ -32,6 +32,8 @@ pub struct Config {
     pub merge: MergeSection,
     /// Key compaction of compacted topics.
     pub compact: CompactSection,
+    /// Transaction coordinators.
+    pub transactions: TransactionsSection,
     /// Admin HTTP endpoint.
     pub admin: AdminSection,
     /// Cluster membership.
@@ -131,6 +133,31 @@ impl Default for CompactSection {
             min_age_ms: 30_000,
             max_run_bytes: 128 * 1024 * 1024,
             max_bytes_per_second: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[transactions]`: Kafka's `transaction.*` broker settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransactionsSection {
+    /// `transaction.max.timeout.ms`: longer producer `transaction.timeout.ms` are refused
+    /// with INVALID_TRANSACTION_TIMEOUT.
+    pub max_timeout_ms: u64,
+    /// `transactional.id.expiration.ms`: an id without a transaction for this long is
+    /// forgotten.
+    pub id_expiration_ms: u64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: time between passes
+    /// that abort timed-out transactions (and finish interrupted ones).
+    pub abort_check_interval_ms: u64,
+}
+
+impl Default for TransactionsSection {
+    fn default() -> Self {
+        Self {
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+            abort_check_interval_ms: 10_000,
         }
     }
 }
@@ -624,6 +651,14 @@ impl Config {
                 max_run_bytes: self.compact.max_run_bytes,
                 max_row_bytes: self.merge.max_row_bytes,
                 max_bytes_per_second: self.compact.max_bytes_per_second,
+            },
+            transactions: inkless_actors::TxnConfig {
+                max_timeout_ms: self.transactions.max_timeout_ms.min(i32::MAX as u64) as i32,
+                id_expiration_ms: self.transactions.id_expiration_ms.min(i64::MAX as u64) as i64,
+                abort_check_interval: Duration::from_millis(
+                    self.transactions.abort_check_interval_ms.max(1),
+                ),
+                ..inkless_actors::TxnConfig::default()
             },
             ..inkless_actors::NodeConfig::default()
         }

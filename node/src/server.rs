@@ -136,7 +136,8 @@ async fn connection(
                     let Ok(slot) = produces.clone().acquire_owned().await else {
                         break 'read;
                     };
-                    let submitted = handlers::produce::submit(&ctx, produce).await;
+                    let version = header.request_api_version;
+                    let submitted = handlers::produce::submit(&ctx, produce, version).await;
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
                         let body = submitted.finish().await.map(ResponseKind::Produce);

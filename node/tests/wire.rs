@@ -744,6 +744,13 @@ fn every_advertised_version_answers() {
                     );
                     assert_eq!((r.error_code, r.topics.len()), (0, 0), "v{v}: {r:?}");
                 }
+                ApiKey::AddPartitionsToTxn
+                | ApiKey::AddOffsetsToTxn
+                | ApiKey::EndTxn
+                | ApiKey::TxnOffsetCommit
+                | ApiKey::DescribeTransactions
+                | ApiKey::ListTransactions
+                | ApiKey::DescribeProducers => txn_api_answers(&mut c, api.key, v),
                 other => panic!("no test for advertised API {other:?}"),
             }
         }
@@ -1670,5 +1677,455 @@ fn leader_epochs_are_owner_epochs_and_stale_ones_are_fenced() {
         end_of(&mut c, epoch + 1),
         (0, -1, -1),
         "a future epoch is unknown"
+    );
+}
+
+/// Kafka's INVALID_PRODUCER_ID_MAPPING.
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+/// Kafka's INVALID_TXN_STATE.
+const INVALID_TXN_STATE: i16 = 48;
+/// Kafka's INVALID_PRODUCER_EPOCH.
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+/// Kafka's PRODUCER_FENCED.
+const PRODUCER_FENCED: i16 = 90;
+
+fn txn_id(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(id.to_string()))
+}
+
+/// The transaction APIs answer every advertised version; an unknown transactional id gets
+/// Kafka's error.
+fn txn_api_answers(c: &mut Conn, key: ApiKey, v: i16) {
+    let nope = txn_id("no-such-txn");
+    match key {
+        ApiKey::AddPartitionsToTxn => {
+            let topics = vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(name("versions"))
+                    .with_partitions(vec![0]),
+            ];
+            let req = if v <= 3 {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(nope)
+                    .with_v3_and_below_producer_id(ProducerId(1))
+                    .with_v3_and_below_topics(topics)
+            } else {
+                AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(nope)
+                        .with_producer_id(ProducerId(1))
+                        .with_verify_only(true)
+                        .with_topics(topics),
+                ])
+            };
+            let r: AddPartitionsToTxnResponse = c.call(key, v, &req);
+            let topics = if v <= 3 {
+                &r.results_by_topic_v3_and_below
+            } else {
+                &r.results_by_transaction[0].topic_results
+            };
+            let code = topics[0].results_by_partition[0].partition_error_code;
+            assert_eq!(code, INVALID_PRODUCER_ID_MAPPING, "v{v}: {r:?}");
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(nope)
+                .with_producer_id(ProducerId(1))
+                .with_group_id(gid("g"));
+            let r: AddOffsetsToTxnResponse = c.call(key, v, &req);
+            assert_eq!(r.error_code, INVALID_PRODUCER_ID_MAPPING, "v{v}");
+        }
+        ApiKey::EndTxn => {
+            let req = EndTxnRequest::default()
+                .with_transactional_id(nope)
+                .with_producer_id(ProducerId(1))
+                .with_committed(true);
+            let r: EndTxnResponse = c.call(key, v, &req);
+            assert_eq!(r.error_code, INVALID_PRODUCER_ID_MAPPING, "v{v}");
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(nope)
+                .with_group_id(gid("g"))
+                .with_producer_id(ProducerId(1))
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name("versions"))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                        ]),
+                ]);
+            let r: TxnOffsetCommitResponse = c.call(key, v, &req);
+            let code = r.topics[0].partitions[0].error_code;
+            assert_eq!(code, INVALID_PRODUCER_ID_MAPPING, "v{v}");
+        }
+        ApiKey::DescribeTransactions => {
+            let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![nope]);
+            let r: DescribeTransactionsResponse = c.call(key, v, &req);
+            assert_eq!(
+                r.transaction_states[0].error_code, 105,
+                "TRANSACTIONAL_ID_NOT_FOUND v{v}"
+            );
+        }
+        ApiKey::ListTransactions => {
+            let r: ListTransactionsResponse = c.call(
+                key,
+                v,
+                &ListTransactionsRequest::default().with_duration_filter(-1),
+            );
+            assert_eq!(r.error_code, 0, "v{v}");
+        }
+        ApiKey::DescribeProducers => {
+            let req = DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(name("versions"))
+                    .with_partition_indexes(vec![0, 99]),
+            ]);
+            let r: DescribeProducersResponse = c.call(key, v, &req);
+            let codes: Vec<i16> = r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            assert_eq!(codes, [0, 3], "v{v}");
+        }
+        other => panic!("not a transaction API: {other:?}"),
+    }
+}
+
+/// A batch of `n` transactional records of producer (`pid`, `epoch`) from `sequence`.
+fn txn_records(n: usize, pid: i64, epoch: i16, sequence: i32) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: sequence + i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from_static(b"txn")),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// A transactional Produce of `recs` to partition 0 of `topic`.
+fn txn_produce(c: &mut Conn, id: &str, topic: &str, recs: Bytes) -> i16 {
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(recs)),
+            ])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// InitProducerId (v3) for a transactional id: (error, producer id, epoch).
+fn txn_init(c: &mut Conn, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 3, &req);
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// A Fetch of partition 0 of `topic` from `offset` at `isolation`.
+fn fetch_isolated(
+    c: &mut Conn,
+    topic: &str,
+    offset: i64,
+    isolation: i8,
+) -> fetch_response::PartitionData {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+    r.responses[0].partitions[0].clone()
+}
+
+/// ListOffsets latest of partition 0 at `isolation`.
+fn latest(c: &mut Conn, topic: &str, isolation: i8) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation)
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+            ])]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 5, &req);
+    r.topics[0].partitions[0].offset
+}
+
+/// The batch headers of a Fetch answer's records.
+fn headers_of(records: &Bytes) -> Vec<inkless_protocol::batch::BatchHeader> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let h = inkless_protocol::batch::BatchHeader::parse(&records[at..]).unwrap();
+        at += h.total_bytes();
+        out.push(h);
+    }
+    out
+}
+
+/// AddPartitionsToTxn (v3) of partition 0 of `topic`.
+fn txn_add(c: &mut Conn, id: &str, pid: i64, epoch: i16, topic: &str) -> i16 {
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(txn_id(id))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![0]),
+        ]);
+    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, 3, &req);
+    r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+/// EndTxn (v3).
+fn txn_end(c: &mut Conn, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+    let req = EndTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &req);
+    r.error_code
+}
+
+#[test]
+fn transactional_batches_need_their_partition_in_the_transaction() {
+    let mut b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "txw", 1, &[]);
+    assert_eq!(
+        txn_init(&mut c, "w1", 1_000_000).0,
+        50,
+        "INVALID_TRANSACTION_TIMEOUT"
+    );
+    let (code, pid, epoch) = txn_init(&mut c, "w1", 60_000);
+    assert_eq!((code, epoch), (0, 0));
+    // Before AddPartitionsToTxn, in a request without a transactional id, with a wrong
+    // epoch, or a control batch from a client: refused, nothing written.
+    assert_eq!(
+        txn_produce(&mut c, "w1", "txw", txn_records(3, pid, 0, 0)),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(
+        produce(&mut c, "txw", 0, txn_records(3, pid, 0, 0)).error_code,
+        87
+    );
+    assert_eq!(
+        txn_produce(&mut c, "unknown-id", "txw", txn_records(3, pid, 0, 0)),
+        INVALID_PRODUCER_ID_MAPPING
+    );
+    assert_eq!(txn_add(&mut c, "w1", pid, 0, "txw"), 0);
+    assert_eq!(
+        txn_produce(&mut c, "w1", "txw", txn_records(3, pid, 7, 0)),
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        txn_produce(&mut c, "w1", "txw", txn_records(3, pid + 1, 0, 0)),
+        INVALID_PRODUCER_ID_MAPPING
+    );
+    let marker = inkless_protocol::control::marker_batch(pid, 0, true, 0, 1);
+    assert_eq!(txn_produce(&mut c, "w1", "txw", marker.bytes), 87);
+    assert_eq!(fetch(&mut c, "txw", 0, 0, 0).high_watermark, 0);
+    // EndTxn for an unknown id, with a stale epoch.
+    assert_eq!(
+        txn_end(&mut c, "nope", pid, 0, true),
+        INVALID_PRODUCER_ID_MAPPING
+    );
+    assert_eq!(txn_end(&mut c, "w1", pid, 3, true), PRODUCER_FENCED);
+    assert!(b.alive());
+}
+
+#[test]
+fn read_committed_stops_at_the_last_stable_offset_and_lists_aborts() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    create_topic(&mut c, "txr", 1, &[]);
+    let (_, pid, epoch) = txn_init(&mut c, "r1", 60_000);
+    assert_eq!(txn_add(&mut c, "r1", pid, epoch, "txr"), 0);
+    assert_eq!(
+        txn_produce(&mut c, "r1", "txr", txn_records(3, pid, epoch, 0)),
+        0
+    );
+    // Open transaction: read_committed sees nothing, its end is the LSO.
+    assert_eq!((latest(&mut c, "txr", 0), latest(&mut c, "txr", 1)), (3, 0));
+    let p = fetch_isolated(&mut c, "txr", 0, 1);
+    assert_eq!((p.high_watermark, p.last_stable_offset), (3, 0));
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
+    assert_eq!(txn_end(&mut c, "r1", pid, epoch, false), 0);
+    // The abort marker lands at offset 3; read_committed then gets both batches and the
+    // aborted transaction to filter.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let p = loop {
+        let p = fetch_isolated(&mut c, "txr", 0, 1);
+        if p.last_stable_offset == 4 {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abort marker never landed: {p:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let hs = headers_of(p.records.as_ref().unwrap());
+    assert_eq!(hs.len(), 2);
+    assert!(hs[0].is_transactional() && !hs[0].is_control());
+    assert!(hs[1].is_control() && hs[1].base_offset == 3);
+    let aborted = p.aborted_transactions.unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(
+        (aborted[0].producer_id.0, aborted[0].first_offset),
+        (pid, 0)
+    );
+    // A second transaction commits: no aborted transaction in its range.
+    assert_eq!(txn_add(&mut c, "r1", pid, epoch, "txr"), 0);
+    assert_eq!(
+        txn_produce(&mut c, "r1", "txr", txn_records(2, pid, epoch, 3)),
+        0
+    );
+    assert_eq!(txn_end(&mut c, "r1", pid, epoch, true), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while latest(&mut c, "txr", 1) != 7 {
+        assert!(Instant::now() < deadline, "the commit marker never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let p = fetch_isolated(&mut c, "txr", 4, 1);
+    assert_eq!(p.aborted_transactions.map(|a| a.len()), Some(0));
+    // DescribeProducers shows the producer, no transaction open.
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(name("txr"))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let r: DescribeProducersResponse = c.call(ApiKey::DescribeProducers, 0, &req);
+    let active = &r.topics[0].partitions[0].active_producers;
+    assert_eq!(active.len(), 1, "{r:?}");
+    assert_eq!(
+        (active[0].producer_id.0, active[0].current_txn_start_offset),
+        (pid, -1)
+    );
+    // A new producer with the same id bumps the epoch and fences the old one.
+    let (code, pid2, epoch2) = txn_init(&mut c, "r1", 60_000);
+    assert_eq!((code, pid2, epoch2), (0, pid, epoch + 1));
+    assert_eq!(txn_add(&mut c, "r1", pid, epoch, "txr"), PRODUCER_FENCED);
+}
+
+/// A transactional Produce v12 (transaction version 2) of `recs` to partition 0.
+fn txn_produce_v12(c: &mut Conn, id: &str, topic: &str, recs: Bytes) -> i16 {
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(recs)),
+            ])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// EndTxn v5: (error, producer id, epoch the client continues with).
+fn txn_end_v5(c: &mut Conn, id: &str, pid: i64, epoch: i16, commit: bool) -> (i16, i64, i16) {
+    let req = EndTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 5, &req);
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+#[test]
+fn transaction_version_2_adds_partitions_on_produce_and_bumps_the_epoch() {
+    let b = Broker::start(&[]);
+    let mut c = b.conn();
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let tv = r
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version");
+    assert_eq!(tv.map(|f| f.max_version_level), Some(2));
+    create_topic(&mut c, "tv2", 1, &[]);
+    let (_, pid, epoch) = txn_init(&mut c, "v2", 60_000);
+    // No AddPartitionsToTxn: Produce v12 adds the partition.
+    assert_eq!(
+        txn_produce_v12(&mut c, "v2", "tv2", txn_records(2, pid, epoch, 0)),
+        0
+    );
+    assert_eq!(latest(&mut c, "tv2", 1), 0, "the transaction is open");
+    assert_eq!(
+        txn_end_v5(&mut c, "v2", pid, epoch, true),
+        (0, pid, epoch + 1)
+    );
+    // A retry of the same EndTxn (its answer lost) gets the same answer.
+    assert_eq!(
+        txn_end_v5(&mut c, "v2", pid, epoch, true),
+        (0, pid, epoch + 1)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while latest(&mut c, "tv2", 1) != 3 {
+        assert!(Instant::now() < deadline, "the commit marker never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A late batch of the ended transaction (old epoch) is refused; the next transaction
+    // runs with the bumped epoch from sequence 0.
+    assert_eq!(
+        txn_produce_v12(&mut c, "v2", "tv2", txn_records(1, pid, epoch, 2)),
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        txn_produce_v12(&mut c, "v2", "tv2", txn_records(1, pid, epoch + 1, 0)),
+        0
+    );
+    assert_eq!(
+        txn_end_v5(&mut c, "v2", pid, epoch + 1, false),
+        (0, pid, epoch + 2)
     );
 }

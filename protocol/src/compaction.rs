@@ -127,10 +127,16 @@ pub fn compact(run: &[Bytes], opts: CompactOptions) -> Result<Cleaned, RecordErr
     Ok(out)
 }
 
-/// The offset of the latest record of every key in the run (control batches excepted).
+/// The offset of the latest record of every key in the run. Control batches and
+/// transactional batches take no part: a record of a transaction that may have aborted
+/// must not supersede a committed one, so transactional records neither supersede nor are
+/// dropped (readers filter aborted ones through the aborted-transaction index).
 fn latest_offsets(batches: &[DecodedBatch]) -> HashMap<Bytes, i64> {
     let mut latest = HashMap::new();
-    for b in batches.iter().filter(|b| !b.is_control()) {
+    for b in batches
+        .iter()
+        .filter(|b| !b.is_control() && !b.header.is_transactional())
+    {
         for r in &b.records {
             if let Some(k) = &r.key {
                 latest.insert(k.clone(), r.offset);
@@ -147,7 +153,7 @@ fn kept(
     last_record: Option<i64>,
     now_ms: i64,
 ) -> Vec<usize> {
-    if b.is_control() {
+    if b.is_control() || b.header.is_transactional() {
         return (0..b.records.len()).collect();
     }
     let horizon_passed = b.delete_horizon().is_some_and(|h| h <= now_ms);

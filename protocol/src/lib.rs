@@ -17,6 +17,7 @@ pub mod alloc_guard;
 pub mod batch;
 pub mod compaction;
 pub mod consumer_protocol;
+pub mod control;
 pub mod frame;
 pub mod records;
 pub mod request;

@@ -273,6 +273,7 @@ async fn two_handles_on_one_database_fence_each_other() {
         owner_epoch: epoch,
         batches,
         producers: vec![],
+        txn_events: Vec::new(),
     };
 
     let first = a
@@ -371,6 +372,7 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
                         owner_epoch: st.owner_epoch,
                         batches: vec![batch(hwm, hwm, &format!("racer-{i}-{round}"))],
                         producers: vec![],
+                        txn_events: Vec::new(),
                     }])
                     .await
                     .expect("commit");
@@ -409,6 +411,7 @@ async fn concurrent_nodes_migrate_once_and_never_interleave() {
                             batch(round * 2 + 1, round * 2 + 1, &format!("w{i}-{round}")),
                         ],
                         producers: vec![],
+                        txn_events: Vec::new(),
                     })
                     .collect();
                 if round % 2 == 1 {

@@ -104,6 +104,20 @@ impl LiveSet {
         self.me_live && self.group_owner(group_id) == Some(self.me)
     }
 
+    /// The node that coordinates a transactional id: the same rendezvous as groups, over
+    /// its own key space.
+    pub fn txn_owner(&self, transactional_id: &str) -> Option<i32> {
+        owner(
+            fnv1a(b"txn", transactional_id.as_bytes()),
+            self.nodes.iter().map(|n| n.node_id),
+        )
+    }
+
+    /// True if this node coordinates the transactional id.
+    pub fn owns_txn(&self, transactional_id: &str) -> bool {
+        self.me_live && self.txn_owner(transactional_id) == Some(self.me)
+    }
+
     /// The node of availability zone `az` that serves a partition's clients in that zone:
     /// its owner if that is in the zone, else rendezvous over the zone's live nodes, or over
     /// all nodes if the zone has none.

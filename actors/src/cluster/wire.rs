@@ -628,9 +628,13 @@ impl From<WireCoordinate> for BatchCoordinate {
 
 impl From<PartitionOffsets> for WireOffsets {
     fn from(o: PartitionOffsets) -> Self {
+        // The last stable offset and the last abort do not cross the mesh (layout version 1): the reader
+        // asks the store (ADR 0018).
         let PartitionOffsets {
             log_start_offset,
             high_watermark,
+            last_stable_offset: _,
+            last_abort_offset: _,
         } = o;
         Self {
             log_start_offset,
@@ -644,6 +648,8 @@ impl From<WireOffsets> for PartitionOffsets {
         Self {
             log_start_offset: o.log_start_offset,
             high_watermark: o.high_watermark,
+            last_stable_offset: -1,
+            last_abort_offset: i64::MAX,
         }
     }
 }

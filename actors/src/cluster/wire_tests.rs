@@ -56,6 +56,8 @@ fn offsets() -> PartitionOffsets {
     PartitionOffsets {
         log_start_offset: 7,
         high_watermark: 105,
+        last_stable_offset: -1,
+        last_abort_offset: i64::MAX,
     }
 }
 

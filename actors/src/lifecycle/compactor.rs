@@ -199,6 +199,15 @@ impl CompactorState {
             .merge_candidates(key, "", min_age, c.max_run_bytes)
             .await
             .ok()?;
+        // Never past the last stable offset (as Kafka's cleaner).
+        let lso = self
+            .args
+            .partitions
+            .get(tp)?
+            .offsets
+            .borrow()
+            .last_stable_offset;
+        run.retain(|b| b.last_offset < lso);
         let now = inkless_storage::now_ms();
         if p.min_lag_ms > 0 {
             let young = now.saturating_sub(p.min_lag_ms);

@@ -160,10 +160,23 @@ impl MergerState {
         let key = (tp.topic_id, tp.partition);
         let ms = |d: Duration| d.as_millis() as i64;
         let store = &self.args.store;
-        let run = store
+        let mut run = store
             .merge_candidates(key, PRODUCED_PREFIX, ms(c.min_age), c.target_object_bytes)
             .await
             .ok()?;
+        // Never past the last stable offset: a merged row must not hold records of an
+        // open transaction next to readable ones (read_committed reads whole rows).
+        let lso = self
+            .args
+            .partitions
+            .get(tp)?
+            .offsets
+            .borrow()
+            .last_stable_offset;
+        run.retain(|b| b.last_offset < lso);
+        if run.is_empty() {
+            return None;
+        }
         let bytes: u64 = run.iter().map(|b| u64::from(b.byte_len)).sum();
         if bytes >= c.target_object_bytes / 2 {
             return Some(run);

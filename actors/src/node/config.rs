@@ -6,6 +6,7 @@ use crate::group::coordinator::GroupLimits;
 use crate::lifecycle::collector::CollectorConfig;
 use crate::lifecycle::compactor::CompactConfig;
 use crate::lifecycle::merger::MergeConfig;
+use crate::txn::coordinator::TxnConfig;
 use std::time::Duration;
 
 /// The longest a read waits for new records (a Fetch's `max_wait_ms`, and the same wait
@@ -65,6 +66,8 @@ pub struct NodeConfig {
     pub producer_id_expiration: Duration,
     /// What key compaction does and how fast.
     pub compact: CompactConfig,
+    /// Transaction coordinator settings.
+    pub transactions: TxnConfig,
 }
 
 impl Default for NodeConfig {
@@ -93,6 +96,7 @@ impl Default for NodeConfig {
             merge: MergeConfig::default(),
             producer_id_expiration: Duration::from_secs(24 * 3600),
             compact: CompactConfig::default(),
+            transactions: TxnConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod config;
 mod groups;
 mod read;
+mod txn;
 
 pub use config::{NodeConfig, NodeError, MAX_LONG_POLL};
 

@@ -27,8 +27,8 @@ use crate::write::index_writer::IndexMsg;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
 use inkless_storage::metadata::{
-    AppendOutcome, BatchCoordinate, BatchRewrite, PartitionAppend, PartitionState as ClaimedState,
-    ProducerRecord, RewriteOutcome, SharedMetadataStore,
+    AbortedTxn, AppendOutcome, BatchCoordinate, BatchRewrite, PartitionAppend,
+    PartitionState as ClaimedState, ProducerRecord, RewriteOutcome, SharedMetadataStore, TxnEvent,
 };
 use inkless_storage::object::BatchPosition;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -49,6 +49,14 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     /// Everything below is committed and readable.
     pub high_watermark: i64,
+    /// Kafka's last stable offset: the first offset of the oldest open transaction, else
+    /// the high watermark; read_committed consumers read below it. -1 when not known here
+    /// (offsets relayed from another node, whose LSO the store tells).
+    pub last_stable_offset: i64,
+    /// Offset of the newest ABORT marker of the partition (-1: none since its log start;
+    /// `i64::MAX`: not known here). A read_committed read from above it has no aborted
+    /// transaction to report, and asks the store for none.
+    pub last_abort_offset: i64,
 }
 
 impl PartitionOffsets {
@@ -190,6 +198,8 @@ struct PendingCommit {
     base_offset: i64,
     end_offset: i64,
     coords: Vec<BatchCoordinate>,
+    /// Transactions the commit opens or ends.
+    txn_events: Vec<TxnEvent>,
     replies: Vec<(AppendReply, AppendAck)>,
 }
 
@@ -202,6 +212,12 @@ pub struct PartitionState {
     next_offset: i64,
     committed: PartitionOffsets,
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions as sequenced: producer id → offset of its first record.
+    open_txns: HashMap<i64, i64>,
+    /// Open transactions as committed (what the last stable offset is computed from).
+    stable_open: HashMap<i64, i64>,
+    /// Offset of the newest committed ABORT marker, or -1.
+    last_abort: i64,
     /// When expired producers were last dropped from `producers`.
     producers_pruned_ms: i64,
     recent: VecDeque<BatchCoordinate>,
@@ -217,6 +233,44 @@ pub struct PartitionActor;
 enum Sequenced {
     New,
     Duplicate(i64),
+}
+
+/// Applies transaction events to a map of open transactions (producer id → first offset).
+fn apply_events(open: &mut HashMap<i64, i64>, events: &[TxnEvent]) {
+    for e in events {
+        match *e {
+            TxnEvent::Opened {
+                producer_id,
+                first_offset,
+            } => {
+                open.insert(producer_id, first_offset);
+            }
+            TxnEvent::Committed { producer_id } => {
+                open.remove(&producer_id);
+            }
+            TxnEvent::Aborted(a) => {
+                open.remove(&a.producer_id);
+            }
+        }
+    }
+}
+
+/// What a transaction marker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkerKind {
+    Commit,
+    Abort,
+}
+
+/// The kind of a marker written by a transaction coordinator: inside the broker its base
+/// sequence carries the control record's type (0 ABORT, 1 COMMIT, as the record key says),
+/// so that the sequencer, which sees only batch headers, need not read the object.
+fn marker_kind(h: &BatchHeader) -> MarkerKind {
+    if h.base_sequence == inkless_protocol::control::COMMIT {
+        MarkerKind::Commit
+    } else {
+        MarkerKind::Abort
+    }
 }
 
 fn next_sequence(last: i32) -> i32 {
@@ -305,7 +359,11 @@ fn record_sequence(
 }
 
 impl PartitionState {
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let oldest_open = self.stable_open.values().min().copied();
+        let hwm = self.committed.high_watermark;
+        self.committed.last_stable_offset = oldest_open.map_or(hwm, |o| o.min(hwm));
+        self.committed.last_abort_offset = self.last_abort;
         self.args.offsets.send_replace(self.committed);
         self.args.published.notify();
     }
@@ -351,6 +409,59 @@ impl PartitionState {
         self.producers_pruned_ms = now_ms;
     }
 
+    /// Checks a transaction marker (a control batch written by a transaction coordinator)
+    /// of the producer whose working state is `entry`, to be written at `offset`, and says
+    /// which open transaction it ends. A marker of an older epoch than the partition knows
+    /// is refused (a fenced coordinator or producer); a newer epoch (the coordinator bumped
+    /// it, KIP-890 / timeout aborts) becomes the producer's epoch here, so batches of the
+    /// old epoch are refused from now on.
+    fn marker(
+        &self,
+        entry: &mut Option<ProducerEntry>,
+        h: &BatchHeader,
+        offset: i64,
+        opened: &mut HashMap<i64, i64>,
+        now_ms: i64,
+    ) -> Result<Option<TxnEvent>, AppendError> {
+        let pid = h.producer_id;
+        match entry {
+            Some(e) if h.producer_epoch < e.epoch => {
+                return Err(AppendError::InvalidProducerEpoch {
+                    got: h.producer_epoch,
+                    current: e.epoch,
+                })
+            }
+            Some(e) => {
+                if h.producer_epoch > e.epoch {
+                    e.epoch = h.producer_epoch;
+                    e.last_sequence = -1;
+                    e.recent.clear();
+                }
+                e.last_write_ms = now_ms;
+            }
+            None => {
+                *entry = Some(ProducerEntry {
+                    epoch: h.producer_epoch,
+                    last_sequence: -1,
+                    last_offset: offset,
+                    last_write_ms: now_ms,
+                    recent: VecDeque::new(),
+                })
+            }
+        }
+        let first = opened
+            .remove(&pid)
+            .or_else(|| self.open_txns.get(&pid).copied());
+        Ok(first.map(|first_offset| match marker_kind(h) {
+            MarkerKind::Commit => TxnEvent::Committed { producer_id: pid },
+            MarkerKind::Abort => TxnEvent::Aborted(AbortedTxn {
+                producer_id: pid,
+                first_offset,
+                last_offset: offset,
+            }),
+        }))
+    }
+
     /// The index writer holds `max_pending_commits` appends already.
     fn writer_full(&self) -> bool {
         self.args
@@ -383,6 +494,8 @@ impl PartitionState {
         let mut working: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
         let mut offset = self.next_offset;
         let mut coords = Vec::with_capacity(batches.len());
+        let mut txn_events = Vec::new();
+        let mut opened: HashMap<i64, i64> = HashMap::new();
         for b in &batches {
             let h = &b.header;
             if !h.is_idempotent() {
@@ -396,6 +509,18 @@ impl PartitionState {
                     .filter(|e| !e.expired(now, expiration))
                     .cloned()
             });
+            if h.is_control() {
+                match self.marker(entry, h, offset, &mut opened, now) {
+                    Ok(event) => txn_events.extend(event),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+                coords.push((b, offset));
+                offset += h.record_count as i64;
+                continue;
+            }
             match check_sequence(entry, h) {
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -407,6 +532,16 @@ impl PartitionState {
                 }
                 Ok(Sequenced::New) => {
                     record_sequence(entry, h, offset, now);
+                    if h.is_transactional()
+                        && !self.open_txns.contains_key(&h.producer_id)
+                        && !opened.contains_key(&h.producer_id)
+                    {
+                        opened.insert(h.producer_id, offset);
+                        txn_events.push(TxnEvent::Opened {
+                            producer_id: h.producer_id,
+                            first_offset: offset,
+                        });
+                    }
                     coords.push((b, offset));
                     offset += h.record_count as i64;
                 }
@@ -450,6 +585,7 @@ impl PartitionState {
                 self.producers.insert(pid, e);
             }
         }
+        apply_events(&mut self.open_txns, &txn_events);
         let token = self.next_token;
         self.next_token += 1;
         self.next_offset = offset;
@@ -459,6 +595,7 @@ impl PartitionState {
             owner_epoch: self.owner_epoch,
             batches: coords.clone(),
             producers,
+            txn_events: txn_events.clone(),
         };
         let ack = self.ack(base_offset);
         self.pending.push_back(PendingCommit {
@@ -466,6 +603,7 @@ impl PartitionState {
             base_offset,
             end_offset: offset,
             coords,
+            txn_events,
             replies: vec![(reply, ack)],
         });
         if writer
@@ -507,6 +645,12 @@ impl PartitionState {
                 };
                 debug_assert_eq!(p.base_offset, self.committed.high_watermark);
                 self.committed.high_watermark = p.end_offset;
+                apply_events(&mut self.stable_open, &p.txn_events);
+                for e in &p.txn_events {
+                    if let TxnEvent::Aborted(a) = e {
+                        self.last_abort = self.last_abort.max(a.last_offset);
+                    }
+                }
                 self.recent.extend(p.coords);
                 while self.recent.len() > self.args.recent_batches_max {
                     self.recent.pop_front();
@@ -678,6 +822,8 @@ impl Actor for PartitionActor {
         let committed = PartitionOffsets {
             log_start_offset: st.log_start_offset,
             high_watermark: st.high_watermark,
+            last_stable_offset: st.high_watermark,
+            last_abort_offset: -1,
         };
         tracing::debug!(
             ?tp,
@@ -685,13 +831,21 @@ impl Actor for PartitionActor {
             hwm = st.high_watermark,
             "partition started"
         );
-        let state = PartitionState {
+        let mut state = PartitionState {
             me: Mailbox::new(myself, args.queued.clone()),
             args,
             owner_epoch: st.owner_epoch,
             next_offset: st.high_watermark,
             committed,
             producers,
+            open_txns: st.open_txns.iter().copied().collect(),
+            stable_open: st.open_txns.iter().copied().collect(),
+            last_abort: st
+                .aborted_txns
+                .iter()
+                .map(|a| a.last_offset)
+                .max()
+                .unwrap_or(-1),
             producers_pruned_ms: inkless_storage::now_ms(),
             recent: VecDeque::new(),
             pending: VecDeque::new(),

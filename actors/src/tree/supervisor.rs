@@ -2,7 +2,8 @@
 //! builds the tree and restarts what fails.
 //!
 //! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager,
-//! GroupManager, ProduceBuffer, Retention, ObjectCollector, Merger and Compactor, publishes
+//! GroupManager, ProduceBuffer, Retention, ObjectCollector, Merger, Compactor and
+//! TxnCoordinator, publishes
 //! their references in slots, and restarts any that fails. Losing one of them never loses
 //! acknowledged data: they hold only work in progress, whose producers get an error and
 //! retry. More than `max_restarts` failures within a minute stop
@@ -24,6 +25,7 @@ use crate::partition::manager::{ManagerArgs, ManagerMsg, PartitionManager};
 use crate::read::cache::{CacheArgs, CacheMsg, CacheShard};
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorDirectory, ActorSlot, PartitionRegistry, RestartBudget};
+use crate::txn::coordinator::{TxnArgs, TxnCoordinator, TxnMsg};
 use crate::write::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::write::produce_buffer::{BufferMsg, ProduceBuffer, ProduceBufferArgs};
 use crate::write::uploader::{ObjectUploader, UploadMsg, UploaderArgs};
@@ -49,6 +51,7 @@ enum Child {
     Collector,
     Merger,
     Compactor,
+    Txn,
 }
 
 impl Child {
@@ -67,6 +70,7 @@ impl Child {
             Child::Collector => "object-collector",
             Child::Merger => "merger",
             Child::Compactor => "compactor",
+            Child::Txn => "txn-coordinator",
         }
     }
 }
@@ -130,6 +134,7 @@ pub(crate) struct Slots {
     pub(crate) manager: Arc<ActorSlot<ManagerMsg>>,
     pub(crate) groups: Arc<ActorSlot<GroupManagerMsg>>,
     pub(crate) buffer: Arc<ActorSlot<BufferMsg>>,
+    pub(crate) txn: Arc<ActorSlot<TxnMsg>>,
 }
 
 pub(crate) struct SupervisorArgs {
@@ -344,6 +349,20 @@ impl SupervisorState {
                 let (r, _) = Actor::spawn_linked(None, Compactor, args, me).await?;
                 r.get_cell()
             }
+            Child::Txn => {
+                let args = TxnArgs {
+                    queued: queued.clone(),
+                    store: a.store.clone(),
+                    buffer: a.slots.buffer.clone(),
+                    live: a.live.subscribe(),
+                    config: c.transactions.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, TxnCoordinator, args, me).await?;
+                a.slots
+                    .txn
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
+                r.get_cell()
+            }
         };
         self.args.directory.started(
             cell.get_id(),
@@ -389,6 +408,7 @@ impl Actor for NodeSupervisor {
             Child::Collector,
             Child::Merger,
             Child::Compactor,
+            Child::Txn,
         ] {
             state.spawn(myself.get_cell(), child).await?;
         }

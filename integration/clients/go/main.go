@@ -403,6 +403,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "group-member" {
 		os.Exit(groupMember(os.Args[2:])) // group.go
 	}
+	if len(os.Args) > 1 && os.Args[1] == "txn" {
+		os.Exit(txnMain(os.Args[2:])) // txn.go
+	}
 	start := time.Now()
 	a, err := parseArgs()
 	if err != nil {

@@ -19,10 +19,10 @@ use inkless_protocol::batch::set_base_offset;
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use inkless_protocol::kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
-use inkless_protocol::kafka_protocol::messages::{BrokerId, TopicName};
-use inkless_storage::metadata::BatchCoordinate;
+use inkless_protocol::kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
+use inkless_storage::metadata::{AbortedTxn, BatchCoordinate, MetaError};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -30,6 +30,8 @@ use uuid::Uuid;
 const UNKNOWN_OFFSETS: PartitionOffsets = PartitionOffsets {
     log_start_offset: -1,
     high_watermark: -1,
+    last_stable_offset: -1,
+    last_abort_offset: i64::MAX,
 };
 
 struct PartReq {
@@ -42,6 +44,9 @@ struct PartReq {
     /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH when the client's leader epoch is not
     /// the partition's (KIP-320; set by [`check_leader_epochs`]).
     epoch_error: Option<i16>,
+    /// `isolation_level=1`: read below the last stable offset only, with the aborted
+    /// transactions of the answer.
+    read_committed: bool,
 }
 
 struct TopicReq {
@@ -56,10 +61,19 @@ fn empty(index: i32, error: i16, offsets: PartitionOffsets) -> PartitionData {
         .with_partition_index(index)
         .with_error_code(error)
         .with_high_watermark(offsets.high_watermark)
-        .with_last_stable_offset(offsets.high_watermark)
+        .with_last_stable_offset(stable_or_hwm(offsets))
         .with_log_start_offset(offsets.log_start_offset)
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(Bytes::new()))
+}
+
+/// The last stable offset when known, else the high watermark.
+fn stable_or_hwm(o: PartitionOffsets) -> i64 {
+    if o.last_stable_offset >= 0 {
+        o.last_stable_offset
+    } else {
+        o.high_watermark
+    }
 }
 
 /// One partition's answer, its size in bytes, and the high watermark it saw (-1 if none).
@@ -93,8 +107,11 @@ fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<Pa
         return Some((empty(p.index, c, UNKNOWN_OFFSETS), 0, -1));
     }
     let o = published?;
-    o.at_end(p.fetch_offset)
-        .then(|| (empty(p.index, NONE, o), 0, o.high_watermark))
+    let at_end = match p.read_committed {
+        true => p.fetch_offset == o.last_stable_offset && p.fetch_offset >= o.log_start_offset,
+        false => o.at_end(p.fetch_offset),
+    };
+    at_end.then(|| (empty(p.index, NONE, o), 0, o.high_watermark))
 }
 
 /// Where a partition's answer stands after its coordinates were looked up.
@@ -104,8 +121,13 @@ fn answer_at_once(p: &PartReq, published: Option<PartitionOffsets>) -> Option<Pa
 enum Located {
     /// Answered without records (error, redirect, nothing new).
     Done(PartAnswer),
-    /// Committed batches to read, with the partition's offsets.
-    Batches(Vec<BatchCoordinate>, PartitionOffsets),
+    /// Committed batches to read, with the partition's offsets and, for read_committed,
+    /// the aborted transactions they overlap.
+    Batches(
+        Vec<BatchCoordinate>,
+        PartitionOffsets,
+        Option<Vec<AbortedTxn>>,
+    ),
 }
 
 impl Located {
@@ -113,7 +135,7 @@ impl Located {
     fn bytes(&self) -> usize {
         match self {
             Located::Done(_) => 0,
-            Located::Batches(coords, _) => coords.iter().map(|c| c.byte_len as usize).sum(),
+            Located::Batches(coords, ..) => coords.iter().map(|c| c.byte_len as usize).sum(),
         }
     }
 }
@@ -194,6 +216,8 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
                     PartitionOffsets {
                         log_start_offset,
                         high_watermark,
+                        last_stable_offset: -1,
+                        last_abort_offset: i64::MAX,
                     },
                 ),
                 ReadError::NotOwner => (ResponseError::NotLeaderOrFollower.code(), unknown),
@@ -205,10 +229,59 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
             return Located::Done((empty(p.index, c, offsets), 0, offsets.high_watermark));
         }
     };
+    let (coords, offsets, aborted) = match p.read_committed {
+        true => match committed_only(ctx, tp, p.fetch_offset, coords, offsets).await {
+            Ok((coords, offsets, aborted)) => (coords, offsets, Some(aborted)),
+            Err(e) => {
+                tracing::warn!(?tp, error = %e, "read_committed state unavailable");
+                let c = ResponseError::KafkaStorageError.code();
+                return Located::Done((empty(p.index, c, offsets), 0, offsets.high_watermark));
+            }
+        },
+        false => (coords, offsets, None),
+    };
     if coords.is_empty() {
         return Located::Done((empty(p.index, NONE, offsets), 0, offsets.high_watermark));
     }
-    Located::Batches(coords, offsets)
+    Located::Batches(coords, offsets, aborted)
+}
+
+/// A read_committed answer: the batches below the last stable offset (asked of the store
+/// for a partition running elsewhere) and the aborted transactions they overlap.
+async fn committed_only(
+    ctx: &Ctx,
+    tp: TopicPartition,
+    fetch_offset: i64,
+    mut coords: Vec<BatchCoordinate>,
+    mut offsets: PartitionOffsets,
+) -> Result<(Vec<BatchCoordinate>, PartitionOffsets, Vec<AbortedTxn>), MetaError> {
+    let store = ctx.node.store();
+    if offsets.last_stable_offset < 0 {
+        let (open, _) = store
+            .txn_read_state(tp.topic_id, tp.partition, fetch_offset, fetch_offset)
+            .await?;
+        let hwm = offsets.high_watermark;
+        offsets.last_stable_offset = open.map_or(hwm, |o| o.min(hwm));
+    }
+    let lso = offsets.last_stable_offset;
+    coords.retain(|c| c.base_offset < lso);
+    debug_assert!(coords.iter().all(|c| c.last_offset < lso));
+    let Some(last) = coords.last() else {
+        return Ok((coords, offsets, Vec::new()));
+    };
+    if offsets.last_abort_offset < fetch_offset {
+        // No abort at or after the fetch offset: nothing to ask the store.
+        return Ok((coords, offsets, Vec::new()));
+    }
+    let (_, aborted) = store
+        .txn_read_state(
+            tp.topic_id,
+            tp.partition,
+            fetch_offset,
+            last.last_offset + 1,
+        )
+        .await?;
+    Ok((coords, offsets, aborted))
 }
 
 /// Reads the located batches' bytes through the cache and stamps their base offsets.
@@ -217,6 +290,7 @@ async fn read_batches(
     p: &PartReq,
     coords: &[BatchCoordinate],
     offsets: PartitionOffsets,
+    aborted: Option<Vec<AbortedTxn>>,
 ) -> PartAnswer {
     let node = &ctx.node;
     let tp = p.tp;
@@ -260,7 +334,18 @@ async fn read_batches(
         set_base_offset(&mut records[at..], c.base_offset);
         at += c.byte_len as usize;
     }
-    let data = empty(p.index, NONE, offsets).with_records(Some(records.freeze()));
+    let aborted = aborted.map(|list| {
+        list.into_iter()
+            .map(|a| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(a.producer_id))
+                    .with_first_offset(a.first_offset)
+            })
+            .collect()
+    });
+    let data = empty(p.index, NONE, offsets)
+        .with_records(Some(records.freeze()))
+        .with_aborted_transactions(aborted);
     (data, total, offsets.high_watermark)
 }
 
@@ -286,7 +371,7 @@ fn requested(req: &FetchRequest) -> Vec<Wanted> {
 }
 
 /// Resolves the wanted partitions against the catalog.
-fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
+fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16, read_committed: bool) -> Vec<TopicReq> {
     wanted
         .iter()
         .map(|w| {
@@ -318,6 +403,7 @@ fn resolve(ctx: &Ctx, wanted: &[Wanted], version: i16) -> Vec<TopicReq> {
                         max_bytes: p.max_bytes,
                         current_leader_epoch: p.current_leader_epoch,
                         epoch_error: None,
+                        read_committed,
                     }
                 })
                 .collect();
@@ -372,7 +458,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
 
 /// Reads the wanted partitions, long-polling as the request asks.
 async fn answer(ctx: &Ctx, req: &FetchRequest, version: i16, wanted: &[Wanted]) -> FetchResponse {
-    let mut topics = resolve(ctx, wanted, version);
+    let mut topics = resolve(ctx, wanted, version, req.isolation_level == 1);
     check_leader_epochs(ctx, &mut topics);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_LONG_POLL);
     let deadline = tokio::time::Instant::now() + wait;
@@ -477,8 +563,8 @@ impl Round<'_> {
             .map(|(p, _)| async move {
                 match locate(ctx, p, self.max_bytes, self.rack).await {
                     Located::Done(answer) => answer,
-                    Located::Batches(coords, offsets) => {
-                        read_batches(ctx, p, &coords, offsets).await
+                    Located::Batches(coords, offsets, aborted) => {
+                        read_batches(ctx, p, &coords, offsets, aborted).await
                     }
                 }
             });
@@ -521,7 +607,7 @@ impl Round<'_> {
             }
             if !first && n > budget {
                 // Over the response budget: answer this one without records.
-                if let Located::Batches(_, offsets) = l {
+                if let Located::Batches(_, offsets, _) = l {
                     let offsets = *offsets;
                     *l = Located::Done((empty(p.index, NONE, offsets), 0, offsets.high_watermark));
                 }
@@ -531,7 +617,9 @@ impl Round<'_> {
             budget -= n;
         }
         let reads = located.iter().zip(&slow).filter_map(|(l, p)| match l {
-            Located::Batches(coords, offsets) => Some(read_batches(ctx, p, coords, *offsets)),
+            Located::Batches(coords, offsets, aborted) => {
+                Some(read_batches(ctx, p, coords, *offsets, aborted.clone()))
+            }
             Located::Done(_) => None,
         });
         let mut read_back = join_all(reads).await.into_iter();

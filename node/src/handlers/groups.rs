@@ -55,8 +55,11 @@ use uuid::Uuid;
 
 /// Kafka's key type of consumer groups in FindCoordinator.
 const KEY_TYPE_GROUP: i8 = 0;
+/// Kafka's key type of transactional ids in FindCoordinator.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Answers FindCoordinator with the node that owns the group by placement.
+/// Answers FindCoordinator with the node that owns the group or transactional id by
+/// placement.
 pub async fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
@@ -67,19 +70,20 @@ pub async fn find_coordinator(
     let brokers = super::brokers(ctx, &live);
     // (error, message, node id, host, port) for one key.
     let answer = |key: &str| -> (i16, Option<String>, i32, String, i32) {
-        if req.key_type != KEY_TYPE_GROUP {
-            return (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("Transactions are not supported yet".into()),
-                -1,
-                String::new(),
-                -1,
-            );
-        }
-        match live
-            .group_owner(key)
-            .and_then(|id| brokers.iter().find(|b| b.id == id))
-        {
+        let owner = match req.key_type {
+            KEY_TYPE_GROUP => live.group_owner(key),
+            KEY_TYPE_TRANSACTION => live.txn_owner(key),
+            _ => {
+                return (
+                    ResponseError::InvalidRequest.code(),
+                    Some(format!("Unknown coordinator key type {}", req.key_type)),
+                    -1,
+                    String::new(),
+                    -1,
+                )
+            }
+        };
+        match owner.and_then(|id| brokers.iter().find(|b| b.id == id)) {
             Some(b) => (NONE, None, b.id, b.host.clone(), b.port),
             None => (
                 ResponseError::CoordinatorNotAvailable.code(),
@@ -441,6 +445,7 @@ async fn fetch_group(
     ctx: &Ctx,
     group_id: GroupId,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> OffsetFetchResponseGroup {
     let r = OffsetFetchResponseGroup::default().with_group_id(group_id.clone());
     if let Some(c) = not_coordinator(ctx, &group_id.0) {
@@ -450,12 +455,27 @@ async fn fetch_group(
         Ok(list) => list,
         Err(c) => return r.with_error_code(c),
     };
+    let unstable = match require_stable {
+        true => match unstable_partitions(ctx, &group_id.0).await {
+            Ok(u) => u,
+            Err(c) => return r.with_error_code(c),
+        },
+        false => Vec::new(),
+    };
     r.with_topics(
         list.into_iter()
             .map(|(name, parts)| {
                 let partitions = parts
                     .into_iter()
                     .map(|(p, o)| {
+                        if unstable.contains(&(name.clone(), p)) {
+                            // KIP-447: a transaction will change it; the client retries.
+                            return OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_error_code(ResponseError::UnstableOffsetCommit.code());
+                        }
                         OffsetFetchResponsePartitions::default()
                             .with_partition_index(p)
                             .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
@@ -469,6 +489,23 @@ async fn fetch_group(
             })
             .collect(),
     )
+}
+
+/// The partitions (by topic name) of a group with offsets staged by a running transaction.
+async fn unstable_partitions(ctx: &Ctx, group: &str) -> Result<Vec<(String, i32)>, i16> {
+    let pending = ctx
+        .node
+        .store()
+        .pending_txn_offsets(group)
+        .await
+        .map_err(|e| {
+            tracing::warn!(group = %group, error = %e, "pending offsets read failed");
+            ResponseError::KafkaStorageError.code()
+        })?;
+    Ok(pending
+        .into_iter()
+        .filter_map(|(t, p)| ctx.catalog.by_id(&t).map(|t| (t.record.name.clone(), p)))
+        .collect())
 }
 
 /// Answers OffsetFetch (one group before v8, several after).
@@ -486,7 +523,7 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> O
                         .collect(),
                 )
             });
-            groups.push(fetch_group(ctx, g.group_id, wanted).await);
+            groups.push(fetch_group(ctx, g.group_id, wanted, req.require_stable).await);
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -498,7 +535,13 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> O
                 .collect(),
         )
     });
-    let g = fetch_group(ctx, req.group_id, wanted).await;
+    let g = fetch_group(
+        ctx,
+        req.group_id,
+        wanted,
+        version >= 7 && req.require_stable,
+    )
+    .await;
     let topics = g
         .topics
         .into_iter()
@@ -512,6 +555,7 @@ pub async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> O
                         .with_committed_offset(p.committed_offset)
                         .with_committed_leader_epoch(p.committed_leader_epoch)
                         .with_metadata(p.metadata)
+                        .with_error_code(p.error_code)
                 })
                 .collect();
             OffsetFetchResponseTopic::default()

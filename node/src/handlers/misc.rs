@@ -40,7 +40,12 @@ fn tp_of(ctx: &Ctx, topic: &str, partition: i32) -> Option<TopicPartition> {
         })
 }
 
-async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64, i64), i16> {
+async fn list_one(
+    ctx: &Ctx,
+    tp: TopicPartition,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), i16> {
     let offsets = ctx
         .node
         .offsets(&tp, i64::MAX, Duration::ZERO)
@@ -52,6 +57,10 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
         ResponseError::KafkaStorageError.code()
     };
     match timestamp {
+        LATEST if read_committed => last_stable_offset(ctx, tp, offsets)
+            .await
+            .map(|o| (-1, o))
+            .map_err(storage),
         LATEST => Ok((-1, offsets.high_watermark)),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, offsets.log_start_offset)),
         MAX_TIMESTAMP => {
@@ -82,6 +91,25 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> Result<(i64,
         }
         _ => Err(ResponseError::InvalidRequest.code()),
     }
+}
+
+/// A partition's last stable offset: published by its actor when it runs here, else the
+/// store's oldest open transaction (or the high watermark).
+async fn last_stable_offset(
+    ctx: &Ctx,
+    tp: TopicPartition,
+    offsets: inkless_actors::PartitionOffsets,
+) -> Result<i64, inkless_storage::metadata::MetaError> {
+    if offsets.last_stable_offset >= 0 {
+        return Ok(offsets.last_stable_offset);
+    }
+    let hwm = offsets.high_watermark;
+    let (open, _) = ctx
+        .node
+        .store()
+        .txn_read_state(tp.topic_id, tp.partition, hwm, hwm)
+        .await?;
+    Ok(open.map_or(hwm, |o| o.min(hwm)))
 }
 
 /// The first record of row `b` whose timestamp satisfies `pick`, as (timestamp, offset). A
@@ -115,9 +143,11 @@ async fn record_at(
     None
 }
 
-/// Answers ListOffsets. Timestamp lookups are exact for uncompressed batches and at batch
+/// Answers ListOffsets; `latest` under read_committed is the last stable offset.
+/// Timestamp lookups are exact for uncompressed batches and at batch
 /// granularity for compressed ones (the batch's first offset; see docs/configuration.md).
 pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut parts = Vec::with_capacity(t.partitions.len());
@@ -139,7 +169,7 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> L
                     .with_offset(-1)
                     .with_timestamp(-1),
                 (Some(_), Some(c)) => r.with_error_code(c).with_offset(-1).with_timestamp(-1),
-                (Some(tp), None) => match list_one(ctx, tp, p.timestamp).await {
+                (Some(tp), None) => match list_one(ctx, tp, p.timestamp, read_committed).await {
                     Ok((ts, offset)) => r.with_timestamp(ts).with_offset(offset),
                     Err(c) => r.with_error_code(c).with_offset(-1).with_timestamp(-1),
                 },
@@ -191,15 +221,13 @@ pub async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecor
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-/// Answers InitProducerId for idempotent producers. An existing producer asking for an
-/// epoch bump (KIP-360) keeps its id with the next epoch; otherwise a new id is allocated.
+/// Answers InitProducerId for idempotent producers (transactional ones are answered by
+/// [`super::txn::init_producer_id`]). An existing producer asking for an epoch bump
+/// (KIP-360) keeps its id with the next epoch; otherwise a new id is allocated.
 pub async fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let r = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return r.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
-    }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return r
             .with_producer_id(req.producer_id)

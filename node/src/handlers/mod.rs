@@ -15,6 +15,7 @@ pub mod produce;
 pub mod reassignments;
 pub mod topic_partitions;
 pub mod topics;
+pub mod txn;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -208,7 +209,7 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
             ResponseKind::Metadata(metadata::handle(ctx, r, v, &client_id).await)
         }
         RequestKind::Produce(r) => {
-            ResponseKind::Produce(produce::submit(ctx, r).await.finish().await?)
+            ResponseKind::Produce(produce::submit(ctx, r, v).await.finish().await?)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
         RequestKind::ListOffsets(r) => {
@@ -244,8 +245,28 @@ pub async fn handle(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Option<
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(misc::delete_records(ctx, r).await)
         }
+        RequestKind::InitProducerId(r) if r.transactional_id.is_some() => {
+            ResponseKind::InitProducerId(txn::init_producer_id(ctx, r, v).await)
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(misc::init_producer_id(ctx, r).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, r, v).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r, v).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end(ctx, r, v).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::offset_commit(ctx, r, v).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(txn::describe(ctx, r).await)
+        }
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(ctx, r).await),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(txn::describe_producers(ctx, r).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(misc::offset_for_leader_epoch(ctx, r).await)

@@ -2,20 +2,23 @@
 //! durable (object stored and metadata committed), or not at all for acks=0.
 //!
 //! Validation happens here, before anything is buffered: magic 2, lengths and record
-//! count, CRC-32C, `max.message.bytes`; topics with `message.timestamp.type=LogAppendTime`
+//! count, CRC-32C, `max.message.bytes`, no control batches from clients, transactional
+//! batches only in transactional requests and only for partitions of the producer's running
+//! transaction (KIP-890 verification against the coordinator's record in the store); topics with `message.timestamp.type=LogAppendTime`
 //! get the append time stamped into their batches. Batches are decompressed only for
 //! compacted topics, whose records must all have a key (else INVALID_RECORD, as Kafka).
 //! Node-wide back-pressure: a request waits for `produce.max_bytes_in_flight` budget before
 //! it is buffered.
 
 use super::{s, Ctx};
-use inkless_actors::{AppendAck, AppendError, PartAppend, TopicPartition};
+use inkless_actors::{AppendAck, AppendError, PartAppend, TopicPartition, TxnError};
 use inkless_protocol::batch::{self, BatchError, BatchHeader, ValidatedBatch};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::produce_request::ProduceRequest;
 use inkless_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use inkless_storage::metadata::TxnRecord;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -61,6 +64,7 @@ fn batch_error_code(e: &BatchError) -> i16 {
 fn validate(
     records: Option<&bytes::Bytes>,
     topic: &crate::catalog::Topic,
+    transactional: bool,
 ) -> Result<(Vec<ValidatedBatch>, i64), (i16, String)> {
     let max_message_bytes = topic.max_message_bytes;
     let Some(records) = records.filter(|r| !r.is_empty()) else {
@@ -88,10 +92,20 @@ fn validate(
                 ),
             ));
         }
-        if b.header.is_control() || b.header.is_transactional() {
+        if b.header.is_control() {
             return Err((
                 ResponseError::InvalidRecord.code(),
-                "Transactional and control batches are not supported yet".into(),
+                "Clients cannot write control batches".into(),
+            ));
+        }
+        if b.header.is_transactional() != transactional {
+            return Err((
+                ResponseError::InvalidRecord.code(),
+                match transactional {
+                    true => "A transactional produce request holds only transactional batches",
+                    false => "Transactional batches need the request's transactional id",
+                }
+                .into(),
             ));
         }
         if topic.compaction.is_some() {
@@ -108,6 +122,75 @@ fn validate(
         }
     }
     Ok((batches, append_time))
+}
+
+/// The transactional id's record as read for a transactional request.
+type TxnLookup = Result<Option<TxnRecord>, inkless_storage::metadata::MetaError>;
+
+/// Produce v12+ from a transactional producer (KIP-890 transaction version 2): the client
+/// sends no AddPartitionsToTxn, so the partitions of the request join its transaction here
+/// (starting it if none runs) before they are verified. The producer is the one of the
+/// request's first batch; a refusal leaves the record as it was, and verification answers.
+async fn add_implicitly(ctx: &Ctx, id: &str, req: &ProduceRequest) -> TxnLookup {
+    let mut keys = Vec::new();
+    let mut producer = None;
+    for t in &req.topic_data {
+        let Some(topic) = ctx.catalog.by_name(t.name.0.as_str()) else {
+            continue;
+        };
+        for p in t.partition_data.iter().filter(|p| p.index >= 0) {
+            if p.index < topic.record.partitions {
+                keys.push((topic.record.id, p.index));
+            }
+            let first = p.records.as_ref().and_then(|r| BatchHeader::parse(r).ok());
+            producer = producer.or(first.map(|h| (h.producer_id, h.producer_epoch)));
+        }
+    }
+    if let Some((pid, epoch)) = producer {
+        if let Err(e) = super::txn::add_partitions_direct(ctx, id, pid, epoch, &keys).await {
+            tracing::debug!(transactional_id = %id, error = %e, "implicit AddPartitionsToTxn refused");
+        }
+    }
+    ctx.node.store().get_transaction(id).await
+}
+
+/// KIP-890's verification of transactional batches: the partition must be in the
+/// producer's running transaction (AddPartitionsToTxn came first), with its current
+/// producer id and epoch; otherwise nothing is written.
+fn verify(
+    txn: Option<&TxnLookup>,
+    batches: &[ValidatedBatch],
+    tp: TopicPartition,
+) -> Result<(), (i16, String)> {
+    let Some(lookup) = txn else {
+        return Ok(());
+    };
+    let rec = match lookup {
+        Ok(Some(rec)) => rec,
+        Ok(None) => {
+            return Err((
+                ResponseError::InvalidProducerIdMapping.code(),
+                "Unknown transactional id".into(),
+            ))
+        }
+        Err(e) => return Err((ResponseError::KafkaStorageError.code(), e.to_string())),
+    };
+    for b in batches {
+        let h = &b.header;
+        if let Err(e) = inkless_actors::verify_partition(
+            rec,
+            h.producer_id,
+            h.producer_epoch,
+            &(tp.topic_id, tp.partition),
+        ) {
+            let code = match &e {
+                TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch.code(),
+                other => super::txn::txn_code(other),
+            };
+            return Err((code, format!("Transaction verification failed: {e}")));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a batch with a record without a key (compacted topics).
@@ -146,8 +229,13 @@ pub struct Submitted {
 /// connection must be submitted in the order they arrived (the connection does this before
 /// processing the next request), so that an idempotent producer's pipelined batches reach
 /// their partitions in sequence order.
-pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
+pub async fn submit(ctx: &Ctx, req: ProduceRequest, version: i16) -> Submitted {
     let acks = req.acks;
+    let txn = match &req.transactional_id {
+        Some(id) if version >= 12 => Some(add_implicitly(ctx, id.0.as_str(), &req).await),
+        Some(id) => Some(ctx.node.store().get_transaction(id.0.as_str()).await),
+        None => None,
+    };
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut parts = Vec::new();
     let mut bytes_total = 0usize;
@@ -157,13 +245,7 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
         let mut slots = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let index = p.index;
-            let slot = if req.transactional_id.is_some() {
-                Slot::Done(error(
-                    index,
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    "Transactions are not supported yet",
-                ))
-            } else if crate::catalog::is_internal(&name) {
+            let slot = if crate::catalog::is_internal(&name) {
                 Slot::Done(error(
                     index,
                     ResponseError::InvalidTopicException.code(),
@@ -194,7 +276,9 @@ pub async fn submit(ctx: &Ctx, req: ProduceRequest) -> Submitted {
                         ))
                     }
                     (Some(topic), Some(tp)) if index >= 0 && index < topic.record.partitions => {
-                        match validate(p.records.as_ref(), topic) {
+                        let checked = validate(p.records.as_ref(), topic, txn.is_some())
+                            .and_then(|v| verify(txn.as_ref(), &v.0, tp).map(|()| v));
+                        match checked {
                             Ok((batches, append_time)) => {
                                 bytes_total += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
                                 let (tx, rx) = oneshot::channel();

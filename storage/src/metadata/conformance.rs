@@ -7,6 +7,7 @@
 
 mod check;
 mod lifecycle;
+mod txn;
 
 pub use check::{corrupted_live_bytes_are_recounted, object_for_recount};
 
@@ -51,6 +52,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     lifecycle::lifecycle(&store).await;
     check::producer_expiry(&store).await;
     check::storage_check_reads(&store).await;
+    txn::transactions(&store).await;
 }
 
 fn lease(node_id: i32, az: &str) -> NodeLease {
@@ -242,6 +244,7 @@ async fn appends_reads_and_fencing(s: &SharedMetadataStore) {
         owner_epoch: epoch,
         batches,
         producers: vec![],
+        txn_events: Vec::new(),
     };
     let out = s
         .commit_appends(vec![
@@ -353,6 +356,7 @@ async fn producers_and_delete_records(s: &SharedMetadataStore) {
                 last_offset: 13,
                 last_write_ms: crate::now_ms(),
             }],
+            txn_events: Vec::new(),
         }])
         .await
         .expect("commit");
@@ -493,6 +497,7 @@ async fn ownership(s: &SharedMetadataStore) {
         owner_epoch: again.owner_epoch,
         batches: vec![batch(0, 0, "o1", 0, (-1, -1, -1))],
         producers: vec![],
+        txn_events: Vec::new(),
     };
     assert_eq!(
         s.commit_appends(vec![append]).await.expect("commit"),
@@ -694,6 +699,7 @@ async fn batch_claims(s: &SharedMetadataStore) {
                 last_offset: 6,
                 last_write_ms: crate::now_ms(),
             }],
+            txn_events: Vec::new(),
         }])
         .await
         .expect("commit");
@@ -779,6 +785,7 @@ async fn batch_claims(s: &SharedMetadataStore) {
         owner_epoch: e1 + 2,
         batches: vec![batch(7, 7, "bc2", 0, (-1, -1, -1))],
         producers: vec![],
+        txn_events: Vec::new(),
     };
     assert_eq!(
         s.commit_appends(vec![stale]).await.expect("commit"),

@@ -284,4 +284,67 @@ impl MetadataStore for Instrumented {
     fn pool_status(&self) -> Option<metrics::PoolStatus> {
         self.inner.pool_status()
     }
+    async fn get_transaction(&self, transactional_id: &str) -> MetaResult<Option<TxnRecord>> {
+        timed!(
+            "get_transaction",
+            self.inner.get_transaction(transactional_id)
+        )
+    }
+    async fn put_transaction(&self, rec: TxnRecord) -> MetaResult<Option<i64>> {
+        timed!("put_transaction", self.inner.put_transaction(rec))
+    }
+    async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>> {
+        timed!("list_transactions", self.inner.list_transactions())
+    }
+    async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool> {
+        timed!(
+            "delete_transaction",
+            self.inner.delete_transaction(transactional_id, version)
+        )
+    }
+    async fn stage_txn_offsets(
+        &self,
+        transactional_id: &str,
+        producer: (i64, i16),
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<bool> {
+        timed!(
+            "stage_txn_offsets",
+            self.inner
+                .stage_txn_offsets(transactional_id, producer, group, offsets)
+        )
+    }
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>> {
+        timed!("pending_txn_offsets", self.inner.pending_txn_offsets(group))
+    }
+    async fn txn_read_state(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> MetaResult<(Option<i64>, Vec<AbortedTxn>)> {
+        timed!(
+            "txn_read_state",
+            self.inner
+                .txn_read_state(topic_id, partition, from_offset, to_offset)
+        )
+    }
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers> {
+        timed!(
+            "partition_producers",
+            self.inner.partition_producers(topic_id, partition)
+        )
+    }
+    async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()> {
+        timed!(
+            "end_txn_offsets",
+            self.inner.end_txn_offsets(transactional_id, commit)
+        )
+    }
 }

@@ -244,6 +244,49 @@ pub struct PartitionState {
     pub producers: Vec<ProducerRecord>,
     /// The most recent batches of each producer (newest last), for duplicate detection.
     pub producer_batches: Vec<BatchCoordinate>,
+    /// Transactions open on the partition: (producer id, first offset).
+    pub open_txns: Vec<(i64, i64)>,
+    /// Aborted transactions of the partition not yet below its log start.
+    pub aborted_txns: Vec<AbortedTxn>,
+}
+
+/// An aborted transaction on one partition, as Fetch reports it to read_committed
+/// consumers: records of `producer_id` between the two offsets are to be skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// Producer id.
+    pub producer_id: i64,
+    /// First offset of the transaction on the partition.
+    pub first_offset: i64,
+    /// Offset of its ABORT marker.
+    pub last_offset: i64,
+}
+
+/// A partition's transactions as its next owner loads them: the open ones as (producer id,
+/// first offset), and the aborted ones.
+pub type PartitionTxns = (Vec<(i64, i64)>, Vec<AbortedTxn>);
+
+/// A partition's committed producer state and its open transactions (producer id, first
+/// offset), for DescribeProducers.
+pub type PartitionProducers = (Vec<ProducerRecord>, Vec<(i64, i64)>);
+
+/// A change of a partition's open transactions, committed with the append that makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnEvent {
+    /// The producer's first transactional batch of a transaction landed at `first_offset`.
+    Opened {
+        /// Producer id.
+        producer_id: i64,
+        /// Offset of its first record.
+        first_offset: i64,
+    },
+    /// A COMMIT marker ended the producer's transaction.
+    Committed {
+        /// Producer id.
+        producer_id: i64,
+    },
+    /// An ABORT marker ended the producer's transaction.
+    Aborted(AbortedTxn),
 }
 
 /// Batches of one partition to commit atomically with its new high watermark.
@@ -260,6 +303,8 @@ pub struct PartitionAppend {
     pub batches: Vec<BatchCoordinate>,
     /// Producer states changed by these batches.
     pub producers: Vec<ProducerRecord>,
+    /// Transactions these batches open or end.
+    pub txn_events: Vec<TxnEvent>,
 }
 
 impl PartitionAppend {
@@ -283,6 +328,133 @@ pub enum AppendOutcome {
     },
     /// The topic or partition no longer exists.
     UnknownPartition,
+}
+
+/// Separates group ids in a stored [`TxnRecord::groups`] list; group ids holding it are
+/// refused by the coordinator.
+pub const GROUP_LIST_SEPARATOR: char = '\u{1f}';
+
+/// [`TxnRecord::partitions`] as stored: `topic-id:partition` joined by commas.
+pub(crate) fn encode_partitions(parts: &[PartitionKey]) -> String {
+    parts
+        .iter()
+        .map(|(t, p)| format!("{t}:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The inverse of [`encode_partitions`].
+pub(crate) fn decode_partitions(s: &str) -> MetaResult<Vec<PartitionKey>> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            let (t, p) = x
+                .split_once(':')
+                .ok_or_else(|| MetaError::Invalid(format!("bad partition {x}")))?;
+            let t = Uuid::parse_str(t).map_err(|e| MetaError::Invalid(e.to_string()))?;
+            let p = p
+                .parse()
+                .map_err(|_| MetaError::Invalid(format!("bad partition {x}")))?;
+            Ok((t, p))
+        })
+        .collect()
+}
+
+/// [`TxnRecord::groups`] as stored.
+pub(crate) fn encode_groups(groups: &[String]) -> String {
+    groups.join(&GROUP_LIST_SEPARATOR.to_string())
+}
+
+/// The inverse of [`encode_groups`].
+pub(crate) fn decode_groups(s: &str) -> Vec<String> {
+    s.split(GROUP_LIST_SEPARATOR)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kafka's transaction states (the transaction coordinator's state machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxnState {
+    /// No transaction in progress.
+    Empty,
+    /// Partitions or offsets were added: a transaction is running.
+    Ongoing,
+    /// Commit decided; markers are being written.
+    PrepareCommit,
+    /// Abort decided; markers are being written.
+    PrepareAbort,
+    /// The last transaction committed.
+    CompleteCommit,
+    /// The last transaction aborted.
+    CompleteAbort,
+}
+
+impl TxnState {
+    /// The stored code.
+    pub fn code(self) -> i16 {
+        match self {
+            TxnState::Empty => 0,
+            TxnState::Ongoing => 1,
+            TxnState::PrepareCommit => 2,
+            TxnState::PrepareAbort => 3,
+            TxnState::CompleteCommit => 4,
+            TxnState::CompleteAbort => 5,
+        }
+    }
+
+    /// The state of a stored code.
+    pub fn from_code(c: i16) -> MetaResult<TxnState> {
+        Ok(match c {
+            0 => TxnState::Empty,
+            1 => TxnState::Ongoing,
+            2 => TxnState::PrepareCommit,
+            3 => TxnState::PrepareAbort,
+            4 => TxnState::CompleteCommit,
+            5 => TxnState::CompleteAbort,
+            _ => return Err(MetaError::Invalid(format!("unknown transaction state {c}"))),
+        })
+    }
+
+    /// Kafka's name of the state (DescribeTransactions, ListTransactions).
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+}
+
+/// A transactional id's coordinator state, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRecord {
+    /// The client's `transactional.id`.
+    pub transactional_id: String,
+    /// Producer id.
+    pub producer_id: i64,
+    /// Current producer epoch.
+    pub producer_epoch: i16,
+    /// State.
+    pub state: TxnState,
+    /// The producer's `transaction.timeout.ms`.
+    pub timeout_ms: i32,
+    /// Partitions of the running (or completing) transaction.
+    pub partitions: Vec<PartitionKey>,
+    /// Consumer groups whose offsets the transaction commits.
+    pub groups: Vec<String>,
+    /// When the running transaction started (ms), or -1.
+    pub txn_start_ms: i64,
+    /// When the record last changed (ms).
+    pub last_update_ms: i64,
+    /// Row version for compare-and-set; 0 for a record not stored yet.
+    pub version: i64,
+    /// The producer id the client continues with once this Prepare state completes, when
+    /// its epochs ran out (KIP-890 epoch bump per transaction), else -1.
+    pub next_producer_id: i64,
 }
 
 /// What a node announces in its membership lease.
@@ -758,6 +930,51 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn pool_status(&self) -> Option<crate::metrics::PoolStatus> {
         None
     }
+    /// A transactional id's state, if stored.
+    async fn get_transaction(&self, transactional_id: &str) -> MetaResult<Option<TxnRecord>>;
+    /// Stores `rec` if the stored version is still `rec.version` (0: not stored yet) and
+    /// returns the new version, or `None` when another writer changed it first.
+    async fn put_transaction(&self, rec: TxnRecord) -> MetaResult<Option<i64>>;
+    /// Every stored transactional id's state.
+    async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>>;
+    /// Deletes a transactional id's state (and its staged offsets) if its version is still
+    /// `version`; true when it was deleted.
+    async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool>;
+    /// Stages offsets of `group` committed inside the transaction of `transactional_id`,
+    /// in one transaction with a check that it is still Ongoing under `producer` (id,
+    /// epoch): false, staging nothing, when it is not. They are invisible until
+    /// [`MetadataStore::end_txn_offsets`] commits them.
+    async fn stage_txn_offsets(
+        &self,
+        transactional_id: &str,
+        producer: (i64, i16),
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<bool>;
+    /// The partitions of `group` with offsets staged by a transaction not ended yet
+    /// (OffsetFetch's `require_stable`, KIP-447).
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>>;
+    /// What a read_committed reader of a partition needs from the store: the first offset
+    /// of its oldest open transaction (committed rows only), then the aborted transactions
+    /// ending at or after `from_offset` and starting before `to_offset`. Read in that order,
+    /// so an abort whose open row is gone is in the list.
+    async fn txn_read_state(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> MetaResult<(Option<i64>, Vec<AbortedTxn>)>;
+    /// The producer state of a partition as committed (DescribeProducers), with its open
+    /// transactions as (producer id, first offset).
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers>;
+    /// Ends the staged offsets of `transactional_id`: with `commit`, in one transaction,
+    /// moves them into the groups' committed offsets; otherwise drops them.
+    async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()>;
 }
 
 /// A new cluster id in Kafka's form: a random UUID in URL-safe base64 without padding.

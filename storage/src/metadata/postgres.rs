@@ -17,6 +17,7 @@
 mod check;
 mod lifecycle;
 mod ownership;
+mod txn;
 
 use super::sqlite::PRODUCER_BATCHES_KEPT;
 use super::*;
@@ -153,6 +154,48 @@ CREATE TABLE partition_pins (
 ALTER TABLE producers ADD COLUMN last_write_ms BIGINT NOT NULL DEFAULT 0;
 UPDATE producers SET last_write_ms = (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
 CREATE INDEX producers_by_last_write ON producers (last_write_ms);
+"#,
+    // Transactions (ADR 0018).
+    r#"
+CREATE TABLE transactions (
+    transactional_id TEXT COLLATE "C" PRIMARY KEY,
+    producer_id BIGINT NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    state SMALLINT NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    partitions TEXT NOT NULL,
+    groups_list TEXT NOT NULL,
+    txn_start_ms BIGINT NOT NULL,
+    last_update_ms BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    next_producer_id BIGINT NOT NULL
+);
+CREATE TABLE txn_offsets (
+    transactional_id TEXT COLLATE "C" NOT NULL,
+    group_id TEXT COLLATE "C" NOT NULL,
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    commit_time_ms BIGINT NOT NULL,
+    PRIMARY KEY (transactional_id, group_id, topic_id, partition)
+);
+CREATE TABLE open_txns (
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    first_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+);
+CREATE TABLE aborted_txns (
+    topic_id UUID NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    first_offset BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, last_offset)
+);
 "#,
 ];
 
@@ -617,6 +660,7 @@ async fn commit_appends_tx(
     }
 
     let mut rows = AppendRows::default();
+    let mut events = Vec::new();
     let mut outcomes = Vec::with_capacity(appends.len());
     for a in appends {
         let Some(state) = locked.get_mut(&(a.topic_id, a.partition)) else {
@@ -662,6 +706,7 @@ async fn commit_appends_tx(
         }
         state.hwm = end;
         state.changed = true;
+        events.extend(a.txn_events.iter().map(|e| (a.topic_id, a.partition, *e)));
         outcomes.push(AppendOutcome::Committed);
     }
     if rows.b_topic.is_empty() {
@@ -752,6 +797,7 @@ async fn commit_appends_tx(
             .await?;
         return Err(MetaError::ObjectDeleted(row.try_get(0)?).into());
     }
+    txn::apply_events(tx, &events).await?;
     Ok(outcomes)
 }
 
@@ -823,6 +869,11 @@ async fn claim_partitions_tx(
     let mut rows = ownership::claim_partition_rows(tx, claimant, &sorted).await?;
     sorted.retain(|k| rows.get(k).is_some_and(|r| r.is_ok()));
     let (mut producers, mut batches) = claimed_producers(tx, &sorted).await?;
+    let starts: Vec<(PartitionKey, i64)> = sorted
+        .iter()
+        .filter_map(|k| rows.get(k).and_then(|r| r.as_ref().ok()).map(|r| (*k, r.1)))
+        .collect();
+    let mut txns = txn::claimed_txns(tx, &starts).await?;
     let mut seen = std::collections::HashSet::with_capacity(keys.len());
     Ok(keys
         .iter()
@@ -839,6 +890,11 @@ async fn claim_partitions_tx(
                 high_watermark,
                 producers: producers.remove(&key).unwrap_or_default(),
                 producer_batches: batches.remove(&key).unwrap_or_default(),
+                open_txns: txns
+                    .get_mut(&key)
+                    .map(|t| std::mem::take(&mut t.0))
+                    .unwrap_or_default(),
+                aborted_txns: txns.remove(&key).map(|t| t.1).unwrap_or_default(),
             })
         })
         .collect())
@@ -871,6 +927,12 @@ async fn delete_records_tx(
     delete_batches(
         tx,
         "topic_id = $1 AND partition = $2 AND last_offset < $3",
+        &[&topic_id, &partition, &new_start],
+    )
+    .await?;
+    // Aborted transactions wholly below the log start have nothing left to filter.
+    tx.execute(
+        "DELETE FROM aborted_txns WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
         &[&topic_id, &partition, &new_start],
     )
     .await?;
@@ -927,6 +989,9 @@ async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
         "topics",
         "group_offsets",
         "partition_pins",
+        "open_txns",
+        "aborted_txns",
+        "txn_offsets",
     ] {
         tx.execute(
             format!("DELETE FROM {table} WHERE topic_id = $1").as_str(),
@@ -1600,6 +1665,155 @@ impl MetadataStore for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn get_transaction(&self, transactional_id: &str) -> MetaResult<Option<TxnRecord>> {
+        let sql = format!(
+            "SELECT {} FROM transactions WHERE transactional_id = $1",
+            txn::TXN_COLUMNS
+        );
+        let rows = self.query(&sql, &[&transactional_id]).await?;
+        rows.first().map(txn::txn_row).transpose()
+    }
+
+    async fn put_transaction(&self, rec: TxnRecord) -> MetaResult<Option<i64>> {
+        let rec = Arc::new(rec);
+        self.with_tx(move |tx| {
+            let rec = rec.clone();
+            Box::pin(async move { txn::put(tx, &rec).await })
+        })
+        .await
+    }
+
+    async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>> {
+        let sql = format!(
+            "SELECT {} FROM transactions ORDER BY transactional_id",
+            txn::TXN_COLUMNS
+        );
+        let rows = self.query(&sql, &[]).await?;
+        rows.iter().map(txn::txn_row).collect()
+    }
+
+    async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool> {
+        let id: Arc<str> = transactional_id.into();
+        self.with_tx(move |tx| {
+            let id = id.clone();
+            Box::pin(async move { txn::delete(tx, &id, version).await })
+        })
+        .await
+    }
+
+    async fn stage_txn_offsets(
+        &self,
+        transactional_id: &str,
+        producer: (i64, i16),
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<bool> {
+        let args: Arc<(String, String, Vec<CommittedOffset>)> =
+            Arc::new((transactional_id.into(), group.into(), offsets));
+        self.with_tx(move |tx| {
+            let a = args.clone();
+            Box::pin(async move { txn::stage_offsets(tx, &a.0, producer, &a.1, &a.2).await })
+        })
+        .await
+    }
+
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT topic_id, partition FROM txn_offsets WHERE group_id = $1",
+                &[&group],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)
+    }
+
+    async fn txn_read_state(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> MetaResult<(Option<i64>, Vec<AbortedTxn>)> {
+        let open = self
+            .query(
+                "SELECT MIN(first_offset) FROM open_txns WHERE topic_id = $1 AND partition = $2",
+                &[&topic_id, &partition],
+            )
+            .await?;
+        let first: Option<i64> = match open.first() {
+            Some(r) => r.try_get(0).map_err(pg)?,
+            None => None,
+        };
+        let rows = self
+            .query(
+                "SELECT producer_id, first_offset, last_offset FROM aborted_txns WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3 AND first_offset < $4 ORDER BY first_offset",
+                &[&topic_id, &partition, &from_offset, &to_offset],
+            )
+            .await?;
+        let aborted = rows
+            .iter()
+            .map(|r| {
+                Ok(AbortedTxn {
+                    producer_id: r.try_get(0)?,
+                    first_offset: r.try_get(1)?,
+                    last_offset: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)?;
+        Ok((first, aborted))
+    }
+
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers> {
+        let rows = self
+            .query(
+                "SELECT producer_id, producer_epoch, last_sequence, last_offset, last_write_ms FROM producers WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id",
+                &[&topic_id, &partition],
+            )
+            .await?;
+        let producers = rows
+            .iter()
+            .map(|r| {
+                Ok(ProducerRecord {
+                    producer_id: r.try_get(0)?,
+                    producer_epoch: r.try_get(1)?,
+                    last_sequence: r.try_get(2)?,
+                    last_offset: r.try_get(3)?,
+                    last_write_ms: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)?;
+        let rows = self
+            .query(
+                "SELECT producer_id, first_offset FROM open_txns WHERE topic_id = $1 AND partition = $2 ORDER BY first_offset",
+                &[&topic_id, &partition],
+            )
+            .await?;
+        let open = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(pg)?;
+        Ok((producers, open))
+    }
+
+    async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()> {
+        let id: Arc<str> = transactional_id.into();
+        self.with_tx(move |tx| {
+            let id = id.clone();
+            Box::pin(async move { txn::end_offsets(tx, &id, commit).await })
+        })
+        .await
     }
 
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {

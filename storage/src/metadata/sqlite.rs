@@ -8,6 +8,7 @@
 mod check;
 mod lifecycle;
 mod ownership;
+mod txn;
 
 use super::*;
 use parking_lot::Mutex;
@@ -134,6 +135,48 @@ CREATE TABLE partition_pins (
 ALTER TABLE producers ADD COLUMN last_write_ms BIGINT NOT NULL DEFAULT 0;
 UPDATE producers SET last_write_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
 CREATE INDEX producers_by_last_write ON producers (last_write_ms);
+"#,
+    // Transactions (ADR 0018).
+    r#"
+CREATE TABLE transactions (
+    transactional_id TEXT PRIMARY KEY,
+    producer_id BIGINT NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    partitions TEXT NOT NULL,
+    groups_list TEXT NOT NULL,
+    txn_start_ms BIGINT NOT NULL,
+    last_update_ms BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    next_producer_id BIGINT NOT NULL
+);
+CREATE TABLE txn_offsets (
+    transactional_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    commit_time_ms BIGINT NOT NULL,
+    PRIMARY KEY (transactional_id, group_id, topic_id, partition)
+);
+CREATE TABLE open_txns (
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    first_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+);
+CREATE TABLE aborted_txns (
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    first_offset BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic_id, partition, last_offset)
+);
 "#,
 ];
 
@@ -410,12 +453,15 @@ fn claimed_state(
         recent.reverse();
         producer_batches.extend(recent);
     }
+    let (open_txns, aborted_txns) = txn::partition_txns(tx, topic_id, partition, log_start_offset)?;
     Ok(PartitionState {
         owner_epoch,
         log_start_offset,
         high_watermark,
         producers,
         producer_batches,
+        open_txns,
+        aborted_txns,
     })
 }
 
@@ -539,6 +585,7 @@ fn commit_one(tx: &Transaction<'_>, a: &PartitionAppend) -> MetaResult<AppendOut
         })
         .map_err(db)?;
     }
+    txn::apply_events(tx, &topic, a.partition, &a.txn_events)?;
     tx.prepare_cached(
         "UPDATE partitions SET high_watermark = ?3 WHERE topic_id = ?1 AND partition = ?2",
     )
@@ -601,6 +648,9 @@ impl MetadataStore for SqliteStore {
                 "topics",
                 "group_offsets",
                 "partition_pins",
+                "open_txns",
+                "aborted_txns",
+                "txn_offsets",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE topic_id = ?1"),
@@ -920,6 +970,12 @@ impl MetadataStore for SqliteStore {
                 params![id, partition, new_start],
             )
             .map_err(db)?;
+            // Aborted transactions wholly below the log start have nothing left to filter.
+            tx.execute(
+                "DELETE FROM aborted_txns WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3",
+                params![id, partition, new_start],
+            )
+            .map_err(db)?;
             tx.execute(
                 "UPDATE partitions SET log_start_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
                 params![id, partition, new_start],
@@ -1157,6 +1213,68 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn get_transaction(&self, transactional_id: &str) -> MetaResult<Option<TxnRecord>> {
+        let id = transactional_id.to_string();
+        self.with_tx(move |tx| txn::get(tx, &id)).await
+    }
+
+    async fn put_transaction(&self, rec: TxnRecord) -> MetaResult<Option<i64>> {
+        self.with_tx(move |tx| txn::put(tx, &rec)).await
+    }
+
+    async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>> {
+        self.with_tx(txn::list).await
+    }
+
+    async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool> {
+        let id = transactional_id.to_string();
+        self.with_tx(move |tx| txn::delete(tx, &id, version)).await
+    }
+
+    async fn stage_txn_offsets(
+        &self,
+        transactional_id: &str,
+        producer: (i64, i16),
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> MetaResult<bool> {
+        let (id, group) = (transactional_id.to_string(), group.to_string());
+        self.with_tx(move |tx| txn::stage_offsets(tx, &id, producer, &group, &offsets))
+            .await
+    }
+
+    async fn pending_txn_offsets(&self, group: &str) -> MetaResult<Vec<PartitionKey>> {
+        let group = group.to_string();
+        self.with_tx(move |tx| txn::pending_offsets(tx, &group))
+            .await
+    }
+
+    async fn txn_read_state(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> MetaResult<(Option<i64>, Vec<AbortedTxn>)> {
+        self.with_tx(move |tx| txn::read_state(tx, topic_id, partition, from_offset, to_offset))
+            .await
+    }
+
+    async fn partition_producers(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> MetaResult<PartitionProducers> {
+        self.with_tx(move |tx| txn::producers(tx, topic_id, partition))
+            .await
+    }
+
+    async fn end_txn_offsets(&self, transactional_id: &str, commit: bool) -> MetaResult<()> {
+        let id = transactional_id.to_string();
+        self.with_tx(move |tx| txn::end_offsets(tx, &id, commit))
+            .await
+    }
+
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
         self.with_tx(|tx| all_nodes(tx, crate::now_ms())).await
     }
@@ -1332,6 +1450,7 @@ mod tests {
             owner_epoch: st.owner_epoch,
             batches,
             producers: vec![],
+            txn_events: Vec::new(),
         };
         s.commit_appends(vec![append]).await.unwrap();
         let before = live_bytes(&s);

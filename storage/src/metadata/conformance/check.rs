@@ -44,6 +44,7 @@ async fn commit(
             owner_epoch: epoch,
             batches,
             producers,
+            txn_events: Vec::new(),
         }])
         .await
         .expect("commit");

@@ -35,6 +35,7 @@ fn append(t: Uuid, epoch: i64, batches: Vec<BatchCoordinate>) -> PartitionAppend
         owner_epoch: epoch,
         batches,
         producers: Vec::new(),
+        txn_events: Vec::new(),
     }
 }
 
