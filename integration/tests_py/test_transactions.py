@@ -192,6 +192,38 @@ def test_confluent_kafka_transactions(boot, topic):
     assert sorted(got) == sorted([f"c{i}" for i in range(20)] + ["last"])
 
 
+def test_a_topic_deleted_mid_transaction_does_not_hold_the_producer(boot, topic):
+    """A transaction over two topics, one deleted before its markers are written: the
+    commit completes on the topic that is left, and the producer's next transaction runs
+    (markers for a partition that no longer exists are not waited for)."""
+    doomed, kept = f"{topic}-doomed", f"{topic}-kept"
+    create(boot, doomed, 1)
+    create(boot, kept, 1)
+    p = Producer({"bootstrap.servers": boot, "transactional.id": f"{topic}-txn"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(doomed, value="gone", partition=0)
+    p.produce(kept, value="first", partition=0)
+    p.flush(30)
+    admin = AdminClient({"bootstrap.servers": boot})
+    admin.delete_topics([doomed])[doomed].result(30)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    p.produce(kept, value="second", partition=0)
+    p.commit_transaction(60)
+    c = Consumer({"bootstrap.servers": boot, "group.id": f"{topic}-g", "auto.offset.reset": "earliest",
+                  "isolation.level": "read_committed"})
+    c.assign([TopicPartition(kept, 0, 0)])
+    got: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    assert got == ["first", "second"]
+
+
 def test_bad_transactional_requests_get_kafka_errors(boot, topic):
     """A timeout above transaction.max.timeout.ms is refused (INVALID_TRANSACTION_TIMEOUT)."""
     create(boot, topic, 1)

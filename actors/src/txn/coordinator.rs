@@ -281,9 +281,10 @@ impl TxnCoordinatorState {
         }
         let me = self.me.clone();
         let buffer = self.args.buffer.clone();
+        let store = self.args.store.clone();
         let wait = self.args.config.marker_timeout;
         tokio::spawn(async move {
-            let ok = write_markers(&buffer, &rec, wait).await;
+            let ok = write_markers(&buffer, &store, &rec, wait).await;
             let _ = me.post(TxnMsg::MarkersDone {
                 id: rec.transactional_id,
                 ok,
@@ -364,8 +365,14 @@ impl TxnCoordinatorState {
 }
 
 /// Hands one marker per partition of `rec` to the produce buffer and waits for all;
-/// true when every partition has its marker (or a newer epoch of the producer already).
-async fn write_markers(buffer: &ActorSlot<BufferMsg>, rec: &TxnRecord, wait: Duration) -> bool {
+/// true when every partition has its marker (or a newer epoch of the producer already, or
+/// no longer exists: its topic was deleted).
+async fn write_markers(
+    buffer: &ActorSlot<BufferMsg>,
+    store: &SharedMetadataStore,
+    rec: &TxnRecord,
+    wait: Duration,
+) -> bool {
     let commit = rec.state == TxnState::PrepareCommit;
     let now = inkless_storage::now_ms();
     let mut waits = Vec::with_capacity(rec.partitions.len());
@@ -397,17 +404,30 @@ async fn write_markers(buffer: &ActorSlot<BufferMsg>, rec: &TxnRecord, wait: Dur
             return false;
         }
     }
-    let mut ok = true;
-    for rx in waits {
+    let mut failed = Vec::new();
+    for (rx, &tp) in waits.into_iter().zip(&rec.partitions) {
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(Ok(_))) | Ok(Ok(Err(AppendError::InvalidProducerEpoch { .. }))) => {}
             other => {
-                tracing::warn!(transactional_id = %rec.transactional_id, outcome = ?other, "transaction marker not written; retrying later");
-                ok = false;
+                tracing::warn!(transactional_id = %rec.transactional_id, partition = ?tp, outcome = ?other, "transaction marker not written; retrying later");
+                failed.push(tp);
             }
         }
     }
-    ok
+    failed.is_empty() || all_deleted(store, &failed).await
+}
+
+/// Whether every one of `partitions` belongs to a topic that no longer exists (a deleted
+/// topic needs no marker; waiting for one would hold the transaction forever).
+async fn all_deleted(store: &SharedMetadataStore, partitions: &[PartitionKey]) -> bool {
+    let Ok(topics) = store.list_topics().await else {
+        return false;
+    };
+    partitions.iter().all(|(id, p)| {
+        !topics
+            .iter()
+            .any(|t| t.id == *id && (0..t.partitions).contains(p))
+    })
 }
 
 impl Actor for TxnCoordinator {

@@ -306,42 +306,68 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
     }
 }
 
-/// A partition of an OffsetCommit and, when it was refused before reaching the group, why.
+/// A partition of an offset commit and, when it was refused before reaching the group, why.
 type PartitionVerdict = (i32, Option<i16>);
 
-/// Answers OffsetCommit.
-pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// One partition's offset as an OffsetCommit or a TxnOffsetCommit gives it.
+pub(super) struct OffsetInRequest<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<&'a str>,
+}
+
+/// The offsets to store for the partitions that exist, and each partition's verdict by
+/// topic (UNKNOWN_TOPIC_OR_PARTITION for the others).
+pub(super) fn plan_offsets<'a>(
+    ctx: &Ctx,
+    topics: impl Iterator<Item = (&'a TopicName, Vec<OffsetInRequest<'a>>)>,
+) -> (
+    Vec<CommittedOffset>,
+    Vec<(TopicName, Vec<PartitionVerdict>)>,
+) {
     let now = inkless_storage::now_ms();
     let mut offsets = Vec::new();
-    let mut plan: Vec<(TopicName, Vec<PartitionVerdict>)> = Vec::new();
-    for t in &req.topics {
-        let topic = ctx.catalog.by_name(t.name.0.as_str());
-        let mut parts = Vec::new();
-        for p in &t.partitions {
+    let mut plan = Vec::new();
+    for (name, partitions) in topics {
+        let topic = ctx.catalog.by_name(name.0.as_str());
+        let mut verdicts = Vec::new();
+        for p in partitions {
             match &topic {
-                Some(tt) if p.partition_index >= 0 && p.partition_index < tt.record.partitions => {
+                Some(t) if (0..t.record.partitions).contains(&p.partition) => {
                     offsets.push(CommittedOffset {
-                        topic_id: tt.record.id,
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
+                        topic_id: t.record.id,
+                        partition: p.partition,
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata: p.metadata.unwrap_or_default().to_string(),
                         commit_time_ms: now,
                     });
-                    parts.push((p.partition_index, None));
+                    verdicts.push((p.partition, None));
                 }
-                _ => parts.push((
-                    p.partition_index,
+                _ => verdicts.push((
+                    p.partition,
                     Some(ResponseError::UnknownTopicOrPartition.code()),
                 )),
             }
         }
-        plan.push((t.name.clone(), parts));
+        plan.push((name.clone(), verdicts));
     }
+    (offsets, plan)
+}
+
+/// Answers OffsetCommit.
+pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let topics = req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| OffsetInRequest {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_deref(),
+        });
+        (&t.name, parts.collect())
+    });
+    let (offsets, plan) = plan_offsets(ctx, topics);
     let group_code = if !group_limits_ok(&req.group_id.0) {
         ResponseError::InvalidGroupId.code()
     } else if let Some(c) = not_coordinator(ctx, &req.group_id.0) {

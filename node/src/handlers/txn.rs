@@ -7,6 +7,7 @@
 //! coordinator (this node, or NOT_COORDINATOR) and stages the offsets in the metadata
 //! store until the transaction commits. The Describe and List requests read the store.
 
+use super::groups::{plan_offsets, OffsetInRequest};
 use super::{group_outcome, not_coordinator, s, Ctx, NONE};
 use inkless_actors::{Claimed, MemberRef, TxnError};
 use inkless_protocol::kafka_protocol::error::ResponseError;
@@ -40,7 +41,7 @@ use inkless_protocol::kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use inkless_protocol::kafka_protocol::messages::{ProducerId, TopicName, TransactionalId};
-use inkless_storage::metadata::{CommittedOffset, PartitionKey, TxnRecord, GROUP_LIST_SEPARATOR};
+use inkless_storage::metadata::{PartitionKey, TxnRecord, GROUP_LIST_SEPARATOR};
 use std::collections::BTreeMap;
 
 /// Kafka's error code of a coordinator refusal.
@@ -387,9 +388,6 @@ async fn txn_offset_commit_refusal(ctx: &Ctx, req: &TxnOffsetCommitRequest) -> O
     }
 }
 
-/// A partition of a TxnOffsetCommit and, when it was refused before staging, why.
-type PartitionVerdict = (i32, Option<i16>);
-
 /// TxnOffsetCommit: offsets staged until the transaction commits. From v5 (KIP-890
 /// transaction version 2) the client sends no AddOffsetsToTxn: the group joins the
 /// transaction here.
@@ -412,37 +410,16 @@ pub async fn offset_commit(
             tracing::debug!(error = %e, "implicit AddOffsetsToTxn refused");
         }
     }
-    let now = inkless_storage::now_ms();
-    let mut offsets = Vec::new();
-    let mut plan: Vec<(TopicName, Vec<PartitionVerdict>)> = Vec::new();
-    for t in &req.topics {
-        let topic = ctx.catalog.by_name(t.name.0.as_str());
-        let mut parts = Vec::new();
-        for p in &t.partitions {
-            match &topic {
-                Some(tt) if p.partition_index >= 0 && p.partition_index < tt.record.partitions => {
-                    offsets.push(CommittedOffset {
-                        topic_id: tt.record.id,
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        commit_time_ms: now,
-                    });
-                    parts.push((p.partition_index, None));
-                }
-                _ => parts.push((
-                    p.partition_index,
-                    Some(ResponseError::UnknownTopicOrPartition.code()),
-                )),
-            }
-        }
-        plan.push((t.name.clone(), parts));
-    }
+    let topics = req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| OffsetInRequest {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_deref(),
+        });
+        (&t.name, parts.collect())
+    });
+    let (offsets, plan) = plan_offsets(ctx, topics);
     let code = match txn_offset_commit_refusal(ctx, &req).await {
         Some(c) => {
             tracing::debug!(transactional_id = %req.transactional_id.0, code = c, version, "TxnOffsetCommit refused");
