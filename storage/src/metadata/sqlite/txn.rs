@@ -246,17 +246,20 @@ pub(super) fn partition_txns(
         .prepare_cached("SELECT producer_id, first_offset, last_offset FROM aborted_txns WHERE topic_id = ?1 AND partition = ?2 AND last_offset >= ?3 ORDER BY last_offset")
         .map_err(db)?;
     let aborted = stmt
-        .query_map(params![id, partition, from_offset], |r| {
-            Ok(AbortedTxn {
-                producer_id: r.get(0)?,
-                first_offset: r.get(1)?,
-                last_offset: r.get(2)?,
-            })
-        })
+        .query_map(params![id, partition, from_offset], aborted_txn)
         .map_err(db)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db)?;
     Ok((open, aborted))
+}
+
+/// An `aborted_txns` row selected as (producer_id, first_offset, last_offset).
+fn aborted_txn(r: &rusqlite::Row<'_>) -> rusqlite::Result<AbortedTxn> {
+    Ok(AbortedTxn {
+        producer_id: r.get(0)?,
+        first_offset: r.get(1)?,
+        last_offset: r.get(2)?,
+    })
 }
 
 /// [`crate::metadata::MetadataStore::txn_read_state`].
@@ -279,13 +282,7 @@ pub(super) fn read_state(
         .prepare_cached("SELECT producer_id, first_offset, last_offset FROM aborted_txns WHERE topic_id = ?1 AND partition = ?2 AND last_offset >= ?3 AND first_offset < ?4 ORDER BY first_offset")
         .map_err(db)?;
     let aborted = stmt
-        .query_map(params![id, partition, from_offset, to_offset], |r| {
-            Ok(AbortedTxn {
-                producer_id: r.get(0)?,
-                first_offset: r.get(1)?,
-                last_offset: r.get(2)?,
-            })
-        })
+        .query_map(params![id, partition, from_offset, to_offset], aborted_txn)
         .map_err(db)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db)?;
