@@ -16,6 +16,7 @@ import struct
 API_VERSIONS, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, OFFSET_COMMIT, LEAVE_GROUP = 18, 11, 14, 12, 8, 13
 PRODUCE = 0
 LIST_OFFSETS = 2
+FETCH = 1
 USED_VERSIONS = {JOIN_GROUP: 5, SYNC_GROUP: 3, HEARTBEAT: 3, OFFSET_COMMIT: 7, LEAVE_GROUP: 3}
 OFFSET_FETCH = 9
 
@@ -27,6 +28,9 @@ REBALANCE_IN_PROGRESS = 27
 MEMBER_ID_REQUIRED = 79
 GROUP_MAX_SIZE_REACHED = 81
 FENCED_INSTANCE_ID = 82
+NOT_LEADER_OR_FOLLOWER = 6
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
 
 
 # ---- encoding ----
@@ -180,6 +184,25 @@ class Conn:
         (_, parts), = topics
         (_, err, _, offset), = parts
         return err, offset
+
+    def fetch_error(self, topic: str, partition: int, offset: int, current_leader_epoch: int) -> int:
+        """One sessionless Fetch v11 of one partition naming the leader epoch the client
+        believes current; returns the partition's error code."""
+        part = i32(partition) + i32(current_leader_epoch) + i64(offset) + i64(-1) + i32(1 << 20)
+        body = (i32(-1) + i32(0) + i32(0) + i32(1 << 20) + b"\x00" + i32(0) + i32(-1)
+                + array([string(topic) + array([part])]) + array([]) + string(""))
+        r = self.request(FETCH, 11, body)
+        r.i32(), r.i16(), r.i32()  # throttle, error, session id
+
+        def partition_answer(p: Reader) -> int:
+            _, err = p.i32(), p.i16()
+            p.i64(), p.i64(), p.i64()  # high watermark, last stable offset, log start
+            p.array(lambda a: (a.i64(), a.i64()))  # aborted transactions
+            p.i32(), p.bytes_()  # preferred read replica, records
+            return err
+
+        (_, (err,)), = r.array(lambda t: (t.string(), t.array(partition_answer)))
+        return err
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
         r = self.request(API_VERSIONS, 0, b"")

@@ -13,6 +13,9 @@ as test_cluster.py), driven by Apache Kafka 4.4's own `kafka-reassign-partitions
    `REASSIGN ...` lines (run with -s): the errors, the longest pause of the producer's
    acknowledgements and of the consumer's records on a moved partition, and the time until
    `--verify` reported completion.
+
+After a move, a Fetch naming the old leader epoch is answered FENCED_LEADER_EPOCH by the new
+owner (test 1).
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ def test_kafka_reassign_partitions_moves_partitions_to_the_chosen_node(cluster, 
     for p in set(before) - set(moves):
         assert after[p][0] == before[p][0], f"partition {p} moved: {before} -> {after}"
     assert all(running(cluster)[p] == target for p in moves), running(cluster)
+    check_fetch_epochs(cluster.nodes[target], topic, before, after, moves)
     list_out = tool.ok("kafka-reassign-partitions", "--list")
     assert "No partition reassignments found." in list_out, list_out
     out = reassign(tool, tmp_path, "--cancel", topic, moves)
@@ -167,6 +171,20 @@ def test_kafka_reassign_partitions_moves_partitions_to_the_chosen_node(cluster, 
     measurement(f"REASSIGN kafka-reassign-partitions: {len(moves)} partitions to broker {target}, "
                 f"--verify complete after {took:.2f} s")
     check_cancel(cluster, topic, owners)
+
+
+def check_fetch_epochs(owner, topic: str, before, after, moves) -> None:
+    """On the partition's new owner, a Fetch naming the epoch from before the move is fenced
+    (FENCED_LEADER_EPOCH, so the client refreshes its metadata), one naming an epoch the
+    owner has not reached is UNKNOWN_LEADER_EPOCH, and the current one is served."""
+    from groupwire import FENCED_LEADER_EPOCH, NONE, UNKNOWN_LEADER_EPOCH, Conn
+
+    with Conn(owner.bootstrap) as conn:
+        for p in moves:
+            old, new = before[p][1], after[p][1]
+            got = {e: conn.fetch_error(topic, p, 0, e) for e in (old, new, new + 1)}
+            assert got == {old: FENCED_LEADER_EPOCH, new: NONE, new + 1: UNKNOWN_LEADER_EPOCH}, \
+                f"partition {p} on {owner.name}: epochs {old} -> {new}, fetch errors {got}"
 
 
 def check_cancel(cluster: Cluster, topic: str, owners: dict[int, int]) -> None:
