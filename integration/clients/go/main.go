@@ -403,6 +403,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "group-member" {
 		os.Exit(groupMember(os.Args[2:])) // group.go
 	}
+	if len(os.Args) > 1 && os.Args[1] == "many-producers" {
+		os.Exit(manyProducers(os.Args[2:])) // many.go
+	}
 	if len(os.Args) > 1 && os.Args[1] == "txn" {
 		os.Exit(txnMain(os.Args[2:])) // txn.go
 	}
