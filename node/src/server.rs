@@ -21,11 +21,13 @@ use inkless_protocol::kafka_protocol::messages::{
     ApiKey, RequestHeader, RequestKind, ResponseKind,
 };
 use inkless_protocol::request::{decode_request, encode_response, DecodedRequest, RequestError};
+use inkless_protocol::response_frame::ResponseFrame;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -63,7 +65,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::Re
 }
 
 /// A request being processed: `Ok(None)` sends nothing (acks=0), `Err` closes the connection.
-type Pending = JoinHandle<Result<Option<BytesMut>, ()>>;
+type Pending = JoinHandle<Result<Option<ResponseFrame>, ()>>;
 
 async fn connection(
     stream: TcpStream,
@@ -79,7 +81,7 @@ async fn connection(
         while let Some(pending) = rx.recv().await {
             match pending.await {
                 Ok(Ok(Some(frame))) => {
-                    if let Err(e) = wr.write_all(&frame).await {
+                    if let Err(e) = write_frame(&mut wr, &frame).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         return;
                     }
@@ -200,7 +202,11 @@ async fn connection(
     let _ = writer.await;
 }
 
-async fn respond(ctx: &Ctx, req: DecodedRequest, peer: SocketAddr) -> Result<Option<BytesMut>, ()> {
+async fn respond(
+    ctx: &Ctx,
+    req: DecodedRequest,
+    peer: SocketAddr,
+) -> Result<Option<ResponseFrame>, ()> {
     let (api_key, header) = (req.api_key, req.header.clone());
     let started = Instant::now();
     let body = handlers::handle(ctx, req, peer).await;
@@ -214,7 +220,7 @@ fn encode(
     header: &RequestHeader,
     body: Option<ResponseKind>,
     peer: SocketAddr,
-) -> Result<Option<BytesMut>, ()> {
+) -> Result<Option<ResponseFrame>, ()> {
     let Some(body) = body else {
         return Ok(None);
     };
@@ -226,4 +232,30 @@ fn encode(
     )
     .map(Some)
     .map_err(|e| tracing::error!(%peer, error = %e, "response encoding failed; closing"))
+}
+
+/// Writes a frame's segments with vectored writes: a Fetch answer's records go from the
+/// block cache to the socket without being copied into one buffer first.
+async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, frame: &ResponseFrame) -> std::io::Result<()> {
+    /// Segments handed to one write (Linux takes up to 1024).
+    const MAX_SLICES: usize = 64;
+    let segments = frame.segments();
+    let (mut next, mut within) = (0usize, 0usize);
+    while next < segments.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&segments[next][within..])
+            .chain(segments[next + 1..].iter().map(|s| &s[..]))
+            .take(MAX_SLICES)
+            .map(IoSlice::new)
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while next < segments.len() && written >= segments[next].len() - within {
+            written -= segments[next].len() - within;
+            (next, within) = (next + 1, 0);
+        }
+        within += written;
+    }
+    Ok(())
 }

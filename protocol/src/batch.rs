@@ -205,6 +205,13 @@ pub fn split_and_validate(records: &Bytes) -> Result<Vec<ValidatedBatch>, BatchE
     Ok(out)
 }
 
+/// The base offset written in a batch header; `None` when `batch` is shorter than one.
+pub fn stored_base_offset(batch: &[u8]) -> Option<i64> {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(batch.get(0..8)?);
+    Some(i64::from_be_bytes(b))
+}
+
 /// Writes `base_offset` into the batch header (the CRC does not cover it).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());

@@ -7,6 +7,8 @@
 //! - [`frame`]: length-prefixed framing with a size cap.
 //! - [`request`]: request header parsing, the table of supported APIs and versions, and
 //!   request decoding / response encoding.
+//! - [`response_frame`]: encoded responses that reference a Fetch answer's records instead of
+//!   copying them.
 //! - [`batch`]: record-batch (magic 2) header inspection, validation and rewriting.
 //! - [`records`]: records inside batches (decompressed with kafka-protocol's codecs), for
 //!   the paths that need keys.
@@ -21,5 +23,6 @@ pub mod control;
 pub mod frame;
 pub mod records;
 pub mod request;
+pub mod response_frame;
 
 pub use kafka_protocol;

@@ -8,6 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use crate::response_frame::{ResponseFrame, SegmentedBuf};
 
 /// One implemented API and its version range (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,29 +181,52 @@ pub struct EncodeError {
     pub reason: String,
 }
 
-/// Encodes a response frame, size prefix included.
+/// Encodes a response frame, size prefix included. A Fetch answer's records are referenced
+/// by the frame, not copied ([`crate::response_frame`]).
 pub fn encode_response(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
-) -> Result<BytesMut, EncodeError> {
+) -> Result<ResponseFrame, EncodeError> {
     let err = |e: String| EncodeError {
         api_key,
         version,
         reason: e,
     };
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    if let ResponseKind::Fetch(fetch) = body {
+        let records: Vec<Bytes> = fetch
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.clone())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let shared_len: usize = records.iter().map(Bytes::len).sum();
+        let size = fetch
+            .compute_size(version)
+            .map_err(|e| err(e.to_string()))?;
+        let mut buf = SegmentedBuf::new(records, 64 + size.saturating_sub(shared_len));
+        header
+            .encode(&mut buf, header_version)
+            .map_err(|e| err(e.to_string()))?;
+        fetch
+            .encode(&mut buf, version)
+            .map_err(|e| err(e.to_string()))?;
+        return Ok(buf.finish());
+    }
     let mut buf = BytesMut::with_capacity(256);
     buf.extend_from_slice(&[0, 0, 0, 0]);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, api_key.response_header_version(version))
+    header
+        .encode(&mut buf, header_version)
         .map_err(|e| err(e.to_string()))?;
     body.encode(&mut buf, version)
         .map_err(|e| err(e.to_string()))?;
     let size = (buf.len() - 4) as u32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf)
+    Ok(ResponseFrame::from_single(buf.freeze()))
 }
 
 #[cfg(test)]
@@ -276,5 +300,42 @@ mod tests {
             decode_request(cut.freeze()),
             Err(RequestError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn fetch_answers_encode_the_same_bytes_with_their_records_shared() {
+        use kafka_protocol::messages::fetch_response::{
+            FetchResponse, FetchableTopicResponse, PartitionData,
+        };
+        let big = Bytes::from(vec![5u8; 10_000]);
+        let small = Bytes::from_static(&[1, 2, 3]);
+        let part = |i: i32, r: &Bytes| {
+            PartitionData::default()
+                .with_partition_index(i)
+                .with_records(Some(r.clone()))
+        };
+        let body = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default()
+                .with_partitions(vec![part(0, &big), part(1, &small), part(2, &big)]),
+        ]));
+        for version in [4, 11, 12, 16] {
+            let frame = encode_response(ApiKey::Fetch, version, 9, &body).unwrap();
+            let mut plain = BytesMut::new();
+            plain.extend_from_slice(&[0, 0, 0, 0]);
+            ResponseHeader::default()
+                .with_correlation_id(9)
+                .encode(&mut plain, ApiKey::Fetch.response_header_version(version))
+                .unwrap();
+            body.encode(&mut plain, version).unwrap();
+            let size = (plain.len() - 4) as u32;
+            plain[0..4].copy_from_slice(&size.to_be_bytes());
+            assert_eq!(frame.to_bytes(), plain.freeze(), "v{version}");
+            let shared = frame
+                .segments()
+                .iter()
+                .filter(|s| s.as_ptr() == big.as_ptr())
+                .count();
+            assert_eq!(shared, 2, "v{version}: both large records referenced");
+        }
     }
 }

@@ -15,7 +15,7 @@ use super::NONE;
 use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, select_all, try_join_all, FutureExt};
 use inkless_actors::{PartitionOffsets, ReadError, TopicPartition, MAX_LONG_POLL};
-use inkless_protocol::batch::set_base_offset;
+use inkless_protocol::batch::{set_base_offset, stored_base_offset};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use inkless_protocol::kafka_protocol::messages::fetch_response::{
@@ -320,20 +320,8 @@ async fn read_batches(
             return (data, 0, offsets.high_watermark);
         }
     };
-    let total: usize = chunks.iter().map(Bytes::len).sum();
-    let mut records = BytesMut::with_capacity(total);
-    for chunk in &chunks {
-        records.extend_from_slice(chunk);
-    }
-    // That one copy makes the headers writable: stamp each batch's base offset.
-    let mut at = 0usize;
-    for c in coords {
-        if at >= records.len() {
-            break;
-        }
-        set_base_offset(&mut records[at..], c.base_offset);
-        at += c.byte_len as usize;
-    }
+    let records = stamped(chunks, coords);
+    let total = records.len();
     let aborted = aborted.map(|list| {
         list.into_iter()
             .map(|a| {
@@ -344,9 +332,43 @@ async fn read_batches(
             .collect()
     });
     let data = empty(p.index, NONE, offsets)
-        .with_records(Some(records.freeze()))
+        .with_records(Some(records))
         .with_aborted_transactions(aborted);
     (data, total, offsets.high_watermark)
+}
+
+/// The located batches' bytes as one buffer with their base offsets stamped. Bytes that
+/// already carry them (a merged object's, ADR 0016) in one read are answered as they are,
+/// sharing the cache's memory; others are copied once, which makes the headers writable.
+fn stamped(chunks: Vec<Bytes>, coords: &[BatchCoordinate]) -> Bytes {
+    if let [one] = chunks.as_slice() {
+        let mut at = 0usize;
+        let carried = coords.iter().all(|c| {
+            let ok = one
+                .get(at..)
+                .and_then(stored_base_offset)
+                .is_some_and(|o| o == c.base_offset);
+            at += c.byte_len as usize;
+            ok
+        });
+        if carried && at == one.len() {
+            return one.clone();
+        }
+    }
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut records = BytesMut::with_capacity(total);
+    for chunk in &chunks {
+        records.extend_from_slice(chunk);
+    }
+    let mut at = 0usize;
+    for c in coords {
+        if at >= records.len() {
+            break;
+        }
+        set_base_offset(&mut records[at..], c.base_offset);
+        at += c.byte_len as usize;
+    }
+    records.freeze()
 }
 
 /// The partitions a request names, in its order.
@@ -679,5 +701,51 @@ impl Round<'_> {
             done,
             seen,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coord(base_offset: i64, byte_len: u32) -> BatchCoordinate {
+        BatchCoordinate {
+            base_offset,
+            last_offset: base_offset,
+            object_key: "k".into(),
+            object_size: 0,
+            byte_offset: 0,
+            byte_len,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            last_sequence: -1,
+        }
+    }
+
+    fn batches(bases: &[i64]) -> Bytes {
+        let mut b = BytesMut::new();
+        for base in bases {
+            b.extend_from_slice(&base.to_be_bytes());
+            b.extend_from_slice(&[0u8; 56]);
+        }
+        b.freeze()
+    }
+
+    #[test]
+    fn bytes_that_carry_their_offsets_are_shared_and_others_stamped() {
+        let coords = [coord(10, 64), coord(11, 64)];
+        let merged = batches(&[10, 11]);
+        let out = stamped(vec![merged.clone()], &coords);
+        assert_eq!(out.as_ptr(), merged.as_ptr(), "a merged object's bytes are not copied");
+
+        let produced = batches(&[0, 0]);
+        let out = stamped(vec![produced.clone()], &coords);
+        assert_ne!(out.as_ptr(), produced.as_ptr());
+        assert_eq!(out, batches(&[10, 11]));
+
+        let two_reads = stamped(vec![batches(&[10]), batches(&[11])], &coords);
+        assert_eq!(two_reads, batches(&[10, 11]));
     }
 }
