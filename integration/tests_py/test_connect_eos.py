@@ -15,6 +15,11 @@ transaction, and resumes from the last committed source offset. Read with
 isolation.level=read_committed, the topic holds every line exactly once, in file order within
 each partition; read_uncommitted it also holds the aborted copies (so the kill did hit an
 open transaction), and no partition's last stable offset is left behind its high watermark.
+
+The same in a 3-node cluster (PostgreSQL, an S3 server) where the node that coordinates the
+task's transactional id is killed with SIGKILL inside the open transaction instead: the
+producer finds the new coordinator, which has the transaction from the metadata store, and
+the worker carries on; every line is in the topic exactly once.
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ import pytest
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from cluster import Cluster
 from conftest import EXTERNAL, JAVA_JAR, LocalBroker, free_port, measurement, stop_and_check
+from pgserver import PgServer
+from s3server import MotoServer
 from test_connect_streams import CONNECTOR, ConnectWorker, wait_until
+from test_transactions_cluster import txn_coordinator
 from test_kafka_tools import kafka_libs  # noqa: F401 (fixture: Kafka's jars, resolved from Maven Central)
 
 PARTITIONS = 3
@@ -149,8 +158,10 @@ def committed_count(bootstrap: str, topic: str) -> int:
     return sum(len(v) for v in read(bootstrap, topic, "read_committed").values())
 
 
-def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafka_libs, tmp_path):  # noqa: F811
-    bootstrap = eos_boot
+def copy_through_a_crash(bootstrap: str, libs: Path, tmp_path: Path, crash) -> None:
+    """Runs the connector while lines are appended, calls `crash(worker)` at a moment when the
+    task has an open transaction with records in the topic, and checks the topic.
+    `crash` returns the worker that carries on."""
     run = uuid.uuid4().hex[:8]
     port = free_port()
     props, log4j = worker_config(tmp_path, bootstrap, port, run)
@@ -161,10 +172,10 @@ def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafk
     source.write_text("")
     t0 = time.monotonic()
 
-    w1 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-1.log")
-    w2 = None
+    workers = [ConnectWorker(libs, props, log4j, port, tmp_path / "worker-1.log")]
     writer = None
     try:
+        w1 = workers[0]
         w1.wait_ready()
         config = {"connector.class": "io.inkless.clients.LineSourceConnector", "tasks.max": "1",
                   "file": str(source), "topic": topic,
@@ -190,18 +201,15 @@ def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafk
             return (lso2, hw) if lso == lso2 and any(hw[p] > lso2[p] for p in range(PARTITIONS)) else None
         lso, hw = wait_until("the task's transaction has records past the LSO", open_txn_with_records,
                              30, w1.context)
-        w1.kill()
-        killed = time.monotonic()
-        committed_at_kill = committed_count(bootstrap, topic)
-
-        w2 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-2.log")
-        w2.wait_ready()
-        w2.wait_task_running(90)
-        time.sleep(2 * BOUNDARY_MS / 1000)  # a few more lines through the new task's transactions
+        crashed = time.monotonic()
+        w = crash(w1, run, props, log4j, port, workers)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        w.wait_task_running(90)
+        time.sleep(2 * BOUNDARY_MS / 1000)  # a few more lines through the task's next transactions
         n = writer.stop()
         wait_until(f"all {n} lines are committed", lambda: committed_count(bootstrap, topic) >= n, 60,
-                   w2.context)
-        resumed = time.monotonic() - killed
+                   w.context)
+        resumed = time.monotonic() - crashed
         time.sleep(BOUNDARY_MS / 1000 + 1)  # anything committed twice would show now
 
         got = read(bootstrap, topic, "read_committed")
@@ -213,18 +221,67 @@ def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafk
         for p, vs in got.items():
             assert vs == sorted(vs), f"partition {p} holds its lines in file order"
         uncommitted = sum(len(v) for v in read(bootstrap, topic, "read_uncommitted").values())
-        assert uncommitted > n, \
-            f"the killed worker's open transaction left aborted records: {uncommitted} records, {n} lines"
         lso_end = end_offsets(admin, topic, IsolationLevel.READ_COMMITTED)
         hw_end = end_offsets(admin, topic, IsolationLevel.READ_UNCOMMITTED)
         assert lso_end == hw_end, f"no transaction left open: LSO {lso_end}, high watermark {hw_end}"
-        measurement(f"CONNECT exactly-once source: {n} lines, killed with {sum(hw.values()) - sum(lso.values())} "
-                    f"offsets past the LSO ({committed_at_kill} lines committed), {uncommitted - n} aborted "
-                    f"records; the new worker committed every line {resumed:.1f} s after kill -9; "
+        measurement(f"CONNECT exactly-once source ({crash.__doc__}): {n} lines, crashed with "
+                    f"{sum(hw.values()) - sum(lso.values())} offsets past the LSO, {uncommitted - n} aborted "
+                    f"records; every line committed {resumed:.1f} s after the crash; "
                     f"test took {time.monotonic() - t0:.1f} s")
+        return uncommitted - n
     finally:
         if writer is not None:
             writer.stop()
-        for w in (w1, w2):
-            if w is not None:
-                w.kill()
+        for w in workers:
+            w.kill()
+
+
+def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafka_libs, tmp_path):  # noqa: F811
+    def crash(w1, run, props, log4j, port, workers):
+        """kill -9 of the worker"""
+        w1.kill()
+        w2 = ConnectWorker(kafka_libs, props, log4j, port, tmp_path / "worker-2.log")
+        workers.append(w2)
+        w2.wait_ready()
+        return w2
+
+    aborted = copy_through_a_crash(eos_boot, kafka_libs, tmp_path, crash)
+    assert aborted > 0, "the killed worker's open transaction left aborted records in the topic"
+
+
+@pytest.fixture
+def eos_cluster(tmp_path):
+    if EXTERNAL:
+        pytest.fail("this test runs its own cluster: unset INKLESS_TEST_BOOTSTRAP", pytrace=False)
+    pg = PgServer()
+    pg.start()
+    moto = MotoServer(tmp_path / "moto.log")
+    moto.start()
+    moto.create_bucket("inkless-connect-eos")
+    db = f"c_{uuid.uuid4().hex[:10]}"
+    pg.create_database(db)
+    c = Cluster(tmp_path, pg.url(db), moto.endpoint, "inkless-connect-eos")
+    c.s3["INKLESS__TRANSACTIONS__ABORT_CHECK_INTERVAL_MS"] = "500"
+    for node_id, az in {1: "az-a", 2: "az-b", 3: "az-c"}.items():
+        c.add(node_id, az).start()
+    c.wait_converged(expect_nodes=3)
+    try:
+        yield c
+    finally:
+        c.stop_all()
+        moto.stop()
+        pg.stop()
+
+
+def test_connect_exactly_once_source_survives_kill9_of_its_transaction_coordinator(
+        eos_cluster, kafka_libs, tmp_path):  # noqa: F811
+    c = eos_cluster
+    bootstrap = c.bootstrap
+
+    def crash(w1, run, props, log4j, port, workers):
+        """kill -9 of the node coordinating the task's transactions"""
+        victim = txn_coordinator(bootstrap, f"connect-eos-{run}-{CONNECTOR}-0")
+        c.nodes[victim].kill9()
+        return w1
+
+    copy_through_a_crash(bootstrap, kafka_libs, tmp_path, crash)
