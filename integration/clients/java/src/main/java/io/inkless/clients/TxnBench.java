@@ -32,6 +32,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *   MODE  plain      an idempotent producer, no transactions
  *         records:N  a transaction per N records
  *         ms:T       a transaction per T ms (commit when T ms passed since it began)
+ *         read       only read RECORDS records of the existing TOPIC from its start
+ *                    (read_committed, a catch-up read); prints RESULT read seconds=S
  *   RATE  records/s to send at, 0 = as fast as the producer goes
  * </pre>
  *
@@ -57,6 +59,10 @@ public final class TxnBench {
         long perTxn = mode.startsWith("records:") ? Long.parseLong(mode.substring(8)) : 0;
         long txnMs = mode.startsWith("ms:") ? Long.parseLong(mode.substring(3)) : 0;
         boolean txn = perTxn > 0 || txnMs > 0;
+        if (mode.equals("read")) {
+            catchUp(bootstrap, topic, partitions, records);
+            return;
+        }
         if (!txn && !mode.equals("plain")) {
             System.err.println("MODE is plain, records:N or ms:T");
             System.exit(2);
@@ -132,6 +138,25 @@ public final class TxnBench {
             txns, q(cs, 0.5) / 1e6, q(cs, 0.99) / 1e6, q(lat, 0.5), q(lat, 0.99), got);
         if (got != records) {
             System.err.println("FAIL the read_committed consumer read " + got + " of " + records + " records");
+            System.exit(1);
+        }
+    }
+
+    static void catchUp(String bootstrap, String topic, int partitions, long records) throws Exception {
+        AtomicLong consumed = new AtomicLong();
+        AtomicBoolean stop = new AtomicBoolean();
+        long t0 = System.nanoTime();
+        Thread reader = new Thread(() -> consume(bootstrap, topic, partitions, new long[0], consumed, stop));
+        reader.start();
+        long deadline = t0 + 300_000_000_000L;
+        while (consumed.get() < records && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        stop.set(true);
+        reader.join();
+        System.out.printf("RESULT read records=%d seconds=%.2f%n", consumed.get(), (System.nanoTime() - t0) / 1e9);
+        if (consumed.get() != records) {
+            System.err.println("FAIL the catch-up read got " + consumed.get() + " of " + records + " records");
             System.exit(1);
         }
     }
