@@ -191,15 +191,21 @@ def copy_through_a_crash(bootstrap: str, libs: Path, tmp_path: Path, crash) -> N
         wait_until("two transactions of lines are committed",
                    lambda: committed_count(bootstrap, topic) >= 2 * CHUNK, 30, w1.context)
 
-        # An open transaction, not one whose markers are being written: the LSO stays put
-        # while records arrive after it.
-        def open_txn_with_records():
+        # A transaction that has just begun: the LSO moved (a commit) less than half an
+        # interval ago, and records of the next transaction are already past it. The next
+        # commit is more than a second away.
+        moved = {"lso": end_offsets(admin, topic, IsolationLevel.READ_COMMITTED), "at": 0.0}
+
+        def fresh_open_txn():
             lso = end_offsets(admin, topic, IsolationLevel.READ_COMMITTED)
-            time.sleep(0.5)
-            lso2 = end_offsets(admin, topic, IsolationLevel.READ_COMMITTED)
+            if lso != moved["lso"]:
+                moved.update(lso=lso, at=time.monotonic())
+                return None
+            if time.monotonic() - moved["at"] > BOUNDARY_MS / 2000:
+                return None
             hw = end_offsets(admin, topic, IsolationLevel.READ_UNCOMMITTED)
-            return (lso2, hw) if lso == lso2 and any(hw[p] > lso2[p] for p in range(PARTITIONS)) else None
-        lso, hw = wait_until("the task's transaction has records past the LSO", open_txn_with_records,
+            return (lso, hw) if any(hw[p] > lso[p] for p in range(PARTITIONS)) else None
+        lso, hw = wait_until("a new transaction of the task has records past the LSO", fresh_open_txn,
                              30, w1.context)
         crashed = time.monotonic()
         w = crash(w1, run, props, log4j, port, workers)
@@ -251,8 +257,6 @@ def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafk
 
 @pytest.fixture
 def eos_cluster(tmp_path):
-    if EXTERNAL:
-        pytest.fail("this test runs its own cluster: unset INKLESS_TEST_BOOTSTRAP", pytrace=False)
     pg = PgServer()
     pg.start()
     moto = MotoServer(tmp_path / "moto.log")
@@ -273,6 +277,7 @@ def eos_cluster(tmp_path):
         pg.stop()
 
 
+@pytest.mark.skipif(bool(EXTERNAL), reason="INKLESS_TEST_BOOTSTRAP is set: this test runs its own cluster")
 def test_connect_exactly_once_source_survives_kill9_of_its_transaction_coordinator(
         eos_cluster, kafka_libs, tmp_path):  # noqa: F811
     c = eos_cluster
