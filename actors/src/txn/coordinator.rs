@@ -11,7 +11,8 @@
 //!   again 500 ms later).
 //! - `Tick` (every `abort_check_interval`): completes Prepare states no task is writing
 //!   (crash recovery, moves), aborts transactions past their timeout with a bumped epoch,
-//!   and forgets ids idle for `transactional.id.expiration.ms`.
+//!   and forgets ids idle for `transactional.id.expiration.ms`; it reads only the ids due
+//!   for one of those (`MetadataStore::due_transactions`), not every id.
 //!
 //! Markers are control batches handed to this node's ProduceBuffer like any produce
 //! request: they share the node's next object and reach each partition's actor, wherever it
@@ -331,11 +332,17 @@ impl TxnCoordinatorState {
     }
 
     /// Resumes Prepare states, aborts timed-out transactions and forgets expired ids, for
-    /// the ids this node owns.
+    /// the ids this node owns. Reads only the ids due for one of those (not every id).
     async fn tick(&mut self) -> TxnResult<()> {
-        let all = self.args.store.list_transactions().await.map_err(storage)?;
         let now = inkless_storage::now_ms();
-        for rec in all {
+        let idle_before = now.saturating_sub(self.args.config.id_expiration_ms);
+        let due = self
+            .args
+            .store
+            .due_transactions(now, idle_before)
+            .await
+            .map_err(storage)?;
+        for rec in due {
             let id = rec.transactional_id.clone();
             if !self.owns(&id) || self.writing.contains(&id) {
                 continue;

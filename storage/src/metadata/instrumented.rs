@@ -296,6 +296,17 @@ impl MetadataStore for Instrumented {
     async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>> {
         timed!("list_transactions", self.inner.list_transactions())
     }
+
+    async fn due_transactions(
+        &self,
+        now_ms: i64,
+        idle_before_ms: i64,
+    ) -> MetaResult<Vec<TxnRecord>> {
+        timed!(
+            "due_transactions",
+            self.inner.due_transactions(now_ms, idle_before_ms)
+        )
+    }
     async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool> {
         timed!(
             "delete_transaction",

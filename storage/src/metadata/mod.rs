@@ -937,6 +937,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn put_transaction(&self, rec: TxnRecord) -> MetaResult<Option<i64>>;
     /// Every stored transactional id's state.
     async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>>;
+    /// The ids the coordinators' periodic pass has work for, by id: every PrepareCommit or
+    /// PrepareAbort; every Ongoing transaction that started (`txn_start_ms >= 0`) more than
+    /// its `timeout_ms` before `now_ms`; every Empty, CompleteCommit or CompleteAbort id
+    /// last updated before `idle_before_ms` (now minus `transactional.id.expiration.ms`).
+    /// Read through indexes on the state and the last update, not a scan of every id.
+    async fn due_transactions(
+        &self,
+        now_ms: i64,
+        idle_before_ms: i64,
+    ) -> MetaResult<Vec<TxnRecord>>;
     /// Deletes a transactional id's state (and its staged offsets) if its version is still
     /// `version`; true when it was deleted.
     async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool>;

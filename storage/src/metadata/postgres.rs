@@ -197,6 +197,11 @@ CREATE TABLE aborted_txns (
     PRIMARY KEY (topic_id, partition, last_offset)
 );
 "#,
+    // The coordinators' pass reads only the ids it has work for (due_transactions).
+    r#"
+CREATE INDEX transactions_by_state ON transactions (state);
+CREATE INDEX transactions_by_last_update ON transactions (last_update_ms);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
@@ -1691,6 +1696,25 @@ impl MetadataStore for PostgresStore {
             txn::TXN_COLUMNS
         );
         let rows = self.query(&sql, &[]).await?;
+        rows.iter().map(txn::txn_row).collect()
+    }
+
+    async fn due_transactions(
+        &self,
+        now_ms: i64,
+        idle_before_ms: i64,
+    ) -> MetaResult<Vec<TxnRecord>> {
+        let c = txn::TXN_COLUMNS;
+        // Three index range reads (transactions_by_state, transactions_by_last_update).
+        let sql = format!(
+            "SELECT {c} FROM transactions WHERE state IN (2, 3) \
+             UNION ALL SELECT {c} FROM transactions \
+               WHERE state = 1 AND txn_start_ms >= 0 AND txn_start_ms < $1::int8 - timeout_ms \
+             UNION ALL SELECT {c} FROM transactions \
+               WHERE last_update_ms < $2::int8 AND state IN (0, 4, 5) \
+             ORDER BY transactional_id"
+        );
+        let rows = self.query(&sql, &[&now_ms, &idle_before_ms]).await?;
         rows.iter().map(txn::txn_row).collect()
     }
 

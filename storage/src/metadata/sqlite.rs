@@ -178,6 +178,11 @@ CREATE TABLE aborted_txns (
     PRIMARY KEY (topic_id, partition, last_offset)
 );
 "#,
+    // The coordinators' pass reads only the ids it has work for (due_transactions).
+    r#"
+CREATE INDEX transactions_by_state ON transactions (state);
+CREATE INDEX transactions_by_last_update ON transactions (last_update_ms);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -1224,6 +1229,15 @@ impl MetadataStore for SqliteStore {
 
     async fn list_transactions(&self) -> MetaResult<Vec<TxnRecord>> {
         self.with_tx(txn::list).await
+    }
+
+    async fn due_transactions(
+        &self,
+        now_ms: i64,
+        idle_before_ms: i64,
+    ) -> MetaResult<Vec<TxnRecord>> {
+        self.with_tx(move |tx| txn::due(tx, now_ms, idle_before_ms))
+            .await
     }
 
     async fn delete_transaction(&self, transactional_id: &str, version: i64) -> MetaResult<bool> {

@@ -22,6 +22,7 @@ fn record(id: &str) -> TxnRecord {
 /// Runs the transaction checks.
 pub(super) async fn transactions(s: &SharedMetadataStore) {
     records(s).await;
+    due(s).await;
     staged_offsets(s).await;
     partition_txns(s).await;
 }
@@ -60,6 +61,56 @@ async fn records(s: &SharedMetadataStore) {
     assert!(s.delete_transaction("t1", 2).await.expect("delete"));
     assert!(s.delete_transaction("t0", 1).await.expect("delete"));
     assert!(s.list_transactions().await.expect("list").is_empty());
+}
+
+/// `due_transactions` answers exactly the ids the coordinators' pass acts on: Prepare
+/// states, Ongoing past their timeout (strictly), idle ended ids (strictly before the cut).
+async fn due(s: &SharedMetadataStore) {
+    let now = 70_000;
+    let cases = [
+        ("d-empty-old", TxnState::Empty, -1, 1_000, true),
+        ("d-empty-cut", TxnState::Empty, -1, 5_000, false),
+        ("d-empty-new", TxnState::Empty, -1, 9_000, false),
+        ("d-commit-old", TxnState::CompleteCommit, 500, 1_000, true),
+        ("d-abort-old", TxnState::CompleteAbort, 500, 1_000, true),
+        ("d-abort-new", TxnState::CompleteAbort, 500, 69_000, false),
+        (
+            "d-prep-commit",
+            TxnState::PrepareCommit,
+            60_000,
+            69_000,
+            true,
+        ),
+        ("d-prep-abort", TxnState::PrepareAbort, 60_000, 69_000, true),
+        ("d-ongoing-late", TxnState::Ongoing, 1_000, 1_000, true),
+        ("d-ongoing-edge", TxnState::Ongoing, 10_000, 10_000, false),
+        ("d-ongoing-fresh", TxnState::Ongoing, 20_000, 1_000, false),
+        ("d-ongoing-unstarted", TxnState::Ongoing, -1, 1_000, false),
+    ];
+    for (id, state, start, last, _) in cases {
+        let rec = TxnRecord {
+            state,
+            txn_start_ms: start,
+            last_update_ms: last,
+            ..record(id)
+        };
+        s.put_transaction(rec).await.expect("insert");
+    }
+    let got = s.due_transactions(now, 5_000).await.expect("due");
+    let ids: Vec<&str> = got.iter().map(|r| r.transactional_id.as_str()).collect();
+    let mut want: Vec<&str> = cases.iter().filter(|c| c.4).map(|c| c.0).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let late = got
+        .iter()
+        .find(|r| r.transactional_id == "d-ongoing-late")
+        .expect("late row");
+    assert_eq!(late.state, TxnState::Ongoing);
+    assert_eq!((late.txn_start_ms, late.version), (1_000, 1));
+    for (id, ..) in cases {
+        assert!(s.delete_transaction(id, 1).await.expect("delete"));
+    }
+    assert!(s.due_transactions(now, now).await.expect("due").is_empty());
 }
 
 async fn staged_offsets(s: &SharedMetadataStore) {

@@ -66,6 +66,30 @@ pub(super) fn list(tx: &Transaction<'_>) -> MetaResult<Vec<TxnRecord>> {
     rows.into_iter().map(finish).collect()
 }
 
+/// What the coordinators' pass has work for (see `MetadataStore::due_transactions`): three
+/// index range reads (`transactions_by_state`, `transactions_by_last_update`).
+pub(super) fn due(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    idle_before_ms: i64,
+) -> MetaResult<Vec<TxnRecord>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {TXN_COLUMNS} FROM transactions WHERE state IN (2, 3) \
+             UNION ALL SELECT {TXN_COLUMNS} FROM transactions \
+               WHERE state = 1 AND txn_start_ms >= 0 AND txn_start_ms < ?1 - timeout_ms \
+             UNION ALL SELECT {TXN_COLUMNS} FROM transactions \
+               WHERE last_update_ms < ?2 AND state IN (0, 4, 5) \
+             ORDER BY transactional_id"
+        ))
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![now_ms, idle_before_ms], txn_row)
+        .map_err(db)?;
+    let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(db)?;
+    rows.into_iter().map(finish).collect()
+}
+
 /// Compare-and-set of a record on its version.
 pub(super) fn put(tx: &Transaction<'_>, rec: &TxnRecord) -> MetaResult<Option<i64>> {
     let values = params![

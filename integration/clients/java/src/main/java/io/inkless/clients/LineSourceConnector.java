@@ -11,6 +11,7 @@ import org.apache.kafka.common.config.ConfigDef;
 import org.apache.kafka.connect.connector.Task;
 import org.apache.kafka.connect.data.Schema;
 import org.apache.kafka.connect.errors.ConnectException;
+import org.apache.kafka.connect.source.ExactlyOnceSupport;
 import org.apache.kafka.connect.source.SourceConnector;
 import org.apache.kafka.connect.source.SourceRecord;
 import org.apache.kafka.connect.source.SourceTask;
@@ -22,6 +23,9 @@ import org.apache.kafka.connect.source.SourceTask;
  * each line as the source offset {"position": N} of source partition {"file": PATH}. A task
  * starts from its stored offset, so a restarted worker copies each line once. Configs: file,
  * topic. Found by the worker through META-INF/services (plugin.discovery=service_load).
+ * It declares exactly-once support: its offsets say exactly which lines a record batch
+ * holds, so a worker with exactly.once.source.support=enabled (test_connect_eos.py), which
+ * commits records and offsets in one transaction, copies each line once even after a crash.
  */
 public final class LineSourceConnector extends SourceConnector {
     static final ConfigDef CONFIG = new ConfigDef()
@@ -38,6 +42,11 @@ public final class LineSourceConnector extends SourceConnector {
     @Override
     public void start(Map<String, String> props) {
         this.props = props;
+    }
+
+    @Override
+    public ExactlyOnceSupport exactlyOnceSupport(Map<String, String> props) {
+        return ExactlyOnceSupport.SUPPORTED;
     }
 
     @Override
