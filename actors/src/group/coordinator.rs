@@ -1,21 +1,27 @@
 //! GroupCoordinator: one actor per consumer group, running Kafka's classic group protocol.
 //!
-//! Owns the group's membership, generation, chosen protocol and assignments (in memory) and
-//! validates offset commits against them; committed offsets themselves live in the metadata
-//! store, so they survive any restart. Takes [`GroupMsg`]: Join, Sync, Heartbeat, Leave,
+//! Owns the group's membership, generation, chosen protocol and assignments and validates
+//! offset commits against them; committed offsets live in the metadata store, and so does
+//! the membership (module [`crate::group::persist`], ADR 0020): it is written when a
+//! generation completes, when members leave or expire and when the group empties, always
+//! under the owner epoch the coordinator claimed the group with (a stale coordinator's
+//! writes and commits are refused: it answers NOT_COORDINATOR and stops). Takes [`GroupMsg`]: Join, Sync, Heartbeat, Leave,
 //! Commit, Describe, Delete, and its own Tick, which expires sessions, completes rebalances
 //! and expires the offsets of groups left empty for `offsets_retention`.
 //!
 //! States follow Kafka: Empty → PreparingRebalance → CompletingRebalance → Stable. The
 //! broker does not interpret protocol metadata or assignments (Kafka Connect's `connect`
-//! groups work the same as consumers). If the actor fails, the GroupManager restarts it
-//! empty: members get UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION and rejoin, offsets are safe.
+//! groups work the same as consumers). When the actor starts (node start, coordinator move,
+//! restart after a failure) it loads the stored membership: a Stable group comes back
+//! Stable with the same generation, members and assignments, and its members' session
+//! timers start afresh; a group stored mid-rebalance comes back Empty (its members rejoin).
 
 use crate::group::consumer::{
     ConsumerGroup, ConsumerGroupSettings, Heartbeat as ConsumerHeartbeat, HeartbeatAnswer,
     MemberView, SharedTopicLookup,
 };
 use crate::group::error::{GroupError, GroupResult};
+use crate::group::persist::Persisted;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use bytes::Bytes;
 use inkless_protocol::consumer_protocol::subscription_topics;
@@ -304,44 +310,56 @@ pub struct GroupArgs {
 }
 
 #[derive(Debug)]
-struct Member {
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    protocols: Vec<(String, Bytes)>,
-    assignment: Bytes,
-    last_heartbeat: Instant,
-    awaiting_join: Option<oneshot::Sender<JoinResult>>,
-    awaiting_sync: Option<oneshot::Sender<SyncResult>>,
+pub(super) struct Member {
+    pub(super) instance_id: Option<String>,
+    pub(super) client_id: String,
+    pub(super) client_host: String,
+    pub(super) session_timeout: Duration,
+    pub(super) rebalance_timeout: Duration,
+    pub(super) protocols: Vec<(String, Bytes)>,
+    pub(super) assignment: Bytes,
+    pub(super) last_heartbeat: Instant,
+    pub(super) awaiting_join: Option<oneshot::Sender<JoinResult>>,
+    pub(super) awaiting_sync: Option<oneshot::Sender<SyncResult>>,
 }
 
 /// State of a group.
 #[derive(Debug)]
 pub struct GroupCoordinatorState {
     me: Mailbox<GroupMsg>,
-    args: GroupArgs,
-    /// The group's owner epoch this coordinator claimed; its offset commits carry it.
-    owner_epoch: i64,
-    state: GroupState,
-    generation: i32,
-    protocol_type: Option<String>,
-    protocol_name: Option<String>,
-    leader: Option<String>,
+    pub(super) args: GroupArgs,
+    /// The group's owner epoch this coordinator claimed; its offset commits and membership
+    /// writes carry it.
+    pub(super) owner_epoch: i64,
+    pub(super) state: GroupState,
+    pub(super) generation: i32,
+    pub(super) protocol_type: Option<String>,
+    pub(super) protocol_name: Option<String>,
+    pub(super) leader: Option<String>,
     /// Member ids in join order.
-    order: Vec<String>,
-    members: HashMap<String, Member>,
+    pub(super) order: Vec<String>,
+    pub(super) members: HashMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or time out.
     pending: HashMap<String, Instant>,
-    static_members: HashMap<String, String>,
+    pub(super) static_members: HashMap<String, String>,
     rebalance_deadline: Instant,
     initial_delay_until: Option<Instant>,
-    empty_since: Instant,
+    /// Wall-clock ms since the group was last used while empty (offsets expire
+    /// `offsets_retention` after it).
+    pub(super) empty_since_ms: i64,
+    /// Wall-clock ms when the group last lost its last member (stored, so that offset
+    /// expiry survives a move).
+    pub(super) emptied_ms: i64,
     /// The KIP-848 side of the group; a group has members of one protocol at a time.
-    consumer: ConsumerGroup,
+    pub(super) consumer: ConsumerGroup,
     /// True when the group was last used through the consumer protocol.
-    consumer_type: bool,
+    pub(super) consumer_type: bool,
+    /// The stored form last written (or loaded); a change of it is written.
+    pub(super) saved: Option<Vec<u8>>,
+    /// SyncGroup answers of a completed generation, sent once it is stored.
+    pub(super) held_syncs: Vec<(oneshot::Sender<SyncResult>, SyncResult)>,
+    /// The last write failed; the next Tick tries again.
+    pub(super) write_failed: bool,
 }
 
 /// The actor; see the module documentation.
@@ -394,7 +412,7 @@ impl GroupCoordinatorState {
         }
     }
 
-    fn prepare_rebalance(&mut self, reason: &str) {
+    pub(super) fn prepare_rebalance(&mut self, reason: &str) {
         if self.state == GroupState::PreparingRebalance {
             return;
         }
@@ -447,7 +465,8 @@ impl GroupCoordinatorState {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
-            self.empty_since = now;
+            self.emptied_ms = inkless_storage::now_ms();
+            self.empty_since_ms = self.emptied_ms;
             return;
         }
         self.protocol_name = self.select_protocol();
@@ -768,14 +787,16 @@ impl GroupCoordinatorState {
                     }
                     self.state = GroupState::Stable;
                     tracing::info!(group = %self.args.group_id, generation = self.generation, "group stable");
+                    // Answered once the generation is stored (see `persist`).
                     for m in self.members.values_mut() {
                         if let Some(tx) = m.awaiting_sync.take() {
-                            let _ = tx.send(SyncResult {
+                            let answer = SyncResult {
                                 error: None,
                                 protocol_type: self.protocol_type.clone(),
                                 protocol_name: self.protocol_name.clone(),
                                 assignment: m.assignment.clone(),
-                            });
+                            };
+                            self.held_syncs.push((tx, answer));
                         }
                     }
                 }
@@ -942,8 +963,10 @@ impl GroupCoordinatorState {
         }
     }
 
-    /// Expires sessions and pending member ids, and completes a rebalance whose time came.
-    fn tick(&mut self) {
+    /// Expires sessions and pending member ids, and completes a rebalance whose time came;
+    /// true when the group's state, generation or members changed.
+    fn tick(&mut self) -> bool {
+        let before = (self.state, self.generation, self.members.len());
         let now = Instant::now();
         self.pending.retain(|_, until| *until > now);
         // In every state, as Kafka: a member whose JoinGroup or SyncGroup the coordinator
@@ -965,6 +988,7 @@ impl GroupCoordinatorState {
             self.prepare_rebalance("session expired");
         }
         self.maybe_complete_join();
+        before != (self.state, self.generation, self.members.len())
     }
 
     fn is_active(&self) -> bool {
@@ -1061,6 +1085,185 @@ fn join_failed(reply: oneshot::Sender<JoinResult>, error: GroupError, member_id:
     });
 }
 
+impl GroupCoordinatorState {
+    /// A coordinator of a group that has nothing stored yet.
+    fn fresh(me: Mailbox<GroupMsg>, args: GroupArgs, owner_epoch: i64) -> Self {
+        let now = Instant::now();
+        let now_ms = inkless_storage::now_ms();
+        let consumer = ConsumerGroup::new(
+            ConsumerGroupSettings {
+                session_timeout: args.limits.consumer_session_timeout,
+                heartbeat_interval: args.limits.consumer_heartbeat_interval,
+                max_size: args.limits.max_size,
+            },
+            args.topics.clone(),
+        );
+        Self {
+            me,
+            args,
+            owner_epoch,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            order: Vec::new(),
+            members: HashMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance_deadline: now,
+            initial_delay_until: None,
+            empty_since_ms: now_ms,
+            emptied_ms: now_ms,
+            consumer,
+            consumer_type: false,
+            saved: None,
+            held_syncs: Vec::new(),
+            write_failed: false,
+        }
+    }
+
+    /// OffsetCommit: checked against the membership, then stored under the owner epoch.
+    /// Fenced: NOT_COORDINATOR, and the caller stops the actor (true).
+    async fn commit(
+        &mut self,
+        member: MemberRef,
+        generation: i32,
+        offsets: Vec<CommittedOffset>,
+        reply: oneshot::Sender<GroupResult>,
+    ) -> bool {
+        let mut c = self.check_commit(&member, generation, &offsets);
+        if c.is_ok() && !offsets.is_empty() {
+            let committed = self
+                .args
+                .store
+                .commit_offsets(&self.args.group_id, self.owner_epoch, offsets)
+                .await;
+            match committed {
+                Ok(()) => {}
+                Err(MetaError::GroupFenced(_)) => {
+                    tracing::warn!(group = %self.args.group_id, "group is coordinated elsewhere now; stopping");
+                    let _ = reply.send(Err(GroupError::NotCoordinator));
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.args.group_id, error = %e, "offset commit failed");
+                    c = Err(GroupError::Storage);
+                }
+            }
+        }
+        if self.is_empty() {
+            self.empty_since_ms = inkless_storage::now_ms();
+        }
+        let _ = reply.send(c);
+        false
+    }
+
+    fn consumer_heartbeat(&mut self, hb: ConsumerHeartbeat) -> HeartbeatAnswer {
+        let had_members = self.consumer.has_members();
+        let answer = if hb.member_epoch == 0 && !self.members.is_empty() {
+            HeartbeatAnswer {
+                error: Some(GroupError::InconsistentGroupProtocol),
+                message: Some("The group has members of the classic protocol".into()),
+                member_id: hb.member_id.clone(),
+                member_epoch: -1,
+                ..Default::default()
+            }
+        } else {
+            if hb.member_epoch == 0 {
+                self.consumer_type = true;
+            }
+            self.consumer.heartbeat(hb, Instant::now())
+        };
+        if !self.consumer.has_members() {
+            self.empty_since_ms = inkless_storage::now_ms();
+            if had_members {
+                self.emptied_ms = self.empty_since_ms;
+            }
+        }
+        answer
+    }
+
+    fn consumer_describe(&self) -> ConsumerGroupDescription {
+        let c = &self.consumer;
+        ConsumerGroupDescription {
+            state: if self.consumer_type {
+                c.state_name()
+            } else {
+                "Dead"
+            },
+            group_epoch: c.group_epoch(),
+            assignment_epoch: c.assignment_epoch(),
+            assignor: c.assignor().to_string(),
+            members: c.members(),
+        }
+    }
+
+    /// DeleteGroups: drops the stored membership (fenced) and the offsets of an empty group.
+    /// `Err(NotCoordinator)` when fenced.
+    async fn delete(&mut self) -> GroupResult {
+        if !self.is_empty() {
+            return Err(GroupError::NonEmptyGroup);
+        }
+        self.forget().await.map_err(|e| {
+            tracing::warn!(group = %self.args.group_id, error = %e, "group delete failed");
+            match e {
+                MetaError::GroupFenced(_) => GroupError::NotCoordinator,
+                _ => GroupError::Storage,
+            }
+        })
+    }
+
+    /// Deletes what the store holds of the group: its membership (under the owner epoch,
+    /// so a stale coordinator deletes nothing) and then its offsets.
+    async fn forget(&mut self) -> Result<(), MetaError> {
+        let store = &self.args.store;
+        store
+            .save_group_state(&self.args.group_id, self.owner_epoch, None)
+            .await?;
+        self.saved = None;
+        store.delete_offsets(&self.args.group_id, None).await?;
+        Ok(())
+    }
+
+    /// The Tick: sessions, rebalances, offset expiry; true when the actor must stop.
+    async fn on_tick(&mut self) -> Result<bool, ActorProcessingErr> {
+        let mut changed = self.tick();
+        if self.consumer.tick(Instant::now()) {
+            changed = true;
+            if !self.consumer.has_members() {
+                self.emptied_ms = inkless_storage::now_ms();
+                self.empty_since_ms = self.emptied_ms;
+            }
+        }
+        let retention_ms = self.args.limits.offsets_retention.as_millis() as i64;
+        if self.is_empty() && inkless_storage::now_ms() - self.empty_since_ms > retention_ms {
+            tracing::info!(group = %self.args.group_id, "offsets expired");
+            match self.forget().await {
+                Ok(()) => {}
+                Err(MetaError::GroupFenced(_)) => {
+                    tracing::warn!(group = %self.args.group_id, "group is coordinated elsewhere now; stopping");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.state = GroupState::Dead;
+            return Ok(true);
+        }
+        if (changed || self.write_failed) && self.persist().await == Persisted::Fenced {
+            return Ok(true);
+        }
+        let next = if self.is_active() {
+            ACTIVE_TICK
+        } else {
+            // Idle, but on time for the expiry.
+            let left_ms = self.empty_since_ms + retention_ms - inkless_storage::now_ms();
+            IDLE_TICK.min(Duration::from_millis(left_ms.max(0) as u64 + 1))
+        };
+        self.me.post_after(next, || GroupMsg::Tick);
+        Ok(false)
+    }
+}
+
 impl Actor for GroupCoordinator {
     type Msg = GroupMsg;
     type State = GroupCoordinatorState;
@@ -1079,34 +1282,9 @@ impl Actor for GroupCoordinator {
             .await?;
         let me = Mailbox::new(myself, args.queued.clone());
         me.post_after(ACTIVE_TICK, || GroupMsg::Tick);
-        let now = Instant::now();
-        let consumer = ConsumerGroup::new(
-            ConsumerGroupSettings {
-                session_timeout: args.limits.consumer_session_timeout,
-                heartbeat_interval: args.limits.consumer_heartbeat_interval,
-                max_size: args.limits.max_size,
-            },
-            args.topics.clone(),
-        );
-        Ok(GroupCoordinatorState {
-            me,
-            args,
-            owner_epoch,
-            state: GroupState::Empty,
-            generation: 0,
-            protocol_type: None,
-            protocol_name: None,
-            leader: None,
-            order: Vec::new(),
-            members: HashMap::new(),
-            pending: HashMap::new(),
-            static_members: HashMap::new(),
-            rebalance_deadline: now,
-            initial_delay_until: None,
-            empty_since: now,
-            consumer,
-            consumer_type: false,
-        })
+        let mut state = GroupCoordinatorState::fresh(me, args, owner_epoch);
+        state.load().await?;
+        Ok(state)
     }
 
     async fn handle(
@@ -1116,139 +1294,78 @@ impl Actor for GroupCoordinator {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.me.taken();
-        match msg {
-            GroupMsg::Join(a, reply) => state.join(a, reply),
-            GroupMsg::Sync(a, reply) => state.sync(a, reply),
+        let stop = match msg {
+            GroupMsg::Join(a, reply) => {
+                state.join(a, reply);
+                state.persist().await == Persisted::Fenced
+            }
+            GroupMsg::Sync(a, reply) => {
+                state.sync(a, reply);
+                state.persist().await == Persisted::Fenced
+            }
             GroupMsg::Heartbeat {
                 member,
                 generation,
                 reply,
             } => {
                 let _ = reply.send(state.heartbeat(&member, generation));
+                false
             }
             GroupMsg::Leave { members, reply } => {
                 let _ = reply.send(state.leave(members));
+                state.persist().await == Persisted::Fenced
             }
             GroupMsg::Commit {
                 member,
                 generation,
                 offsets,
                 reply,
-            } => {
-                let mut c = state.check_commit(&member, generation, &offsets);
-                if c.is_ok() && !offsets.is_empty() {
-                    let committed = state
-                        .args
-                        .store
-                        .commit_offsets(&state.args.group_id, state.owner_epoch, offsets)
-                        .await;
-                    match committed {
-                        Ok(()) => {}
-                        Err(MetaError::GroupFenced(_)) => {
-                            tracing::warn!(group = %state.args.group_id, "group is coordinated elsewhere now; stopping");
-                            let _ = reply.send(Err(GroupError::NotCoordinator));
-                            myself.stop(Some("fenced".into()));
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            tracing::warn!(group = %state.args.group_id, error = %e, "offset commit failed");
-                            c = Err(GroupError::Storage);
-                        }
-                    }
-                }
-                if state.state == GroupState::Empty {
-                    state.empty_since = Instant::now();
-                }
-                let _ = reply.send(c);
-            }
+            } => state.commit(member, generation, offsets, reply).await,
             GroupMsg::Describe(reply) => {
                 let _ = reply.send(state.describe());
+                false
             }
             GroupMsg::ConsumerHeartbeat(hb, reply) => {
-                let answer = if hb.member_epoch == 0 && !state.members.is_empty() {
+                let answer = state.consumer_heartbeat(hb);
+                let fenced = state.persist().await == Persisted::Fenced;
+                let _ = reply.send(if fenced {
                     HeartbeatAnswer {
-                        error: Some(GroupError::InconsistentGroupProtocol),
-                        message: Some("The group has members of the classic protocol".into()),
-                        member_id: hb.member_id.clone(),
+                        error: Some(GroupError::NotCoordinator),
                         member_epoch: -1,
-                        ..Default::default()
+                        ..answer
                     }
                 } else {
-                    if hb.member_epoch == 0 {
-                        state.consumer_type = true;
-                    }
-                    state.consumer.heartbeat(hb, Instant::now())
-                };
-                if !state.consumer.has_members() {
-                    state.empty_since = Instant::now();
-                }
-                let _ = reply.send(answer);
+                    answer
+                });
+                fenced
             }
             GroupMsg::ConsumerDescribe(reply) => {
-                let c = &state.consumer;
-                let _ = reply.send(ConsumerGroupDescription {
-                    state: if state.consumer_type {
-                        c.state_name()
-                    } else {
-                        "Dead"
-                    },
-                    group_epoch: c.group_epoch(),
-                    assignment_epoch: c.assignment_epoch(),
-                    assignor: c.assignor().to_string(),
-                    members: c.members(),
-                });
+                let _ = reply.send(state.consumer_describe());
+                false
             }
             GroupMsg::DeleteOffsets { partitions, reply } => {
                 let _ = reply.send(state.delete_offsets(partitions).await);
+                false
             }
             GroupMsg::Delete(reply) => {
-                if !state.is_empty() {
-                    let _ = reply.send(Err(GroupError::NonEmptyGroup));
-                    return Ok(());
-                }
-                let c = match state
-                    .args
-                    .store
-                    .delete_offsets(&state.args.group_id, None)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        tracing::warn!(group = %state.args.group_id, error = %e, "group delete failed");
-                        Err(GroupError::Storage)
-                    }
-                };
+                let c = state.delete().await;
                 let _ = reply.send(c);
-                if c.is_ok() {
-                    state.state = GroupState::Dead;
-                    myself.stop(Some("deleted".into()));
+                match c {
+                    Ok(()) => {
+                        state.state = GroupState::Dead;
+                        true
+                    }
+                    Err(e) => e == GroupError::NotCoordinator,
                 }
             }
-            GroupMsg::Tick => {
-                state.tick();
-                if state.consumer.tick(Instant::now()) && !state.consumer.has_members() {
-                    state.empty_since = Instant::now();
-                }
-                if state.is_empty()
-                    && state.empty_since.elapsed() > state.args.limits.offsets_retention
-                {
-                    tracing::info!(group = %state.args.group_id, "offsets expired");
-                    state
-                        .args
-                        .store
-                        .delete_offsets(&state.args.group_id, None)
-                        .await?;
-                    state.state = GroupState::Dead;
-                    myself.stop(Some("expired".into()));
-                    return Ok(());
-                }
-                let next = if state.is_active() {
-                    ACTIVE_TICK
-                } else {
-                    IDLE_TICK.min(state.args.limits.offsets_retention)
-                };
-                state.me.post_after(next, || GroupMsg::Tick);
-            }
+            GroupMsg::Tick => state.on_tick().await?,
+        };
+        if stop {
+            let reason = match state.state {
+                GroupState::Dead => "deleted",
+                _ => "fenced",
+            };
+            myself.stop(Some(reason.into()));
         }
         Ok(())
     }
