@@ -19,6 +19,7 @@ use crate::cluster::lease::LeaseGuard;
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::coordinator::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::group::handle::GroupMiss;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorDirectory, RestartBudget};
 use inkless_storage::metadata::SharedMetadataStore;
@@ -33,14 +34,15 @@ const MAX_GROUP_ID_BYTES: usize = 255 * 4;
 /// Messages of the [`GroupManager`].
 #[derive(Debug)]
 pub enum GroupManagerMsg {
-    /// The coordinator of a group; started if `create` and not running.
+    /// The coordinator of a group; started if not running and `create` or the store knows
+    /// the group (stored members or offsets).
     Get {
         /// Group id.
         group_id: String,
-        /// Start it if absent.
+        /// Start it if absent, known or not.
         create: bool,
-        /// The coordinator, if running.
-        reply: oneshot::Sender<Option<Mailbox<GroupMsg>>>,
+        /// The coordinator, or why there is none.
+        reply: oneshot::Sender<Result<Mailbox<GroupMsg>, GroupMiss>>,
     },
     /// Every running coordinator.
     List(oneshot::Sender<Vec<(String, Mailbox<GroupMsg>)>>),
@@ -128,6 +130,50 @@ impl GroupManagerState {
 }
 
 impl GroupManagerState {
+    /// The running coordinator of an owned group, else one started if `create` or the
+    /// store knows the group (a coordinator loads what is stored when it starts).
+    async fn get(
+        &mut self,
+        myself: &ActorRef<GroupManagerMsg>,
+        group_id: &str,
+        create: bool,
+    ) -> Result<Mailbox<GroupMsg>, GroupMiss> {
+        if !self.args.live.borrow().owns_group(group_id) {
+            return Err(GroupMiss::Unavailable);
+        }
+        if let Some(a) = self.groups.get(group_id) {
+            return Ok(a.clone());
+        }
+        if group_id.is_empty() || group_id.len() > MAX_GROUP_ID_BYTES {
+            return Err(GroupMiss::Unknown);
+        }
+        if !create && !self.known(group_id).await? {
+            return Err(GroupMiss::Unknown);
+        }
+        self.start(myself, group_id)
+            .await
+            .ok_or(GroupMiss::Unavailable)
+    }
+
+    /// True when the store holds members or offsets of the group.
+    async fn known(&self, group_id: &str) -> Result<bool, GroupMiss> {
+        let store = &self.args.store;
+        let unavailable = |e| {
+            tracing::warn!(group = %group_id, error = %e, "could not look the group up");
+            GroupMiss::Unavailable
+        };
+        if store
+            .load_group_state(group_id)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let offsets = store.fetch_offsets(group_id).await.map_err(unavailable)?;
+        Ok(!offsets.is_empty())
+    }
+
     async fn place(
         &mut self,
         myself: &ActorRef<GroupManagerMsg>,
@@ -214,20 +260,7 @@ impl Actor for GroupManager {
                 create,
                 reply,
             } => {
-                let owned = state.args.live.borrow().owns_group(&group_id);
-                let found = state.groups.get(&group_id).cloned().filter(|_| owned);
-                let actor = match found {
-                    Some(a) => Some(a),
-                    None if create
-                        && owned
-                        && !group_id.is_empty()
-                        && group_id.len() <= MAX_GROUP_ID_BYTES =>
-                    {
-                        state.start(&myself, &group_id).await
-                    }
-                    None => None,
-                };
-                let _ = reply.send(actor);
+                let _ = reply.send(state.get(&myself, &group_id, create).await);
             }
             GroupManagerMsg::Place(reply) => {
                 if let Err(e) = state.place(&myself).await {
