@@ -1,17 +1,19 @@
 //! GroupManager: starts, supervises and finds the GroupCoordinators of this node.
 //!
-//! Takes [`GroupManagerMsg::Get`] (the coordinator of a group, started on demand),
+//! Takes [`GroupManagerMsg::Get`] (the coordinator of a group, started on demand: for a
+//! JoinGroup, or for any request about a group the store knows),
 //! [`GroupManagerMsg::List`] and [`GroupManagerMsg::Place`]. It runs coordinators only for
 //! the groups this node owns by placement of the live set ([`LiveSet`]). On start, and on
 //! every placement, it starts a coordinator for every owned group that has committed
-//! offsets, so they show up (Empty) in ListGroups and their offsets can expire; coordinators
+//! offsets or stored membership, so they show up in ListGroups, their members carry on
+//! (each coordinator loads its group, ADR 0020) and their offsets can expire; coordinators
 //! of groups that moved away are stopped (their members rejoin at the new owner) and
 //! released in the metadata store, so their new owner may claim them at once. A coordinator
 //! claims its group when it starts, which fails while another node's live lease holds it
 //! (clients get NOT_COORDINATOR and retry); coordinators started under an older lease
 //! generation are stopped (they were taken over). Every placement also releases the groups
 //! the store says this node holds but does not run.
-//! A coordinator that fails is restarted empty (members rejoin; offsets are in the store);
+//! A coordinator that fails is restarted (it reloads its group from the store);
 //! more than `max_restarts` failures of one group within a minute escalate to the
 //! NodeSupervisor. One that stops (deleted, offsets expired, moved) is forgotten.
 

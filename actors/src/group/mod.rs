@@ -2,6 +2,7 @@
 //! manager that claims and places them, the handle request handlers hold, and the stored
 //! form of a group's membership that survives restarts and moves of its coordinator.
 
+pub(crate) mod classic;
 pub(crate) mod consumer;
 pub(crate) mod coordinator;
 pub(crate) mod error;
