@@ -38,7 +38,7 @@ pub use cluster::placement::LiveSet;
 pub use group::consumer::{Assignment, Heartbeat as ConsumerHeartbeat, TopicLookup};
 pub use group::coordinator::{GroupLimits, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 pub use group::error::{GroupError, GroupResult};
-pub use group::handle::{CoordinatorGone, GroupHandle};
+pub use group::handle::{CoordinatorGone, GroupHandle, GroupMiss};
 pub use inkless_storage::metadata::TxnState;
 pub use lifecycle::collector::CollectorConfig;
 pub use lifecycle::compactor::{CompactConfig, CompactionPolicy};

@@ -516,3 +516,68 @@ async fn the_open_object_keeps_filling_while_the_uploader_is_full() {
     );
     node.stop().await;
 }
+
+/// ADR 0020: after a restart of the node, a stored group's coordinator answers a group request
+/// as before the restart (same generation, member and assignment); a group the store does
+/// not know is not started by a request that cannot create it.
+#[tokio::test]
+async fn a_group_request_restarts_the_coordinator_of_a_stored_group_only() {
+    use crate::group::coordinator::{JoinArgs, MemberRef, SyncArgs};
+    use crate::GroupMiss;
+    let (node, _tp, _dir) = node().await;
+    assert_eq!(
+        node.group("nobody", false).await.err(),
+        Some(GroupMiss::Unknown)
+    );
+    let g = node.group("g", true).await.unwrap();
+    let joined = g
+        .join(JoinArgs {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            require_known_member_id: false,
+        })
+        .await
+        .unwrap();
+    let (member, generation) = (joined.member_id.clone(), joined.generation);
+    let synced = g
+        .sync(SyncArgs {
+            member_id: member.clone(),
+            instance_id: None,
+            generation,
+            assignments: vec![(member.clone(), Bytes::from_static(b"A"))],
+        })
+        .await
+        .unwrap();
+    assert_eq!(synced.error, None);
+    let (store, blob) = (node.store().clone(), node.blob().clone());
+    node.stop().await;
+
+    let node = Node::start(
+        NodeConfig::default(),
+        store,
+        blob,
+        std::sync::Arc::new(NoTopics),
+    )
+    .await
+    .unwrap();
+    let g = node.group("g", false).await.expect("a stored group starts");
+    let who = MemberRef {
+        member_id: member.clone(),
+        instance_id: None,
+    };
+    assert_eq!(g.heartbeat(who, generation).await.unwrap(), Ok(()));
+    let d = g.describe().await.unwrap();
+    assert_eq!(d.state_name, "Stable");
+    assert_eq!(d.members[0].assignment, Bytes::from_static(b"A"));
+    assert_eq!(
+        node.group("nobody", false).await.err(),
+        Some(GroupMiss::Unknown)
+    );
+    node.stop().await;
+}

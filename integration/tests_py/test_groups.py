@@ -172,9 +172,12 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
 class KeyedProducer(threading.Thread):
     """Writes one record to every partition every `tick` seconds: key "key-P",
     value "P:SEQ" with SEQ the partition's own sequence number. Idempotent,
-    acks=all, so SEQ must equal the offset."""
+    acks=all, so SEQ must equal the offset. With `nodes_restart`, client errors that are not
+    fatal (a connection refused by a node that is restarting) are not failures; delivery
+    failures always are."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, tick: float = 0.05):
+    def __init__(self, bootstrap: str, topic: str, partitions: int, tick: float = 0.05,
+                 nodes_restart: bool = False):
         super().__init__(daemon=True)
         from confluent_kafka import Producer
 
@@ -186,7 +189,8 @@ class KeyedProducer(threading.Thread):
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "error_cb": lambda e: self.errors.append(f"client error: {e}"),
+            "error_cb": lambda e: None if nodes_restart and not e.fatal() else self.errors.append(
+                f"client error: {e}"),
         })
         self.next_seq = [0] * partitions
         self.delivered: dict[int, dict[int, int]] = {p: {} for p in range(partitions)}

@@ -112,21 +112,21 @@ pub struct MemberView {
 }
 
 #[derive(Debug)]
-struct Member {
-    epoch: i32,
-    previous_epoch: i32,
-    instance_id: Option<String>,
-    rack_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    rebalance_timeout: Duration,
-    subscribed: Vec<String>,
-    regex: Option<TopicRegex>,
-    assigned: Assignment,
-    revoking: Assignment,
-    revoking_since: Option<Instant>,
-    last_heartbeat: Instant,
-    last_sent: Option<Assignment>,
+pub(super) struct Member {
+    pub(super) epoch: i32,
+    pub(super) previous_epoch: i32,
+    pub(super) instance_id: Option<String>,
+    pub(super) rack_id: Option<String>,
+    pub(super) client_id: String,
+    pub(super) client_host: String,
+    pub(super) rebalance_timeout: Duration,
+    pub(super) subscribed: Vec<String>,
+    pub(super) regex: Option<TopicRegex>,
+    pub(super) assigned: Assignment,
+    pub(super) revoking: Assignment,
+    pub(super) revoking_since: Option<Instant>,
+    pub(super) last_heartbeat: Instant,
+    pub(super) last_sent: Option<Assignment>,
 }
 
 /// Settings of consumer groups.
@@ -153,24 +153,24 @@ impl Default for ConsumerGroupSettings {
 /// State of one consumer group.
 #[derive(Debug)]
 pub struct ConsumerGroup {
-    settings: ConsumerGroupSettings,
-    topics: SharedTopicLookup,
-    group_epoch: i32,
-    assignment_epoch: i32,
-    assignor: String,
-    members: BTreeMap<String, Member>,
-    target: BTreeMap<String, Assignment>,
+    pub(super) settings: ConsumerGroupSettings,
+    pub(super) topics: SharedTopicLookup,
+    pub(super) group_epoch: i32,
+    pub(super) assignment_epoch: i32,
+    pub(super) assignor: String,
+    pub(super) members: BTreeMap<String, Member>,
+    pub(super) target: BTreeMap<String, Assignment>,
     /// Topic metadata the target was computed from.
-    metadata: BTreeMap<String, (Uuid, i32)>,
+    pub(super) metadata: BTreeMap<String, (Uuid, i32)>,
     /// The topics each subscription regular expression matched, by its source.
-    resolved: BTreeMap<String, BTreeSet<String>>,
+    pub(super) resolved: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A subscription regular expression, compiled to match whole topic names (Kafka matches
 /// the whole name, as Java's `Pattern.matches`).
 #[derive(Debug, Clone)]
-struct TopicRegex {
-    source: String,
+pub(super) struct TopicRegex {
+    pub(super) source: String,
     compiled: regex::Regex,
 }
 
@@ -178,7 +178,7 @@ struct TopicRegex {
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 impl TopicRegex {
-    fn new(source: &str) -> Option<Self> {
+    pub(super) fn new(source: &str) -> Option<Self> {
         let compiled = regex::RegexBuilder::new(&format!("^(?:{source})$"))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()

@@ -1,27 +1,34 @@
-//! GroupCoordinator: one actor per consumer group, running Kafka's classic group protocol.
+//! GroupCoordinator: one actor per consumer group, running Kafka's classic group protocol
+//! (its state machine is in [`crate::group::classic`]) and the consumer protocol of KIP-848
+//! ([`crate::group::consumer`]).
 //!
-//! Owns the group's membership, generation, chosen protocol and assignments (in memory) and
-//! validates offset commits against them; committed offsets themselves live in the metadata
-//! store, so they survive any restart. Takes [`GroupMsg`]: Join, Sync, Heartbeat, Leave,
+//! Owns the group's membership, generation, chosen protocol and assignments and validates
+//! offset commits against them; committed offsets live in the metadata store, and so does
+//! the membership (module [`crate::group::persist`], ADR 0020): it is written when a
+//! generation completes, when members leave or expire and when the group empties, always
+//! under the owner epoch the coordinator claimed the group with (a stale coordinator's
+//! writes and commits are refused: it answers NOT_COORDINATOR and stops). Takes [`GroupMsg`]: Join, Sync, Heartbeat, Leave,
 //! Commit, Describe, Delete, and its own Tick, which expires sessions, completes rebalances
 //! and expires the offsets of groups left empty for `offsets_retention`.
 //!
 //! States follow Kafka: Empty → PreparingRebalance → CompletingRebalance → Stable. The
 //! broker does not interpret protocol metadata or assignments (Kafka Connect's `connect`
-//! groups work the same as consumers). If the actor fails, the GroupManager restarts it
-//! empty: members get UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION and rejoin, offsets are safe.
+//! groups work the same as consumers). When the actor starts (node start, coordinator move,
+//! restart after a failure) it loads the stored membership: a Stable group comes back
+//! Stable with the same generation, members and assignments, and its members' session
+//! timers start afresh; a group stored mid-rebalance comes back Empty (its members rejoin).
 
 use crate::group::consumer::{
     ConsumerGroup, ConsumerGroupSettings, Heartbeat as ConsumerHeartbeat, HeartbeatAnswer,
     MemberView, SharedTopicLookup,
 };
 use crate::group::error::{GroupError, GroupResult};
+use crate::group::persist::Persisted;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use bytes::Bytes;
-use inkless_protocol::consumer_protocol::subscription_topics;
 use inkless_storage::metadata::{Claimant, CommittedOffset, MetaError, SharedMetadataStore};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -304,44 +311,56 @@ pub struct GroupArgs {
 }
 
 #[derive(Debug)]
-struct Member {
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    protocols: Vec<(String, Bytes)>,
-    assignment: Bytes,
-    last_heartbeat: Instant,
-    awaiting_join: Option<oneshot::Sender<JoinResult>>,
-    awaiting_sync: Option<oneshot::Sender<SyncResult>>,
+pub(super) struct Member {
+    pub(super) instance_id: Option<String>,
+    pub(super) client_id: String,
+    pub(super) client_host: String,
+    pub(super) session_timeout: Duration,
+    pub(super) rebalance_timeout: Duration,
+    pub(super) protocols: Vec<(String, Bytes)>,
+    pub(super) assignment: Bytes,
+    pub(super) last_heartbeat: Instant,
+    pub(super) awaiting_join: Option<oneshot::Sender<JoinResult>>,
+    pub(super) awaiting_sync: Option<oneshot::Sender<SyncResult>>,
 }
 
 /// State of a group.
 #[derive(Debug)]
 pub struct GroupCoordinatorState {
-    me: Mailbox<GroupMsg>,
-    args: GroupArgs,
-    /// The group's owner epoch this coordinator claimed; its offset commits carry it.
-    owner_epoch: i64,
-    state: GroupState,
-    generation: i32,
-    protocol_type: Option<String>,
-    protocol_name: Option<String>,
-    leader: Option<String>,
+    pub(super) me: Mailbox<GroupMsg>,
+    pub(super) args: GroupArgs,
+    /// The group's owner epoch this coordinator claimed; its offset commits and membership
+    /// writes carry it.
+    pub(super) owner_epoch: i64,
+    pub(super) state: GroupState,
+    pub(super) generation: i32,
+    pub(super) protocol_type: Option<String>,
+    pub(super) protocol_name: Option<String>,
+    pub(super) leader: Option<String>,
     /// Member ids in join order.
-    order: Vec<String>,
-    members: HashMap<String, Member>,
+    pub(super) order: Vec<String>,
+    pub(super) members: HashMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or time out.
-    pending: HashMap<String, Instant>,
-    static_members: HashMap<String, String>,
-    rebalance_deadline: Instant,
-    initial_delay_until: Option<Instant>,
-    empty_since: Instant,
+    pub(super) pending: HashMap<String, Instant>,
+    pub(super) static_members: HashMap<String, String>,
+    pub(super) rebalance_deadline: Instant,
+    pub(super) initial_delay_until: Option<Instant>,
+    /// Wall-clock ms since the group was last used while empty (offsets expire
+    /// `offsets_retention` after it).
+    pub(super) empty_since_ms: i64,
+    /// Wall-clock ms when the group last lost its last member (stored, so that offset
+    /// expiry survives a move).
+    pub(super) emptied_ms: i64,
     /// The KIP-848 side of the group; a group has members of one protocol at a time.
-    consumer: ConsumerGroup,
+    pub(super) consumer: ConsumerGroup,
     /// True when the group was last used through the consumer protocol.
-    consumer_type: bool,
+    pub(super) consumer_type: bool,
+    /// The stored form last written (or loaded); a change of it is written.
+    pub(super) saved: Option<Vec<u8>>,
+    /// SyncGroup answers of a completed generation, sent once it is stored.
+    pub(super) held_syncs: Vec<(oneshot::Sender<SyncResult>, SyncResult)>,
+    /// The last write failed; the next Tick tries again.
+    pub(super) write_failed: bool,
 }
 
 /// The actor; see the module documentation.
@@ -352,713 +371,182 @@ const ACTIVE_TICK: Duration = Duration::from_millis(100);
 const IDLE_TICK: Duration = Duration::from_secs(5);
 
 impl GroupCoordinatorState {
-    fn new_member_id(client_id: &str) -> String {
-        format!("{client_id}-{}", uuid::Uuid::new_v4())
-    }
-
-    fn is_fenced(&self, m: &MemberRef) -> bool {
-        match &m.instance_id {
-            Some(i) => self
-                .static_members
-                .get(i)
-                .is_some_and(|id| *id != m.member_id),
-            None => false,
-        }
-    }
-
-    fn remove_member(&mut self, id: &str, error: GroupError) {
-        if let Some(m) = self.members.remove(id) {
-            self.order.retain(|x| x != id);
-            if let Some(i) = &m.instance_id {
-                if self.static_members.get(i).is_some_and(|x| x == id) {
-                    self.static_members.remove(i);
-                }
-            }
-            if let Some(tx) = m.awaiting_join {
-                let _ = tx.send(JoinResult {
-                    error: Some(error),
-                    member_id: id.to_string(),
-                    generation: -1,
-                    ..Default::default()
-                });
-            }
-            if let Some(tx) = m.awaiting_sync {
-                let _ = tx.send(SyncResult {
-                    error: Some(error),
-                    ..Default::default()
-                });
-            }
-            if self.leader.as_deref() == Some(id) {
-                self.leader = None;
-            }
-        }
-    }
-
-    fn prepare_rebalance(&mut self, reason: &str) {
-        if self.state == GroupState::PreparingRebalance {
-            return;
-        }
-        tracing::info!(group = %self.args.group_id, generation = self.generation, reason, "rebalance");
-        for m in self.members.values_mut() {
-            if let Some(tx) = m.awaiting_sync.take() {
-                let _ = tx.send(SyncResult {
-                    error: Some(GroupError::RebalanceInProgress),
-                    ..Default::default()
-                });
-            }
-        }
+    /// A coordinator of a group that has nothing stored yet.
+    fn fresh(me: Mailbox<GroupMsg>, args: GroupArgs, owner_epoch: i64) -> Self {
         let now = Instant::now();
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(60));
-        self.rebalance_deadline = now + timeout;
-        self.initial_delay_until = (self.state == GroupState::Empty)
-            .then(|| now + self.args.limits.initial_rebalance_delay);
-        self.state = GroupState::PreparingRebalance;
-    }
-
-    fn all_joined(&self) -> bool {
-        self.members.values().all(|m| m.awaiting_join.is_some())
-    }
-
-    fn maybe_complete_join(&mut self) {
-        if self.state != GroupState::PreparingRebalance {
-            return;
-        }
-        let now = Instant::now();
-        let delay_over = self.initial_delay_until.is_none_or(|t| now >= t);
-        if !(now >= self.rebalance_deadline || (self.all_joined() && delay_over)) {
-            return;
-        }
-        let missing: Vec<String> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.awaiting_join.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in missing {
-            self.remove_member(&id, GroupError::UnknownMemberId);
-        }
-        self.generation += 1;
-        if self.members.is_empty() {
-            self.state = GroupState::Empty;
-            self.protocol_name = None;
-            self.leader = None;
-            self.empty_since = now;
-            return;
-        }
-        self.protocol_name = self.select_protocol();
-        let leader = match &self.leader {
-            Some(l) if self.members.contains_key(l) => l.clone(),
-            _ => self.order[0].clone(),
-        };
-        self.leader = Some(leader.clone());
-        self.state = GroupState::CompletingRebalance;
-        let proto = self.protocol_name.clone().unwrap_or_default();
-        let all: Vec<(String, Option<String>, Bytes)> = self
-            .order
-            .iter()
-            .filter_map(|id| self.members.get(id).map(|m| (id, m)))
-            .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &proto)))
-            .collect();
-        for (id, m) in self.members.iter_mut() {
-            m.last_heartbeat = now;
-            if let Some(tx) = m.awaiting_join.take() {
-                let _ = tx.send(JoinResult {
-                    error: None,
-                    generation: self.generation,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol_name: self.protocol_name.clone(),
-                    leader: leader.clone(),
-                    member_id: id.clone(),
-                    members: if *id == leader {
-                        all.clone()
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
-        }
-        tracing::info!(group = %self.args.group_id, generation = self.generation, members = self.members.len(), protocol = %proto, "rebalance joined");
-    }
-
-    /// The protocol supported by every member with the most first-preference votes.
-    fn select_protocol(&self) -> Option<String> {
-        let first = self.members.values().next()?;
-        let candidates: Vec<&String> = first
-            .protocols
-            .iter()
-            .map(|(n, _)| n)
-            .filter(|n| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(p, _)| p == *n))
-            })
-            .collect();
-        let mut votes: HashMap<&String, usize> = HashMap::new();
-        for m in self.members.values() {
-            if let Some((n, _)) = m.protocols.iter().find(|(p, _)| candidates.contains(&p)) {
-                *votes.entry(n).or_default() += 1;
-            }
-        }
-        // Most votes wins; ties go to the earlier protocol in the first member's preference.
-        let mut best: Option<(&String, usize)> = None;
-        for n in candidates {
-            let v = votes.get(n).copied().unwrap_or(0);
-            if best.is_none_or(|(_, b)| v > b) {
-                best = Some((n, v));
-            }
-        }
-        best.map(|(n, _)| n.clone())
-    }
-
-    fn supports_current_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
-        match &self.protocol_name {
-            Some(p) if !self.members.is_empty() => protocols.iter().any(|(n, _)| n == p),
-            _ => {
-                // Every current member must share at least one protocol with the newcomer.
-                self.members.is_empty()
-                    || protocols.iter().any(|(n, _)| {
-                        self.members
-                            .values()
-                            .all(|m| m.protocols.iter().any(|(p, _)| p == n))
-                    })
-            }
-        }
-    }
-
-    fn join(&mut self, a: JoinArgs, reply: oneshot::Sender<JoinResult>) {
-        let l = &self.args.limits;
-        if a.session_timeout < l.min_session_timeout || a.session_timeout > l.max_session_timeout {
-            return join_failed(reply, GroupError::InvalidSessionTimeout, a.member_id);
-        }
-        if a.protocol_type.is_empty() || a.protocols.is_empty() || self.consumer.has_members() {
-            return join_failed(reply, GroupError::InconsistentGroupProtocol, a.member_id);
-        }
-        self.consumer_type = false;
-        if self.state != GroupState::Empty
-            && (self.protocol_type.as_deref() != Some(a.protocol_type.as_str())
-                || !self.supports_current_protocols(&a.protocols))
-        {
-            return join_failed(reply, GroupError::InconsistentGroupProtocol, a.member_id);
-        }
-        let now = Instant::now();
-        let member_id = match self.joining_member_id(&a, now) {
-            Ok(id) => id,
-            Err((error, id)) => return join_failed(reply, error, id),
-        };
-        if self.members.contains_key(&member_id) {
-            self.rejoin(member_id, a, reply, now);
-        } else {
-            self.add_member(member_id, a, reply, now);
-        }
-    }
-
-    /// The member id a JoinGroup joins as: its own, a new one (a static member's replaces
-    /// and fences its old id), or the refusal (MEMBER_ID_REQUIRED carries the new id).
-    fn joining_member_id(
-        &mut self,
-        a: &JoinArgs,
-        now: Instant,
-    ) -> Result<String, (GroupError, String)> {
-        if !a.member_id.is_empty() {
-            let fenced = a.instance_id.as_ref().is_some_and(|instance| {
-                self.static_members
-                    .get(instance)
-                    .is_some_and(|id| *id != a.member_id)
-            });
-            if fenced {
-                return Err((GroupError::FencedInstanceId, a.member_id.clone()));
-            }
-            return Ok(a.member_id.clone());
-        }
-        let new_id = Self::new_member_id(&a.client_id);
-        if let Some(instance) = &a.instance_id {
-            self.replace_static(instance, &new_id);
-            return Ok(new_id);
-        }
-        if self.members.len() + self.pending.len() >= self.args.limits.max_size {
-            return Err((GroupError::GroupMaxSizeReached, String::new()));
-        }
-        if a.require_known_member_id {
-            self.pending.insert(new_id.clone(), now + a.session_timeout);
-            return Err((GroupError::MemberIdRequired, new_id));
-        }
-        Ok(new_id)
-    }
-
-    /// Gives static member `instance` the id `new_id`, removing and fencing its old member.
-    fn replace_static(&mut self, instance: &str, new_id: &str) {
-        if let Some(old) = self.static_members.get(instance).cloned() {
-            self.order.retain(|x| *x != old);
-            if let Some(m) = self.members.remove(&old) {
-                if let Some(tx) = m.awaiting_join {
-                    join_failed(tx, GroupError::FencedInstanceId, old.clone());
-                }
-                if let Some(tx) = m.awaiting_sync {
-                    let _ = tx.send(SyncResult {
-                        error: Some(GroupError::FencedInstanceId),
-                        ..Default::default()
-                    });
-                }
-            }
-            if self.leader.as_deref() == Some(old.as_str()) {
-                self.leader = None;
-            }
-        }
-        self.static_members
-            .insert(instance.to_string(), new_id.to_string());
-    }
-
-    /// A member that is not in the group yet joins it, starting (or extending) a rebalance.
-    fn add_member(
-        &mut self,
-        member_id: String,
-        a: JoinArgs,
-        reply: oneshot::Sender<JoinResult>,
-        now: Instant,
-    ) {
-        let was_pending = self.pending.remove(&member_id).is_some();
-        let is_static_new = a
-            .instance_id
-            .as_ref()
-            .is_some_and(|i| self.static_members.get(i) == Some(&member_id));
-        if !was_pending && !is_static_new && !a.member_id.is_empty() {
-            return join_failed(reply, GroupError::UnknownMemberId, member_id);
-        }
-        if self.members.len() >= self.args.limits.max_size {
-            if let Some(i) = &a.instance_id {
-                self.static_members.remove(i);
-            }
-            return join_failed(reply, GroupError::GroupMaxSizeReached, member_id);
-        }
-        self.members.insert(
-            member_id.clone(),
-            Member {
-                instance_id: a.instance_id,
-                client_id: a.client_id,
-                client_host: a.client_host,
-                session_timeout: a.session_timeout,
-                rebalance_timeout: a.rebalance_timeout,
-                protocols: a.protocols,
-                assignment: Bytes::new(),
-                last_heartbeat: now,
-                awaiting_join: Some(reply),
-                awaiting_sync: None,
+        let now_ms = inkless_storage::now_ms();
+        let consumer = ConsumerGroup::new(
+            ConsumerGroupSettings {
+                session_timeout: args.limits.consumer_session_timeout,
+                heartbeat_interval: args.limits.consumer_heartbeat_interval,
+                max_size: args.limits.max_size,
             },
+            args.topics.clone(),
         );
-        self.order.push(member_id);
-        self.protocol_type = Some(a.protocol_type);
-        if self.state == GroupState::PreparingRebalance {
-            // A newcomer during the initial delay extends it, up to the rebalance timeout.
-            if let Some(until) = self.initial_delay_until.as_mut() {
-                *until =
-                    (now + self.args.limits.initial_rebalance_delay).min(self.rebalance_deadline);
-            }
-        } else {
-            self.prepare_rebalance("member joined");
+        Self {
+            me,
+            args,
+            owner_epoch,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            order: Vec::new(),
+            members: HashMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance_deadline: now,
+            initial_delay_until: None,
+            empty_since_ms: now_ms,
+            emptied_ms: now_ms,
+            consumer,
+            consumer_type: false,
+            saved: None,
+            held_syncs: Vec::new(),
+            write_failed: false,
         }
-        self.maybe_complete_join();
     }
 
-    /// A known member joins again: it waits for the rebalance in progress, starts one (its
-    /// protocols changed, or it leads a stable group), or gets the current generation.
-    fn rejoin(
+    /// OffsetCommit: checked against the membership, then stored under the owner epoch.
+    /// Fenced: NOT_COORDINATOR, and the caller stops the actor (true).
+    async fn commit(
         &mut self,
-        member_id: String,
-        a: JoinArgs,
-        reply: oneshot::Sender<JoinResult>,
-        now: Instant,
-    ) {
-        let Some(m) = self.members.get_mut(&member_id) else {
-            return join_failed(reply, GroupError::UnknownMemberId, member_id);
-        };
-        let protocols_changed = m.protocols != a.protocols;
-        m.session_timeout = a.session_timeout;
-        m.rebalance_timeout = a.rebalance_timeout;
-        m.protocols = a.protocols;
-        m.last_heartbeat = now;
-        match self.state {
-            GroupState::PreparingRebalance => {
-                if let Some(old) = m.awaiting_join.replace(reply) {
-                    join_failed(old, GroupError::UnknownMemberId, member_id.clone());
-                }
-                self.maybe_complete_join();
-            }
-            GroupState::CompletingRebalance | GroupState::Stable => {
-                let is_leader = self.leader.as_deref() == Some(member_id.as_str());
-                if protocols_changed || (is_leader && self.state == GroupState::Stable) {
-                    m.awaiting_join = Some(reply);
-                    self.prepare_rebalance(if protocols_changed {
-                        "member protocols changed"
-                    } else {
-                        "leader rejoined"
-                    });
-                    self.maybe_complete_join();
-                } else {
-                    let _ = reply.send(self.current_generation(member_id, is_leader));
-                }
-            }
-            GroupState::Empty | GroupState::Dead => {
-                join_failed(reply, GroupError::UnknownMemberId, member_id)
-            }
-        }
-    }
-
-    /// The JoinGroup answer of the current generation (the members only for the leader).
-    fn current_generation(&self, member_id: String, is_leader: bool) -> JoinResult {
-        let proto = self.protocol_name.clone().unwrap_or_default();
-        let members = if is_leader {
-            self.order
-                .iter()
-                .filter_map(|id| {
-                    self.members
-                        .get(id)
-                        .map(|m| (id.clone(), m.instance_id.clone(), metadata_for(m, &proto)))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        JoinResult {
-            error: None,
-            generation: self.generation,
-            protocol_type: self.protocol_type.clone(),
-            protocol_name: self.protocol_name.clone(),
-            leader: self.leader.clone().unwrap_or_default(),
-            member_id,
-            members,
-        }
-    }
-
-    fn sync(&mut self, a: SyncArgs, reply: oneshot::Sender<SyncResult>) {
-        let err = |reply: oneshot::Sender<SyncResult>, error: GroupError| {
-            let _ = reply.send(SyncResult {
-                error: Some(error),
-                ..Default::default()
-            });
-        };
-        let who = MemberRef {
-            member_id: a.member_id.clone(),
-            instance_id: a.instance_id.clone(),
-        };
-        if self.is_fenced(&who) {
-            return err(reply, GroupError::FencedInstanceId);
-        }
-        if !self.members.contains_key(&a.member_id) {
-            return err(reply, GroupError::UnknownMemberId);
-        }
-        if a.generation != self.generation {
-            return err(reply, GroupError::IllegalGeneration);
-        }
-        match self.state {
-            GroupState::PreparingRebalance => err(reply, GroupError::RebalanceInProgress),
-            GroupState::CompletingRebalance => {
-                if let Some(m) = self.members.get_mut(&a.member_id) {
-                    m.last_heartbeat = Instant::now();
-                    m.awaiting_sync = Some(reply);
-                }
-                if self.leader.as_deref() == Some(a.member_id.as_str()) {
-                    let mut given: HashMap<String, Bytes> = a.assignments.into_iter().collect();
-                    for (id, m) in self.members.iter_mut() {
-                        m.assignment = given.remove(id).unwrap_or_default();
-                    }
-                    self.state = GroupState::Stable;
-                    tracing::info!(group = %self.args.group_id, generation = self.generation, "group stable");
-                    for m in self.members.values_mut() {
-                        if let Some(tx) = m.awaiting_sync.take() {
-                            let _ = tx.send(SyncResult {
-                                error: None,
-                                protocol_type: self.protocol_type.clone(),
-                                protocol_name: self.protocol_name.clone(),
-                                assignment: m.assignment.clone(),
-                            });
-                        }
-                    }
-                }
-            }
-            GroupState::Stable => {
-                let assignment = self
-                    .members
-                    .get(&a.member_id)
-                    .map(|m| m.assignment.clone())
-                    .unwrap_or_default();
-                let _ = reply.send(SyncResult {
-                    error: None,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol_name: self.protocol_name.clone(),
-                    assignment,
-                });
-            }
-            GroupState::Empty | GroupState::Dead => err(reply, GroupError::UnknownMemberId),
-        }
-    }
-
-    fn heartbeat(&mut self, who: &MemberRef, generation: i32) -> GroupResult {
-        if self.is_fenced(who) {
-            return Err(GroupError::FencedInstanceId);
-        }
-        let state = self.state;
-        let current = self.generation;
-        let Some(m) = self.members.get_mut(&who.member_id) else {
-            return Err(GroupError::UnknownMemberId);
-        };
-        if generation != current {
-            return Err(GroupError::IllegalGeneration);
-        }
-        m.last_heartbeat = Instant::now();
-        match state {
-            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
-            GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
-            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
-        }
-    }
-
-    fn leave(&mut self, members: Vec<MemberRef>) -> Vec<GroupResult> {
-        let mut out = Vec::with_capacity(members.len());
-        let mut removed = false;
-        for who in members {
-            let id = if who.member_id.is_empty() {
-                who.instance_id
-                    .as_ref()
-                    .and_then(|i| self.static_members.get(i).cloned())
-            } else {
-                Some(who.member_id.clone())
-            };
-            match id {
-                Some(id)
-                    if self.is_fenced(&MemberRef {
-                        member_id: id.clone(),
-                        instance_id: who.instance_id.clone(),
-                    }) =>
-                {
-                    out.push(Err(GroupError::FencedInstanceId))
-                }
-                Some(id) if self.members.contains_key(&id) => {
-                    self.remove_member(&id, GroupError::UnknownMemberId);
-                    removed = true;
-                    out.push(Ok(()));
-                }
-                Some(id) if self.pending.remove(&id).is_some() => out.push(Ok(())),
-                _ => out.push(Err(GroupError::UnknownMemberId)),
-            }
-        }
-        if removed {
-            self.prepare_rebalance("member left");
-            self.maybe_complete_join();
-        }
-        out
-    }
-
-    fn check_commit(
-        &self,
-        who: &MemberRef,
+        member: MemberRef,
         generation: i32,
-        offsets: &[CommittedOffset],
-    ) -> GroupResult {
-        if offsets
-            .iter()
-            .any(|o| o.metadata.len() > self.args.limits.offset_metadata_max_bytes)
-        {
-            return Err(GroupError::OffsetMetadataTooLarge);
-        }
-        if self.consumer.has_members() {
-            return self.consumer.check_commit(&who.member_id, generation);
-        }
-        if generation < 0 && who.member_id.is_empty() && self.state == GroupState::Empty {
-            return Ok(());
-        }
-        if self.is_fenced(who) {
-            return Err(GroupError::FencedInstanceId);
-        }
-        if !self.members.contains_key(&who.member_id) {
-            return Err(GroupError::UnknownMemberId);
-        }
-        if generation != self.generation {
-            return Err(GroupError::IllegalGeneration);
-        }
-        match self.state {
-            GroupState::Stable | GroupState::PreparingRebalance => Ok(()),
-            GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),
-            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
-        }
-    }
-
-    fn describe(&self) -> GroupDescription {
-        let proto = self.protocol_name.clone().unwrap_or_default();
-        // As Kafka: every member, but their metadata and assignments only once Stable
-        // (before, the assignments are the previous generation's).
-        let stable = self.state == GroupState::Stable;
-        let members = self
-            .order
-            .iter()
-            .filter_map(|id| self.members.get(id).map(|m| (id, m)))
-            .map(|(id, m)| MemberDescription {
-                member_id: id.clone(),
-                instance_id: m.instance_id.clone(),
-                client_id: m.client_id.clone(),
-                client_host: m.client_host.clone(),
-                metadata: if stable {
-                    metadata_for(m, &proto)
-                } else {
-                    Bytes::new()
-                },
-                assignment: if stable {
-                    m.assignment.clone()
-                } else {
-                    Bytes::new()
-                },
-            })
-            .collect();
-        if self.consumer_type {
-            return GroupDescription {
-                state_name: self.consumer.state_name(),
-                group_type: "consumer",
-                protocol_type: "consumer".into(),
-                protocol_name: self.consumer.assignor().to_string(),
-                members: Vec::new(),
-                subscribed_topics: self
-                    .consumer
-                    .members()
-                    .into_iter()
-                    .flat_map(|m| m.subscribed)
-                    .collect(),
-            };
-        }
-        GroupDescription {
-            state_name: self.state.name(),
-            group_type: "classic",
-            protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            protocol_name: if self.state == GroupState::Stable {
-                proto
-            } else {
-                String::new()
-            },
-            members,
-            subscribed_topics: Vec::new(),
-        }
-    }
-
-    /// Expires sessions and pending member ids, and completes a rebalance whose time came.
-    fn tick(&mut self) {
-        let now = Instant::now();
-        self.pending.retain(|_, until| *until > now);
-        // In every state, as Kafka: a member whose JoinGroup or SyncGroup the coordinator
-        // holds is alive; any other member is gone once its session times out, also in the
-        // middle of a rebalance (else a dead member holds the rebalance for its whole
-        // rebalance timeout).
-        let expired: Vec<String> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
-            .filter(|(_, m)| now.duration_since(m.last_heartbeat) > m.session_timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        if !expired.is_empty() {
-            for id in &expired {
-                tracing::info!(group = %self.args.group_id, member = %id, "session expired");
-                self.remove_member(id, GroupError::UnknownMemberId);
-            }
-            self.prepare_rebalance("session expired");
-        }
-        self.maybe_complete_join();
-    }
-
-    fn is_active(&self) -> bool {
-        !self.members.is_empty()
-            || !self.pending.is_empty()
-            || self.state != GroupState::Empty
-            || self.consumer.has_members()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.state == GroupState::Empty && !self.consumer.has_members()
-    }
-}
-
-impl GroupCoordinatorState {
-    /// Topics some member consumes: the subscriptions in classic consumers' JoinGroup
-    /// metadata (every protocol a member offers carries the same one, so the first is read)
-    /// and KIP-848 members' subscribed topics.
-    fn subscribed_topics(&self) -> HashSet<String> {
-        let mut out: HashSet<String> = self
-            .consumer
-            .members()
-            .into_iter()
-            .flat_map(|m| m.subscribed)
-            .collect();
-        if self.protocol_type.as_deref() != Some("consumer") {
-            return out;
-        }
-        for (id, m) in &self.members {
-            let Some((_, metadata)) = m.protocols.first() else {
-                continue;
-            };
-            match subscription_topics(metadata) {
-                Ok(topics) => out.extend(topics),
+        offsets: Vec<CommittedOffset>,
+        reply: oneshot::Sender<GroupResult>,
+    ) -> bool {
+        let mut c = self.check_commit(&member, generation, &offsets);
+        if c.is_ok() && !offsets.is_empty() {
+            let committed = self
+                .args
+                .store
+                .commit_offsets(&self.args.group_id, self.owner_epoch, offsets)
+                .await;
+            match committed {
+                Ok(()) => {}
+                Err(MetaError::GroupFenced(_)) => {
+                    tracing::warn!(group = %self.args.group_id, "group is coordinated elsewhere now; stopping");
+                    let _ = reply.send(Err(GroupError::NotCoordinator));
+                    return true;
+                }
                 Err(e) => {
-                    tracing::debug!(group = %self.args.group_id, member = %id, error = %e, "unreadable subscription")
+                    tracing::warn!(group = %self.args.group_id, error = %e, "offset commit failed");
+                    c = Err(GroupError::Storage);
                 }
             }
         }
-        out
+        if self.is_empty() {
+            self.empty_since_ms = inkless_storage::now_ms();
+        }
+        let _ = reply.send(c);
+        false
     }
 
-    async fn delete_offsets(&mut self, partitions: Vec<OffsetToDelete>) -> Vec<GroupResult> {
-        let subscribed = self.subscribed_topics();
-        let mut out: Vec<GroupResult> = partitions
-            .iter()
-            .map(|p| {
-                if subscribed.contains(&p.topic) {
-                    Err(GroupError::GroupSubscribedToTopic)
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
-        let deletable: Vec<(Uuid, i32)> = partitions
-            .iter()
-            .zip(&out)
-            .filter(|(_, o)| o.is_ok())
-            .map(|(p, _)| (p.topic_id, p.partition))
-            .collect();
-        if deletable.is_empty() {
-            return out;
-        }
-        let deleted = self
-            .args
-            .store
-            .delete_offsets(&self.args.group_id, Some(deletable))
-            .await;
-        if let Err(e) = deleted {
-            tracing::warn!(group = %self.args.group_id, error = %e, "offset delete failed");
-            for o in out.iter_mut().filter(|o| o.is_ok()) {
-                *o = Err(GroupError::Storage);
+    fn consumer_heartbeat(&mut self, hb: ConsumerHeartbeat) -> HeartbeatAnswer {
+        let had_members = self.consumer.has_members();
+        let answer = if hb.member_epoch == 0 && !self.members.is_empty() {
+            HeartbeatAnswer {
+                error: Some(GroupError::InconsistentGroupProtocol),
+                message: Some("The group has members of the classic protocol".into()),
+                member_id: hb.member_id.clone(),
+                member_epoch: -1,
+                ..Default::default()
+            }
+        } else {
+            if hb.member_epoch == 0 {
+                self.consumer_type = true;
+            }
+            self.consumer.heartbeat(hb, Instant::now())
+        };
+        if !self.consumer.has_members() {
+            self.empty_since_ms = inkless_storage::now_ms();
+            if had_members {
+                self.emptied_ms = self.empty_since_ms;
             }
         }
-        out
+        answer
     }
-}
 
-fn metadata_for(m: &Member, protocol: &str) -> Bytes {
-    m.protocols
-        .iter()
-        .find(|(n, _)| n == protocol)
-        .map(|(_, b)| b.clone())
-        .unwrap_or_default()
-}
+    fn consumer_describe(&self) -> ConsumerGroupDescription {
+        let c = &self.consumer;
+        ConsumerGroupDescription {
+            state: if self.consumer_type {
+                c.state_name()
+            } else {
+                "Dead"
+            },
+            group_epoch: c.group_epoch(),
+            assignment_epoch: c.assignment_epoch(),
+            assignor: c.assignor().to_string(),
+            members: c.members(),
+        }
+    }
 
-/// Answers a JoinGroup with `error` (generation -1).
-fn join_failed(reply: oneshot::Sender<JoinResult>, error: GroupError, member_id: String) {
-    let _ = reply.send(JoinResult {
-        error: Some(error),
-        member_id,
-        generation: -1,
-        ..Default::default()
-    });
+    /// DeleteGroups: drops the stored membership (fenced) and the offsets of an empty group.
+    /// `Err(NotCoordinator)` when fenced.
+    async fn delete(&mut self) -> GroupResult {
+        if !self.is_empty() {
+            return Err(GroupError::NonEmptyGroup);
+        }
+        self.forget().await.map_err(|e| {
+            tracing::warn!(group = %self.args.group_id, error = %e, "group delete failed");
+            match e {
+                MetaError::GroupFenced(_) => GroupError::NotCoordinator,
+                _ => GroupError::Storage,
+            }
+        })
+    }
+
+    /// Deletes what the store holds of the group: its membership (under the owner epoch,
+    /// so a stale coordinator deletes nothing) and then its offsets.
+    async fn forget(&mut self) -> Result<(), MetaError> {
+        let store = &self.args.store;
+        store
+            .save_group_state(&self.args.group_id, self.owner_epoch, None)
+            .await?;
+        self.saved = None;
+        store.delete_offsets(&self.args.group_id, None).await?;
+        Ok(())
+    }
+
+    /// The Tick: sessions, rebalances, offset expiry; true when the actor must stop.
+    async fn on_tick(&mut self) -> Result<bool, ActorProcessingErr> {
+        let mut changed = self.tick();
+        if self.consumer.tick(Instant::now()) {
+            changed = true;
+            if !self.consumer.has_members() {
+                self.emptied_ms = inkless_storage::now_ms();
+                self.empty_since_ms = self.emptied_ms;
+            }
+        }
+        let retention_ms = self.args.limits.offsets_retention.as_millis() as i64;
+        if self.is_empty() && inkless_storage::now_ms() - self.empty_since_ms > retention_ms {
+            tracing::info!(group = %self.args.group_id, "offsets expired");
+            match self.forget().await {
+                Ok(()) => {}
+                Err(MetaError::GroupFenced(_)) => {
+                    tracing::warn!(group = %self.args.group_id, "group is coordinated elsewhere now; stopping");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.state = GroupState::Dead;
+            return Ok(true);
+        }
+        if (changed || self.write_failed) && self.persist().await == Persisted::Fenced {
+            return Ok(true);
+        }
+        let next = if self.is_active() {
+            ACTIVE_TICK
+        } else {
+            // Idle, but on time for the expiry.
+            let left_ms = self.empty_since_ms + retention_ms - inkless_storage::now_ms();
+            IDLE_TICK.min(Duration::from_millis(left_ms.max(0) as u64 + 1))
+        };
+        self.me.post_after(next, || GroupMsg::Tick);
+        Ok(false)
+    }
 }
 
 impl Actor for GroupCoordinator {
@@ -1079,34 +567,9 @@ impl Actor for GroupCoordinator {
             .await?;
         let me = Mailbox::new(myself, args.queued.clone());
         me.post_after(ACTIVE_TICK, || GroupMsg::Tick);
-        let now = Instant::now();
-        let consumer = ConsumerGroup::new(
-            ConsumerGroupSettings {
-                session_timeout: args.limits.consumer_session_timeout,
-                heartbeat_interval: args.limits.consumer_heartbeat_interval,
-                max_size: args.limits.max_size,
-            },
-            args.topics.clone(),
-        );
-        Ok(GroupCoordinatorState {
-            me,
-            args,
-            owner_epoch,
-            state: GroupState::Empty,
-            generation: 0,
-            protocol_type: None,
-            protocol_name: None,
-            leader: None,
-            order: Vec::new(),
-            members: HashMap::new(),
-            pending: HashMap::new(),
-            static_members: HashMap::new(),
-            rebalance_deadline: now,
-            initial_delay_until: None,
-            empty_since: now,
-            consumer,
-            consumer_type: false,
-        })
+        let mut state = GroupCoordinatorState::fresh(me, args, owner_epoch);
+        state.load().await?;
+        Ok(state)
     }
 
     async fn handle(
@@ -1116,139 +579,78 @@ impl Actor for GroupCoordinator {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.me.taken();
-        match msg {
-            GroupMsg::Join(a, reply) => state.join(a, reply),
-            GroupMsg::Sync(a, reply) => state.sync(a, reply),
+        let stop = match msg {
+            GroupMsg::Join(a, reply) => {
+                state.join(a, reply);
+                state.persist().await == Persisted::Fenced
+            }
+            GroupMsg::Sync(a, reply) => {
+                state.sync(a, reply);
+                state.persist().await == Persisted::Fenced
+            }
             GroupMsg::Heartbeat {
                 member,
                 generation,
                 reply,
             } => {
                 let _ = reply.send(state.heartbeat(&member, generation));
+                false
             }
             GroupMsg::Leave { members, reply } => {
                 let _ = reply.send(state.leave(members));
+                state.persist().await == Persisted::Fenced
             }
             GroupMsg::Commit {
                 member,
                 generation,
                 offsets,
                 reply,
-            } => {
-                let mut c = state.check_commit(&member, generation, &offsets);
-                if c.is_ok() && !offsets.is_empty() {
-                    let committed = state
-                        .args
-                        .store
-                        .commit_offsets(&state.args.group_id, state.owner_epoch, offsets)
-                        .await;
-                    match committed {
-                        Ok(()) => {}
-                        Err(MetaError::GroupFenced(_)) => {
-                            tracing::warn!(group = %state.args.group_id, "group is coordinated elsewhere now; stopping");
-                            let _ = reply.send(Err(GroupError::NotCoordinator));
-                            myself.stop(Some("fenced".into()));
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            tracing::warn!(group = %state.args.group_id, error = %e, "offset commit failed");
-                            c = Err(GroupError::Storage);
-                        }
-                    }
-                }
-                if state.state == GroupState::Empty {
-                    state.empty_since = Instant::now();
-                }
-                let _ = reply.send(c);
-            }
+            } => state.commit(member, generation, offsets, reply).await,
             GroupMsg::Describe(reply) => {
                 let _ = reply.send(state.describe());
+                false
             }
             GroupMsg::ConsumerHeartbeat(hb, reply) => {
-                let answer = if hb.member_epoch == 0 && !state.members.is_empty() {
+                let answer = state.consumer_heartbeat(hb);
+                let fenced = state.persist().await == Persisted::Fenced;
+                let _ = reply.send(if fenced {
                     HeartbeatAnswer {
-                        error: Some(GroupError::InconsistentGroupProtocol),
-                        message: Some("The group has members of the classic protocol".into()),
-                        member_id: hb.member_id.clone(),
+                        error: Some(GroupError::NotCoordinator),
                         member_epoch: -1,
-                        ..Default::default()
+                        ..answer
                     }
                 } else {
-                    if hb.member_epoch == 0 {
-                        state.consumer_type = true;
-                    }
-                    state.consumer.heartbeat(hb, Instant::now())
-                };
-                if !state.consumer.has_members() {
-                    state.empty_since = Instant::now();
-                }
-                let _ = reply.send(answer);
+                    answer
+                });
+                fenced
             }
             GroupMsg::ConsumerDescribe(reply) => {
-                let c = &state.consumer;
-                let _ = reply.send(ConsumerGroupDescription {
-                    state: if state.consumer_type {
-                        c.state_name()
-                    } else {
-                        "Dead"
-                    },
-                    group_epoch: c.group_epoch(),
-                    assignment_epoch: c.assignment_epoch(),
-                    assignor: c.assignor().to_string(),
-                    members: c.members(),
-                });
+                let _ = reply.send(state.consumer_describe());
+                false
             }
             GroupMsg::DeleteOffsets { partitions, reply } => {
                 let _ = reply.send(state.delete_offsets(partitions).await);
+                false
             }
             GroupMsg::Delete(reply) => {
-                if !state.is_empty() {
-                    let _ = reply.send(Err(GroupError::NonEmptyGroup));
-                    return Ok(());
-                }
-                let c = match state
-                    .args
-                    .store
-                    .delete_offsets(&state.args.group_id, None)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        tracing::warn!(group = %state.args.group_id, error = %e, "group delete failed");
-                        Err(GroupError::Storage)
-                    }
-                };
+                let c = state.delete().await;
                 let _ = reply.send(c);
-                if c.is_ok() {
-                    state.state = GroupState::Dead;
-                    myself.stop(Some("deleted".into()));
+                match c {
+                    Ok(()) => {
+                        state.state = GroupState::Dead;
+                        true
+                    }
+                    Err(e) => e == GroupError::NotCoordinator,
                 }
             }
-            GroupMsg::Tick => {
-                state.tick();
-                if state.consumer.tick(Instant::now()) && !state.consumer.has_members() {
-                    state.empty_since = Instant::now();
-                }
-                if state.is_empty()
-                    && state.empty_since.elapsed() > state.args.limits.offsets_retention
-                {
-                    tracing::info!(group = %state.args.group_id, "offsets expired");
-                    state
-                        .args
-                        .store
-                        .delete_offsets(&state.args.group_id, None)
-                        .await?;
-                    state.state = GroupState::Dead;
-                    myself.stop(Some("expired".into()));
-                    return Ok(());
-                }
-                let next = if state.is_active() {
-                    ACTIVE_TICK
-                } else {
-                    IDLE_TICK.min(state.args.limits.offsets_retention)
-                };
-                state.me.post_after(next, || GroupMsg::Tick);
-            }
+            GroupMsg::Tick => state.on_tick().await?,
+        };
+        if stop {
+            let reason = match state.state {
+                GroupState::Dead => "deleted",
+                _ => "fenced",
+            };
+            myself.stop(Some(reason.into()));
         }
         Ok(())
     }

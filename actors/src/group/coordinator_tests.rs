@@ -27,6 +27,8 @@ use tokio::sync::oneshot;
 use tokio::sync::oneshot::error::TryRecvError;
 use uuid::Uuid;
 
+mod durable;
+
 /// Session and rebalance timeout of members whose timeouts a test does not exercise.
 const LONG: Duration = Duration::from_secs(30);
 /// Deadline of every wait for something the coordinator should do.
@@ -84,6 +86,16 @@ async fn start(limits: GroupLimits) -> Group {
         .await
         .unwrap()
         .id;
+    spawn_on(store, topic, dir, limits).await
+}
+
+/// A coordinator of group [`GROUP`] on `store` (which claims the group from any other).
+async fn spawn_on(
+    store: SharedMetadataStore,
+    topic: Uuid,
+    dir: tempfile::TempDir,
+    limits: GroupLimits,
+) -> Group {
     let args = |queued| GroupArgs {
         queued,
         group_id: GROUP.into(),

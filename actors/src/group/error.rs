@@ -43,6 +43,9 @@ pub enum GroupError {
     /// The metadata store failed.
     #[error("metadata store failed")]
     Storage,
+    /// The coordinator could not store the group's new generation; the members rejoin.
+    #[error("coordinator not available")]
+    CoordinatorNotAvailable,
     /// A KIP-848 request that breaks the protocol's rules.
     #[error("invalid request")]
     InvalidRequest,

@@ -16,6 +16,19 @@ use tokio::sync::oneshot;
 #[error("the group coordinator is gone")]
 pub struct CoordinatorGone;
 
+/// Why [`crate::Node::group`] found no coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GroupMiss {
+    /// The group has nothing stored (no members, no offsets) and was not to be created.
+    #[error("unknown group")]
+    Unknown,
+    /// The group's coordinator could not start here now (another node still holds the
+    /// group, the metadata store failed, or this node is not its coordinator): the client
+    /// should retry (COORDINATOR_NOT_AVAILABLE).
+    #[error("the group coordinator is not available")]
+    Unavailable,
+}
+
 /// A running consumer-group coordinator on this node.
 #[derive(Debug, Clone)]
 pub struct GroupHandle {

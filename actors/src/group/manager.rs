@@ -1,17 +1,19 @@
 //! GroupManager: starts, supervises and finds the GroupCoordinators of this node.
 //!
-//! Takes [`GroupManagerMsg::Get`] (the coordinator of a group, started on demand),
+//! Takes [`GroupManagerMsg::Get`] (the coordinator of a group, started on demand: for a
+//! JoinGroup, or for any request about a group the store knows),
 //! [`GroupManagerMsg::List`] and [`GroupManagerMsg::Place`]. It runs coordinators only for
 //! the groups this node owns by placement of the live set ([`LiveSet`]). On start, and on
 //! every placement, it starts a coordinator for every owned group that has committed
-//! offsets, so they show up (Empty) in ListGroups and their offsets can expire; coordinators
+//! offsets or stored membership, so they show up in ListGroups, their members carry on
+//! (each coordinator loads its group, ADR 0020) and their offsets can expire; coordinators
 //! of groups that moved away are stopped (their members rejoin at the new owner) and
 //! released in the metadata store, so their new owner may claim them at once. A coordinator
 //! claims its group when it starts, which fails while another node's live lease holds it
 //! (clients get NOT_COORDINATOR and retry); coordinators started under an older lease
 //! generation are stopped (they were taken over). Every placement also releases the groups
 //! the store says this node holds but does not run.
-//! A coordinator that fails is restarted empty (members rejoin; offsets are in the store);
+//! A coordinator that fails is restarted (it reloads its group from the store);
 //! more than `max_restarts` failures of one group within a minute escalate to the
 //! NodeSupervisor. One that stops (deleted, offsets expired, moved) is forgotten.
 
@@ -19,6 +21,7 @@ use crate::cluster::lease::LeaseGuard;
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::coordinator::{GroupArgs, GroupCoordinator, GroupLimits, GroupMsg};
+use crate::group::handle::GroupMiss;
 use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorDirectory, RestartBudget};
 use inkless_storage::metadata::SharedMetadataStore;
@@ -33,14 +36,15 @@ const MAX_GROUP_ID_BYTES: usize = 255 * 4;
 /// Messages of the [`GroupManager`].
 #[derive(Debug)]
 pub enum GroupManagerMsg {
-    /// The coordinator of a group; started if `create` and not running.
+    /// The coordinator of a group; started if not running and `create` or the store knows
+    /// the group (stored members or offsets).
     Get {
         /// Group id.
         group_id: String,
-        /// Start it if absent.
+        /// Start it if absent, known or not.
         create: bool,
-        /// The coordinator, if running.
-        reply: oneshot::Sender<Option<Mailbox<GroupMsg>>>,
+        /// The coordinator, or why there is none.
+        reply: oneshot::Sender<Result<Mailbox<GroupMsg>, GroupMiss>>,
     },
     /// Every running coordinator.
     List(oneshot::Sender<Vec<(String, Mailbox<GroupMsg>)>>),
@@ -128,6 +132,50 @@ impl GroupManagerState {
 }
 
 impl GroupManagerState {
+    /// The running coordinator of an owned group, else one started if `create` or the
+    /// store knows the group (a coordinator loads what is stored when it starts).
+    async fn get(
+        &mut self,
+        myself: &ActorRef<GroupManagerMsg>,
+        group_id: &str,
+        create: bool,
+    ) -> Result<Mailbox<GroupMsg>, GroupMiss> {
+        if !self.args.live.borrow().owns_group(group_id) {
+            return Err(GroupMiss::Unavailable);
+        }
+        if let Some(a) = self.groups.get(group_id) {
+            return Ok(a.clone());
+        }
+        if group_id.is_empty() || group_id.len() > MAX_GROUP_ID_BYTES {
+            return Err(GroupMiss::Unknown);
+        }
+        if !create && !self.known(group_id).await? {
+            return Err(GroupMiss::Unknown);
+        }
+        self.start(myself, group_id)
+            .await
+            .ok_or(GroupMiss::Unavailable)
+    }
+
+    /// True when the store holds members or offsets of the group.
+    async fn known(&self, group_id: &str) -> Result<bool, GroupMiss> {
+        let store = &self.args.store;
+        let unavailable = |e| {
+            tracing::warn!(group = %group_id, error = %e, "could not look the group up");
+            GroupMiss::Unavailable
+        };
+        if store
+            .load_group_state(group_id)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let offsets = store.fetch_offsets(group_id).await.map_err(unavailable)?;
+        Ok(!offsets.is_empty())
+    }
+
     async fn place(
         &mut self,
         myself: &ActorRef<GroupManagerMsg>,
@@ -214,20 +262,7 @@ impl Actor for GroupManager {
                 create,
                 reply,
             } => {
-                let owned = state.args.live.borrow().owns_group(&group_id);
-                let found = state.groups.get(&group_id).cloned().filter(|_| owned);
-                let actor = match found {
-                    Some(a) => Some(a),
-                    None if create
-                        && owned
-                        && !group_id.is_empty()
-                        && group_id.len() <= MAX_GROUP_ID_BYTES =>
-                    {
-                        state.start(&myself, &group_id).await
-                    }
-                    None => None,
-                };
-                let _ = reply.send(actor);
+                let _ = reply.send(state.get(&myself, &group_id, create).await);
             }
             GroupManagerMsg::Place(reply) => {
                 if let Err(e) = state.place(&myself).await {

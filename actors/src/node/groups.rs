@@ -1,26 +1,30 @@
 //! Consumer-group coordinators, through typed handles.
 
 use super::Node;
-use crate::group::handle::GroupHandle;
+use crate::group::handle::{GroupHandle, GroupMiss};
 use crate::group::manager::GroupManagerMsg;
 use tokio::sync::oneshot;
 
 impl Node {
-    /// The coordinator of `group_id`, started if `create` and not running; `None` while
-    /// this node's lease does not hold (see [`crate::cluster::lease`]).
-    pub async fn group(&self, group_id: &str, create: bool) -> Option<GroupHandle> {
+    /// The coordinator of `group_id` this node runs. One that is not running is started
+    /// (loading what the store holds of the group) if `create`, or if the store knows the
+    /// group (stored members or offsets); else [`GroupMiss::Unknown`].
+    /// [`GroupMiss::Unavailable`] while this node's lease does not hold (see
+    /// [`crate::cluster::lease`]) or when the coordinator cannot start now.
+    pub async fn group(&self, group_id: &str, create: bool) -> Result<GroupHandle, GroupMiss> {
         if !self.partitions.guard().is_valid() {
-            return None;
+            return Err(GroupMiss::Unavailable);
         }
-        let m = self.slots.groups.get()?;
+        let m = self.slots.groups.get().ok_or(GroupMiss::Unavailable)?;
         let (tx, rx) = oneshot::channel();
         m.post(GroupManagerMsg::Get {
             group_id: group_id.to_string(),
             create,
             reply: tx,
         })
-        .ok()?;
-        rx.await.ok().flatten().map(GroupHandle::new)
+        .map_err(|_| GroupMiss::Unavailable)?;
+        let found = rx.await.map_err(|_| GroupMiss::Unavailable)?;
+        found.map(GroupHandle::new)
     }
 
     /// Every running group coordinator.

@@ -2,7 +2,7 @@
 //! ConsumerGroupDescribe. Assignments are computed by the group's coordinator actor.
 
 use super::{group_code, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED, NONE};
-use inkless_actors::{Assignment, ConsumerHeartbeat as Heartbeat};
+use inkless_actors::{Assignment, ConsumerHeartbeat as Heartbeat, GroupMiss};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
 use inkless_protocol::kafka_protocol::messages::consumer_group_describe_response::{
@@ -46,11 +46,20 @@ pub async fn heartbeat(
     if let Some(c) = super::not_coordinator(ctx, &req.group_id.0) {
         return fail(c, "This node is not the group's coordinator");
     }
-    let Some(actor) = ctx.node.group(&req.group_id.0, req.member_epoch == 0).await else {
-        return fail(
-            ResponseError::UnknownMemberId.code(),
-            "Unknown group or member",
-        );
+    let actor = match ctx.node.group(&req.group_id.0, req.member_epoch == 0).await {
+        Ok(actor) => actor,
+        Err(GroupMiss::Unknown) => {
+            return fail(
+                ResponseError::UnknownMemberId.code(),
+                "Unknown group or member",
+            )
+        }
+        Err(GroupMiss::Unavailable) => {
+            return fail(
+                ResponseError::CoordinatorNotAvailable.code(),
+                "The group's coordinator is not available",
+            )
+        }
     };
     let hb = Heartbeat {
         member_id: req.member_id.to_string(),
@@ -121,8 +130,12 @@ pub async fn describe(
             continue;
         }
         let d = match ctx.node.group(&g.0, false).await {
-            None => None,
-            Some(actor) => actor.consumer_describe().await.ok(),
+            Err(GroupMiss::Unknown) => None,
+            Err(GroupMiss::Unavailable) => {
+                out.push(base.with_error_code(ResponseError::CoordinatorNotAvailable.code()));
+                continue;
+            }
+            Ok(actor) => actor.consumer_describe().await.ok(),
         };
         let Some(d) = d.filter(|d| d.state != "Dead") else {
             out.push(

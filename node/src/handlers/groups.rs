@@ -5,7 +5,7 @@
 
 use super::NONE;
 use super::{group_code, group_outcome, not_coordinator, s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
-use inkless_actors::{JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
+use inkless_actors::{GroupMiss, JoinArgs, MemberRef, OffsetToDelete, SyncArgs};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use inkless_protocol::kafka_protocol::messages::delete_groups_response::{
@@ -148,7 +148,7 @@ pub async fn join(
     if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
         return fail(c);
     }
-    let Some(actor) = ctx.node.group(&req.group_id.0, true).await else {
+    let Ok(actor) = ctx.node.group(&req.group_id.0, true).await else {
         return fail(ResponseError::CoordinatorNotAvailable.code());
     };
     let args = JoinArgs {
@@ -201,6 +201,15 @@ pub async fn join(
         )
 }
 
+/// The error code of a Sync, Heartbeat or Leave that found no coordinator: the member is
+/// unknown when the store knows nothing of the group; else the client retries.
+fn miss_code(miss: GroupMiss) -> i16 {
+    match miss {
+        GroupMiss::Unknown => ResponseError::UnknownMemberId.code(),
+        GroupMiss::Unavailable => ResponseError::CoordinatorNotAvailable.code(),
+    }
+}
+
 /// Answers SyncGroup.
 pub async fn sync(
     ctx: &Ctx,
@@ -211,8 +220,9 @@ pub async fn sync(
     if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
         return SyncGroupResponse::default().with_error_code(c);
     }
-    let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
-        return SyncGroupResponse::default().with_error_code(ResponseError::UnknownMemberId.code());
+    let actor = match ctx.node.group(&req.group_id.0, false).await {
+        Ok(actor) => actor,
+        Err(miss) => return SyncGroupResponse::default().with_error_code(miss_code(miss)),
     };
     let args = SyncArgs {
         member_id: req.member_id.to_string(),
@@ -245,8 +255,8 @@ pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
         return HeartbeatResponse::default().with_error_code(c);
     }
     let c = match ctx.node.group(&req.group_id.0, false).await {
-        None => ResponseError::UnknownMemberId.code(),
-        Some(actor) => {
+        Err(miss) => miss_code(miss),
+        Ok(actor) => {
             let member = MemberRef {
                 member_id: req.member_id.to_string(),
                 instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -280,8 +290,8 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
         return LeaveGroupResponse::default().with_error_code(c);
     }
     let codes = match ctx.node.group(&req.group_id.0, false).await {
-        None => vec![ResponseError::UnknownMemberId.code(); members.len()],
-        Some(actor) => {
+        Err(miss) => vec![miss_code(miss); members.len()],
+        Ok(actor) => {
             let n = members.len();
             match actor.leave(members.clone()).await {
                 Ok(outcomes) => outcomes.into_iter().map(group_outcome).collect(),
@@ -378,8 +388,9 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitR
             .group(&req.group_id.0, req.generation_id_or_member_epoch < 0)
             .await
         {
-            None => ResponseError::IllegalGeneration.code(),
-            Some(actor) => {
+            Err(GroupMiss::Unknown) => ResponseError::IllegalGeneration.code(),
+            Err(GroupMiss::Unavailable) => ResponseError::CoordinatorNotAvailable.code(),
+            Ok(actor) => {
                 let member = MemberRef {
                     member_id: req.member_id.to_string(),
                     instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -643,8 +654,12 @@ pub async fn describe(
             continue;
         }
         let d = match ctx.node.group(&g.0, false).await {
-            Some(actor) => actor.describe().await.ok(),
-            None => None,
+            Ok(actor) => actor.describe().await.ok(),
+            Err(GroupMiss::Unknown) => None,
+            Err(GroupMiss::Unavailable) => {
+                out.push(base.with_error_code(ResponseError::CoordinatorNotAvailable.code()));
+                continue;
+            }
         };
         let Some(d) = d else {
             out.push(base.with_group_state(s("Dead")));
@@ -683,8 +698,9 @@ pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
     for g in req.groups_names {
         let c = match ctx.node.group(&g.0, false).await {
             _ if not_coordinator(ctx, &g.0).is_some() => ResponseError::NotCoordinator.code(),
-            None => ResponseError::GroupIdNotFound.code(),
-            Some(actor) => actor
+            Err(GroupMiss::Unknown) => ResponseError::GroupIdNotFound.code(),
+            Err(GroupMiss::Unavailable) => ResponseError::CoordinatorNotAvailable.code(),
+            Ok(actor) => actor
                 .delete()
                 .await
                 .map_or(ResponseError::GroupIdNotFound.code(), group_outcome),
@@ -703,9 +719,16 @@ pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteR
     if let Some(c) = not_coordinator(ctx, &req.group_id.0) {
         return OffsetDeleteResponse::default().with_error_code(c);
     }
-    let Some(actor) = ctx.node.group(&req.group_id.0, false).await else {
-        return OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::GroupIdNotFound.code());
+    let actor = match ctx.node.group(&req.group_id.0, false).await {
+        Ok(actor) => actor,
+        Err(GroupMiss::Unknown) => {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupIdNotFound.code())
+        }
+        Err(GroupMiss::Unavailable) => {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        }
     };
     // Known topics go to the coordinator in one message; unknown ones are answered here.
     let ids: Vec<Option<Uuid>> = req

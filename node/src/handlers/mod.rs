@@ -47,6 +47,7 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::Storage => ResponseError::KafkaStorageError,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         GroupError::InvalidRequest => ResponseError::InvalidRequest,
         GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
         GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,

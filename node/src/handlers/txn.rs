@@ -9,7 +9,7 @@
 
 use super::groups::{plan_offsets, OffsetInRequest};
 use super::{group_outcome, not_coordinator, s, Ctx, NONE};
-use inkless_actors::{Claimed, MemberRef, TxnError};
+use inkless_actors::{Claimed, GroupMiss, MemberRef, TxnError};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 use inkless_protocol::kafka_protocol::messages::add_offsets_to_txn_response::AddOffsetsToTxnResponse;
@@ -377,7 +377,11 @@ async fn txn_offset_commit_refusal(ctx: &Ctx, req: &TxnOffsetCommitRequest) -> O
     if req.generation_id < 0 && req.member_id.is_empty() {
         return None;
     }
-    let actor = ctx.node.group(group, false).await?;
+    let actor = match ctx.node.group(group, false).await {
+        Ok(actor) => actor,
+        Err(GroupMiss::Unknown) => return None,
+        Err(GroupMiss::Unavailable) => return Some(ResponseError::CoordinatorNotAvailable.code()),
+    };
     let member = MemberRef {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),

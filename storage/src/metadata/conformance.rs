@@ -49,6 +49,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     ownership(&store).await;
     batch_claims(&store).await;
     pins(&store).await;
+    group_states(&store).await;
     lifecycle::lifecycle(&store).await;
     check::producer_expiry(&store).await;
     check::storage_check_reads(&store).await;
@@ -165,6 +166,73 @@ async fn group_offsets(s: &SharedMetadataStore) {
         "a deleted topic's offsets go with it"
     );
     assert!(s.offset_groups().await.expect("groups").is_empty());
+}
+
+/// Durable group membership (ADR 0020): stored, replaced, read back and deleted under the
+/// group's owner epoch; a stale coordinator's write (and offset commit) is refused.
+async fn group_states(s: &SharedMetadataStore) {
+    let (la, ca) = registered(s, 21).await;
+    let (lb, cb) = registered(s, 22).await;
+    assert_eq!(s.load_group_state("gs").await.expect("load"), None);
+    let e1 = s.claim_group("gs", ca).await.expect("claim");
+    s.save_group_state("gs", e1, Some(vec![1, 2, 3]))
+        .await
+        .expect("save");
+    s.save_group_state("gs", e1, Some(vec![4, 0, 5]))
+        .await
+        .expect("replace");
+    assert_eq!(
+        s.load_group_state("gs").await.expect("load"),
+        Some(vec![4, 0, 5])
+    );
+    let listed = s.offset_groups().await.expect("groups");
+    assert!(
+        listed.contains(&"gs".to_string()),
+        "a group with members and no offsets is listed: {listed:?}"
+    );
+    // Another node takes the group over (the first released it): the old owner's writes
+    // are refused, the new owner's go through.
+    s.release_groups(ca, vec!["gs".into()])
+        .await
+        .expect("release");
+    let e2 = s.claim_group("gs", cb).await.expect("claim b");
+    assert!(e2 > e1);
+    assert!(matches!(
+        s.save_group_state("gs", e1, Some(vec![9])).await,
+        Err(MetaError::GroupFenced(_))
+    ));
+    assert!(matches!(
+        s.save_group_state("gs", e1, None).await,
+        Err(MetaError::GroupFenced(_))
+    ));
+    assert_eq!(
+        s.load_group_state("gs").await.expect("load"),
+        Some(vec![4, 0, 5]),
+        "a refused write changes nothing"
+    );
+    assert!(matches!(
+        s.save_group_state("never-claimed", 0, Some(vec![1])).await,
+        Err(MetaError::GroupFenced(_))
+    ));
+    s.save_group_state("gs", e2, Some(Vec::new()))
+        .await
+        .expect("save b");
+    assert_eq!(
+        s.load_group_state("gs").await.expect("load"),
+        Some(Vec::new())
+    );
+    s.save_group_state("gs", e2, None).await.expect("delete");
+    assert_eq!(s.load_group_state("gs").await.expect("load"), None);
+    assert!(!s
+        .offset_groups()
+        .await
+        .expect("groups")
+        .contains(&"gs".to_string()));
+    s.release_groups(cb, vec!["gs".into()])
+        .await
+        .expect("release");
+    s.release_lease(21, la.incarnation).await.expect("leave");
+    s.release_lease(22, lb.incarnation).await.expect("leave");
 }
 
 async fn topics(s: &SharedMetadataStore) {

@@ -192,6 +192,20 @@ impl MetadataStore for Instrumented {
     async fn fetch_offsets(&self, group: &str) -> MetaResult<Vec<CommittedOffset>> {
         timed!("fetch_offsets", self.inner.fetch_offsets(group))
     }
+    async fn save_group_state(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        state: Option<Vec<u8>>,
+    ) -> MetaResult<()> {
+        timed!(
+            "save_group_state",
+            self.inner.save_group_state(group, owner_epoch, state)
+        )
+    }
+    async fn load_group_state(&self, group: &str) -> MetaResult<Option<Vec<u8>>> {
+        timed!("load_group_state", self.inner.load_group_state(group))
+    }
     async fn delete_offsets(
         &self,
         group: &str,

@@ -843,8 +843,20 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Deletes a group's offsets (all, or the listed partitions); returns how many.
     async fn delete_offsets(&self, group: &str, which: Option<Vec<(Uuid, i32)>>)
         -> MetaResult<u64>;
-    /// Groups that have committed offsets.
+    /// Groups that have committed offsets or a stored membership state
+    /// ([`MetadataStore::save_group_state`]).
     async fn offset_groups(&self) -> MetaResult<Vec<String>>;
+    /// Stores (replacing) the membership state of a consumer group, as its coordinator
+    /// encoded it (the store does not read it), if `owner_epoch` is the group's current owner
+    /// epoch (else [`MetaError::GroupFenced`]); `None` deletes it.
+    async fn save_group_state(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        state: Option<Vec<u8>>,
+    ) -> MetaResult<()>;
+    /// The membership state last stored for a group by [`MetadataStore::save_group_state`].
+    async fn load_group_state(&self, group: &str) -> MetaResult<Option<Vec<u8>>>;
     /// For each query, the offset its partition's log start may be raised to under the
     /// query's retention limits ([`RetentionQuery`]): never below the stored log start,
     /// never above the high watermark; 0 for a partition that does not exist.

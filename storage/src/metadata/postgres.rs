@@ -202,6 +202,14 @@ CREATE TABLE aborted_txns (
 CREATE INDEX transactions_by_state ON transactions (state);
 CREATE INDEX transactions_by_last_update ON transactions (last_update_ms);
 "#,
+    // Durable consumer groups (ADR 0020).
+    r#"
+CREATE TABLE group_states (
+    group_id TEXT COLLATE "C" PRIMARY KEY,
+    state BYTEA NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
@@ -1613,7 +1621,7 @@ impl MetadataStore for PostgresStore {
     async fn offset_groups(&self) -> MetaResult<Vec<String>> {
         let rows = self
             .query(
-                "SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id",
+                "SELECT group_id FROM group_offsets UNION SELECT group_id FROM group_states ORDER BY group_id",
                 &[],
             )
             .await?;
@@ -1621,6 +1629,47 @@ impl MetadataStore for PostgresStore {
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()
             .map_err(pg)
+    }
+
+    async fn save_group_state(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        state: Option<Vec<u8>>,
+    ) -> MetaResult<()> {
+        let group: Arc<str> = group.into();
+        let state = Arc::new(state);
+        self.with_tx(move |tx| {
+            let (group, state) = (group.clone(), state.clone());
+            Box::pin(async move {
+                ownership::check_group_epoch(tx, &group, owner_epoch).await?;
+                match &*state {
+                    Some(bytes) => {
+                        let sql = format!(
+                            "INSERT INTO group_states (group_id, state, updated_ms) VALUES ($1, $2, {}) ON CONFLICT (group_id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+                            ownership::NOW_MS
+                        );
+                        tx.execute(sql.as_str(), &[&&*group, bytes]).await?
+                    }
+                    None => {
+                        tx.execute("DELETE FROM group_states WHERE group_id = $1", &[&&*group])
+                            .await?
+                    }
+                };
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn load_group_state(&self, group: &str) -> MetaResult<Option<Vec<u8>>> {
+        let rows = self
+            .query(
+                "SELECT state FROM group_states WHERE group_id = $1",
+                &[&group],
+            )
+            .await?;
+        rows.first().map(|r| r.try_get(0)).transpose().map_err(pg)
     }
 
     async fn cluster_id(&self) -> MetaResult<String> {

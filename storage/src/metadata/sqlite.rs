@@ -183,6 +183,14 @@ CREATE TABLE aborted_txns (
 CREATE INDEX transactions_by_state ON transactions (state);
 CREATE INDEX transactions_by_last_update ON transactions (last_update_ms);
 "#,
+    // Durable consumer groups (ADR 0020).
+    r#"
+CREATE TABLE group_states (
+    group_id TEXT PRIMARY KEY,
+    state BLOB NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -1086,10 +1094,46 @@ impl MetadataStore for SqliteStore {
     async fn offset_groups(&self) -> MetaResult<Vec<String>> {
         self.with_tx(|tx| {
             let mut stmt = tx
-                .prepare_cached("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id")
+                .prepare_cached("SELECT group_id FROM group_offsets UNION SELECT group_id FROM group_states ORDER BY group_id")
                 .map_err(db)?;
             let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn save_group_state(
+        &self,
+        group: &str,
+        owner_epoch: i64,
+        state: Option<Vec<u8>>,
+    ) -> MetaResult<()> {
+        let group = group.to_string();
+        self.with_tx(move |tx| {
+            ownership::check_group_epoch(tx, &group, owner_epoch)?;
+            match state {
+                Some(state) => tx.execute(
+                    "INSERT INTO group_states (group_id, state, updated_ms) VALUES (?1, ?2, ?3) ON CONFLICT (group_id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+                    params![group, state, crate::now_ms()],
+                ),
+                None => tx.execute("DELETE FROM group_states WHERE group_id = ?1", params![group]),
+            }
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_group_state(&self, group: &str) -> MetaResult<Option<Vec<u8>>> {
+        let group = group.to_string();
+        self.with_tx(move |tx| {
+            tx.query_row(
+                "SELECT state FROM group_states WHERE group_id = ?1",
+                params![group],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
         })
         .await
     }
