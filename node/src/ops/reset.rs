@@ -208,7 +208,13 @@ async fn plan(
             },
             Spec::Time(_) => match at_time.as_ref().and_then(|m| m.get(tp)).copied() {
                 Some(o) if o >= 0 => o,
-                _ => hi,
+                _ => {
+                    println!(
+                        "\nWarn: Partition {} from topic {} is empty. Falling back to latest known offset.",
+                        tp.1, tp.0
+                    );
+                    hi
+                }
             },
         };
         out.insert(tp.clone(), target.clamp(lo, hi.max(lo)));
