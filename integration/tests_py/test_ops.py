@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cluster import Cluster
-from conftest import EXTERNAL, broker_binary
+from conftest import EXTERNAL, broker_binary, measurement
 from test_cluster import BUCKET, group_nodes, infra, wait_placed  # noqa: F401 (fixture)
 from test_groups import create_topic
 from test_kafka_tools import JVM_FLAGS, TOOLS, kafka_libs  # noqa: F401 (fixture)
@@ -333,6 +333,7 @@ def test_drain_moves_everything_off_a_node_until_cancelled(ops_cluster, tools):
     traffic = Traffic(c.bootstrap, topic, partitions)
     traffic.thread.start()
     time.sleep(2)
+    had = (len(running(c, node, "partition")), len(running(c, node, "group")))
     t0 = time.monotonic()
     out = ok(tools.inkless("cluster", "drain", "--admin", tools.admin, "--node", str(node)))
     took = time.monotonic() - t0
@@ -340,6 +341,8 @@ def test_drain_moves_everything_off_a_node_until_cancelled(ops_cluster, tools):
     assert f"Node {node} is draining." in out and f"Node {node} is drained" in out, out
     assert running(c, node, "partition") == [] and running(c, node, "group") == []
     assert c.nodes[1].admin("/cluster")["draining"] == [node]
+    status = ok(tools.inkless("cluster", "status", "--admin", tools.admin))
+    assert f"draining (inkless cluster drain): [{node}]" in status, status
     # Drained again: nothing changes, the tool says so.
     assert "(it already was)" in ok(tools.inkless("cluster", "drain", "--admin", tools.admin, "--node", str(node),
                                                   "--no-wait"))
@@ -379,8 +382,9 @@ def test_drain_moves_everything_off_a_node_until_cancelled(ops_cluster, tools):
         missing = set(traffic.acked[p]) - set(got[p])
         assert not missing, f"partition {p}: {len(missing)} acknowledged records not read back"
         assert [o for o, _ in got[p]] == sorted(o for o, _ in got[p]), f"partition {p} out of order"
-    print(f"MEASURE drain of node {node}: {took:.1f} s until empty; {acked} records acknowledged "
-          "meanwhile, all read back")
+    measurement(f"DRAIN node {node} of 3: {took:.1f} s from the command to an empty node "
+                f"(it ran {had[0]} partitions, {had[1]} group coordinators); {acked} records acknowledged "
+                "meanwhile by an idempotent producer, all read back")
 
     # Draining the last node that is not draining is refused.
     for other in AZS:
