@@ -495,4 +495,4 @@ def test_web_view_in_headless_chromium(ops_cluster, tmp_path):
     finally:
         browser.quit()
     assert full.stat().st_size > 10_000 and shot.stat().st_size > 10_000
-    print(f"web view screenshots: {full} {shot}")
+    measurement(f"WEB VIEW screenshots (headless Chromium): {full} {shot}")
