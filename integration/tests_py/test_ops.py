@@ -209,6 +209,11 @@ def test_groups_print_what_kafka_consumer_groups_prints(tools):
                                           [group, topic, "1", "7", "10", "3", "-", "-", "-"],
                                           [group, topic, "2", "10", "10", "0", "-", "-", "-"]]
 
+    nope = uniq("g-nope")
+    assert f"Consumer group '{nope}' does not exist." in fails(tools.ours("groups", "--describe", "--group", nope))
+    assert f"Consumer group '{nope}' does not exist." in ok(tools.kafka("kafka-consumer-groups", "--describe",
+                                                                       "--group", nope))
+
     # --reset-offsets: a dry run (explicit or by default) plans and changes nothing.
     for mode in (["--dry-run"], []):
         args = ["--reset-offsets", "--group", group, "--topic", topic, "--to-earliest", *mode]
