@@ -51,6 +51,10 @@ have setpriv || missing+=(util-linux)
 have promtool || missing+=(prometheus)
 # storage/tests/postgres.rs runs initdb and pg_ctl from /usr/lib/postgresql/<version>/bin.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# test_ops.py loads the admin endpoint's web view in headless Chromium (Debian's package;
+# no browser is downloaded) and drives it through chromedriver with selenium.
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
 fi

@@ -4,14 +4,16 @@
 //! name, status, restarts, mailbox length), `GET /cluster` (every lease row in the metadata
 //! store, with its AZ, addresses and age, and the live set this node acts on),
 //! `GET /cluster/actors` (the supervision tree of every live node, fetched from their admin
-//! endpoints) and `GET /health`. One request per connection (no keep-alive), request head
-//! capped at 8 KiB and read within 5 s.
+//! endpoints), `POST` and `DELETE /cluster/drain/{node}` (mark a node draining or take the
+//! mark off, ADR 0021), `GET /ui` (the live web view of the cluster, [`crate::ui`]) and
+//! `GET /health`. One request per connection (no keep-alive), request head capped at 8 KiB
+//! and read within 5 s.
 
 use crate::handlers::Ctx;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -44,6 +46,8 @@ fn router(admin: Admin) -> Router {
         .route("/actors", get(actors))
         .route("/cluster", get(cluster))
         .route("/cluster/actors", get(cluster_actors))
+        .route("/cluster/drain/{node}", post(drain).delete(undrain))
+        .route("/ui", get(crate::ui::page))
         .fallback(|| async { text_response(StatusCode::NOT_FOUND, "not found\n".into()) })
         .with_state(admin)
 }
@@ -126,6 +130,49 @@ async fn cluster_actors(State(a): State<Admin>) -> Response {
     json_response(all_actor_trees(&a.ctx).await)
 }
 
+/// `POST /cluster/drain/{node}`: marks the node draining, unless that would leave no live
+/// node to place on (409 Conflict).
+async fn drain(State(a): State<Admin>, Path(node): Path<i32>) -> Response {
+    let live = a.ctx.node.live();
+    let others = live.candidates().filter(|n| n.node_id != node).count();
+    if others == 0 {
+        return text_response(
+            StatusCode::CONFLICT,
+            format!("node {node} is the last live node that is not draining\n"),
+        );
+    }
+    set_draining(&a.ctx, node, true).await
+}
+
+/// `DELETE /cluster/drain/{node}`: takes the drain mark off the node.
+async fn undrain(State(a): State<Admin>, Path(node): Path<i32>) -> Response {
+    set_draining(&a.ctx, node, false).await
+}
+
+async fn set_draining(ctx: &Ctx, node: i32, draining: bool) -> Response {
+    if node < 0 {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            format!("{node} is not a node id\n"),
+        );
+    }
+    match ctx.node.set_node_draining(node, draining).await {
+        Ok(changed) => {
+            tracing::info!(
+                node,
+                draining,
+                changed,
+                "drain mark set through the admin endpoint"
+            );
+            json_response(
+                serde_json::json!({"node_id": node, "draining": draining, "changed": changed})
+                    .to_string(),
+            )
+        }
+        Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
 /// What `/cluster` answers.
 #[derive(serde::Serialize)]
 struct ClusterView {
@@ -137,16 +184,25 @@ struct ClusterView {
     live: Vec<i32>,
     /// Every lease row in the metadata store.
     nodes: Vec<inkless_storage::metadata::NodeStatus>,
+    /// Node ids marked draining, live or not (ADR 0021).
+    draining: Vec<i32>,
 }
 
 async fn cluster_view(ctx: &Ctx) -> Result<String, String> {
     let live = ctx.node.live();
     let nodes = ctx.node.store().nodes().await.map_err(|e| e.to_string())?;
+    let draining = ctx
+        .node
+        .store()
+        .draining_nodes()
+        .await
+        .map_err(|e| e.to_string())?;
     let view = ClusterView {
         node_id: live.me,
         me_live: live.me_live,
         live: live.nodes.iter().map(|n| n.node_id).collect(),
         nodes,
+        draining,
     };
     serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
 }
@@ -195,18 +251,28 @@ async fn all_actor_trees(ctx: &Ctx) -> String {
 
 /// A GET of another node's admin endpoint (`addr` is host:port); the body of a 2xx answer.
 pub async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    http_call(reqwest::Method::GET, addr, path).await
+}
+
+/// A request with `method` to a node's admin endpoint; the body of a 2xx answer, or an
+/// error carrying the status and the body of any other.
+pub async fn http_call(method: reqwest::Method, addr: &str, path: &str) -> std::io::Result<String> {
     let client = reqwest::Client::builder()
         .timeout(HEAD_TIMEOUT)
         .build()
         .map_err(std::io::Error::other)?;
     let response = client
-        .get(format!("http://{addr}{path}"))
+        .request(method, format!("http://{addr}{path}"))
         .send()
         .await
         .map_err(|e| std::io::Error::other(format!("{addr}{path}: {e}")))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(std::io::Error::other(format!("{addr}{path}: {status}")));
+        let body = response.text().await.unwrap_or_default();
+        return Err(std::io::Error::other(format!(
+            "{addr}{path}: {status}: {}",
+            body.trim()
+        )));
     }
     response
         .text()

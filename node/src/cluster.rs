@@ -83,6 +83,12 @@ pub async fn print_status(admin: &str, all_actors: bool, json: bool) -> anyhow::
         "asked node {} (live set: {})",
         cluster["node_id"], cluster["live"]
     );
+    if cluster["draining"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty())
+    {
+        println!("draining (inkless cluster drain): {}", cluster["draining"]);
+    }
     println!(
         "{:>5}  {:<8} {:<22} {:<22} {:>11} {:>11}  {:<5} actors",
         "node", "az", "kafka", "admin", "renewed", "expires in", "live"

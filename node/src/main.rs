@@ -12,9 +12,11 @@ mod cluster;
 mod config;
 mod handlers;
 mod metrics;
+mod ops;
 mod server;
 mod storage_check;
 mod telemetry;
+mod ui;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -73,7 +75,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Inspect a running cluster through any node's admin endpoint.
+    /// Topics, over the Kafka protocol (kafka-topics.sh's options and output).
+    Topics(ops::TopicsArgs),
+    /// Consumer groups, over the Kafka protocol (kafka-consumer-groups.sh's options and
+    /// output).
+    Groups(ops::GroupsArgs),
+    /// Inspect a running cluster through any node's admin endpoint, drain a node.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
@@ -124,6 +131,9 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move every partition and group coordinator off a node before maintenance and keep
+    /// it empty until `--cancel` (ADR 0021).
+    Drain(ops::DrainArgs),
 }
 
 fn init_tracing(level: &str) {
@@ -173,6 +183,11 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(cluster::print_status(&admin, actors, json))
         }
+        Command::Cluster {
+            command: ClusterCommand::Drain(args),
+        } => ops::run_command(ops::run_drain(args)),
+        Command::Topics(args) => ops::run_command(ops::run_topics(args)),
+        Command::Groups(args) => ops::run_command(ops::run_groups(args)),
         Command::Storage {
             command:
                 StorageCommand::Check {

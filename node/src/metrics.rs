@@ -83,7 +83,7 @@ fn for_each_code(r: &ResponseKind, f: &mut dyn FnMut(i16)) {
 }
 
 /// Kafka's name of an error code (NOT_LEADER_OR_FOLLOWER), or the number.
-fn error_name(code: i16) -> String {
+pub(crate) fn error_name(code: i16) -> String {
     let Some(e) = code.err() else {
         return code.to_string();
     };

@@ -188,6 +188,7 @@ fn live_set(me: i32, view: &LeaseView) -> LiveSet {
         nodes,
         lapsed,
         pins: Default::default(),
+        draining: view.draining.clone(),
     }
 }
 
@@ -201,6 +202,7 @@ impl MembershipState {
                 live = ?set.nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
                 me_live = set.me_live,
                 pins = set.pins.len(),
+                draining = ?set.draining,
                 "live set changed"
             );
             *cur = Arc::new(set);
@@ -223,6 +225,7 @@ impl MembershipState {
                 .collect(),
             lapsed: cur.lapsed.clone(),
             pins: cur.pins.clone(),
+            draining: cur.draining.clone(),
         }
     }
 
@@ -389,12 +392,14 @@ mod tests {
                 row(3, -(listed + 1_000)), // gone for longer
                 row(4, 100),
             ],
+            draining: vec![4],
         };
         let set = live_set(1, &view);
         let ids = |v: &[NodeLease]| v.iter().map(|n| n.node_id).collect::<Vec<_>>();
         assert_eq!(ids(&set.nodes), [1, 4]);
         assert_eq!(ids(&set.lapsed), [2]);
         assert!(set.me_live && set.generation == 7);
+        assert_eq!(set.draining, [4]);
         // This node's own expired row is never "lapsed": it lists itself regardless.
         let set = live_set(2, &view);
         assert!(!set.me_live && set.lapsed.is_empty());

@@ -11,6 +11,11 @@
 //! belongs to that node while it is live, and falls back to rendezvous hashing while it is
 //! not. The pins are read from the metadata store with the leases, so every node places
 //! with the same ones.
+//!
+//! A node an operator marked draining (`inkless cluster drain`, ADR 0021) is live but no
+//! candidate: hashing, zone leaders and cache shards skip it and its pins are dormant, so it
+//! gives up what it runs and takes nothing new until the mark is taken off. If every live
+//! node is draining, the marks are ignored (something must run the partitions).
 
 use crate::TopicPartition;
 use inkless_storage::metadata::NodeLease;
@@ -39,6 +44,9 @@ pub struct LiveSet {
     pub lapsed: Vec<NodeLease>,
     /// Partitions pinned to a node (see the module documentation), as of the last renewal.
     pub pins: Pins,
+    /// Node ids marked draining (see the module documentation), in order, as of the last
+    /// renewal; live or not.
+    pub draining: Vec<i32>,
 }
 
 /// How long a node whose lease ran out stays listed as a broker (see [`LiveSet::lapsed`]).
@@ -54,7 +62,25 @@ impl LiveSet {
             nodes: vec![lease],
             lapsed: Vec::new(),
             pins: Pins::default(),
+            draining: Vec::new(),
         }
+    }
+
+    /// The live nodes that placement may give work: the live nodes not marked draining, or
+    /// all live nodes if every one is.
+    pub fn candidates(&self) -> impl Iterator<Item = &NodeLease> + Clone {
+        let all_draining = self
+            .nodes
+            .iter()
+            .all(|n| self.draining.binary_search(&n.node_id).is_ok());
+        self.nodes
+            .iter()
+            .filter(move |n| all_draining || self.draining.binary_search(&n.node_id).is_err())
+    }
+
+    /// True if the node is live and marked draining (and some live node is not).
+    pub fn is_draining(&self, id: i32) -> bool {
+        self.node(id).is_some() && !self.candidates().any(|n| n.node_id == id)
     }
 
     /// The lease of a live node.
@@ -78,12 +104,16 @@ impl LiveSet {
         self.pins
             .get(tp)
             .copied()
-            .filter(|id| self.node(*id).is_some())
+            .filter(|id| self.node(*id).is_some() && !self.is_draining(*id))
     }
 
     /// The node rendezvous hashing gives a partition, pins aside.
     pub fn hashed_owner(&self, tp: &TopicPartition) -> Option<i32> {
-        owner(partition_key(tp), self.nodes.iter().map(|n| n.node_id))
+        owner(partition_key(tp), self.candidate_ids())
+    }
+
+    fn candidate_ids(&self) -> impl Iterator<Item = i32> + Clone + '_ {
+        self.candidates().map(|n| n.node_id)
     }
 
     /// True if this node owns the partition.
@@ -93,10 +123,7 @@ impl LiveSet {
 
     /// The node that coordinates a consumer group.
     pub fn group_owner(&self, group_id: &str) -> Option<i32> {
-        owner(
-            fnv1a(b"group", group_id.as_bytes()),
-            self.nodes.iter().map(|n| n.node_id),
-        )
+        owner(fnv1a(b"group", group_id.as_bytes()), self.candidate_ids())
     }
 
     /// True if this node coordinates the group.
@@ -109,7 +136,7 @@ impl LiveSet {
     pub fn txn_owner(&self, transactional_id: &str) -> Option<i32> {
         owner(
             fnv1a(b"txn", transactional_id.as_bytes()),
-            self.nodes.iter().map(|n| n.node_id),
+            self.candidate_ids(),
         )
     }
 
@@ -129,11 +156,7 @@ impl LiveSet {
             }
         }
         let key = partition_key(tp) ^ 0x5a6f_6e65; // "Zone": a different order than ownership.
-        owner(
-            key,
-            self.nodes.iter().filter(|n| n.az == az).map(|n| n.node_id),
-        )
-        .or_else(|| owner(key, self.nodes.iter().map(|n| n.node_id)))
+        self.in_zone_or_anywhere(key, az)
     }
 }
 
@@ -141,20 +164,22 @@ impl LiveSet {
     /// The node of availability zone `az` whose cache shard holds block `block` of object
     /// `key` (over all live nodes if the zone has none).
     pub fn cache_owner(&self, key: &str, block: u64, az: &str) -> Option<i32> {
-        let k = fnv1a(key.as_bytes(), &block.to_be_bytes());
+        self.in_zone_or_anywhere(fnv1a(key.as_bytes(), &block.to_be_bytes()), az)
+    }
+
+    /// The winner of `key` among the candidates of zone `az`, or among all candidates if
+    /// the zone has none.
+    fn in_zone_or_anywhere(&self, key: u64, az: &str) -> Option<i32> {
         owner(
-            k,
-            self.nodes.iter().filter(|n| n.az == az).map(|n| n.node_id),
+            key,
+            self.candidates().filter(|n| n.az == az).map(|n| n.node_id),
         )
-        .or_else(|| owner(k, self.nodes.iter().map(|n| n.node_id)))
+        .or_else(|| owner(key, self.candidate_ids()))
     }
 
     /// The node that runs the cluster's object collector.
     pub fn collector_owner(&self) -> Option<i32> {
-        owner(
-            fnv1a(b"object-collector", b""),
-            self.nodes.iter().map(|n| n.node_id),
-        )
+        owner(fnv1a(b"object-collector", b""), self.candidate_ids())
     }
 
     /// This node's availability zone.
@@ -220,6 +245,7 @@ mod tests {
                 .collect(),
             lapsed: Vec::new(),
             pins: Pins::default(),
+            draining: Vec::new(),
         }
     }
 
@@ -333,5 +359,44 @@ mod tests {
         for (tp, o) in all.iter().zip(&unpinned).skip(2) {
             assert_eq!(s.partition_owner(tp), Some(*o));
         }
+    }
+
+    #[test]
+    fn a_draining_node_gets_nothing_and_its_pins_are_dormant() {
+        let all = tps(300);
+        let mut s = set(&[1, 2, 3, 4]);
+        s.pins = Arc::new(BTreeMap::from([(all[0], 2)]));
+        s.draining = vec![2];
+        let without_2 = set(&[1, 3, 4]);
+        for tp in &all {
+            assert_eq!(s.partition_owner(tp), without_2.partition_owner(tp));
+            for az in ["a", "b", "c"] {
+                assert_ne!(s.zone_leader(tp, az), Some(2));
+            }
+        }
+        assert_eq!(
+            s.pinned_owner(&all[0]),
+            None,
+            "a pin to a draining node is dormant"
+        );
+        for g in 0..100 {
+            let g = format!("group-{g}");
+            assert_eq!(s.group_owner(&g), without_2.group_owner(&g));
+            assert_eq!(s.txn_owner(&g), without_2.txn_owner(&g));
+            assert_ne!(s.cache_owner(&g, 0, "a"), Some(2));
+        }
+        assert_ne!(s.collector_owner(), Some(2));
+        assert!(s.is_draining(2) && !s.is_draining(1));
+        // A mark on a node that is not live changes nothing for the others.
+        s.draining = vec![2, 9];
+        assert_eq!(s.hashed_owner(&all[1]), without_2.hashed_owner(&all[1]));
+        assert!(!s.is_draining(9));
+        // Every live node draining: the marks are ignored.
+        s.draining = vec![1, 2, 3, 4];
+        let unmarked = set(&[1, 2, 3, 4]);
+        for tp in &all {
+            assert_eq!(s.hashed_owner(tp), unmarked.hashed_owner(tp));
+        }
+        assert!(!s.is_draining(2));
     }
 }

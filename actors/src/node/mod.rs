@@ -232,6 +232,22 @@ impl Node {
             .map(|(tp, node)| ((tp.topic_id, tp.partition), node))
             .collect();
         self.store.set_partition_pins(rows).await?;
+        self.announce_placement_inputs();
+        Ok(())
+    }
+
+    /// Marks a node draining or takes the mark off (ADR 0021) in the metadata store, then
+    /// re-reads the marks here and tells the peers to, as for pins. Returns whether the
+    /// mark changed.
+    pub async fn set_node_draining(&self, node_id: i32, draining: bool) -> Result<bool, MetaError> {
+        let changed = self.store.set_node_draining(node_id, draining).await?;
+        self.announce_placement_inputs();
+        Ok(changed)
+    }
+
+    /// Renews this node's lease now (which re-reads pins and drain marks) and sends every
+    /// peer `MembershipChanged`, which makes them do the same.
+    fn announce_placement_inputs(&self) {
         if let Some(m) = self.slots.membership.get() {
             let _ = m.post(MembershipMsg::Renew);
         }
@@ -246,11 +262,10 @@ impl Node {
                     tokio::spawn(answer);
                 }
                 Err(e) => {
-                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce new pins")
+                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce a placement change")
                 }
             }
         }
-        Ok(())
     }
 
     /// The node's configuration.

@@ -85,7 +85,7 @@ fn rack_elsewhere(ctx: &Ctx, rack: &str) -> bool {
         return false;
     }
     let live = ctx.node.live();
-    rack != live.my_az() && live.nodes.iter().any(|n| n.az == rack)
+    rack != live.my_az() && live.candidates().any(|n| n.az == rack)
 }
 
 /// The answer of a partition that needs no read: unknown, or running here (`published` are
@@ -175,7 +175,7 @@ async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
     // KIP-392: a consumer in another AZ is sent to the node serving the partition there.
     if !rack.is_empty() {
         let live = node.live();
-        if rack != live.my_az() && live.nodes.iter().any(|n| n.az == rack) {
+        if rack != live.my_az() && live.candidates().any(|n| n.az == rack) {
             if let Some(replica) = live.zone_leader(&tp, rack).filter(|&r| r != live.me) {
                 return Located::Done(match node.offsets(&tp, i64::MAX, Duration::ZERO).await {
                     Ok(o) => (

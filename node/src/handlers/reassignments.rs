@@ -201,9 +201,14 @@ fn rf_allowed(allowed: bool, replicas: &Option<Vec<BrokerId>>) -> Result<(), Fai
     }
 }
 
-/// True while a pin names a live node that does not hold its partition yet.
+/// True while a pin names a live node that does not hold its partition yet (and is not
+/// draining: a pin to a draining node is dormant, ADR 0021).
 fn in_progress(live: &LiveSet, pin: Option<&PartitionPin>) -> bool {
-    pin.is_some_and(|p| live.node(p.node_id).is_some() && p.holder != Some(p.node_id))
+    pin.is_some_and(|p| {
+        live.node(p.node_id).is_some()
+            && !live.is_draining(p.node_id)
+            && p.holder != Some(p.node_id)
+    })
 }
 
 /// Stores every accepted change in one transaction.

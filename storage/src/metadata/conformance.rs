@@ -50,6 +50,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     batch_claims(&store).await;
     pins(&store).await;
     group_states(&store).await;
+    drains(&store).await;
     lifecycle::lifecycle(&store).await;
     check::producer_expiry(&store).await;
     check::storage_check_reads(&store).await;
@@ -932,4 +933,31 @@ async fn pins(s: &SharedMetadataStore) {
 
     s.delete_topic("pinned").await.expect("delete");
     assert_eq!(s.partition_pins().await.expect("pins"), vec![]);
+}
+
+/// Node drains (ADR 0021): marked and unmarked once (the second call changes nothing), any
+/// node id accepted, listed in order, and returned with every lease renewal.
+async fn drains(s: &SharedMetadataStore) {
+    assert_eq!(s.draining_nodes().await.expect("none"), Vec::<i32>::new());
+    assert!(s.set_node_draining(12, true).await.expect("mark"));
+    assert!(!s.set_node_draining(12, true).await.expect("again"));
+    assert!(s
+        .set_node_draining(3, true)
+        .await
+        .expect("a node never seen"));
+    assert_eq!(s.draining_nodes().await.expect("two"), vec![3, 12]);
+    let lease = NodeLease {
+        node_id: 3,
+        incarnation: Uuid::new_v4(),
+        ..NodeLease::default()
+    };
+    let view = s.renew_lease(&lease, 5_000).await.expect("renew");
+    assert_eq!(view.draining, vec![3, 12], "a renewal returns the marks");
+    assert!(s.set_node_draining(3, false).await.expect("unmark"));
+    assert!(!s.set_node_draining(3, false).await.expect("unmark again"));
+    let view = s.renew_lease(&lease, 5_000).await.expect("renew");
+    assert_eq!(view.draining, vec![12]);
+    assert!(s.set_node_draining(12, false).await.expect("unmark"));
+    assert_eq!(s.draining_nodes().await.expect("none"), Vec::<i32>::new());
+    s.release_lease(3, lease.incarnation).await.expect("leave");
 }

@@ -295,6 +295,15 @@ impl MetadataStore for Instrumented {
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
         timed!("nodes", self.inner.nodes())
     }
+    async fn set_node_draining(&self, node_id: i32, draining: bool) -> MetaResult<bool> {
+        timed!(
+            "set_node_draining",
+            self.inner.set_node_draining(node_id, draining)
+        )
+    }
+    async fn draining_nodes(&self) -> MetaResult<Vec<i32>> {
+        timed!("draining_nodes", self.inner.draining_nodes())
+    }
     fn pool_status(&self) -> Option<metrics::PoolStatus> {
         self.inner.pool_status()
     }

@@ -229,6 +229,9 @@ pub struct LeaseView {
     pub lapsed: bool,
     /// Every lease row, by node id.
     pub nodes: Vec<NodeStatus>,
+    /// Node ids an operator marked draining ([`MetadataStore::set_node_draining`]), in
+    /// order, live or not: placement gives them nothing new and moves off what they run.
+    pub draining: Vec<i32>,
 }
 
 /// State of a partition when its owner claims it.
@@ -938,6 +941,13 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn release_lease(&self, node_id: i32, incarnation: Uuid) -> MetaResult<()>;
     /// Every lease row, live or recently expired, by node id.
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>>;
+    /// Marks a node draining (`true`) or takes the mark off (`false`); returns whether the
+    /// mark changed. The mark is the operator's and outlives the node's lease (a drained
+    /// node that restarts stays drained), so any node id is accepted. Read with every
+    /// renewal ([`LeaseView::draining`]).
+    async fn set_node_draining(&self, node_id: i32, draining: bool) -> MetaResult<bool>;
+    /// The node ids marked draining, in order.
+    async fn draining_nodes(&self) -> MetaResult<Vec<i32>>;
     /// The use of the store's connection pool, if it has one (for metrics).
     fn pool_status(&self) -> Option<crate::metrics::PoolStatus> {
         None

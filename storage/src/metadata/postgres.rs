@@ -210,6 +210,10 @@ CREATE TABLE group_states (
     updated_ms BIGINT NOT NULL
 );
 "#,
+    // Node drains (ADR 0021).
+    r#"
+CREATE TABLE node_drains (node_id INTEGER PRIMARY KEY, since_ms BIGINT NOT NULL);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
@@ -1898,6 +1902,37 @@ impl MetadataStore for PostgresStore {
         })
         .await
     }
+
+    async fn set_node_draining(&self, node_id: i32, draining: bool) -> MetaResult<bool> {
+        self.with_tx(move |tx| {
+            Box::pin(async move {
+                let changed = if draining {
+                    let now = store_now(tx).await?;
+                    tx.execute(
+                        "INSERT INTO node_drains (node_id, since_ms) VALUES ($1, $2) \
+                         ON CONFLICT (node_id) DO NOTHING",
+                        &[&node_id, &now],
+                    )
+                    .await?
+                } else {
+                    tx.execute("DELETE FROM node_drains WHERE node_id = $1", &[&node_id])
+                        .await?
+                };
+                Ok(changed > 0)
+            })
+        })
+        .await
+    }
+
+    async fn draining_nodes(&self) -> MetaResult<Vec<i32>> {
+        let rows = self
+            .query("SELECT node_id FROM node_drains ORDER BY node_id", &[])
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(pg)
+    }
 }
 
 /// Registers or renews a lease. The row is locked by the update, so a claim that breaks this
@@ -1977,7 +2012,20 @@ async fn renew_lease_tx(tx: &Tx<'_>, lease: &NodeLease, ttl_ms: i64) -> TxResult
         generation: row.try_get(0)?,
         lapsed,
         nodes: all_nodes(tx, now).await?,
+        draining: draining_tx(tx).await?,
     })
+}
+
+/// The node ids marked draining, in order.
+async fn draining_tx(tx: &Tx<'_>) -> TxResult<Vec<i32>> {
+    let stmt = tx
+        .prepare_cached("SELECT node_id FROM node_drains ORDER BY node_id")
+        .await?;
+    let rows = tx.query(&stmt, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
 }
 
 /// Milliseconds since the Unix epoch on the database's clock.

@@ -191,6 +191,10 @@ CREATE TABLE group_states (
     updated_ms BIGINT NOT NULL
 );
 "#,
+    // Node drains (ADR 0021).
+    r#"
+CREATE TABLE node_drains (node_id INTEGER PRIMARY KEY, since_ms BIGINT NOT NULL);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -1336,6 +1340,29 @@ impl MetadataStore for SqliteStore {
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
         self.with_tx(|tx| all_nodes(tx, crate::now_ms())).await
     }
+
+    async fn set_node_draining(&self, node_id: i32, draining: bool) -> MetaResult<bool> {
+        self.with_tx(move |tx| {
+            let changed = if draining {
+                tx.execute(
+                    "INSERT INTO node_drains (node_id, since_ms) VALUES (?1, ?2) \
+                     ON CONFLICT (node_id) DO NOTHING",
+                    params![node_id, crate::now_ms()],
+                )
+            } else {
+                tx.execute(
+                    "DELETE FROM node_drains WHERE node_id = ?1",
+                    params![node_id],
+                )
+            };
+            Ok(changed.map_err(db)? > 0)
+        })
+        .await
+    }
+
+    async fn draining_nodes(&self) -> MetaResult<Vec<i32>> {
+        self.with_tx(draining_tx).await
+    }
 }
 
 /// Registers or renews a lease (see PostgreSQL's `renew_lease_tx` for the rules).
@@ -1420,7 +1447,17 @@ fn renew_lease_tx(tx: &Transaction<'_>, lease: &NodeLease, ttl_ms: i64) -> MetaR
         generation,
         lapsed,
         nodes: all_nodes(tx, now)?,
+        draining: draining_tx(tx)?,
     })
+}
+
+/// The node ids marked draining, in order.
+fn draining_tx(tx: &Transaction<'_>) -> MetaResult<Vec<i32>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT node_id FROM node_drains ORDER BY node_id")
+        .map_err(db)?;
+    let rows = stmt.query_map([], |r| r.get::<_, i32>(0)).map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
 }
 
 fn all_nodes(tx: &Transaction<'_>, now: i64) -> MetaResult<Vec<NodeStatus>> {
