@@ -236,7 +236,10 @@ fn encode(
 
 /// Writes a frame's segments with vectored writes: a Fetch answer's records go from the
 /// block cache to the socket without being copied into one buffer first.
-async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, frame: &ResponseFrame) -> std::io::Result<()> {
+async fn write_frame<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    frame: &ResponseFrame,
+) -> std::io::Result<()> {
     /// Segments handed to one write (Linux takes up to 1024).
     const MAX_SLICES: usize = 64;
     let segments = frame.segments();

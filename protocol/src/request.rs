@@ -5,10 +5,10 @@
 //! body is decoded. Header parsing checks lengths itself because the library's helper
 //! panics on short frames.
 
+use crate::response_frame::{ResponseFrame, SegmentedBuf};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use crate::response_frame::{ResponseFrame, SegmentedBuf};
 
 /// One implemented API and its version range (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,8 +315,11 @@ mod tests {
                 .with_records(Some(r.clone()))
         };
         let body = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
-            FetchableTopicResponse::default()
-                .with_partitions(vec![part(0, &big), part(1, &small), part(2, &big)]),
+            FetchableTopicResponse::default().with_partitions(vec![
+                part(0, &big),
+                part(1, &small),
+                part(2, &big),
+            ]),
         ]));
         for version in [4, 11, 12, 16] {
             let frame = encode_response(ApiKey::Fetch, version, 9, &body).unwrap();

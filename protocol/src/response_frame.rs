@@ -167,10 +167,17 @@ mod tests {
         let frame = buf.finish();
         let lens: Vec<usize> = frame.segments().iter().map(Bytes::len).collect();
         assert_eq!(lens, vec![4, 4, 4096, 3, 2048, 2048]);
-        assert_eq!(frame.segments()[2].as_ptr(), records.as_ptr(), "records not copied");
+        assert_eq!(
+            frame.segments()[2].as_ptr(),
+            records.as_ptr(),
+            "records not copied"
+        );
         assert_eq!(frame.segments()[4].as_ptr(), records[1024..].as_ptr());
         let all = frame.to_bytes();
-        assert_eq!(&all[..4], &((4 + 4096 + 3 + 2048 + 2048) as u32).to_be_bytes());
+        assert_eq!(
+            &all[..4],
+            &((4 + 4096 + 3 + 2048 + 2048) as u32).to_be_bytes()
+        );
         assert_eq!(all.len(), 4 + 4 + 4096 + 3 + 2048 + 2048);
     }
 

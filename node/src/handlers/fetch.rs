@@ -738,7 +738,11 @@ mod tests {
         let coords = [coord(10, 64), coord(11, 64)];
         let merged = batches(&[10, 11]);
         let out = stamped(vec![merged.clone()], &coords);
-        assert_eq!(out.as_ptr(), merged.as_ptr(), "a merged object's bytes are not copied");
+        assert_eq!(
+            out.as_ptr(),
+            merged.as_ptr(),
+            "a merged object's bytes are not copied"
+        );
 
         let produced = batches(&[0, 0]);
         let out = stamped(vec![produced.clone()], &coords);
