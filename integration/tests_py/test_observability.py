@@ -235,3 +235,42 @@ def test_per_partition_series_stop_at_the_cap(tmp_path):
         assert dropped == running - 2
     finally:
         stop_and_check(b)
+
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+CONFIG_NAME = re.compile(
+    r"`((?:node|kafka|storage|produce|fetch|retention|merge|compact|transactions|groups|admin"
+    r"|cluster|log)\.[a-z0-9_.]+)`"
+)
+
+
+def test_documentation_links_resolve():
+    """Every relative link of the README and docs/ names a file that exists."""
+    broken = []
+    for doc in DOCS:
+        for target in LINK.findall(doc.read_text()):
+            path = target.split("#", 1)[0]
+            if not path or re.match(r"^[a-z]+:", path):
+                continue
+            if not (doc.parent / path).exists():
+                broken.append(f"{doc.relative_to(REPO)}: {target}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_runbooks_name_only_existing_settings():
+    """`section.key` settings the runbooks tell operators to change exist
+    (configs/single-node.toml lists every key)."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "configs" / "single-node.toml").read_text())
+    unknown = []
+    for doc in sorted((REPO / "docs" / "operations").glob("*.md")):
+        for name in CONFIG_NAME.findall(doc.read_text()):
+            node = config
+            for part in name.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    unknown.append(f"{doc.name}: {name}")
+                    break
+                node = node[part]
+    assert not unknown, "settings that do not exist:\n" + "\n".join(unknown)

@@ -7,8 +7,8 @@
 //! only batch coordinates to the owner, so data bytes stay in the AZ. Without the hint the
 //! AZ is not taken from the node asked: clients refresh metadata from any broker they know,
 //! and leaders that depend on it would flip between AZs and reorder a producer's batches
-//! (docs/adr/0007). Consumers still read in their AZ without the hint (Fetch rack_id). The leader epoch is always 0: partitions have no replicas
-//! to diverge, so there is never a log to truncate (see docs/adr/0003).
+//! (docs/adr/0007). Consumers still read in their AZ without the hint (Fetch rack_id). The
+//! leader epoch is the partition's owner epoch (docs/adr/0012).
 
 use super::{s, Ctx, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::catalog::{validate_topic_name, Topic};

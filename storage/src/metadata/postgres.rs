@@ -2089,6 +2089,22 @@ mod tests {
         assert_eq!(c.get_application_name(), Some("inkless"));
     }
 
+    /// The form docs/operations/postgresql.md gives for a primary with standbys: every host
+    /// is tried in turn and only a writable one is kept.
+    #[test]
+    fn a_url_may_list_several_hosts_and_ask_for_the_writable_one() {
+        let url =
+            "postgres://u:pw@pg-a:5432,pg-b:5433/meta?target_session_attrs=read-write&pool_size=4";
+        let (c, n) = parse_url(url).unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(c.get_hosts().len(), 2);
+        assert_eq!(c.get_ports(), &[5432, 5433]);
+        assert_eq!(
+            c.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+    }
+
     #[test]
     fn bad_urls_are_refused_without_showing_the_password() {
         for url in [
