@@ -1,6 +1,6 @@
 """Apache Kafka's own command-line tools against the broker, with the output Kafka users
 expect: kafka-topics, kafka-consumer-groups, kafka-configs, kafka-log-dirs,
-kafka-get-offsets, kafka-delete-records and kafka-leader-election.
+kafka-get-offsets, kafka-delete-records, kafka-leader-election and kafka-transactions.
 
 The tools are the Java main classes of Kafka's kafka-tools jar (Apache Kafka 4.4.0 from
 Maven Central, resolved by `scripts/kafka-reference.sh fetch`, which the fixture runs: a
@@ -36,6 +36,7 @@ TOOLS = {
     "kafka-get-offsets": "org.apache.kafka.tools.GetOffsetShell",
     "kafka-delete-records": "org.apache.kafka.tools.DeleteRecordsCommand",
     "kafka-leader-election": "org.apache.kafka.tools.LeaderElectionCommand",
+    "kafka-transactions": "org.apache.kafka.tools.TransactionsCommand",
 }
 # A short-lived client JVM: no JIT beyond C1, the small collector.
 JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m"]
@@ -419,3 +420,52 @@ def test_kafka_leader_election(kt, bootstrap, tmp_path):
     assert (f"Error completing leader election (PREFERRED) for partition: {topic}-nope-0: "
             f"org.apache.kafka.common.errors.UnknownTopicOrPartitionException") in out, out
     assert "1 replica(s) could not be elected" in out, out
+
+
+def test_kafka_transactions(kt, bootstrap):
+    """kafka-transactions list / describe / describe-producers (ListTransactions,
+    DescribeTransactions, DescribeProducers) show an open transaction, then its commit."""
+    from confluent_kafka import Producer
+
+    topic, txn_id = uniq("tools-txn"), uniq("txn-tools")
+    create_topic(bootstrap, topic, 2)
+    prod = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id,
+                     "transaction.timeout.ms": 60000})
+    prod.init_transactions(30)
+    prod.begin_transaction()
+    for i in range(3):
+        prod.produce(topic, value=f"v{i}".encode(), partition=1)
+    assert prod.flush(30) == 0, "records not delivered"
+
+    tx = "kafka-transactions"
+    rows = table(kt.ok(tx, "list"), "TransactionalId", "Coordinator", "ProducerId", "TransactionState")
+    mine = [r for r in rows if r[0] == txn_id]
+    assert len(mine) == 1 and mine[0][3] == "Ongoing", rows
+    producer_id = mine[0][2]
+
+    def describe() -> dict[str, str]:
+        out = kt.ok(tx, "describe", "--transactional-id", txn_id)
+        header = next(line for line in out.splitlines() if line.startswith("CoordinatorId"))
+        values = out.splitlines()[out.splitlines().index(header) + 1]
+        return {k.strip(): v.strip() for k, v in zip(header.split("\t"), values.split("\t"))}
+
+    d = describe()
+    assert (d["TransactionalId"], d["ProducerId"], d["TransactionState"]) == \
+        (txn_id, producer_id, "Ongoing"), d
+    assert d["TransactionTimeoutMs"] == "60000", d
+    assert d["TopicPartitions"] == f"{topic}-1", d
+
+    rows = table(kt.ok(tx, "describe-producers", "--topic", topic, "--partition", "1"),
+                 "ProducerId", "ProducerEpoch")
+    assert [r[0] for r in rows] == [producer_id], rows
+    # ProducerId ProducerEpoch LatestCoordinatorEpoch LastSequence LastTimestamp
+    # CurrentTransactionStartOffset: three records from sequence 0, the transaction from offset 0.
+    assert rows[0][3] == "2" and rows[0][5] == "0", rows
+
+    prod.commit_transaction(30)
+    assert describe()["TransactionState"] == "CompleteCommit"
+    rows = table(kt.ok(tx, "describe-producers", "--topic", topic, "--partition", "1"),
+                 "ProducerId", "ProducerEpoch")
+    assert rows[0][5] == "None", rows
+    assert "failed because the ID could not be found" in \
+        kt.fails(tx, "describe", "--transactional-id", uniq("nope"))

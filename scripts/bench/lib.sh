@@ -1,7 +1,8 @@
 # Shared by scripts/bench/compare.sh and scripts/bench/kafka-perf.sh: start and stop one
 # broker (Apache Kafka through scripts/kafka-reference.sh, or the release `inkless` binary
 # with $INKLESS_ENV), free ports, CPU accounting. Expects ROOT, REL, INKLESS_ENV and
-# BENCH_NAME (log prefix) to be set by the sourcing script.
+# BENCH_NAME (log prefix) to be set by the sourcing script. INKLESS_BIN names another
+# inkless binary than $REL/inkless (e.g. an older build, for before/after runs).
 
 log() { echo "${BENCH_NAME:-bench}: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -139,7 +140,7 @@ start_inkless() { # start_inkless DIR [NEWLINE-SEPARATED VAR=value...] -> sets C
         INKLESS__KAFKA__LISTEN="127.0.0.1:$port" \
         INKLESS__STORAGE__DATA_DIR="$dir/data" \
         INKLESS__ADMIN__LISTEN="127.0.0.1:$aport" \
-        "$REL/inkless" serve >"$dir/broker.log" 2>&1 </dev/null &
+        "${INKLESS_BIN:-$REL/inkless}" serve >"$dir/broker.log" 2>&1 </dev/null &
     CUR_PID=$!
     local i
     for i in $(seq 1 100); do
