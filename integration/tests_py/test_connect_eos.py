@@ -33,12 +33,9 @@ import pytest
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from cluster import Cluster
 from conftest import EXTERNAL, JAVA_JAR, LocalBroker, free_port, measurement, stop_and_check
-from pgserver import PgServer
-from s3server import MotoServer
 from test_connect_streams import CONNECTOR, ConnectWorker, wait_until
-from test_transactions_cluster import txn_coordinator
+from test_transactions_cluster import cluster, txn_coordinator  # noqa: F401 (fixture: a three-node cluster)
 from test_kafka_tools import kafka_libs  # noqa: F401 (fixture: Kafka's jars, resolved from Maven Central)
 
 PARTITIONS = 3
@@ -80,6 +77,10 @@ def worker_config(tmp: Path, bootstrap: str, port: int, run: str) -> tuple[Path,
         "scheduled.rebalance.max.delay.ms": "0",
         "session.timeout.ms": "6000",
         "heartbeat.interval.ms": "1000",
+        # Zombie fencing reads the config topic to its end within this; its default (3 s) is
+        # shorter than a crashed node's partitions take to move (lease TTL + claim), and a
+        # task whose fencing fails stays failed. docs/operations/node-lost.md says the same.
+        "worker.sync.timeout.ms": "15000",
         "config.storage.topic": f"connect-eos-configs-{run}",
         "offset.storage.topic": f"connect-eos-offsets-{run}",
         "status.storage.topic": f"connect-eos-status-{run}",
@@ -255,32 +256,10 @@ def test_connect_exactly_once_source_survives_kill9_of_the_worker(eos_boot, kafk
     assert aborted > 0, "the killed worker's open transaction left aborted records in the topic"
 
 
-@pytest.fixture
-def eos_cluster(tmp_path):
-    pg = PgServer()
-    pg.start()
-    moto = MotoServer(tmp_path / "moto.log")
-    moto.start()
-    moto.create_bucket("inkless-connect-eos")
-    db = f"c_{uuid.uuid4().hex[:10]}"
-    pg.create_database(db)
-    c = Cluster(tmp_path, pg.url(db), moto.endpoint, "inkless-connect-eos")
-    c.s3["INKLESS__TRANSACTIONS__ABORT_CHECK_INTERVAL_MS"] = "500"
-    for node_id, az in {1: "az-a", 2: "az-b", 3: "az-c"}.items():
-        c.add(node_id, az).start()
-    c.wait_converged(expect_nodes=3)
-    try:
-        yield c
-    finally:
-        c.stop_all()
-        moto.stop()
-        pg.stop()
-
-
 @pytest.mark.skipif(bool(EXTERNAL), reason="INKLESS_TEST_BOOTSTRAP is set: this test runs its own cluster")
 def test_connect_exactly_once_source_survives_kill9_of_its_transaction_coordinator(
-        eos_cluster, kafka_libs, tmp_path):  # noqa: F811
-    c = eos_cluster
+        cluster, kafka_libs, tmp_path):  # noqa: F811
+    c = cluster
     bootstrap = c.bootstrap
 
     def crash(w1, run, props, log4j, port, workers):

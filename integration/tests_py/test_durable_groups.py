@@ -30,31 +30,16 @@ import pytest
 import groupwire as wire
 from cluster import Cluster
 from conftest import EXTERNAL, ClientRunner, measurement
-from pgserver import PgServer
-from s3server import MotoServer
+from test_cluster import BUCKET, infra  # noqa: F401 (fixture)
 from test_groups import GroupRun, KeyedProducer, committed_offsets, create_topic, log, uniq
 
 pytestmark = pytest.mark.skipif(bool(EXTERNAL), reason="starts its own cluster")
 
 AZS = {1: "az1", 2: "az2", 3: "az3"}
 JOINER = (4, "az1")
-BUCKET = "inkless"
 PARTITIONS = 6
 SESSION_TIMEOUT_S = 6
 NOT_COORDINATOR = 16
-
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory):
-    root = tmp_path_factory.mktemp("durable-groups-infra")
-    pg = PgServer()
-    pg.start()
-    moto = MotoServer(root / "moto.log")
-    moto.start()
-    moto.create_bucket(BUCKET)
-    yield pg, moto
-    moto.stop()
-    pg.stop()
 
 
 @pytest.fixture

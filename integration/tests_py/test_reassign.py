@@ -31,31 +31,15 @@ import pytest
 
 from cluster import Cluster
 from conftest import EXTERNAL, ClientRunner, measurement
-from pgserver import PgServer
-from s3server import MotoServer
-from test_cluster import partition_owners, wait_placed
+from test_cluster import BUCKET, infra, partition_owners, wait_placed  # noqa: F401 (fixture)
 from test_groups import create_topic
 from test_kafka_tools import TOOLS, KafkaTools, kafka_libs  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(bool(EXTERNAL), reason="starts its own cluster")
 
 AZS = {1: "az1", 2: "az2", 3: "az3"}
-BUCKET = "inkless"
 TOOLS.setdefault("kafka-reassign-partitions", "org.apache.kafka.tools.reassign.ReassignPartitionsCommand")
 LEADER_ERRORS = ("NOT_LEADER_OR_FOLLOWER", "FENCED_LEADER_EPOCH")
-
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reassign-infra")
-    pg = PgServer()
-    pg.start()
-    moto = MotoServer(root / "moto.log")
-    moto.start()
-    moto.create_bucket(BUCKET)
-    yield pg, moto
-    moto.stop()
-    pg.stop()
 
 
 @pytest.fixture
