@@ -6,7 +6,9 @@
 #
 #   1. 10,000 records/s of 100 bytes   (the seed's 10k records/s per partition)
 #   2.  1,000 records/s of 1 KiB       (the seed's 1 MB/s per partition)
-#   3. as fast as one producer can     (1 KiB records): the largest single-partition rate
+#   3. as fast as one producer can     (1 KiB records, 64-record batches, 5 requests in
+#                                       flight as Java's and librdkafka's idempotent producers)
+#   4. the same with 64 requests in flight: the largest single-partition rate
 #
 #   scripts/bench/one_partition.sh
 #
@@ -37,5 +39,6 @@ run() { # run NAME RATE ARGS
 run 10k-records 10000 "--record-bytes 100 --batch-records 100"
 run 1-mbps 1000 "--record-bytes 1024"
 run max 0 "--record-bytes 1024 --batch-records 64"
+run max-deep 0 "--record-bytes 1024 --batch-records 64 --max-in-flight 64"
 echo "results under $OUT" >&2
 exit $status

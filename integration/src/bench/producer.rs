@@ -210,6 +210,20 @@ impl Producer<'_> {
         }
     }
 
+    /// At full speed: appends records until a request's worth of batches is full, or every
+    /// partition has a full batch (a request carries one batch per partition, so with few
+    /// partitions the first condition alone would never hold). Returns the records appended.
+    fn fill(&mut self, now: Instant, unix_ms: i64) -> u64 {
+        let mut appended = 0;
+        while self.full.len() < self.accs.len()
+            && (self.full.is_empty() || self.full_bytes() < self.plan.max_request_bytes)
+        {
+            self.append(now, unix_ms);
+            appended += 1;
+        }
+        appended
+    }
+
     /// Payload bytes of the batches in the full queue.
     fn full_bytes(&self) -> usize {
         self.full.len() * self.batch_estimate
@@ -364,10 +378,7 @@ async fn run_inner(plan: &ProducerPlan, stats: &Arc<Stats>) -> Result<()> {
                         budget -= 1;
                     }
                 } else {
-                    while p.full.is_empty() || p.full_bytes() < plan.max_request_bytes {
-                        p.append(now, unix_ms);
-                        generated += 1;
-                    }
+                    generated += p.fill(now, unix_ms);
                 }
             }
             let chosen = p.take_ready(now, flushing);
@@ -546,7 +557,59 @@ async fn handle_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::RecordBatchDecoder;
+
+    fn plan(partitions: usize) -> ProducerPlan {
+        let now = Instant::now();
+        ProducerPlan {
+            id: 0,
+            bootstrap: String::new(),
+            topic: TopicName(StrBytes::from_static_str("t")),
+            partitions: Arc::new((0..partitions as i32).collect()),
+            record_bytes: 1024,
+            batch_records: 64,
+            linger: Duration::from_millis(5),
+            rate: 0.0,
+            acks: -1,
+            max_in_flight: 5,
+            max_request_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            compression: Compression::None,
+            version: 9,
+            clock: Clock::new(),
+            start: now,
+            warmup_end: now,
+            end: now,
+            hard_stop: now,
+        }
+    }
+
+    fn producer(plan: &ProducerPlan) -> Producer<'_> {
+        Producer {
+            plan,
+            accs: (0..plan.partitions.len()).map(|_| Accumulator::default()).collect(),
+            full: VecDeque::new(),
+            next_partition: 0,
+            filler: Filler::new(7, plan.record_bytes),
+            batch_estimate: plan.batch_records * plan.record_bytes,
+        }
+    }
+
+    #[test]
+    fn full_speed_fills_one_request_whatever_the_partition_count() {
+        // One partition: one full batch (it used to append forever).
+        let one = plan(1);
+        let mut p = producer(&one);
+        assert_eq!(p.fill(Instant::now(), 0), 64);
+        assert_eq!(p.take_ready(Instant::now(), false), vec![0]);
+        // Many partitions: stops at a request's worth (16 full batches of 64 KiB).
+        let many = plan(100);
+        let mut p = producer(&many);
+        let n = p.fill(Instant::now(), 0);
+        assert!(p.full_bytes() >= many.max_request_bytes, "{n} records");
+        assert!(n <= 100 * 64, "{n} records");
+    }
 
     #[test]
     fn records_encode_into_one_non_idempotent_batch() {
