@@ -588,7 +588,9 @@ mod tests {
     fn producer(plan: &ProducerPlan) -> Producer<'_> {
         Producer {
             plan,
-            accs: (0..plan.partitions.len()).map(|_| Accumulator::default()).collect(),
+            accs: (0..plan.partitions.len())
+                .map(|_| Accumulator::default())
+                .collect(),
             full: VecDeque::new(),
             next_partition: 0,
             filler: Filler::new(7, plan.record_bytes),
