@@ -5,6 +5,12 @@ checker compares what the clients were told with what the cluster serves.
 
     python3 integration/nemesis/nemesis.py --seed 7 --duration 120 [--out result.json]
     python3 integration/nemesis/nemesis.py --table results/*.json    # a table of many runs
+    python3 integration/nemesis/nemesis.py --seed 11 --duration 3600 --idem-rate 500 \
+        --plain-rate 100 --out soak.json        # a soak: one hour of faults at a steady rate
+
+Every `--sample-interval` seconds (60) a sampler logs each node's RSS and each producer's
+acknowledgements and ack latency p50/p99 over the interval; the summary keeps them
+("samples"), so a long run shows whether memory and latency stay flat.
 
 The broker binary is `$INKLESS_BIN` (see integration/tests_py/conftest.py).
 
@@ -140,6 +146,7 @@ class Options:
     partitions: int = 12
     warmup: float = 5.0
     keep: bool = False   # keep the work dir even without a violation
+    sample_interval: float = 60.0  # seconds between soak samples (RSS, ack p99)
 
 
 class RunLog:
@@ -364,6 +371,7 @@ class ProducerWorker(Worker):
         self.unanswered = 0
         self.stopped_at = 0.0
         self._fatal_err = None
+        self.latencies: list[float] = []  # ack latencies (s) since the sampler last took them
 
     def _on_error(self, err) -> None:
         if err.fatal():
@@ -380,6 +388,9 @@ class ProducerWorker(Worker):
         seq = parse_value(msg.value())[1]
         if err is None:
             self.acked[seq] = (msg.partition(), msg.offset(), self.clock())
+            latency = msg.latency()
+            if latency is not None:
+                self.latencies.append(latency)
         else:
             self.delivery_errors[err.name()] += 1
 
@@ -559,6 +570,53 @@ class OffsetMonitor(Worker):
         while not self.halt.wait(0.5):
             self.read_once()
             self.read_end_offsets()
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size of a process, from /proc (None when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+class Sampler(Worker):
+    """Every `interval` s (the soak's view of the run): each node's RSS, the records
+    acknowledged so far, and the p50/p99 acknowledgement latency of each producer over the
+    interval. A node restarted by a fault starts small again; its RSS is reported as is."""
+
+    def __init__(self, infra: Infra, producers: list[ProducerWorker], interval: float, log: RunLog):
+        super().__init__("sampler", log)
+        self.infra = infra
+        self.producers = producers
+        self.interval = interval
+        self.samples: list[dict] = []
+
+    def work(self) -> None:
+        while not self.halt.wait(self.interval):
+            self.samples.append(self.sample())
+
+    def sample(self) -> dict:
+        rss = {}
+        for node_id, node in self.infra.nodes.items():
+            proc = node.proc
+            rss[node_id] = rss_mib(proc.pid) if proc is not None and proc.poll() is None else None
+        acks = {}
+        for p in self.producers:
+            taken, p.latencies = p.latencies, []
+            taken.sort()
+            pick = (lambda q: round(1000 * taken[min(len(taken) - 1, int(q * len(taken)))], 1)) if taken else None
+            acks[p.pname] = {"acked": len(p.acked), "p50_ms": pick(0.5) if pick else None,
+                             "p99_ms": pick(0.99) if pick else None}
+        sample = {"t": round(self.log.now(), 1), "rss_mib": rss, "producers": acks}
+        live = [v for v in rss.values() if v is not None]
+        self.log(f"sample: RSS MiB {rss} (max {max(live, default=0)}); "
+                 + "; ".join(f"{k} acked {v['acked']} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms"
+                             for k, v in acks.items()))
+        return sample
 
 
 class Workload:
@@ -1055,10 +1113,13 @@ def _run(opts: Options, infra: Infra, log: RunLog) -> tuple[dict, dict]:
     commit_start_offsets(infra.bootstrap, opts.partitions)
     workload = Workload(infra.bootstrap, opts, log, infra.root)
     nemesis = Nemesis(infra, opts, log)
+    sampler = Sampler(infra, workload.producers, opts.sample_interval, log)
     workload.start()
+    sampler.start()
     try:
         time.sleep(opts.warmup)
         nemesis.run(opts.duration)
+        sampler.halt.set()
         nemesis.heal()
         try:
             log(f"cluster ready {infra.wait_ready(opts.partitions):.1f} s after healing")
@@ -1066,10 +1127,13 @@ def _run(opts: Options, infra: Infra, log: RunLog) -> tuple[dict, dict]:
             log(f"NOT READY after healing: {e}")
         final = workload.finish()
     finally:
+        sampler.halt.set()
         workload.halt()
     hw, served, problems = read_served(infra.bootstrap, opts.partitions)
     log(f"read {sum(len(r) for r in served.values())} records; high watermarks {hw}")
-    return summarize(opts, workload, nemesis, final, hw, served, problems, log)
+    summary, details = summarize(opts, workload, nemesis, final, hw, served, problems, log)
+    summary["samples"] = sampler.samples
+    return summary, details
 
 
 def find_violations(workload: Workload, final: dict[int, int], hw: dict[int, int], served: Served) -> dict[str, list]:
@@ -1218,6 +1282,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--idem-rate", type=int, default=1500)
     ap.add_argument("--plain-rate", type=int, default=300)
     ap.add_argument("--keep", action="store_true", help="keep the work dir even without violation")
+    ap.add_argument("--sample-interval", type=float, default=60.0,
+                    help="seconds between samples of node RSS and ack latency (the soak's view)")
     ap.add_argument("--out", type=Path, help="also write the summary line to this file")
     ap.add_argument("--table", nargs="+", type=Path, metavar="JSON",
                     help="print the table of these summary files instead of running")
@@ -1242,7 +1308,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     opts = Options(seed=seed, duration=args.duration, ip_base=args.ip_base, faults=args.faults,
                    interval=args.interval, cover=args.cover, idem_rate=args.idem_rate,
-                   plain_rate=args.plain_rate, keep=args.keep)
+                   plain_rate=args.plain_rate, keep=args.keep, sample_interval=args.sample_interval)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cleanup in `finally`
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the summary
