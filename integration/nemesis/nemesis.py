@@ -608,9 +608,10 @@ class Sampler(Worker):
         for p in self.producers:
             taken, p.latencies = p.latencies, []
             taken.sort()
-            pick = (lambda q: round(1000 * taken[min(len(taken) - 1, int(q * len(taken)))], 1)) if taken else None
-            acks[p.pname] = {"acked": len(p.acked), "p50_ms": pick(0.5) if pick else None,
-                             "p99_ms": pick(0.99) if pick else None}
+
+            def ms(q: float) -> float | None:
+                return round(1000 * taken[min(len(taken) - 1, int(q * len(taken)))], 1) if taken else None
+            acks[p.pname] = {"acked": len(p.acked), "p50_ms": ms(0.5), "p99_ms": ms(0.99)}
         sample = {"t": round(self.log.now(), 1), "rss_mib": rss, "producers": acks}
         live = [v for v in rss.values() if v is not None]
         self.log(f"sample: RSS MiB {rss} (max {max(live, default=0)}); "

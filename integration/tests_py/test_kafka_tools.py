@@ -444,10 +444,9 @@ def test_kafka_transactions(kt, bootstrap):
     producer_id = mine[0][2]
 
     def describe() -> dict[str, str]:
-        out = kt.ok(tx, "describe", "--transactional-id", txn_id)
-        header = next(line for line in out.splitlines() if line.startswith("CoordinatorId"))
-        values = out.splitlines()[out.splitlines().index(header) + 1]
-        return {k.strip(): v.strip() for k, v in zip(header.split("\t"), values.split("\t"))}
+        lines = kt.ok(tx, "describe", "--transactional-id", txn_id).splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("CoordinatorId"))
+        return {k.strip(): v.strip() for k, v in zip(lines[at].split("\t"), lines[at + 1].split("\t"))}
 
     d = describe()
     assert (d["TransactionalId"], d["ProducerId"], d["TransactionState"]) == \
