@@ -267,6 +267,20 @@ class Infra:
             time.sleep(0.2)
         raise RuntimeError(f"cluster not ready within {timeout}s: {state}")
 
+    def snapshot(self, paused: float) -> None:
+        """Each live node's /metrics and /actors into the work dir, named by the time: what
+        the nodes were doing while the checker's read made no progress."""
+        at = f"{time.monotonic():.0f}"
+        self.log(f"final read: no record for {paused:.0f} s; snapshot {at}")
+        for n in self.live():
+            for path, name in (("/metrics", "metrics"), ("/actors", "actors")):
+                try:
+                    body = n.admin(path)
+                    text = body if isinstance(body, str) else json.dumps(body, indent=1)
+                except OSError as e:
+                    text = f"admin endpoint: {e!r}"
+                (self.root / f"stall-{at}-{n.name}-{name}.txt").write_text(text)
+
     def pg_ctl_restart(self) -> str:
         pg = self.pg
         r = subprocess.run(pg._cmd("pg_ctl", "-D", str(pg.data), "-l", str(pg.root / "server.log"),
@@ -881,25 +895,37 @@ class Nemesis:
 
 # ---------------------------------------------------------------- reading what is served
 
-def read_served(bootstrap: str, partitions: int, timeout: float = 120.0):
-    """(high watermarks, partition -> offset -> value, problems): every partition read from
-    offset 0 up to its high watermark by a fresh consumer."""
+def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=None):
+    """(high watermarks, partition -> offset -> value, problems, read stats): every partition
+    read from offset 0 up to its high watermark by a fresh consumer. The read goes on while it
+    makes progress and gives up after `stall` seconds without a record; `on_stall(seconds)` is
+    called once per pause of 20 s or more (to snapshot the nodes while it lasts)."""
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "nemesis-checker", "enable.auto.commit": False,
                   "auto.offset.reset": "error", "enable.partition.eof": True})
     try:
-        low, hw = watermarks(c, partitions, time.monotonic() + timeout)
+        low, hw = watermarks(c, partitions, time.monotonic() + stall)
         problems = [f"partition {p}: log start offset {lo}" for p, lo in low.items() if lo != 0]
         served: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
         left = {p for p in range(partitions) if hw[p] > 0}
         c.assign([TopicPartition(TOPIC, p, 0) for p in sorted(left)])
-        deadline = time.monotonic() + timeout
-        while left and time.monotonic() < deadline:
-            for m in c.consume(1000, 1.0):
+        started = last = time.monotonic()
+        longest, reported = 0.0, False
+        while left and time.monotonic() - last < stall:
+            got = c.consume(1000, 1.0)
+            now = time.monotonic()
+            if got:
+                longest, last, reported = max(longest, now - last), now, False
+            elif now - last >= 20 and not reported and on_stall:
+                reported = True
+                on_stall(now - last)
+            for m in got:
                 _take(m, hw, served, left, problems)
+        longest = max(longest, time.monotonic() - last)
         problems += [f"partition {p}: read stopped before the high watermark {hw[p]}" for p in sorted(left)]
-        return hw, served, problems[:MAX_EXAMPLES]
+        stats = {"seconds": round(time.monotonic() - started, 1), "longest_pause": round(longest, 1)}
+        return hw, served, problems[:MAX_EXAMPLES], stats
     finally:
         c.close()
 
@@ -1130,9 +1156,11 @@ def _run(opts: Options, infra: Infra, log: RunLog) -> tuple[dict, dict]:
     finally:
         sampler.halt.set()
         workload.halt()
-    hw, served, problems = read_served(infra.bootstrap, opts.partitions)
-    log(f"read {sum(len(r) for r in served.values())} records; high watermarks {hw}")
+    hw, served, problems, read = read_served(infra.bootstrap, opts.partitions, on_stall=infra.snapshot)
+    log(f"read {sum(len(r) for r in served.values())} records in {read['seconds']} s "
+        f"(longest pause {read['longest_pause']} s); high watermarks {hw}")
     summary, details = summarize(opts, workload, nemesis, final, hw, served, problems, log)
+    summary["final_read"] = read
     summary["samples"] = sampler.samples
     return summary, details
 

@@ -204,6 +204,25 @@ class Conn:
         (_, (err,)), = r.array(lambda t: (t.string(), t.array(partition_answer)))
         return err
 
+    def fetch(self, topic: str, partition: int, offset: int, max_wait_ms: int = 0) -> tuple[int, int, bytes]:
+        """One sessionless Fetch v11 of one partition (min_bytes 1, 1 MiB); returns (error
+        code, high watermark, record batches)."""
+        part = i32(partition) + i32(-1) + i64(offset) + i64(-1) + i32(1 << 20)
+        body = (i32(-1) + i32(max_wait_ms) + i32(1) + i32(1 << 20) + b"\x00" + i32(0) + i32(-1)
+                + array([string(topic) + array([part])]) + array([]) + string(""))
+        r = self.request(FETCH, 11, body)
+        r.i32(), r.i16(), r.i32()  # throttle, error, session id
+
+        def partition_answer(p: Reader) -> tuple[int, int, bytes]:
+            _, err, hwm = p.i32(), p.i16(), p.i64()
+            p.i64(), p.i64()  # last stable offset, log start
+            p.array(lambda a: (a.i64(), a.i64()))  # aborted transactions
+            p.i32()  # preferred read replica
+            return err, hwm, p.bytes_() or b""
+
+        (_, (answer,)), = r.array(lambda t: (t.string(), t.array(partition_answer)))
+        return answer
+
     def api_versions(self) -> dict[int, tuple[int, int]]:
         r = self.request(API_VERSIONS, 0, b"")
         err = r.i16()
@@ -288,3 +307,16 @@ class Conn:
             "error": r.i16(),
             "members": r.array(lambda x: {"member_id": x.string(), "instance_id": x.string(), "error": x.i16()}),
         }
+
+
+def batch_offsets(records: bytes) -> list[tuple[int, int]]:
+    """(base offset, last offset) of each whole record batch in a Fetch answer's records."""
+    out, at = [], 0
+    while at + 27 <= len(records):
+        base, length = struct.unpack_from(">qi", records, at)
+        if at + 12 + length > len(records):
+            break  # a partial batch at the end (Kafka may send one)
+        last_delta = struct.unpack_from(">i", records, at + 23)[0]
+        out.append((base, base + last_delta))
+        at += 12 + length
+    return out

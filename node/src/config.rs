@@ -381,6 +381,9 @@ pub struct FetchSection {
     pub max_sessions: usize,
     /// A cached fetch session unused this long may be evicted for a new one.
     pub session_eviction_ms: u64,
+    /// A fetch waits this long (or its `max_wait_ms`, if longer) for object bytes; what has
+    /// not arrived by then is answered by a later fetch (the reads go on into the cache).
+    pub read_wait_ms: u64,
 }
 
 impl Default for FetchSection {
@@ -392,6 +395,7 @@ impl Default for FetchSection {
             max_concurrent_gets: 64,
             max_sessions: 1000,
             session_eviction_ms: 120_000,
+            read_wait_ms: 1000,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct RequestMetrics {
     /// Partition-level error codes answered, by (API key, error code); errors are rare, so
     /// one lock taken only when a response carries one is cheap.
     partition_errors: Mutex<BTreeMap<(i16, i16), u64>>,
+    /// Partition reads of a fetch answered with fewer batches than were located, because
+    /// the bytes had not arrived by the read deadline ([0]) or a read failed ([1]).
+    partial_reads: [AtomicU64; 2],
 }
 
 impl Default for RequestMetrics {
@@ -41,6 +44,7 @@ impl Default for RequestMetrics {
         Self {
             apis: (0..MAX_API_KEY).map(|_| ApiStats::default()).collect(),
             partition_errors: Mutex::default(),
+            partial_reads: Default::default(),
         }
     }
 }
@@ -112,6 +116,11 @@ impl RequestMetrics {
         }
     }
 
+    /// Counts a partition read of a fetch cut short: by a failed read or by the deadline.
+    pub fn partial_read(&self, failed: bool) {
+        self.partial_reads[failed as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts the partition-level errors of one response (see the module documentation).
     pub fn count_errors(&self, api: ApiKey, response: Option<&ResponseKind>) {
         let Some(response) = response else {
@@ -151,6 +160,16 @@ impl RequestMetrics {
     /// Encodes the metrics into a scrape.
     pub fn encode(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         self.encode_errors(enc)?;
+        let mut m = enc.encode_descriptor(
+            "inkless_fetch_partial_reads",
+            "Partition reads of a fetch answered with fewer batches than located: the bytes were not read by fetch.read_wait_ms (deadline), or a read failed (error)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in ["deadline", "error"].iter().zip(&self.partial_reads) {
+            let n = ConstCounter::new(n.load(Ordering::Relaxed));
+            n.encode(m.encode_family(&[("reason", *reason)])?)?;
+        }
         let used: Vec<(String, &ApiStats)> = self
             .apis
             .iter()

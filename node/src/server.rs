@@ -144,8 +144,7 @@ async fn connection(
                     tokio::spawn(async move {
                         let body = submitted.finish().await.map(ResponseKind::Produce);
                         drop(slot);
-                        ctx.requests.observe(api_key, started.elapsed());
-                        ctx.requests.count_errors(api_key, body.as_ref());
+                        answered(&ctx, api_key, &header, started, body.as_ref(), peer);
                         encode(api_key, &header, body, peer)
                     })
                 }
@@ -210,9 +209,35 @@ async fn respond(
     let (api_key, header) = (req.api_key, req.header.clone());
     let started = Instant::now();
     let body = handlers::handle(ctx, req, peer).await;
-    ctx.requests.observe(api_key, started.elapsed());
-    ctx.requests.count_errors(api_key, body.as_ref());
+    answered(ctx, api_key, &header, started, body.as_ref(), peer);
     encode(api_key, &header, body, peer)
+}
+
+/// A request took longer than this: logged (clients time out at 30-60 s). JoinGroup and
+/// SyncGroup wait for other members by design and are not logged.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Records a handled request in the metrics, and logs it when it was slow.
+fn answered(
+    ctx: &Ctx,
+    api_key: ApiKey,
+    header: &RequestHeader,
+    started: Instant,
+    body: Option<&ResponseKind>,
+    peer: SocketAddr,
+) {
+    let took = started.elapsed();
+    ctx.requests.observe(api_key, took);
+    ctx.requests.count_errors(api_key, body);
+    if took > SLOW_REQUEST && !matches!(api_key, ApiKey::JoinGroup | ApiKey::SyncGroup) {
+        tracing::warn!(
+            %peer,
+            api = ?api_key,
+            correlation_id = header.correlation_id,
+            took_ms = took.as_millis() as u64,
+            "slow request"
+        );
+    }
 }
 
 fn encode(

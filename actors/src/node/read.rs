@@ -129,8 +129,13 @@ impl Node {
             match answer {
                 Ok(Response::CacheRead(r)) => return r.map(Bytes::from),
                 Ok(other) => tracing::warn!(shard, ?other, "unexpected cache answer"),
-                // The shard's node is unreachable: read through the local shard instead.
-                Err(e) => tracing::debug!(shard, error = %e, "remote cache shard unreachable"),
+                // No session to the shard's node: read through the local shard instead.
+                Err(e @ gateway::RemoteError::Unreachable(_)) => {
+                    tracing::debug!(shard, error = %e, "remote cache shard unreachable")
+                }
+                // It is slow or went away mid-read. A second GET of the block here would
+                // add load where the object store is already slow; the caller retries.
+                Err(e) => return Err(ReadError::Storage(e.to_string())),
             }
         }
         crate::read::cache::read_through(&self.slots.cache, key, object_size, range).await

@@ -13,7 +13,8 @@ use super::fetch_session::{Wanted, WantedPart};
 use super::Ctx;
 use super::NONE;
 use bytes::{Bytes, BytesMut};
-use futures::future::{join_all, select_all, try_join_all, FutureExt};
+use futures::future::{join_all, select_all, FutureExt};
+use futures::stream::{FuturesOrdered, StreamExt};
 use inkless_actors::{PartitionOffsets, ReadError, TopicPartition, MAX_LONG_POLL};
 use inkless_protocol::batch::{set_base_offset, stored_base_offset};
 use inkless_protocol::kafka_protocol::error::ResponseError;
@@ -284,43 +285,90 @@ async fn committed_only(
     Ok((coords, offsets, aborted))
 }
 
-/// Reads the located batches' bytes through the cache and stamps their base offsets.
+/// Bytes `start..end` of one object, holding `batches` consecutive located batches.
+struct Span<'a> {
+    key: &'a str,
+    object_size: u64,
+    start: u64,
+    end: u64,
+    batches: usize,
+}
+
+/// A partition's batches of one object are contiguous in it: one read per object run.
+fn spans(coords: &[BatchCoordinate]) -> Vec<Span<'_>> {
+    let mut spans: Vec<Span<'_>> = Vec::new();
+    for c in coords {
+        match spans.last_mut() {
+            Some(s) if s.key == c.object_key && s.end == c.byte_offset => {
+                s.end += c.byte_len as u64;
+                s.batches += 1;
+            }
+            _ => spans.push(Span {
+                key: &c.object_key,
+                object_size: c.object_size,
+                start: c.byte_offset,
+                end: c.byte_offset + c.byte_len as u64,
+                batches: 1,
+            }),
+        }
+    }
+    spans
+}
+
+/// The reads' results in order, as far as they arrived by `deadline` or until one failed
+/// (its error is returned with what came before it). Reads still running are dropped
+/// here, not stopped: the cache shards finish their GETs and keep the blocks.
+async fn in_order_until<F>(
+    reads: impl IntoIterator<Item = F>,
+    deadline: tokio::time::Instant,
+) -> (Vec<Bytes>, Option<ReadError>)
+where
+    F: std::future::Future<Output = Result<Bytes, ReadError>>,
+{
+    let mut pending: FuturesOrdered<F> = reads.into_iter().collect();
+    let mut arrived = Vec::with_capacity(pending.len());
+    loop {
+        match tokio::time::timeout_at(deadline, pending.next()).await {
+            Ok(Some(Ok(bytes))) => arrived.push(bytes),
+            Ok(Some(Err(e))) => return (arrived, Some(e)),
+            Ok(None) | Err(_) => return (arrived, None),
+        }
+    }
+}
+
+/// Reads the located batches' bytes through the cache and stamps their base offsets. The
+/// answer holds the batches whose bytes arrived by `deadline`, from the first one on: a
+/// slow object store shortens answers rather than holding them past the client's timeout.
 async fn read_batches(
     ctx: &Ctx,
     p: &PartReq,
     coords: &[BatchCoordinate],
     offsets: PartitionOffsets,
     aborted: Option<Vec<AbortedTxn>>,
+    deadline: tokio::time::Instant,
 ) -> PartAnswer {
     let node = &ctx.node;
     let tp = p.tp;
-    // A partition's batches of one object are contiguous in it: one read per object run.
-    let mut spans: Vec<(&str, u64, u64, u64)> = Vec::new();
-    for c in coords {
-        match spans.last_mut() {
-            Some((key, _, _, end)) if *key == c.object_key && *end == c.byte_offset => {
-                *end += c.byte_len as u64
-            }
-            _ => spans.push((
-                &c.object_key,
-                c.object_size,
-                c.byte_offset,
-                c.byte_offset + c.byte_len as u64,
-            )),
-        }
-    }
+    let spans = spans(coords);
     let reads = spans
         .iter()
-        .map(|&(key, size, start, end)| node.object_range(key, size, start, end));
-    let chunks = match try_join_all(reads).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(?tp, error = %e, "fetch read failed");
-            let data = empty(p.index, ResponseError::KafkaStorageError.code(), offsets);
-            return (data, 0, offsets.high_watermark);
-        }
-    };
-    let records = stamped(chunks, coords);
+        .map(|s| node.object_range(s.key, s.object_size, s.start, s.end));
+    let (chunks, failed) = in_order_until(reads, deadline).await;
+    if chunks.len() < spans.len() {
+        ctx.requests.partial_read(failed.is_some());
+    }
+    if chunks.is_empty() {
+        let code = match failed {
+            Some(e) => {
+                tracing::warn!(?tp, error = %e, "fetch read failed");
+                ResponseError::KafkaStorageError.code()
+            }
+            None => NONE,
+        };
+        return (empty(p.index, code, offsets), 0, offsets.high_watermark);
+    }
+    let read: usize = spans[..chunks.len()].iter().map(|s| s.batches).sum();
+    let records = stamped(chunks, &coords[..read]);
     let total = records.len();
     let aborted = aborted.map(|list| {
         list.into_iter()
@@ -509,7 +557,10 @@ async fn answer(ctx: &Ctx, req: &FetchRequest, version: i16, wanted: &[Wanted]) 
         let published = ctx
             .node
             .local_offsets(round.parts.iter().map(|p| p.tp.as_ref()));
-        let (response, done, seen) = round.read(ctx, &published).await;
+        // Object bytes not read by then are left to a later fetch (`fetch.read_wait_ms`).
+        let read_wait = Duration::from_millis(ctx.config.fetch.read_wait_ms);
+        let read_deadline = deadline.max(tokio::time::Instant::now() + read_wait);
+        let (response, done, seen) = round.read(ctx, &published, read_deadline).await;
         let now = tokio::time::Instant::now();
         if done || nothing_to_wait_for || now >= deadline {
             return response;
@@ -555,6 +606,7 @@ impl Round<'_> {
         &self,
         ctx: &Ctx,
         published: &[Option<PartitionOffsets>],
+        read_deadline: tokio::time::Instant,
     ) -> (FetchResponse, bool, Vec<i64>) {
         let quick: Vec<Option<PartAnswer>> = if rack_elsewhere(ctx, self.rack) {
             self.parts.iter().map(|_| None).collect()
@@ -567,16 +619,21 @@ impl Round<'_> {
         };
         let partition_limits: i64 = self.parts.iter().map(|p| p.max_bytes.max(0) as i64).sum();
         let answers = if partition_limits <= self.max_bytes {
-            self.read_straight(ctx, quick).await
+            self.read_straight(ctx, quick, read_deadline).await
         } else {
-            self.read_within_budget(ctx, quick).await
+            self.read_within_budget(ctx, quick, read_deadline).await
         };
         self.assemble(answers)
     }
 
     /// Every partition can be answered in full within the budget: each is located and read
     /// on its own, so fast ones do not wait for slow ones (a consumer at the tail).
-    async fn read_straight(&self, ctx: &Ctx, quick: Vec<Option<PartAnswer>>) -> Vec<PartAnswer> {
+    async fn read_straight(
+        &self,
+        ctx: &Ctx,
+        quick: Vec<Option<PartAnswer>>,
+        read_deadline: tokio::time::Instant,
+    ) -> Vec<PartAnswer> {
         let reads = self
             .parts
             .iter()
@@ -586,7 +643,7 @@ impl Round<'_> {
                 match locate(ctx, p, self.max_bytes, self.rack).await {
                     Located::Done(answer) => answer,
                     Located::Batches(coords, offsets, aborted) => {
-                        read_batches(ctx, p, &coords, offsets, aborted).await
+                        read_batches(ctx, p, &coords, offsets, aborted, read_deadline).await
                     }
                 }
             });
@@ -606,6 +663,7 @@ impl Round<'_> {
         &self,
         ctx: &Ctx,
         quick: Vec<Option<PartAnswer>>,
+        read_deadline: tokio::time::Instant,
     ) -> Vec<PartAnswer> {
         // Only the partitions without a quick answer (few, in a wide fetch) are located;
         // quick answers carry no bytes, so the budget runs over these in request order.
@@ -639,9 +697,14 @@ impl Round<'_> {
             budget -= n;
         }
         let reads = located.iter().zip(&slow).filter_map(|(l, p)| match l {
-            Located::Batches(coords, offsets, aborted) => {
-                Some(read_batches(ctx, p, coords, *offsets, aborted.clone()))
-            }
+            Located::Batches(coords, offsets, aborted) => Some(read_batches(
+                ctx,
+                p,
+                coords,
+                *offsets,
+                aborted.clone(),
+                read_deadline,
+            )),
             Located::Done(_) => None,
         });
         let mut read_back = join_all(reads).await.into_iter();
