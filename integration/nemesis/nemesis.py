@@ -50,7 +50,9 @@ Nemesis
 
 Checker (Jepsen's rule: what clients were told against what is served)
     After healing, the producers flush (each record gets a final answer), the clients stop,
-    and a fresh consumer reads every partition from offset 0 to its high watermark:
+    and a fresh consumer reads every partition from offset 0 to its high watermark (for as
+    long as it makes progress: it gives up after 120 s without a record, and each pause of
+    20 s leaves a snapshot of every node's /metrics and /actors in the work dir):
     - every acknowledged record is served exactly at the offset of its delivery report
       (absent: lost; elsewhere: wrong_offset);
     - no value is served twice (duplicates), and nothing is served that was never sent;

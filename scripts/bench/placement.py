@@ -5,18 +5,26 @@
     BUILD=0 scripts/bench/placement.sh --partitions 500 --topics 5
 
 Starts PostgreSQL (initdb in a temp dir) and moto's S3 server exactly as the cluster tests
-do (integration/tests_py: pgserver.py, s3server.py, cluster.py), then release `inkless
-serve` nodes in cluster mode on 127.0.0.100 and 127.0.0.101 (node ids 90 and 91), and
-measures, by polling each node's `inkless_partitions` gauge on its admin /metrics:
+do (integration/tests_py: pgserver.py, s3server.py, cluster.py), then NODES release
+`inkless serve` nodes in cluster mode on 127.0.0.100, .101, ... (node ids 90, 91, ...; AZs
+az1, az2, az3 in turn), and measures, by polling each node's `inkless_partitions` gauge on
+its admin /metrics:
 
 1. create:  node A alone; one CreateTopics request for all topics (PARTITIONS in total,
-            spread evenly over TOPICS topics) until A runs every partition.
+            spread evenly over TOPICS topics) until A runs every partition. Then the
+            Metadata latency (a raw Metadata v1 request for all topics, from sending it to
+            the last byte of the answer; median and max of 5) and A's memory per partition
+            (RSS growth since before the topics existed, divided by PARTITIONS).
 2. place:   A is stopped (SIGTERM) and started again; from the start of the process
             until it runs every partition (Node::place at startup). The SIGTERM before
             it is reported as "leave_alone".
-3. join:    node B starts; from B's start until the two nodes together run every
-            partition with B running some (about half moved from A to B).
-4. leave:   A leaves gracefully (SIGTERM); from the signal until B runs every partition.
+3. join:    the other NODES - 1 nodes start together; from their start until all nodes
+            together run every partition, each some.
+4. crash:   kill -9 of the last node; from the signal until the others run every
+            partition (the lease TTL, 3 s, is part of it); then it is started again and
+            "rejoin" is timed like join.
+5. leave:   A leaves gracefully (SIGTERM); from the signal until the others run every
+            partition.
 
 Prints one line per phase and a RESULT_JSON line. Exit status 1 if a phase timed out or a
 node died. Every process started here is stopped on exit.
@@ -51,9 +59,9 @@ from cluster import Cluster  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from s3server import MotoServer  # noqa: E402
 
-# Node ids whose hosts (127.0.0.{10 + id}) are 127.0.0.100 and .101.
+# Node ids whose hosts (127.0.0.{10 + id}) are 127.0.0.100, .101, ...
 NODE_A = 90
-NODE_B = 91
+AZS = ("az1", "az2", "az3")
 POLL_S = 0.05
 
 
@@ -109,6 +117,47 @@ def phase(results: dict, name: str, seconds: float, note: str) -> None:
     print(f"{name:<16} {seconds:9.2f} s   {note}", flush=True)
 
 
+def rss_kib(node) -> int:
+    for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchFailed(f"no VmRSS for {node.name}")
+
+
+def metadata_seconds(node) -> float:
+    """One raw Metadata v1 request for every topic: seconds from sending it to the last
+    byte of its answer."""
+    import socket
+    import struct
+
+    with socket.create_connection((node.host, node.port), timeout=120) as sock:
+        client = b"placement"
+        header = struct.pack(">hhih", 3, 1, 1, len(client)) + client
+        frame = header + struct.pack(">i", -1)  # null topics: all of them
+        t0 = time.monotonic()
+        sock.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+        got = 0
+        while got < size:
+            chunk = sock.recv(min(1 << 20, size - got))
+            if not chunk:
+                raise BenchFailed("Metadata: connection closed")
+            got += len(chunk)
+        return time.monotonic() - t0
+
+
+def settle(nodes, timeout: float) -> None:
+    """Until every node's gauge stops changing for a second (the last actors started)."""
+    last, since, t0 = None, time.monotonic(), time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        counts = [running(n) for n in nodes]
+        if counts != last:
+            last, since = counts, time.monotonic()
+        elif time.monotonic() - since >= 1.0:
+            return
+        time.sleep(POLL_S)
+
+
 def run(args, root: Path, results: dict) -> None:
     pg = PgServer()
     moto = MotoServer(root / "moto.log")
@@ -129,9 +178,10 @@ def run(args, root: Path, results: dict) -> None:
 
 def measure(args, cluster: Cluster, results: dict) -> None:
     total, timeout = args.partitions, args.timeout
-    a = cluster.add(NODE_A, "az1")
+    a = cluster.add(NODE_A, AZS[0])
     a.start()
     wait_until("start A", lambda c: c[0] is not None, [a], timeout)
+    rss_before = rss_kib(a)
 
     t0 = time.monotonic()
     create_topics(a.bootstrap, args.topics, total, timeout)
@@ -139,6 +189,15 @@ def measure(args, cluster: Cluster, results: dict) -> None:
     wait_until("create", lambda c: c[0] == total, [a], timeout)
     phase(results, "create", time.monotonic() - t0,
           f"{args.topics} topics, {total} partitions on one node (CreateTopics answered after {answered:.2f} s)")
+    settle([a], timeout)
+    per_partition = (rss_kib(a) - rss_before) / total
+    results["kib_per_partition"] = round(per_partition, 2)
+    print(f"{'memory':<16} {per_partition:9.2f} KiB per partition (RSS {rss_before / 1024:.0f} -> "
+          f"{rss_kib(a) / 1024:.0f} MiB)", flush=True)
+    took = sorted(metadata_seconds(a) for _ in range(5))
+    results["metadata_ms_median"], results["metadata_ms_max"] = round(took[2] * 1e3, 1), round(took[-1] * 1e3, 1)
+    print(f"{'metadata':<16} {took[2] * 1e3:9.1f} ms  median of 5 Metadata requests for all {total} partitions "
+          f"(max {took[-1] * 1e3:.1f} ms)", flush=True)
 
     t0 = time.monotonic()
     rc = a.stop()
@@ -151,20 +210,36 @@ def measure(args, cluster: Cluster, results: dict) -> None:
     wait_until("place", lambda c: c[0] == total, [a], timeout)
     phase(results, "place", time.monotonic() - t0, f"node start until it runs all {total} partitions")
 
-    b = cluster.add(NODE_B, "az1")
+    others = [cluster.add(NODE_A + i, AZS[i % len(AZS)]) for i in range(1, args.nodes)]
+    nodes = [a, *others]
+    all_run = lambda c: None not in c and min(c) > 0 and sum(c) == total  # noqa: E731
     t0 = time.monotonic()
-    b.start()
-    wait_until("join", lambda c: None not in c and c[1] > 0 and c[0] + c[1] == total, [a, b], timeout)
-    moved = running(b)
+    for n in others:
+        n.start()
+    wait_until("join", all_run, nodes, timeout)
+    counts = [running(n) for n in nodes]
     phase(results, "join", time.monotonic() - t0,
-          f"second node start until the two run all {total} partitions ({moved} moved to it)")
-    results["moved_on_join"] = moved
+          f"{len(others)} node(s) started until all {len(nodes)} run all {total} partitions (now {counts})")
+    results["spread_on_join"] = counts
+
+    victim = others[-1]
+    survivors = [n for n in nodes if n is not victim]
+    t0 = time.monotonic()
+    victim.proc.send_signal(9)
+    victim.proc.wait(timeout=30)
+    wait_until("crash", lambda c: None not in c and sum(c) == total, survivors, timeout)
+    phase(results, "crash", time.monotonic() - t0,
+          f"kill -9 of {victim.name} until the other {len(survivors)} run all {total} partitions")
+    t0 = time.monotonic()
+    victim.start()
+    wait_until("rejoin", all_run, nodes, timeout)
+    phase(results, "rejoin", time.monotonic() - t0, f"{victim.name} restarted until all {len(nodes)} run all")
 
     t0 = time.monotonic()
     a.proc.send_signal(15)
-    wait_until("leave", lambda c: c[0] == total, [b], timeout)
+    wait_until("leave", lambda c: None not in c and sum(c) == total, others, timeout)
     phase(results, "leave", time.monotonic() - t0,
-          f"SIGTERM of the first node until the second runs all {total} partitions")
+          f"SIGTERM of {a.name} until the other {len(others)} run all {total} partitions")
     rc = a.proc.wait(timeout=timeout)
     if rc != 0:
         raise BenchFailed(f"A exited with {rc} after SIGTERM; log {a.log_path}")
@@ -174,11 +249,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--partitions", type=int, default=10_000, help="partitions in total (default 10000)")
     p.add_argument("--topics", type=int, default=10, help="topics they are spread over (default 10)")
+    p.add_argument("--nodes", type=int, default=2, help="nodes at the end (default 2)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds each phase may take (default 900)")
     p.add_argument("--out", help="directory for logs (default: a new temp dir, kept)")
     args = p.parse_args()
     if args.partitions < args.topics or args.topics < 1:
         p.error("need at least one partition per topic")
+    if not 2 <= args.nodes <= 9:
+        p.error("--nodes: 2 to 9")
     root = Path(args.out or tempfile.mkdtemp(prefix="inkless-placement."))
     root.mkdir(parents=True, exist_ok=True)
     print(f"placement: {args.partitions} partitions in {args.topics} topics; binary "

@@ -3,15 +3,15 @@
 # server, release binary); see scripts/bench/placement.py for the phases measured.
 #
 #   scripts/bench/placement.sh                                  # 10,000 partitions
-#   BUILD=0 scripts/bench/placement.sh --partitions 500 --topics 5
+#   BUILD=0 scripts/bench/placement.sh --partitions 500 --topics 5 --nodes 3
 #
-# Arguments go to placement.py (--partitions, --topics, --timeout, --out).
+# Arguments go to placement.py (--partitions, --topics, --nodes, --timeout, --out).
 # Env:
 #   BUILD            0 skips `cargo build --release --workspace` (default 1)
 #   CARGO_TARGET_DIR (default $HOME/.cache/inkless-target)
 #   INKLESS_BIN      the broker binary (default $CARGO_TARGET_DIR/release/inkless)
 # Needs scripts/install-test-deps.sh (PostgreSQL server binaries, moto, confluent-kafka).
-# Nodes listen on 127.0.0.100 and 127.0.0.101.
+# Nodes listen on 127.0.0.100, .101, ... (--nodes, default 2).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
