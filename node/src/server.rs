@@ -26,7 +26,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -144,7 +144,8 @@ async fn connection(
                     tokio::spawn(async move {
                         let body = submitted.finish().await.map(ResponseKind::Produce);
                         drop(slot);
-                        answered(&ctx, api_key, &header, started, body.as_ref(), peer);
+                        let slow = Some(SLOW_REQUEST);
+                        answered(&ctx, api_key, &header, started, body.as_ref(), peer, slow);
                         encode(api_key, &header, body, peer)
                     })
                 }
@@ -207,17 +208,30 @@ async fn respond(
     peer: SocketAddr,
 ) -> Result<Option<ResponseFrame>, ()> {
     let (api_key, header) = (req.api_key, req.header.clone());
+    let slow = slow_after(&req.body);
     let started = Instant::now();
     let body = handlers::handle(ctx, req, peer).await;
-    answered(ctx, api_key, &header, started, body.as_ref(), peer);
+    answered(ctx, api_key, &header, started, body.as_ref(), peer, slow);
     encode(api_key, &header, body, peer)
 }
 
-/// A request took longer than this: logged (clients time out at 30-60 s). JoinGroup and
-/// SyncGroup wait for other members by design and are not logged.
-const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(15);
+/// A request that took this much longer than it may wait by design is logged (clients time
+/// out at 30-60 s).
+const SLOW_REQUEST: Duration = Duration::from_secs(15);
 
-/// Records a handled request in the metrics, and logs it when it was slow.
+/// When a request counts as slow: a Fetch may long-poll for its max wait first; JoinGroup
+/// and SyncGroup wait for the other members by design (never).
+fn slow_after(req: &RequestKind) -> Option<Duration> {
+    match req {
+        RequestKind::Fetch(f) => {
+            Some(SLOW_REQUEST + Duration::from_millis(f.max_wait_ms.max(0) as u64))
+        }
+        RequestKind::JoinGroup(_) | RequestKind::SyncGroup(_) => None,
+        _ => Some(SLOW_REQUEST),
+    }
+}
+
+/// Records a handled request in the metrics, and logs it when it took longer than `slow`.
 fn answered(
     ctx: &Ctx,
     api_key: ApiKey,
@@ -225,11 +239,12 @@ fn answered(
     started: Instant,
     body: Option<&ResponseKind>,
     peer: SocketAddr,
+    slow: Option<Duration>,
 ) {
     let took = started.elapsed();
     ctx.requests.observe(api_key, took);
     ctx.requests.count_errors(api_key, body);
-    if took > SLOW_REQUEST && !matches!(api_key, ApiKey::JoinGroup | ApiKey::SyncGroup) {
+    if slow.is_some_and(|limit| took > limit) {
         tracing::warn!(
             %peer,
             api = ?api_key,
