@@ -22,7 +22,7 @@ its admin /metrics:
             together run every partition, each some, and the counts stop changing.
 4. crash:   kill -9 of the last node; from the signal until the others run every
             partition (the lease TTL, 3 s, is part of it); then it is started again and
-            "rejoin" is timed like join.
+            "rejoin" is timed until all nodes run every partition, each some.
 5. leave:   A leaves gracefully (SIGTERM); from the signal until the others run every
             partition.
 
@@ -56,11 +56,13 @@ os.environ.setdefault("INKLESS_TEST_START_TIMEOUT", "120")
 sys.path.insert(0, str(TESTS))
 
 from cluster import Cluster  # noqa: E402
+from groupwire import Conn, i32  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from s3server import MotoServer  # noqa: E402
 
 # Node ids whose hosts (127.0.0.{10 + id}) are 127.0.0.100, .101, ...
 NODE_A = 90
+METADATA = 3  # API key
 AZS = ("az1", "az2", "az3")
 POLL_S = 0.05
 
@@ -127,22 +129,9 @@ def rss_kib(node) -> int:
 def metadata_seconds(node) -> float:
     """One raw Metadata v1 request for every topic: seconds from sending it to the last
     byte of its answer."""
-    import socket
-    import struct
-
-    with socket.create_connection((node.host, node.port), timeout=120) as sock:
-        client = b"placement"
-        header = struct.pack(">hhih", 3, 1, 1, len(client)) + client
-        frame = header + struct.pack(">i", -1)  # null topics: all of them
+    with Conn(node.bootstrap, client_id="placement", timeout=120) as c:
         t0 = time.monotonic()
-        sock.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
-        got = 0
-        while got < size:
-            chunk = sock.recv(min(1 << 20, size - got))
-            if not chunk:
-                raise BenchFailed("Metadata: connection closed")
-            got += len(chunk)
+        c.request(METADATA, 1, i32(-1))  # null topics: all of them
         return time.monotonic() - t0
 
 
@@ -192,10 +181,11 @@ def measure(args, cluster: Cluster, results: dict) -> None:
     phase(results, "create", time.monotonic() - t0,
           f"{args.topics} topics, {total} partitions on one node (CreateTopics answered after {answered:.2f} s)")
     settle([a], timeout)
-    per_partition = (rss_kib(a) - rss_before) / total
+    rss_after = rss_kib(a)
+    per_partition = (rss_after - rss_before) / total
     results["kib_per_partition"] = round(per_partition, 2)
     print(f"{'memory':<16} {per_partition:9.2f} KiB per partition (RSS {rss_before / 1024:.0f} -> "
-          f"{rss_kib(a) / 1024:.0f} MiB)", flush=True)
+          f"{rss_after / 1024:.0f} MiB)", flush=True)
     took = sorted(metadata_seconds(a) for _ in range(5))
     results["metadata_ms_median"], results["metadata_ms_max"] = round(took[2] * 1e3, 1), round(took[-1] * 1e3, 1)
     print(f"{'metadata':<16} {took[2] * 1e3:9.1f} ms  median of 5 Metadata requests for all {total} partitions "
@@ -214,7 +204,8 @@ def measure(args, cluster: Cluster, results: dict) -> None:
 
     others = [cluster.add(NODE_A + i, AZS[i % len(AZS)]) for i in range(1, args.nodes)]
     nodes = [a, *others]
-    all_run = lambda c: None not in c and min(c) > 0 and sum(c) == total  # noqa: E731
+    served_all = lambda c: None not in c and sum(c) == total  # noqa: E731
+    all_run = lambda c: served_all(c) and min(c) > 0  # noqa: E731
     t0 = time.monotonic()
     for n in others:
         n.start()
@@ -232,7 +223,7 @@ def measure(args, cluster: Cluster, results: dict) -> None:
     t0 = time.monotonic()
     victim.proc.send_signal(9)
     victim.proc.wait(timeout=30)
-    wait_until("crash", lambda c: None not in c and sum(c) == total, survivors, timeout)
+    wait_until("crash", served_all, survivors, timeout)
     phase(results, "crash", time.monotonic() - t0,
           f"kill -9 of {victim.name} until the other {len(survivors)} run all {total} partitions")
     t0 = time.monotonic()
@@ -242,7 +233,7 @@ def measure(args, cluster: Cluster, results: dict) -> None:
 
     t0 = time.monotonic()
     a.proc.send_signal(15)
-    wait_until("leave", lambda c: None not in c and sum(c) == total, others, timeout)
+    wait_until("leave", served_all, others, timeout)
     phase(results, "leave", time.monotonic() - t0,
           f"SIGTERM of {a.name} until the other {len(others)} run all {total} partitions")
     rc = a.proc.wait(timeout=timeout)
