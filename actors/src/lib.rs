@@ -127,6 +127,8 @@ pub enum ReadError {
 }
 
 #[cfg(test)]
+mod dormant_tests;
+#[cfg(test)]
 mod ownership_tests;
 #[cfg(test)]
 mod tests;

@@ -104,7 +104,7 @@ async fn a_node_with_a_stale_view_cannot_take_a_partition_from_a_live_owner() {
         vec![(tp, StartError::OwnedElsewhere { owner: 1 })],
         "B must not claim a partition A holds under a live lease"
     );
-    assert!(b.partition(&tp).is_none());
+    assert!(b.partition(&tp).await.is_none());
     assert_eq!(
         produce(&b, tp, batch(1, (-1, -1, -1))).await,
         Err(AppendError::NotOwner)
@@ -115,11 +115,19 @@ async fn a_node_with_a_stale_view_cannot_take_a_partition_from_a_live_owner() {
         produce(&a, tp, idempotent(1, 3)).await.unwrap().base_offset,
         5
     );
-    assert_eq!(a.partition(&tp).unwrap().offsets.borrow().high_watermark, 6);
+    assert_eq!(
+        a.partition(&tp)
+            .await
+            .unwrap()
+            .offsets
+            .borrow()
+            .high_watermark,
+        6
+    );
 
     // A hands everything off (graceful leave); then B may claim, and A serves nothing.
     a.leave().await;
-    assert!(a.partition(&tp).is_none());
+    assert!(a.partition(&tp).await.is_none());
     assert!(matches!(
         a.read(&tp, 0, 1 << 20).await,
         Err(ReadError::NotOwner)
@@ -128,7 +136,15 @@ async fn a_node_with_a_stale_view_cannot_take_a_partition_from_a_live_owner() {
         b.ensure_partitions(vec![tp]).await.is_empty(),
         "released: B claims it"
     );
-    assert_eq!(b.partition(&tp).unwrap().offsets.borrow().high_watermark, 6);
+    assert_eq!(
+        b.partition(&tp)
+            .await
+            .unwrap()
+            .offsets
+            .borrow()
+            .high_watermark,
+        6
+    );
     let got: Vec<(i64, i32)> = read_all(&b, tp)
         .await
         .iter()

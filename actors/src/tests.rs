@@ -69,7 +69,7 @@ async fn node() -> (Node, TopicPartition, tempfile::TempDir) {
 
 /// A node with `config` (flushing every 5 ms) on the object store `blob_url`, running both
 /// partitions of topic `t`.
-async fn node_with(
+pub(crate) async fn node_with(
     config: NodeConfig,
     blob_url: &str,
 ) -> (Node, TopicPartition, tempfile::TempDir) {
@@ -110,10 +110,10 @@ pub(crate) async fn produce(
     answer(send(node, tp, b)).await
 }
 
-type Answer = oneshot::Receiver<Result<AppendAck, AppendError>>;
+pub(crate) type Answer = oneshot::Receiver<Result<AppendAck, AppendError>>;
 
 /// Hands `b` to the node's produce buffer; the answer comes on the receiver.
-fn send(node: &Node, tp: TopicPartition, b: Bytes) -> Answer {
+pub(crate) fn send(node: &Node, tp: TopicPartition, b: Bytes) -> Answer {
     let (tx, rx) = oneshot::channel();
     let batches = split_and_validate(&b).unwrap();
     node.produce(vec![PartAppend {
@@ -125,7 +125,7 @@ fn send(node: &Node, tp: TopicPartition, b: Bytes) -> Answer {
     rx
 }
 
-async fn answer(rx: Answer) -> Result<AppendAck, AppendError> {
+pub(crate) async fn answer(rx: Answer) -> Result<AppendAck, AppendError> {
     tokio::time::timeout(Duration::from_secs(10), rx)
         .await
         .expect("answered in time")
@@ -156,7 +156,12 @@ async fn appends_are_sequenced_committed_and_readable() {
         vec![(0, 3), (3, 2)]
     );
     assert_eq!(
-        node.partition(&tp).unwrap().offsets.borrow().high_watermark,
+        node.partition(&tp)
+            .await
+            .unwrap()
+            .offsets
+            .borrow()
+            .high_watermark,
         5
     );
     // At the end of the log: nothing, with the offsets; past it: out of range; inside it:
@@ -216,11 +221,11 @@ async fn a_panicking_partition_restarts_from_the_store_and_loses_nothing() {
     for i in 0..5 {
         produce(&node, tp, batch(1, (9, 0, i))).await.unwrap();
     }
-    let before = node.partition(&tp).unwrap().actor.id();
+    let before = node.partition(&tp).await.unwrap().actor.id();
     assert!(node.inject_partition_panic(&tp));
     let restarted = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if let Some(h) = node.partition(&tp) {
+            if let Some(h) = node.partition(&tp).await {
                 if h.actor.id() != before {
                     return;
                 }
@@ -244,7 +249,11 @@ async fn a_panicking_partition_restarts_from_the_store_and_loses_nothing() {
 async fn restarted(node: &Node, tp: TopicPartition, before: ractor::ActorId) {
     let restarted = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if node.partition(&tp).is_some_and(|h| h.actor.id() != before) {
+            if node
+                .partition(&tp)
+                .await
+                .is_some_and(|h| h.actor.id() != before)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -277,7 +286,7 @@ async fn an_expired_producer_counts_as_new_whether_the_partition_ran_on_or_resta
     assert!(forgotten(produce(&node, tp, batch(1, (9, 0, 2))).await));
     // Reloaded from the store (whose row is still there: the sweep waits for a margin),
     // the partition answers the same.
-    let before = node.partition(&tp).unwrap().actor.id();
+    let before = node.partition(&tp).await.unwrap().actor.id();
     assert!(node.inject_partition_panic(&tp));
     restarted(&node, tp, before).await;
     assert!(forgotten(produce(&node, tp, batch(1, (9, 0, 2))).await));
@@ -355,17 +364,18 @@ async fn a_restarted_partition_manager_brings_every_partition_back() {
     let (node, tp, _dir) = node().await;
     let other = TopicPartition { partition: 1, ..tp };
     produce(&node, tp, batch(2, (-1, -1, -1))).await.unwrap();
-    let before = node.partition(&tp).unwrap().actor.id();
+    let before = node.partition(&tp).await.unwrap().actor.id();
     assert!(node.inject_manager_panic());
     let back = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            let fresh = |t: &TopicPartition| {
-                node.partition(t).is_some_and(|h| {
+            let mut fresh = true;
+            for t in [&tp, &other] {
+                fresh &= node.partition(t).await.is_some_and(|h| {
                     h.actor.id() != before
                         && h.actor.actor().get_status() == ractor::ActorStatus::Running
-                })
-            };
-            if fresh(&tp) && fresh(&other) {
+                });
+            }
+            if fresh {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -416,7 +426,7 @@ async fn a_stale_owner_is_fenced_once_another_node_claims_the_partition() {
         Err(AppendError::NotOwner)
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while a.partition(&tp).is_some() {
+    while a.partition(&tp).await.is_some() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "fenced actor keeps running"
@@ -447,6 +457,8 @@ async fn appends_beyond_the_metadata_writers_backlog_limit_are_refused_unwritten
         ..NodeConfig::default()
     };
     let (node, tp, dir) = node_with(config, "memory://").await;
+    // Awake before the store locks up (waking claims the partition in the store).
+    assert!(node.partition(&tp).await.is_some());
     // Another connection holds the database's write lock: the writer's first transaction
     // waits, and the appends behind it stay in its backlog.
     let lock = rusqlite::Connection::open(dir.path().join("meta.db")).unwrap();

@@ -149,6 +149,7 @@ class Options:
     warmup: float = 5.0
     keep: bool = False   # keep the work dir even without a violation
     sample_interval: float = 60.0  # seconds between soak samples (RSS, ack p99)
+    cache_mib: int | None = None   # each node's block cache (None: the node's default)
 
 
 class RunLog:
@@ -180,8 +181,11 @@ class RunLog:
 class Node(ClusterNode):
     """A cluster.py node moved to 127.0.0.<ip_base + id>, flushing every 100 ms."""
 
-    def __init__(self, root: Path, node_id: int, az: str, ip_base: int, metadata_url: str, s3: dict):
+    def __init__(self, root: Path, node_id: int, az: str, ip_base: int, metadata_url: str, s3: dict,
+                 cache_mib: int | None = None):
         super().__init__(root, node_id, az, metadata_url, s3)
+        if cache_mib is not None:
+            self.extra_env["INKLESS__FETCH__CACHE_CAPACITY_BYTES"] = str(cache_mib << 20)
         self.host = f"127.0.0.{ip_base + node_id}"
         self.port = free_port(self.host)
         self.admin_port = free_port(self.host)
@@ -198,9 +202,10 @@ class Node(ClusterNode):
 class Infra:
     """PostgreSQL and moto behind their proxies, and the six nodes. `close()` stops all."""
 
-    def __init__(self, root: Path, ip_base: int, log: RunLog):
+    def __init__(self, root: Path, ip_base: int, log: RunLog, cache_mib: int | None = None):
         self.root = root
         self.ip_base = ip_base
+        self.cache_mib = cache_mib
         self.log = log
         self.pg: PgServer | None = None
         self.moto: MotoServer | None = None
@@ -221,7 +226,7 @@ class Infra:
         url = self.pg.url(DATABASE, port=self.pg_proxy.port)
         s3 = s3_env(f"http://127.0.0.1:{self.s3_proxy.port}", BUCKET, "nemesis", 20_000)
         for node_id, az in AZS.items():
-            self.nodes[node_id] = Node(self.root, node_id, az, self.ip_base, url, s3)
+            self.nodes[node_id] = Node(self.root, node_id, az, self.ip_base, url, s3, self.cache_mib)
             self.nodes[node_id].start()
         self.log(f"PostgreSQL :{self.pg.port} (proxy :{self.pg_proxy.port}), moto :{self.moto.port} "
                  f"(proxy :{self.s3_proxy.port}), nodes {self.bootstrap}")
@@ -289,6 +294,19 @@ class Infra:
                                    "-m", "immediate", "-w", "-t", "60", "restart"),
                            capture_output=True, text=True, timeout=90)
         return f"rc={r.returncode} {r.stderr.strip()[-200:]}"
+
+    def row_counts(self) -> dict[str, int] | None:
+        """Rows in each of SAMPLED_TABLES, straight from PostgreSQL (None while it is down)."""
+        query = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in SAMPLED_TABLES)
+        try:
+            r = subprocess.run(self.pg._cmd("psql", "-h", "127.0.0.1", "-p", str(self.pg.port), "-U",
+                                            "postgres", "-d", DATABASE, "-tA", "-F", " ", "-c", query),
+                               capture_output=True, text=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode != 0:
+            return None
+        return {name: int(n) for name, n in (line.split() for line in r.stdout.split("\n") if line)}
 
     def psql(self, sql: str) -> str:
         r = subprocess.run(self.pg._cmd("psql", "-h", "127.0.0.1", "-p", str(self.pg.port), "-U", "postgres",
@@ -599,6 +617,28 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
+# Gauges sampled from each node's /metrics over a soak: what would grow if something leaked.
+SAMPLED_GAUGES = ("inkless_cache_bytes", "inkless_actors", "inkless_connections",
+                  "inkless_fetch_sessions", "inkless_partitions")
+# Metadata tables sampled over a soak; `batches` grows with the data kept, the others must not.
+SAMPLED_TABLES = ("batches", "objects", "producers", "node_leases", "group_offsets")
+
+
+def sum_metrics(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Each named metric of a Prometheus text page, summed over its label sets."""
+    sums = {name: 0.0 for name in names}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            try:
+                sums[name] += float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                pass
+    return {k: round(v) for k, v in sums.items()}
+
+
 class Sampler(Worker):
     """Every `interval` s (the soak's view of the run): each node's RSS, the records
     acknowledged so far, and the p50/p99 acknowledgement latency of each producer over the
@@ -628,12 +668,27 @@ class Sampler(Worker):
             def ms(q: float) -> float | None:
                 return round(1000 * taken[min(len(taken) - 1, int(q * len(taken)))], 1) if taken else None
             acks[p.pname] = {"acked": len(p.acked), "p50_ms": ms(0.5), "p99_ms": ms(0.99)}
-        sample = {"t": round(self.log.now(), 1), "rss_mib": rss, "producers": acks}
+        gauges = {node_id: self.node_gauges(node) for node_id, node in self.infra.nodes.items()}
+        sample = {"t": round(self.log.now(), 1), "rss_mib": rss, "producers": acks,
+                  "gauges": gauges, "rows": self.infra.row_counts()}
         live = [v for v in rss.values() if v is not None]
         self.log(f"sample: RSS MiB {rss} (max {max(live, default=0)}); "
                  + "; ".join(f"{k} acked {v['acked']} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms"
-                             for k, v in acks.items()))
+                             for k, v in acks.items())
+                 + f"; gauges {gauges}; rows {sample['rows']}")
         return sample
+
+    @staticmethod
+    def node_gauges(node: Node) -> dict | None:
+        """The node's gauges that must stay bounded over a soak, summed over their labels
+        (None for a node that is down or paused)."""
+        if node.paused or not node.alive():
+            return None
+        try:
+            text = node.admin("/metrics")
+        except OSError:
+            return None
+        return sum_metrics(text, SAMPLED_GAUGES)
 
 
 class Workload:
@@ -1116,7 +1171,7 @@ def run(opts: Options) -> dict:
     """One nemesis run; returns the summary (see the module docstring)."""
     root = Path(tempfile.mkdtemp(prefix=f"inkless-nemesis-{opts.seed}-"))
     log = RunLog(root / "nemesis.log")
-    infra = Infra(root, opts.ip_base, log)
+    infra = Infra(root, opts.ip_base, log, opts.cache_mib)
     keep = True
     try:
         summary, details = _run(opts, infra, log)
@@ -1164,7 +1219,44 @@ def _run(opts: Options, infra: Infra, log: RunLog) -> tuple[dict, dict]:
     summary, details = summarize(opts, workload, nemesis, final, hw, served, problems, log)
     summary["final_read"] = read
     summary["samples"] = sampler.samples
+    summary["trend"] = second_half_trends(sampler.samples)
     return summary, details
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per hour (None for fewer than 3)."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return round(3600 * sum((t - mt) * (v - mv) for t, v in points) / var, 1) if var else None
+
+
+def second_half_trends(samples: list[dict]) -> dict:
+    """Per node, the slope of RSS (MiB/hour) and of its sampled gauges over the second half
+    of the run: after warm-up a node that does not leak stays flat. Samples from before a
+    node's last restart (its RSS fell by half or it was down) are left out."""
+    half = samples[len(samples) // 2:]
+    trends: dict = {}
+    for node_id in (half[0]["rss_mib"] if half else {}):
+        points: list[tuple[float, dict]] = []
+        for s in half:
+            rss = s["rss_mib"].get(node_id)
+            if rss is None or (points and rss < points[-1][1]["rss"] / 2):
+                points = []  # down, or restarted: start again
+                continue
+            gauges = (s.get("gauges") or {}).get(node_id) or {}
+            points.append((s["t"], {"rss": rss, **gauges}))
+        keys = sorted({k for _, v in points for k in v})
+        trends[node_id] = {"samples": len(points),
+                           **{f"{k}_per_hour": slope_per_hour([(t, v[k]) for t, v in points if k in v])
+                              for k in keys}}
+    rows = [(s["t"], s["rows"]) for s in half if s.get("rows")]
+    trends["rows_per_hour"] = {t: slope_per_hour([(at, r[t]) for at, r in rows if t in r])
+                               for t in SAMPLED_TABLES}
+    return trends
 
 
 def find_violations(workload: Workload, final: dict[int, int], hw: dict[int, int], served: Served) -> dict[str, list]:
@@ -1315,6 +1407,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work dir even without violation")
     ap.add_argument("--sample-interval", type=float, default=60.0,
                     help="seconds between samples of node RSS and ack latency (the soak's view)")
+    ap.add_argument("--cache-mib", type=int, default=None,
+                    help="each node's block cache in MiB (default: the node's, 1 GiB)")
     ap.add_argument("--out", type=Path, help="also write the summary line to this file")
     ap.add_argument("--table", nargs="+", type=Path, metavar="JSON",
                     help="print the table of these summary files instead of running")
@@ -1339,7 +1433,8 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     opts = Options(seed=seed, duration=args.duration, ip_base=args.ip_base, faults=args.faults,
                    interval=args.interval, cover=args.cover, idem_rate=args.idem_rate,
-                   plain_rate=args.plain_rate, keep=args.keep, sample_interval=args.sample_interval)
+                   plain_rate=args.plain_rate, keep=args.keep, sample_interval=args.sample_interval,
+                   cache_mib=args.cache_mib)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cleanup in `finally`
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the summary

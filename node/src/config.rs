@@ -24,6 +24,8 @@ pub struct Config {
     pub produce: ProduceSection,
     /// The fetch path.
     pub fetch: FetchSection,
+    /// Partition actors.
+    pub partitions: PartitionsSection,
     /// Consumer groups.
     pub groups: GroupsSection,
     /// Retention defaults of topics.
@@ -40,6 +42,24 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// Logging.
     pub log: LogSection,
+}
+
+/// `[partitions]`: partition actors.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartitionsSection {
+    /// A partition without a produce, a read of records or a records deletion for this
+    /// long goes dormant: its actor stops, the node keeps the partition, and the next
+    /// request starts the actor again (a claim transaction). 0 keeps actors running.
+    pub idle_stop_ms: u64,
+}
+
+impl Default for PartitionsSection {
+    fn default() -> Self {
+        Self {
+            idle_stop_ms: 600_000,
+        }
+    }
 }
 
 /// `[retention]`: Kafka's `log.retention.*` broker settings, the defaults of topics that do
@@ -630,6 +650,8 @@ impl Config {
             },
             retention_check_interval: Duration::from_millis(self.retention.check_interval_ms),
             producer_id_expiration: Duration::from_millis(self.produce.producer_id_expiration_ms),
+            partition_idle_stop: Some(Duration::from_millis(self.partitions.idle_stop_ms))
+                .filter(|d| !d.is_zero()),
             collector: inkless_actors::CollectorConfig {
                 collect_interval: Duration::from_millis(self.storage.collect_interval_ms),
                 delete_delay: Duration::from_millis(self.storage.object_delete_delay_ms),

@@ -320,8 +320,13 @@ fn node_gauges(ctx: &Ctx, enc: &mut DescriptorEncoder) -> FmtResult {
     let rows = [
         (
             "inkless_partitions",
-            "Partition actors running on this node",
+            "Partitions this node serves, with a running actor or dormant",
             ctx.node.running_partitions(),
+        ),
+        (
+            "inkless_partitions_dormant",
+            "Partitions this node serves without a running actor (idle; the next request starts it)",
+            ctx.node.dormant_partitions(),
         ),
         (
             "inkless_cluster_live_nodes",

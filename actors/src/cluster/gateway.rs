@@ -17,8 +17,9 @@ use crate::cluster::membership::MembershipMsg;
 use crate::cluster::wire::{self, Reply, WireError};
 use crate::partition::actor::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
 use crate::partition::manager::ManagerMsg;
+use crate::partition::registry::PartitionRegistry;
 use crate::read::cache::{read_through, CacheMsg};
-use crate::tree::registry::{ActorSlot, PartitionRegistry};
+use crate::tree::registry::ActorSlot;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_storage::metadata::BatchCoordinate;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -246,16 +247,17 @@ impl GatewayArgs {
             } => {
                 // Sent before the next request is handled: appends keep their seal order.
                 let (tx, rx) = oneshot::channel();
-                let sent = partitions.get(&tp).is_some_and(|h| {
-                    h.actor
-                        .post(PartitionMsg::Append {
+                let sent = partitions
+                    .post(
+                        &tp,
+                        PartitionMsg::Append {
                             object_key,
                             object_size,
                             batches,
                             reply: tx,
-                        })
-                        .is_ok()
-                });
+                        },
+                    )
+                    .is_ok();
                 if !sent {
                     return reply(to, Response::Append(Err(AppendError::NotOwner)));
                 }

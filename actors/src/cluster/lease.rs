@@ -8,7 +8,7 @@
 //! moment it runs again, before it answers anything. A renewal that returns a new generation
 //! (the lease was broken by a takeover) invalidates everything held under the old one.
 //!
-//! Every local lookup of a partition goes through [`crate::tree::registry::PartitionRegistry`],
+//! Every local lookup of a partition goes through [`crate::partition::registry::PartitionRegistry`],
 //! which asks [`LeaseGuard::holds`] with the generation the partition was claimed under.
 
 use inkless_storage::metadata::Claimant;

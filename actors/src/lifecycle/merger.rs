@@ -23,9 +23,10 @@
 
 use super::request_share::RequestShare;
 use super::{rewrite, LifecycleStats};
+use crate::partition::registry::PartitionRegistry;
 use crate::read::cache::{self, CacheMsg};
 use crate::tree::mailbox::{Mailbox, QueueCount};
-use crate::tree::registry::{ActorSlot, PartitionRegistry};
+use crate::tree::registry::ActorSlot;
 use crate::TopicPartition;
 use bytes::{Bytes, BytesMut};
 use inkless_protocol::batch::set_base_offset;

@@ -15,8 +15,8 @@
 use super::LifecycleStats;
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
+use crate::partition::registry::PartitionRegistry;
 use crate::tree::mailbox::{Mailbox, QueueCount};
-use crate::tree::registry::PartitionRegistry;
 use crate::TopicPartition;
 use futures::StreamExt;
 use inkless_storage::metadata::{RetentionQuery, SharedMetadataStore};

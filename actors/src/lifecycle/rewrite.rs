@@ -4,7 +4,7 @@
 //! the new object at once (nothing references it); a swap whose outcome is unknown leaves it
 //! to the orphan sweep, which keeps it if the swap landed.
 
-use crate::tree::registry::PartitionRegistry;
+use crate::partition::registry::PartitionRegistry;
 use crate::TopicPartition;
 use bytes::Bytes;
 use inkless_storage::blob::BlobStore;

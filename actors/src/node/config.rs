@@ -68,6 +68,10 @@ pub struct NodeConfig {
     pub compact: CompactConfig,
     /// Transaction coordinator settings.
     pub transactions: TxnConfig,
+    /// A partition whose actor got no message for this long goes dormant: its actor stops,
+    /// the node keeps its claim, and the next message starts it again (ADR 0024). `None`:
+    /// actors, once started, run until their partition moves.
+    pub partition_idle_stop: Option<Duration>,
 }
 
 impl Default for NodeConfig {
@@ -97,6 +101,7 @@ impl Default for NodeConfig {
             producer_id_expiration: Duration::from_secs(24 * 3600),
             compact: CompactConfig::default(),
             transactions: TxnConfig::default(),
+            partition_idle_stop: Some(Duration::from_secs(600)),
         }
     }
 }

@@ -18,7 +18,8 @@ use crate::group::manager::GroupManagerMsg;
 use crate::lifecycle::LifecycleStats;
 use crate::partition::actor::PartitionOffsets;
 use crate::partition::manager::ManagerMsg;
-use crate::tree::registry::{ActorDirectory, ActorKindStats, PartitionRegistry};
+use crate::partition::registry::PartitionRegistry;
+use crate::tree::registry::{ActorDirectory, ActorKindStats};
 use crate::tree::supervisor::{self, ActorInfo, NodeSupervisor, Slots, SupervisorArgs};
 use crate::write::produce_buffer::{BufferMsg, PartAppend};
 use crate::{AppendError, ReadError, StartError, TopicPartition};
@@ -283,21 +284,26 @@ impl Node {
         &self.blob
     }
 
-    /// The partition's actor handle, if it runs here (crate tests look inside).
+    /// The partition's actor handle, if it is served here, waking it if it is dormant
+    /// (crate tests look inside).
     #[cfg(test)]
-    pub(crate) fn partition(
+    pub(crate) async fn partition(
         &self,
         tp: &TopicPartition,
-    ) -> Option<crate::tree::registry::PartitionHandle> {
+    ) -> Option<crate::partition::registry::PartitionHandle> {
+        if self.partitions.contains(tp) && self.partitions.get(tp).is_none() {
+            // Any message wakes it; a read from before the log start is answered at once.
+            let _ = self.partitions.read(tp, -1, 0).await;
+        }
         self.partitions.get(tp)
     }
 
-    /// How many partition actors run here.
+    /// How many partitions this node holds, with a running actor or dormant.
     pub fn running_partitions(&self) -> usize {
         self.partitions.len()
     }
 
-    /// The partitions whose actors run on this node.
+    /// The partitions this node holds, with a running actor or dormant.
     pub fn local_partitions(&self) -> Vec<TopicPartition> {
         self.partitions.partitions()
     }
@@ -454,11 +460,31 @@ impl Node {
         self.directory.by_kind()
     }
 
-    /// The live supervision tree of this node, root first.
+    /// The live supervision tree of this node, root first, then the dormant partitions
+    /// (held without an actor, ADR 0024) as children of the partition manager, with status
+    /// `Dormant`.
     pub fn actor_tree(&self) -> Vec<ActorInfo> {
         let mut out = Vec::new();
         supervisor::walk(&self.supervisor.get_cell(), None, &self.directory, &mut out);
+        let manager = self.slots.manager.get().map(|m| m.id().to_string());
+        out.extend(self.partitions.dormant().into_iter().map(|tp| {
+            let name = format!("partition/{}/{}", tp.topic_id, tp.partition);
+            ActorInfo {
+                id: format!("dormant:{name}"),
+                parent: manager.clone(),
+                kind: "partition".into(),
+                name,
+                status: "Dormant".into(),
+                restarts: 0,
+                mailbox: 0,
+            }
+        }));
         out
+    }
+
+    /// How many partitions this node holds without a running actor.
+    pub fn dormant_partitions(&self) -> usize {
+        self.partitions.dormant_count()
     }
 
     /// Stops the whole tree and waits for it.

@@ -21,8 +21,9 @@
 //! fails otherwise it fails, and the PartitionManager claims the partition again (allowed:
 //! it is this node's under the same lease generation) and restarts it from that state.
 
+use crate::partition::registry::PublishSignal;
 use crate::tree::mailbox::{Mailbox, QueueCount};
-use crate::tree::registry::{ActorSlot, PublishSignal};
+use crate::tree::registry::ActorSlot;
 use crate::write::index_writer::IndexMsg;
 use crate::{AppendError, ReadError, TopicPartition};
 use inkless_protocol::batch::BatchHeader;
@@ -60,6 +61,24 @@ pub struct PartitionOffsets {
 }
 
 impl PartitionOffsets {
+    /// The offsets a claim read, as the partition's actor publishes them when it starts
+    /// from that claim (a dormant partition publishes them without an actor).
+    pub fn claimed(st: &ClaimedState) -> Self {
+        let hwm = st.high_watermark;
+        let oldest_open = st.open_txns.iter().map(|(_, first)| *first).min();
+        Self {
+            log_start_offset: st.log_start_offset,
+            high_watermark: hwm,
+            last_stable_offset: oldest_open.map_or(hwm, |o| o.min(hwm)),
+            last_abort_offset: st
+                .aborted_txns
+                .iter()
+                .map(|a| a.last_offset)
+                .max()
+                .unwrap_or(-1),
+        }
+    }
+
     /// A read from `offset` is at the end of the log: valid, with nothing to return yet.
     pub fn at_end(&self, offset: i64) -> bool {
         offset == self.high_watermark && offset >= self.log_start_offset
@@ -819,12 +838,7 @@ impl Actor for PartitionActor {
                 }
             }
         }
-        let committed = PartitionOffsets {
-            log_start_offset: st.log_start_offset,
-            high_watermark: st.high_watermark,
-            last_stable_offset: st.high_watermark,
-            last_abort_offset: -1,
-        };
+        let committed = PartitionOffsets::claimed(&st);
         tracing::debug!(
             ?tp,
             epoch = st.owner_epoch,
@@ -840,12 +854,7 @@ impl Actor for PartitionActor {
             producers,
             open_txns: st.open_txns.iter().copied().collect(),
             stable_open: st.open_txns.iter().copied().collect(),
-            last_abort: st
-                .aborted_txns
-                .iter()
-                .map(|a| a.last_offset)
-                .max()
-                .unwrap_or(-1),
+            last_abort: committed.last_abort_offset,
             producers_pruned_ms: inkless_storage::now_ms(),
             recent: VecDeque::new(),
             pending: VecDeque::new(),

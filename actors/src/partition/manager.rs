@@ -1,15 +1,23 @@
-//! PartitionManager: starts, supervises and stops the PartitionActors of this node.
+//! PartitionManager: claims the partitions of this node, starts, supervises, puts to sleep
+//! and stops their PartitionActors.
 //!
-//! Takes [`ManagerMsg::Ensure`] (start actors for these partitions if this node owns them
-//! and they are not running), [`ManagerMsg::Place`] (run exactly the owned ones of all
-//! partitions) and [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted).
+//! Takes [`ManagerMsg::Ensure`] (claim these partitions if this node owns them and does not
+//! hold them), [`ManagerMsg::Place`] (hold exactly the owned ones of all partitions) and
+//! [`ManagerMsg::Remove`] (stop them, e.g. after a topic is deleted).
 //! Ownership is the placement of the current live set ([`LiveSet`]), and the metadata store
-//! must agree: the manager claims the partitions it starts, in batches of [`CLAIM_BATCH`]
+//! must agree: the manager claims the partitions it holds, in batches of [`CLAIM_BATCH`]
 //! (one transaction each), and each claim succeeds only when the partition is free or held
-//! under an expired lease (see [`inkless_storage::metadata`]). Each claimed partition's
-//! actor starts from the state its claim read; those refused are retried together, with
-//! backoff, until the previous owner has released them (its notice,
-//! [`ManagerMsg::Released`], makes that at once). Partitions that move away are all drained
+//! under an expired lease (see [`inkless_storage::metadata`]); those refused are retried
+//! together, with backoff, until the previous owner has released them (its notice,
+//! [`ManagerMsg::Released`], makes that at once).
+//!
+//! A claimed partition is held *dormant*, without an actor (ADR 0024): the registry keeps
+//! its epoch and publishes the offsets its claim read. The first message for it wakes it
+//! ([`ManagerMsg::Wake`]): the manager claims the waking partitions again, in batches (the
+//! claim bumps the owner epoch, which fences anything an earlier actor left in flight), and
+//! starts each actor from the state its claim read. An actor without a message for
+//! `idle_stop` is drained and stopped, and its partition is dormant again
+//! ([`ManagerMsg::SleepIdle`]). Partitions that move away are all drained
 //! at once (their in-flight commits finish) within one [`DRAIN_TIMEOUT`], then released in
 //! the store in batches so that their new owner may claim them. Actors claimed under an
 //! older lease generation are stopped without a release: they were taken over. Every
@@ -30,10 +38,9 @@ use crate::partition::actor::{
     PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets, PartitionStart,
 };
 use crate::partition::error::StartError;
+use crate::partition::registry::{PartitionHandle, PartitionRegistry};
 use crate::tree::mailbox::{Mailbox, QueueCount};
-use crate::tree::registry::{
-    ActorDirectory, ActorSlot, PartitionHandle, PartitionRegistry, RestartBudget,
-};
+use crate::tree::registry::{ActorDirectory, ActorSlot, RestartBudget};
 use crate::write::index_writer::IndexMsg;
 use crate::TopicPartition;
 use inkless_storage::metadata::{Claimant, PartitionKey, PartitionState, SharedMetadataStore};
@@ -70,6 +77,10 @@ pub enum ManagerMsg {
     },
     /// Retry the starts that are due (the manager's own backoff timer).
     RetryDue,
+    /// Dormant partitions got messages: start their actors.
+    Wake,
+    /// Put the actors idle for `idle_stop` to sleep (the manager's own timer).
+    SleepIdle,
     /// Their previous owner released these partitions: claim the owned ones now.
     Released(Vec<TopicPartition>),
     /// Panics inside the manager (fault-injection tests only).
@@ -118,6 +129,8 @@ pub struct ManagerArgs {
     pub directory: ActorDirectory,
     /// The live set, which decides what this node owns.
     pub live: watch::Receiver<Arc<LiveSet>>,
+    /// A partition actor without a message this long goes dormant (`None`: never).
+    pub idle_stop: Option<Duration>,
 }
 
 /// The backoff of a partition whose start failed.
@@ -193,20 +206,37 @@ impl ManagerState {
         out
     }
 
-    /// Starts the actor of `tp`, claimed under lease `generation` with state `claimed`,
-    /// and publishes it.
+    /// The sender of `tp`'s published offsets, which outlives its actors.
+    fn offsets_sender(&mut self, tp: TopicPartition) -> Arc<watch::Sender<PartitionOffsets>> {
+        self.offsets
+            .entry(tp)
+            .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
+            .clone()
+    }
+
+    /// Holds `tp`, claimed under lease `generation` with state `claimed`, dormant: its
+    /// offsets are published, its actor starts on the first message.
+    fn hold_dormant(&mut self, tp: TopicPartition, generation: i64, claimed: &PartitionState) {
+        let sender = self.offsets_sender(tp);
+        sender.send_replace(PartitionOffsets::claimed(claimed));
+        self.args.partitions.publish_signal().notify();
+        self.args.partitions.insert_dormant(
+            tp,
+            sender.subscribe(),
+            generation,
+            claimed.owner_epoch,
+        );
+    }
+
+    /// Starts the actor of `tp`, claimed under lease `generation` with state `claimed`.
     async fn spawn(
         &mut self,
         myself: &ActorRef<ManagerMsg>,
         tp: TopicPartition,
         generation: i64,
         claimed: PartitionState,
-    ) -> Result<(), StartError> {
-        let sender = self
-            .offsets
-            .entry(tp)
-            .or_insert_with(|| Arc::new(watch::channel(PartitionOffsets::default()).0))
-            .clone();
+    ) -> Result<PartitionHandle, StartError> {
+        let sender = self.offsets_sender(tp);
         let queued = QueueCount::default();
         let owner_epoch = claimed.owner_epoch;
         let start = PartitionStart {
@@ -237,26 +267,18 @@ impl ManagerState {
             format!("partition/{}/{}", tp.topic_id, tp.partition),
             queued.clone(),
         );
-        self.args.partitions.insert(
-            tp,
-            PartitionHandle {
-                actor: Mailbox::new(actor, queued),
-                offsets: sender.subscribe(),
-                generation,
-                owner_epoch,
-            },
-        );
-        Ok(())
+        Ok(PartitionHandle {
+            actor: Mailbox::new(actor, queued),
+            offsets: sender.subscribe(),
+            generation,
+            owner_epoch,
+        })
     }
 
-    /// Starts `tps` (distinct, owned, none running): claims them in batches, then starts
-    /// an actor for each claimed one. Returns those that did not start, and why; they are
-    /// retried with backoff (except a partition the store does not know).
-    async fn start_all(
-        &mut self,
-        myself: &ActorRef<ManagerMsg>,
-        tps: Vec<TopicPartition>,
-    ) -> StartFailures {
+    /// Holds `tps` (distinct, owned, none held): claims them in batches and holds each
+    /// claimed one dormant. Returns those that are not held, and why; they are retried with
+    /// backoff (except a partition the store does not know).
+    async fn start_all(&mut self, tps: Vec<TopicPartition>) -> StartFailures {
         if tps.is_empty() {
             return Vec::new();
         }
@@ -265,10 +287,7 @@ impl ManagerState {
         let claims = self.claim(claimant, &tps).await;
         let mut failed = Vec::new();
         for (tp, claim) in tps.into_iter().zip(claims) {
-            let started = match claim {
-                Ok(claimed) => self.spawn(myself, tp, generation, claimed).await,
-                Err(e) => Err(e),
-            };
+            let started = claim.map(|claimed| self.hold_dormant(tp, generation, &claimed));
             match started {
                 Ok(()) => {
                     self.retries.remove(&tp);
@@ -320,7 +339,7 @@ impl ManagerState {
 
     /// Starts the retries that are due, of partitions this node still owns and does not
     /// run; forgets the others.
-    async fn retry_due(&mut self, myself: &ActorRef<ManagerMsg>) {
+    async fn retry_due(&mut self) {
         let now = Instant::now();
         if self.retry_timer.is_some_and(|t| t <= now) {
             self.retry_timer = None;
@@ -335,12 +354,12 @@ impl ManagerState {
             }
             wanted
         });
-        self.start_all(myself, due).await;
+        self.start_all(due).await;
         self.schedule_retries();
     }
 
     /// Their previous owner released `tps`: starts at once those this node is retrying.
-    async fn released(&mut self, myself: &ActorRef<ManagerMsg>, tps: Vec<TopicPartition>) {
+    async fn released(&mut self, tps: Vec<TopicPartition>) {
         let live = self.args.live.borrow().clone();
         let now: Vec<TopicPartition> = tps
             .into_iter()
@@ -352,7 +371,7 @@ impl ManagerState {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        self.start_all(myself, now).await;
+        self.start_all(now).await;
     }
 
     /// Gives up partitions in the store (cluster mode), [`CLAIM_BATCH`] per transaction, so
@@ -411,58 +430,96 @@ impl ManagerState {
         }
     }
 
-    /// Stops the actors of `tps`: all are told to drain at once (each finishes its
-    /// in-flight commits; new appends find it gone from the registry), then waited for
-    /// together within one [`DRAIN_TIMEOUT`]; those still running then are stopped.
+    /// Stops the partitions `tps` (they move away or are deleted): forgets them, and the
+    /// awake ones are drained (see [`drain_all`]).
     async fn stop_all(&mut self, tps: &[TopicPartition]) {
         let mut stopping = Vec::new();
         for tp in tps {
             self.retries.remove(tp);
             self.offsets.remove(tp);
-            let Some(h) = self.args.partitions.remove(tp) else {
+            let Some(awake) = self.args.partitions.remove(tp) else {
                 continue;
             };
-            self.children.remove(&h.actor.id());
-            self.args.directory.stopped(h.actor.id(), false);
             self.restarts.forget(tp);
-            if h.actor.post(PartitionMsg::Drain).is_err() {
-                h.actor.actor().stop(Some("removed".into()));
+            if let Some(actor) = awake {
+                self.children.remove(&actor.id());
+                self.args.directory.stopped(actor.id(), false);
+                stopping.push(actor);
             }
-            stopping.push(h.actor.actor().clone());
         }
-        if stopping.is_empty() {
+        drain_all(stopping).await;
+    }
+
+    /// Wakes the partitions that got a message while dormant: claims them again (in
+    /// batches) and starts each actor from what its claim read; the messages that waited go
+    /// to it first. A partition that cannot be claimed is no longer held (its messages are
+    /// dropped, so their senders see it gone) and is retried like a failed start.
+    async fn wake(&mut self, myself: &ActorRef<ManagerMsg>) {
+        let live = self.args.live.borrow().clone();
+        let mut tps = Vec::new();
+        for tp in self.args.partitions.waking() {
+            if live.owns_partition(&tp) {
+                tps.push(tp);
+            } else {
+                // Moving away: the next placement releases it.
+                self.args.partitions.remove(&tp);
+            }
+        }
+        if tps.is_empty() {
             return;
         }
-        // Wait until they are gone, so a re-created topic or a new owner never sees them.
-        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        let gone = futures::future::join_all(
-            stopping
-                .iter()
-                .map(|actor| tokio::time::timeout_at(deadline, actor.wait(None))),
-        )
-        .await;
-        let mut late = 0;
-        for (actor, gone) in stopping.iter().zip(gone) {
-            if gone.is_err() {
-                late += 1;
-                actor.stop(Some("drain timed out".into()));
+        let claimant = self.args.partitions.guard().claimant();
+        let generation = claimant.lease_generation.unwrap_or(0);
+        let claims = self.claim(claimant, &tps).await;
+        let mut failed = 0;
+        for (tp, claim) in tps.into_iter().zip(claims) {
+            let started = match claim {
+                Ok(claimed) => self.spawn(myself, tp, generation, claimed).await,
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(handle) => {
+                    let actor = handle.actor.clone();
+                    if !self.args.partitions.awaken(tp, handle) {
+                        // Removed while it started (a topic deleted meanwhile).
+                        self.children.remove(&actor.id());
+                        self.args.directory.stopped(actor.id(), false);
+                        drain_all(vec![actor]).await;
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::debug!(?tp, error = %e, "partition did not wake");
+                    self.args.partitions.remove(&tp);
+                    if e != StartError::UnknownPartition {
+                        self.retry_later(tp);
+                    }
+                }
             }
         }
-        if late > 0 {
-            tracing::warn!(
-                partitions = late,
-                timeout = ?DRAIN_TIMEOUT,
-                "partitions did not drain in time; stopped them"
-            );
+        if failed > 0 {
+            tracing::info!(failed, "partitions did not wake; retrying");
+            self.schedule_retries();
         }
     }
 
-    /// Starts the owned ones of `tps` that do not run.
-    async fn ensure(
-        &mut self,
-        myself: &ActorRef<ManagerMsg>,
-        tps: Vec<TopicPartition>,
-    ) -> StartFailures {
+    /// Puts the actors without a message for `idle_stop` to sleep: their partitions are
+    /// dormant (a message wakes them), and the actors drain and stop.
+    async fn sleep_idle(&mut self) {
+        let Some(idle) = self.args.idle_stop else {
+            return;
+        };
+        let asleep = self.args.partitions.put_to_sleep(idle);
+        if asleep.is_empty() {
+            return;
+        }
+        tracing::debug!(partitions = asleep.len(), "idle partitions going dormant");
+        // The supervision event of each stop forgets the child.
+        drain_all(asleep.into_iter().map(|(_, actor)| actor).collect()).await;
+    }
+
+    /// Holds the owned ones of `tps` that are not held.
+    async fn ensure(&mut self, tps: Vec<TopicPartition>) -> StartFailures {
         let live = self.args.live.borrow().clone();
         let mut seen = HashSet::with_capacity(tps.len());
         let to_start: Vec<TopicPartition> = tps
@@ -471,16 +528,12 @@ impl ManagerState {
                 live.owns_partition(tp) && !self.args.partitions.runs(tp) && seen.insert(*tp)
             })
             .collect();
-        self.start_all(myself, to_start).await
+        self.start_all(to_start).await
     }
 
-    /// Runs exactly the owned ones of `all`: stops (draining, then releasing) those that
-    /// moved away, stops those of an older lease generation, starts the missing ones.
-    async fn place(
-        &mut self,
-        myself: &ActorRef<ManagerMsg>,
-        all: Vec<TopicPartition>,
-    ) -> StartFailures {
+    /// Holds exactly the owned ones of `all`: stops (draining, then releasing) those that
+    /// moved away, stops those of an older lease generation, claims the missing ones.
+    async fn place(&mut self, all: Vec<TopicPartition>) -> StartFailures {
         let live = self.args.live.borrow().clone();
         let generation = self.args.partitions.guard().generation();
         let owned: HashSet<TopicPartition> = all
@@ -494,8 +547,8 @@ impl ManagerState {
             let stale = self
                 .args
                 .partitions
-                .running(&tp)
-                .is_some_and(|h| h.generation != generation);
+                .generation(&tp)
+                .is_some_and(|g| g != generation);
             if stale {
                 taken_over.push(tp);
             } else if !owned.contains(&tp) {
@@ -517,11 +570,47 @@ impl ManagerState {
             self.release(keys(&moved)).await;
             tell_new_owners(&live, moved);
         }
-        let failed = self.ensure(myself, owned.into_iter().collect()).await;
+        let failed = self.ensure(owned.into_iter().collect()).await;
         if live.me_live {
             self.release_strays().await;
         }
         failed
+    }
+}
+
+/// Drains `actors` at once (each finishes its in-flight commits and stops; they get no new
+/// message: they are no longer in the registry, or dormant there) and waits for them
+/// together within one [`DRAIN_TIMEOUT`], so that a new owner, a re-created topic or the
+/// next actor of the partition never sees them; those still running then are stopped.
+async fn drain_all(actors: Vec<Mailbox<PartitionMsg>>) {
+    if actors.is_empty() {
+        return;
+    }
+    for actor in &actors {
+        if actor.post(PartitionMsg::Drain).is_err() {
+            actor.actor().stop(Some("removed".into()));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    let gone = futures::future::join_all(
+        actors
+            .iter()
+            .map(|actor| tokio::time::timeout_at(deadline, actor.actor().wait(None))),
+    )
+    .await;
+    let mut late = 0;
+    for (actor, gone) in actors.iter().zip(gone) {
+        if gone.is_err() {
+            late += 1;
+            actor.actor().stop(Some("drain timed out".into()));
+        }
+    }
+    if late > 0 {
+        tracing::warn!(
+            partitions = late,
+            timeout = ?DRAIN_TIMEOUT,
+            "partitions did not drain in time; stopped them"
+        );
     }
 }
 
@@ -564,6 +653,15 @@ impl Actor for PartitionManager {
             retries: HashMap::new(),
             retry_timer: None,
         };
+        state.args.partitions.set_waker(state.me.clone());
+        if let Some(idle) = state.args.idle_stop {
+            // Checked four times per idle period: an actor sleeps within 1.25 periods.
+            state
+                .me
+                .post_interval((idle / 4).max(Duration::from_millis(100)), || {
+                    ManagerMsg::SleepIdle
+                });
+        }
         // After a restart of the manager its old children are gone (they were linked to the
         // previous instance): take over every partition the registry still lists.
         let owned = state.args.partitions.partitions();
@@ -575,7 +673,7 @@ impl Actor for PartitionManager {
             .into_iter()
             .filter(|tp| live.owns_partition(tp))
             .collect();
-        state.start_all(&myself, owned).await;
+        state.start_all(owned).await;
         Ok(state)
     }
 
@@ -588,15 +686,17 @@ impl Actor for PartitionManager {
         state.me.taken();
         match msg {
             ManagerMsg::Ensure { tps, reply } => {
-                let _ = reply.send(state.ensure(&myself, tps).await);
+                let _ = reply.send(state.ensure(tps).await);
             }
             ManagerMsg::Place { all, reply } => {
-                let _ = reply.send(state.place(&myself, all).await);
+                let _ = reply.send(state.place(all).await);
             }
+            ManagerMsg::Wake => state.wake(&myself).await,
+            ManagerMsg::SleepIdle => state.sleep_idle().await,
             #[cfg(any(test, feature = "fault-injection"))]
             ManagerMsg::InjectPanic => panic!("injected panic in partition manager"),
-            ManagerMsg::RetryDue => state.retry_due(&myself).await,
-            ManagerMsg::Released(tps) => state.released(&myself, tps).await,
+            ManagerMsg::RetryDue => state.retry_due().await,
+            ManagerMsg::Released(tps) => state.released(tps).await,
             ManagerMsg::Remove { tps, reply } => {
                 state.stop_all(&tps).await;
                 let _ = reply.send(());
@@ -607,7 +707,7 @@ impl Actor for PartitionManager {
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         evt: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -617,10 +717,15 @@ impl Actor for PartitionManager {
                     return Ok(());
                 };
                 state.args.directory.stopped(cell.get_id(), true);
+                if !state.args.partitions.remove_actor(&tp, cell.get_id()) {
+                    // It was going to sleep: its partition is dormant, the next message
+                    // claims it again.
+                    tracing::warn!(?tp, error = %err, "partition actor failed while going dormant");
+                    return Ok(());
+                }
                 let budget = state.restarts.record(tp);
                 let count = budget.unwrap_or_else(|n| n);
                 tracing::warn!(?tp, error = %err, restarts = count, "partition actor failed; restarting");
-                state.args.partitions.remove(&tp);
                 if !state.args.live.borrow().owns_partition(&tp) {
                     state.offsets.remove(&tp);
                     state.release(vec![(tp.topic_id, tp.partition)]).await;
@@ -631,20 +736,15 @@ impl Actor for PartitionManager {
                         format!("partition {tp:?} failed {count} times within a minute").into(),
                     );
                 }
-                state.start_all(&myself, vec![tp]).await;
+                // Claimed again (the new epoch fences what the failed actor left in flight)
+                // and held dormant: the next message starts a new actor.
+                state.start_all(vec![tp]).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(tp) = state.children.remove(&cell.get_id()) {
                     state.args.directory.stopped(cell.get_id(), false);
-                    tracing::info!(?tp, ?reason, "partition actor stopped");
-                    if state
-                        .args
-                        .partitions
-                        .running(&tp)
-                        .is_some_and(|h| h.actor.id() == cell.get_id())
-                    {
-                        state.args.partitions.remove(&tp);
-                    }
+                    tracing::debug!(?tp, ?reason, "partition actor stopped");
+                    state.args.partitions.remove_actor(&tp, cell.get_id());
                 }
             }
             _ => {}

@@ -1,4 +1,4 @@
-//! The supervision tree: the node's root supervisor, the registry of running partition
+//! The supervision tree: the node's root supervisor, the registry of singleton
 //! actors and the actor directory, and mailbox accounting.
 
 pub(crate) mod mailbox;

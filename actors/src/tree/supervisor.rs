@@ -22,9 +22,10 @@ use crate::lifecycle::retention::{Retention, RetentionArgs};
 use crate::lifecycle::LifecycleStats;
 use crate::node::NodeConfig;
 use crate::partition::manager::{ManagerArgs, ManagerMsg, PartitionManager};
+use crate::partition::registry::PartitionRegistry;
 use crate::read::cache::{CacheArgs, CacheMsg, CacheShard};
 use crate::tree::mailbox::{Mailbox, QueueCount};
-use crate::tree::registry::{ActorDirectory, ActorSlot, PartitionRegistry, RestartBudget};
+use crate::tree::registry::{ActorDirectory, ActorSlot, RestartBudget};
 use crate::txn::coordinator::{TxnArgs, TxnCoordinator, TxnMsg};
 use crate::write::index_writer::{IndexMsg, IndexWriter, IndexWriterArgs};
 use crate::write::produce_buffer::{BufferMsg, ProduceBuffer, ProduceBufferArgs};
@@ -258,6 +259,7 @@ impl SupervisorState {
                     max_restarts: c.max_restarts,
                     directory: a.directory.clone(),
                     live: a.live.subscribe(),
+                    idle_stop: c.partition_idle_stop,
                 };
                 let (r, _) = Actor::spawn_linked(None, PartitionManager, args, me).await?;
                 a.slots

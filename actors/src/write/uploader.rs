@@ -14,9 +14,10 @@
 use crate::cluster::gateway::{self, Request, Response};
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{AppendReply, IncomingBatch, PartitionMsg};
+use crate::partition::registry::{NotPosted, PartitionRegistry};
 use crate::read::cache::CacheMsg;
 use crate::tree::mailbox::{Mailbox, QueueCount};
-use crate::tree::registry::{ActorSlot, PartitionRegistry};
+use crate::tree::registry::ActorSlot;
 use crate::{AppendError, TopicPartition};
 use bytes::Bytes;
 use inkless_storage::blob::BlobStore;
@@ -190,7 +191,7 @@ impl UploaderState {
             });
         }
         for p in t.parts {
-            let Some(h) = self.args.partitions.get(&p.tp) else {
+            if !self.args.partitions.contains(&p.tp) {
                 // Relayed only while this node's lease holds (its view may be stale else).
                 let relay = self.args.partitions.guard().is_valid();
                 match live.partition_owner(&p.tp) {
@@ -202,15 +203,16 @@ impl UploaderState {
                     }
                 }
                 continue;
-            };
+            }
             let msg = PartitionMsg::Append {
                 object_key: t.key.clone(),
                 object_size: size,
                 batches: p.batches,
                 reply: p.reply,
             };
-            if let Err(ractor::MessagingErr::SendErr(PartitionMsg::Append { reply, .. })) =
-                h.actor.post(msg)
+            // A message lost with the actor's mailbox drops its reply: the same NotOwner.
+            if let Err(NotPosted(Some(PartitionMsg::Append { reply, .. }))) =
+                self.args.partitions.post(&p.tp, msg)
             {
                 let _ = reply.send(Err(AppendError::NotOwner));
             }

@@ -15,8 +15,9 @@
 
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{AppendAck, IncomingBatch, PartitionMsg, PartitionOffsets};
+use crate::partition::registry::{PartitionHandle, PartitionRegistry};
 use crate::tree::mailbox::{spawn_for_test, Mailbox, QueueCount};
-use crate::tree::registry::{ActorSlot, PartitionHandle, PartitionRegistry};
+use crate::tree::registry::ActorSlot;
 use crate::write::uploader::{ObjectUploader, SealedObject, SealedPart, UploadMsg, UploaderArgs};
 use crate::{AppendError, TopicPartition};
 use bytes::Bytes;
