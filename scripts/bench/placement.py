@@ -14,12 +14,17 @@ its admin /metrics:
             spread evenly over TOPICS topics) until A runs every partition. Then the
             Metadata latency (a raw Metadata v1 request for all topics, from sending it to
             the last byte of the answer; median and max of 5) and A's memory per partition
-            (RSS growth since before the topics existed, divided by PARTITIONS).
+            (RSS growth since before the topics existed, divided by PARTITIONS; the
+            partitions are dormant then, ADR 0024: claimed, no actor until used).
 2. place:   A is stopped (SIGTERM) and started again; from the start of the process
             until it runs every partition (Node::place at startup). The SIGTERM before
             it is reported as "leave_alone".
 3. join:    the other NODES - 1 nodes start together; from their start until all nodes
             together run every partition, each some, and the counts stop changing.
+   use:     one record produced to every partition (librdkafka, acks=all; "produce_all"),
+            then every partition read from offset 0 by one assigned consumer
+            ("fetch_all"); the nodes' RSS before (partitions dormant: placed, not used yet)
+            and after (woken by the produce).
 4. crash:   kill -9 of the last node; from the signal until the others run every
             partition (the lease TTL, 3 s, is part of it); then it is started again and
             "rejoin" is timed until all nodes run every partition, each some.
@@ -71,9 +76,9 @@ class BenchFailed(Exception):
     """A phase did not finish in time, or a node died."""
 
 
-def running(node) -> int | None:
-    """The node's `inkless_partitions` gauge, or None while its admin endpoint does not
-    answer (it starts serving once the node's first placement is done)."""
+def gauge(node, name: str) -> int | None:
+    """A label-less gauge of the node's admin /metrics, or None while its admin endpoint
+    does not answer (it starts serving once the node's first placement is done)."""
     url = f"http://{node.host}:{node.admin_port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=1) as r:
@@ -81,9 +86,14 @@ def running(node) -> int | None:
     except OSError:
         return None
     for line in body.splitlines():
-        if line.startswith("inkless_partitions "):
+        if line.startswith(name + " "):
             return int(float(line.split()[1]))
     return None
+
+
+def running(node) -> int | None:
+    """The partitions the node serves (its `inkless_partitions` gauge), or None."""
+    return gauge(node, "inkless_partitions")
 
 
 def wait_until(what: str, done, nodes, timeout: float) -> float:
@@ -107,11 +117,62 @@ def create_topics(bootstrap: str, topics: int, total: int, timeout: float) -> No
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(min(timeout, 300) * 1000)})
-    per, extra = divmod(total, topics)
-    new = [NewTopic(f"placement-{i}", per + (1 if i < extra else 0), 1) for i in range(topics)]
+    new = [NewTopic(name, partitions, 1) for name, partitions in topic_sizes(topics, total)]
     futures = admin.create_topics(new, request_timeout=timeout, operation_timeout=timeout)
     for name, f in futures.items():
         f.result(timeout=timeout)
+
+
+def topic_sizes(topics: int, total: int) -> list[tuple[str, int]]:
+    """(name, partitions) of each topic `create_topics` makes."""
+    per, extra = divmod(total, topics)
+    return [(f"placement-{i}", per + (1 if i < extra else 0)) for i in range(topics)]
+
+
+def produce_to_all(bootstrap: str, topics: int, total: int, timeout: float) -> None:
+    """One record to every partition, acks=all; fails unless every one is acknowledged."""
+    from confluent_kafka import Producer
+
+    acked, failed = [0], []
+
+    def delivered(err, _msg) -> None:
+        if err is None:
+            acked[0] += 1
+        else:
+            failed.append(str(err))
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 50,
+                  "queue.buffering.max.messages": total + 1000,
+                  "message.timeout.ms": int(timeout * 1000)})
+    for name, partitions in topic_sizes(topics, total):
+        for partition in range(partitions):
+            p.produce(name, b"x", partition=partition, on_delivery=delivered)
+        p.poll(0)
+    left = p.flush(timeout)
+    if acked[0] != total:
+        raise BenchFailed(f"produce: {acked[0]} of {total} acknowledged, {left} unanswered, "
+                          f"errors {failed[:3]}")
+
+
+def fetch_from_all(bootstrap: str, topics: int, total: int, timeout: float) -> None:
+    """Reads every partition from offset 0 (assigned, no group) until each gave its record."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "placement-bench",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    try:
+        c.assign([TopicPartition(name, partition, 0)
+                  for name, partitions in topic_sizes(topics, total) for partition in range(partitions)])
+        seen: set = set()
+        t0 = time.monotonic()
+        while len(seen) < total:
+            if time.monotonic() - t0 > timeout:
+                raise BenchFailed(f"fetch: {len(seen)} of {total} partitions read within {timeout:.0f} s")
+            for m in c.consume(10_000, timeout=1.0):
+                if m.error() is None:
+                    seen.add((m.topic(), m.partition()))
+    finally:
+        c.close()
 
 
 def phase(results: dict, name: str, seconds: float, note: str) -> None:
@@ -217,6 +278,7 @@ def measure(args, cluster: Cluster, results: dict) -> None:
           f"{len(others)} node(s) started until all {len(nodes)} run all {total} partitions and "
           f"the counts stop changing ({counts}; max/mean {max(counts) * len(counts) / total:.2f})")
     results["spread_on_join"] = counts
+    use(results, nodes, args)
 
     victim = others[-1]
     survivors = [n for n in nodes if n is not victim]
@@ -239,6 +301,29 @@ def measure(args, cluster: Cluster, results: dict) -> None:
     rc = a.proc.wait(timeout=timeout)
     if rc != 0:
         raise BenchFailed(f"A exited with {rc} after SIGTERM; log {a.log_path}")
+
+
+def use(results: dict, nodes, args) -> None:
+    """Produce one record to every partition, then read every partition from the start;
+    the memory of the nodes before (every partition dormant) and after (every partition
+    awake)."""
+    total, timeout = args.partitions, args.timeout
+    bootstrap = ",".join(n.bootstrap for n in nodes)
+    dormant = sum(gauge(n, "inkless_partitions_dormant") or 0 for n in nodes)
+    rss_idle = sum(rss_kib(n) for n in nodes)
+    t0 = time.monotonic()
+    produce_to_all(bootstrap, args.topics, total, timeout)
+    phase(results, "produce_all", time.monotonic() - t0,
+          f"one record to each of {total} partitions, all acknowledged ({dormant} dormant before)")
+    t0 = time.monotonic()
+    fetch_from_all(bootstrap, args.topics, total, timeout)
+    phase(results, "fetch_all", time.monotonic() - t0, f"each of {total} partitions read from offset 0")
+    awake = total - sum(gauge(n, "inkless_partitions_dormant") or 0 for n in nodes)
+    rss_awake = sum(rss_kib(n) for n in nodes)
+    results["kib_per_awake_partition"] = round((rss_awake - rss_idle) / max(awake, 1), 2)
+    print(f"{'memory':<16} {rss_idle / 1024:9.0f} MiB on {len(nodes)} nodes with {dormant} partitions dormant; "
+          f"{rss_awake / 1024:.0f} MiB with {awake} awake ({results['kib_per_awake_partition']} KiB per woken "
+          f"partition)", flush=True)
 
 
 def main() -> int:

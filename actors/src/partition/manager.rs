@@ -13,9 +13,9 @@
 //!
 //! A claimed partition is held *dormant*, without an actor (ADR 0024): the registry keeps
 //! its epoch and publishes the offsets its claim read. The first message for it wakes it
-//! ([`ManagerMsg::Wake`]): the manager claims the waking partitions again, in batches (the
-//! claim bumps the owner epoch, which fences anything an earlier actor left in flight), and
-//! starts each actor from the state its claim read. An actor without a message for
+//! ([`ManagerMsg::Wake`]): the manager reloads the waking partitions from the store, in
+//! batches (checking that this node still holds them; the owner epoch stays), and starts
+//! each actor from the state it read. An actor without a message for
 //! `idle_stop` is drained and stopped, and its partition is dormant again
 //! ([`ManagerMsg::SleepIdle`]). Partitions that move away are all drained
 //! at once (their in-flight commits finish) within one [`DRAIN_TIMEOUT`], then released in
@@ -43,7 +43,9 @@ use crate::tree::mailbox::{Mailbox, QueueCount};
 use crate::tree::registry::{ActorDirectory, ActorSlot, RestartBudget};
 use crate::write::index_writer::IndexMsg;
 use crate::TopicPartition;
-use inkless_storage::metadata::{Claimant, PartitionKey, PartitionState, SharedMetadataStore};
+use inkless_storage::metadata::{
+    ClaimMode, Claimant, PartitionKey, PartitionState, SharedMetadataStore,
+};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -165,12 +167,13 @@ fn keys(tps: &[TopicPartition]) -> Vec<PartitionKey> {
 }
 
 impl ManagerState {
-    /// Claims `tps` for `claimant`, [`CLAIM_BATCH`] partitions per transaction; one outcome
-    /// per partition, in order.
+    /// Claims (or, in [`ClaimMode::Reload`], reloads) `tps` for `claimant`, [`CLAIM_BATCH`]
+    /// partitions per transaction; one outcome per partition, in order.
     async fn claim(
         &self,
         claimant: Claimant,
         tps: &[TopicPartition],
+        mode: ClaimMode,
     ) -> Vec<Result<PartitionState, StartError>> {
         let mut out = Vec::with_capacity(tps.len());
         for chunk in tps.chunks(CLAIM_BATCH) {
@@ -180,12 +183,12 @@ impl ManagerState {
                 out.extend(chunk.iter().map(|_| Err(e.clone())));
                 continue;
             }
-            match self
-                .args
-                .store
-                .claim_partitions(claimant, keys(chunk))
-                .await
-            {
+            let store = &self.args.store;
+            let claimed = match mode {
+                ClaimMode::Take => store.claim_partitions(claimant, keys(chunk)).await,
+                ClaimMode::Reload => store.reload_partitions(claimant, keys(chunk)).await,
+            };
+            match claimed {
                 Ok(results) if results.len() == chunk.len() => {
                     out.extend(results.into_iter().map(|r| r.map_err(StartError::from)));
                 }
@@ -284,7 +287,7 @@ impl ManagerState {
         }
         let claimant = self.args.partitions.guard().claimant();
         let generation = claimant.lease_generation.unwrap_or(0);
-        let claims = self.claim(claimant, &tps).await;
+        let claims = self.claim(claimant, &tps, ClaimMode::Take).await;
         let mut failed = Vec::new();
         for (tp, claim) in tps.into_iter().zip(claims) {
             let started = claim.map(|claimed| self.hold_dormant(tp, generation, &claimed));
@@ -450,10 +453,10 @@ impl ManagerState {
         drain_all(stopping).await;
     }
 
-    /// Wakes the partitions that got a message while dormant: claims them again (in
-    /// batches) and starts each actor from what its claim read; the messages that waited go
-    /// to it first. A partition that cannot be claimed is no longer held (its messages are
-    /// dropped, so their senders see it gone) and is retried like a failed start.
+    /// Wakes the partitions that got a message while dormant: reloads them (in batches) and
+    /// starts each actor from what it read; the messages that waited go to it first. A
+    /// partition that cannot be reloaded is no longer held (its messages are dropped, so
+    /// their senders see it gone) and is claimed again like a failed start.
     async fn wake(&mut self, myself: &ActorRef<ManagerMsg>) {
         let live = self.args.live.borrow().clone();
         let mut tps = Vec::new();
@@ -470,7 +473,9 @@ impl ManagerState {
         }
         let claimant = self.args.partitions.guard().claimant();
         let generation = claimant.lease_generation.unwrap_or(0);
-        let claims = self.claim(claimant, &tps).await;
+        // Nothing of an earlier actor is in flight (it drained before the partition went
+        // dormant, or was claimed anew), so the owner epoch, Kafka's leader epoch, stays.
+        let claims = self.claim(claimant, &tps, ClaimMode::Reload).await;
         let mut failed = 0;
         for (tp, claim) in tps.into_iter().zip(claims) {
             let started = match claim {
@@ -514,8 +519,21 @@ impl ManagerState {
             return;
         }
         tracing::debug!(partitions = asleep.len(), "idle partitions going dormant");
+        let by_actor: HashMap<ActorId, TopicPartition> =
+            asleep.iter().map(|(tp, actor)| (actor.id(), *tp)).collect();
         // The supervision event of each stop forgets the child.
-        drain_all(asleep.into_iter().map(|(_, actor)| actor).collect()).await;
+        let late = drain_all(asleep.into_iter().map(|(_, actor)| actor).collect()).await;
+        // A commit of an actor stopped before it drained may still land: those partitions
+        // are claimed anew (a new epoch fences it) instead of being reloaded when they wake.
+        let live = self.args.live.borrow().clone();
+        let mut fence = Vec::new();
+        for tp in late.iter().filter_map(|id| by_actor.get(id)) {
+            self.args.partitions.remove(tp);
+            if live.owns_partition(tp) {
+                fence.push(*tp);
+            }
+        }
+        self.start_all(fence).await;
     }
 
     /// Holds the owned ones of `tps` that are not held.
@@ -581,10 +599,11 @@ impl ManagerState {
 /// Drains `actors` at once (each finishes its in-flight commits and stops; they get no new
 /// message: they are no longer in the registry, or dormant there) and waits for them
 /// together within one [`DRAIN_TIMEOUT`], so that a new owner, a re-created topic or the
-/// next actor of the partition never sees them; those still running then are stopped.
-async fn drain_all(actors: Vec<Mailbox<PartitionMsg>>) {
+/// next actor of the partition never sees them; those still running then are stopped, and
+/// returned (what they had in flight may still commit).
+async fn drain_all(actors: Vec<Mailbox<PartitionMsg>>) -> Vec<ActorId> {
     if actors.is_empty() {
-        return;
+        return Vec::new();
     }
     for actor in &actors {
         if actor.post(PartitionMsg::Drain).is_err() {
@@ -598,20 +617,21 @@ async fn drain_all(actors: Vec<Mailbox<PartitionMsg>>) {
             .map(|actor| tokio::time::timeout_at(deadline, actor.actor().wait(None))),
     )
     .await;
-    let mut late = 0;
+    let mut late = Vec::new();
     for (actor, gone) in actors.iter().zip(gone) {
         if gone.is_err() {
-            late += 1;
+            late.push(actor.id());
             actor.actor().stop(Some("drain timed out".into()));
         }
     }
-    if late > 0 {
+    if !late.is_empty() {
         tracing::warn!(
-            partitions = late,
+            partitions = late.len(),
             timeout = ?DRAIN_TIMEOUT,
             "partitions did not drain in time; stopped them"
         );
     }
+    late
 }
 
 /// Tells each new owner which of its partitions were just released, so it claims them now

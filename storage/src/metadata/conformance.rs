@@ -794,6 +794,31 @@ async fn batch_claims(s: &SharedMetadataStore) {
         "last five batches, oldest first"
     );
 
+    // A reload (a dormant partition waking) reads the holder's own partitions, epochs
+    // unchanged, with their state; anyone else's is refused.
+    let reloaded = s
+        .reload_partitions(ca, vec![p(1), p(2), p(3), unknown])
+        .await
+        .expect("reload a");
+    assert_eq!(
+        outcomes(&reloaded),
+        vec![
+            Ok(e1 + 2),
+            Err("owned by 23".into()),
+            Err("owned by 22".into()),
+            Err("unknown".into()),
+        ]
+    );
+    match &reloaded[0] {
+        Ok(st) => assert_eq!((st.high_watermark, st.producers.len()), (7, 1)),
+        other => panic!("expected p1's state, got {other:?}"),
+    }
+    assert_eq!(
+        outcomes(&s.reload_partitions(ca, vec![p(1)]).await.expect("again")),
+        vec![Ok(e1 + 2)],
+        "a reload never moves the epoch"
+    );
+
     // An expired holder is taken over (its lease broken), a live one is not.
     s.renew_lease(&c, 1).await.expect("short renewal");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -831,6 +856,10 @@ async fn batch_claims(s: &SharedMetadataStore) {
             s.claim_partitions(stale, vec![p(3), p(2)]).await,
             Err(MetaError::LeaseLost { .. })
         ));
+        assert!(matches!(
+            s.reload_partitions(stale, vec![p(3)]).await,
+            Err(MetaError::LeaseLost { .. })
+        ));
     }
     let mut after = s.owned_partitions(cb).await.expect("owned");
     after.sort();
@@ -842,6 +871,11 @@ async fn batch_claims(s: &SharedMetadataStore) {
             .await
             .expect("release"),
         2
+    );
+    assert_eq!(
+        outcomes(&s.reload_partitions(ca, vec![p(0)]).await.expect("reload")),
+        vec![Err("owned by -1".into())],
+        "released: no longer the releaser's to reload"
     );
     let moved = s
         .claim_partitions(cb, vec![p(0), p(1)])

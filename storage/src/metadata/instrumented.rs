@@ -87,6 +87,16 @@ impl MetadataStore for Instrumented {
             self.inner.claim_partitions(claimant, partitions)
         )
     }
+    async fn reload_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        timed!(
+            "reload_partitions",
+            self.inner.reload_partitions(claimant, partitions)
+        )
+    }
     async fn release_partitions(
         &self,
         claimant: Claimant,

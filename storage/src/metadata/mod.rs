@@ -176,6 +176,16 @@ pub struct CommittedOffset {
     pub commit_time_ms: i64,
 }
 
+/// Whether a claim takes partitions (a new owner epoch) or reloads those the claimant holds
+/// ([`MetadataStore::claim_partitions`], [`MetadataStore::reload_partitions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMode {
+    /// Take what the ownership rules allow, bumping the owner epoch.
+    Take,
+    /// Read the rows the claimant holds under its lease generation, keeping the epoch.
+    Reload,
+}
+
 /// Who claims a partition or a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claimant {
@@ -765,6 +775,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Fails as a whole, claiming nothing, with [`MetaError::LeaseLost`] when the claimant's
     /// lease is not live under its generation, or when the database fails.
     async fn claim_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>>;
+    /// Reloads partitions the claimant already holds under its lease generation, in one
+    /// transaction, keeping their owner epochs: a node starting the actor of a partition it
+    /// kept dormant (nothing of an earlier actor is in flight then). One result per listed
+    /// partition, as [`MetadataStore::claim_partitions`]; a partition held by anyone else,
+    /// or by no one, is [`MetaError::OwnedElsewhere`] (its holder, -1 for none).
+    async fn reload_partitions(
         &self,
         claimant: Claimant,
         partitions: Vec<PartitionKey>,

@@ -879,11 +879,12 @@ async fn claim_partitions_tx(
     tx: &Tx<'_>,
     claimant: Claimant,
     keys: &[PartitionKey],
+    mode: ownership::ClaimMode,
 ) -> TxResult<Vec<MetaResult<PartitionState>>> {
     let mut sorted = keys.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut rows = ownership::claim_partition_rows(tx, claimant, &sorted).await?;
+    let mut rows = ownership::claim_partition_rows(tx, claimant, &sorted, mode).await?;
     sorted.retain(|k| rows.get(k).is_some_and(|r| r.is_ok()));
     let (mut producers, mut batches) = claimed_producers(tx, &sorted).await?;
     let starts: Vec<(PartitionKey, i64)> = sorted
@@ -1177,7 +1178,27 @@ impl MetadataStore for PostgresStore {
         let partitions = Arc::new(partitions);
         self.with_tx(move |tx| {
             let partitions = partitions.clone();
-            Box::pin(async move { claim_partitions_tx(tx, claimant, &partitions).await })
+            Box::pin(async move {
+                claim_partitions_tx(tx, claimant, &partitions, ownership::ClaimMode::Take).await
+            })
+        })
+        .await
+    }
+
+    async fn reload_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partitions = Arc::new(partitions);
+        self.with_tx(move |tx| {
+            let partitions = partitions.clone();
+            Box::pin(async move {
+                claim_partitions_tx(tx, claimant, &partitions, ownership::ClaimMode::Reload).await
+            })
         })
         .await
     }

@@ -424,8 +424,9 @@ fn claim_one(
     tx: &Transaction<'_>,
     (topic_id, partition): PartitionKey,
     claimant: Claimant,
+    mode: ClaimMode,
 ) -> MetaResult<MetaResult<PartitionState>> {
-    match ownership::claim_partition_row(tx, topic_id, partition, claimant) {
+    match ownership::claim_partition_row(tx, topic_id, partition, claimant, mode) {
         Ok(()) => claimed_state(tx, topic_id, partition).map(Ok),
         Err(e @ (MetaError::OwnedElsewhere { .. } | MetaError::UnknownPartition(..))) => Ok(Err(e)),
         Err(e) => Err(e),
@@ -758,7 +759,31 @@ impl MetadataStore for SqliteStore {
                     if !seen.insert(key) {
                         return Ok(Err(listed_twice(key)));
                     }
-                    claim_one(tx, key, claimant)
+                    claim_one(tx, key, claimant, ClaimMode::Take)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn reload_partitions(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_tx(move |tx| {
+            ownership::check_own_lease(tx, claimant)?;
+            let mut seen = std::collections::HashSet::with_capacity(partitions.len());
+            partitions
+                .into_iter()
+                .map(|key| {
+                    if !seen.insert(key) {
+                        return Ok(Err(listed_twice(key)));
+                    }
+                    claim_one(tx, key, claimant, ClaimMode::Reload)
                 })
                 .collect()
         })

@@ -9,6 +9,7 @@
 //! of [`crate::metadata`].
 
 use super::{Tx, TxResult};
+pub(super) use crate::metadata::ClaimMode;
 use crate::metadata::{Claimant, MetaError, PartitionKey};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -115,17 +116,20 @@ async fn lock_holders(
 pub(super) type ClaimedRow = (i64, i64, i64);
 
 const LOCK_OWNERS: &str = "SELECT p.topic_id, p.partition, p.owner_node, p.owner_generation FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition ORDER BY p.topic_id, p.partition FOR UPDATE OF p";
+const READ_PARTITIONS: &str = "SELECT p.topic_id, p.partition, p.owner_epoch, p.log_start_offset, p.high_watermark FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition";
 const TAKE_PARTITIONS: &str = "UPDATE partitions p SET owner_epoch = p.owner_epoch + 1, owner_node = $1, owner_generation = $2 FROM UNNEST($3::uuid[], $4::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition RETURNING p.topic_id, p.partition, p.owner_epoch, p.log_start_offset, p.high_watermark";
 
 /// Claims the rows of `keys` (sorted, distinct) that `me` may take, in one go: locks them
 /// all (in key order, as the group commit does, so the two cannot deadlock), decides once
 /// per holder whether its lease lets go (breaking expired ones, in holder order), and takes
 /// every row whose holder does. Returns each existing row's outcome; rows stay locked until
-/// the end of `tx`. Fails as a whole with [`MetaError::LeaseLost`].
+/// the end of `tx`. Fails as a whole with [`MetaError::LeaseLost`]. In
+/// [`ClaimMode::Reload`] only the rows `me` holds are read, and none is changed.
 pub(super) async fn claim_partition_rows(
     tx: &Tx<'_>,
     me: Claimant,
     keys: &[PartitionKey],
+    mode: ClaimMode,
 ) -> TxResult<HashMap<PartitionKey, Result<ClaimedRow, MetaError>>> {
     check_own_lease(tx, me).await?;
     let mut holders: BTreeMap<(i32, i64), Vec<PartitionKey>> = BTreeMap::new();
@@ -135,7 +139,11 @@ pub(super) async fn claim_partition_rows(
     let mut out = HashMap::with_capacity(keys.len());
     let mut take = Vec::with_capacity(keys.len());
     for ((owner, owner_generation), held) in holders {
-        if may_take(tx, owner, owner_generation, me).await? {
+        let allowed = match mode {
+            ClaimMode::Reload => owner == me.node_id && owner_generation == generation(me),
+            ClaimMode::Take => may_take(tx, owner, owner_generation, me).await?,
+        };
+        if allowed {
             take.extend(held);
         } else {
             out.extend(
@@ -148,10 +156,17 @@ pub(super) async fn claim_partition_rows(
         return Ok(out);
     }
     let (topics, indexes): (Vec<Uuid>, Vec<i32>) = take.into_iter().unzip();
-    let stmt = tx.prepare_cached(TAKE_PARTITIONS).await?;
-    let rows = tx
-        .query(&stmt, &[&me.node_id, &generation(me), &topics, &indexes])
-        .await?;
+    let rows = match mode {
+        ClaimMode::Take => {
+            let stmt = tx.prepare_cached(TAKE_PARTITIONS).await?;
+            tx.query(&stmt, &[&me.node_id, &generation(me), &topics, &indexes])
+                .await?
+        }
+        ClaimMode::Reload => {
+            let stmt = tx.prepare_cached(READ_PARTITIONS).await?;
+            tx.query(&stmt, &[&topics, &indexes]).await?
+        }
+    };
     for row in rows {
         let key = (row.try_get(0)?, row.try_get(1)?);
         out.insert(key, Ok((row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)));

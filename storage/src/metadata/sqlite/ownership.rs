@@ -4,7 +4,7 @@
 //! SQLite runs one transaction at a time, so a claim and a renewal never interleave.
 
 use super::db;
-use crate::metadata::{Claimant, MetaError, MetaResult, PartitionKey};
+use crate::metadata::{ClaimMode, Claimant, MetaError, MetaResult, PartitionKey};
 use rusqlite::{params, OptionalExtension, Transaction};
 use uuid::Uuid;
 
@@ -84,13 +84,15 @@ fn take_check(
     }
 }
 
-/// Claims a partition's row (the caller reads its new state). The caller has checked the
-/// claimant's own lease ([`check_own_lease`]) in the same transaction.
+/// Claims a partition's row (the caller reads its new state); in [`ClaimMode::Reload`]
+/// only checks that `me` holds it. The caller has checked the claimant's own lease
+/// ([`check_own_lease`]) in the same transaction.
 pub(super) fn claim_partition_row(
     tx: &Transaction<'_>,
     topic_id: Uuid,
     partition: i32,
     me: Claimant,
+    mode: ClaimMode,
 ) -> MetaResult<()> {
     let id = topic_id.to_string();
     let (owner, owner_generation): (i32, i64) = tx
@@ -103,6 +105,13 @@ pub(super) fn claim_partition_row(
         })
         .map_err(db)?
         .ok_or(MetaError::UnknownPartition(topic_id, partition))?;
+    if mode == ClaimMode::Reload {
+        return if owner == me.node_id && owner_generation == generation(me) {
+            Ok(())
+        } else {
+            Err(MetaError::OwnedElsewhere { owner })
+        };
+    }
     take_check(tx, owner, owner_generation, me)?;
     tx.prepare_cached(
         "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = ?3, owner_generation = ?4 WHERE topic_id = ?1 AND partition = ?2",
