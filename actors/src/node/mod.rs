@@ -460,14 +460,17 @@ impl Node {
         self.directory.by_kind()
     }
 
-    /// The live supervision tree of this node, root first, then the dormant partitions
-    /// (held without an actor, ADR 0024) as children of the partition manager, with status
-    /// `Dormant`.
+    /// The live supervision tree of this node, depth first from the root. The dormant
+    /// partitions (held without an actor, ADR 0024) are listed as the first children of the
+    /// partition manager, with status `Dormant`.
     pub fn actor_tree(&self) -> Vec<ActorInfo> {
         let mut out = Vec::new();
         supervisor::walk(&self.supervisor.get_cell(), None, &self.directory, &mut out);
         let manager = self.slots.manager.get().map(|m| m.id().to_string());
-        out.extend(self.partitions.dormant().into_iter().map(|tp| {
+        let Some(at) = out.iter().position(|a| Some(&a.id) == manager.as_ref()) else {
+            return out; // the manager is restarting: it holds nothing now
+        };
+        let dormant = self.partitions.dormant().into_iter().map(|tp| {
             let name = format!("partition/{}/{}", tp.topic_id, tp.partition);
             ActorInfo {
                 id: format!("dormant:{name}"),
@@ -478,7 +481,8 @@ impl Node {
                 restarts: 0,
                 mailbox: 0,
             }
-        }));
+        });
+        out.splice(at + 1..at + 1, dormant);
         out
     }
 
