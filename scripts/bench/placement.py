@@ -318,7 +318,8 @@ def use(results: dict, nodes, args) -> None:
     t0 = time.monotonic()
     fetch_from_all(bootstrap, args.topics, total, timeout)
     phase(results, "fetch_all", time.monotonic() - t0, f"each of {total} partitions read from offset 0")
-    awake = total - sum(gauge(n, "inkless_partitions_dormant") or 0 for n in nodes)
+    # Served minus dormant (both count the internal __consumer_offsets partitions too).
+    awake = sum((running(n) or 0) - (gauge(n, "inkless_partitions_dormant") or 0) for n in nodes)
     rss_awake = sum(rss_kib(n) for n in nodes)
     results["kib_per_awake_partition"] = round((rss_awake - rss_idle) / max(awake, 1), 2)
     print(f"{'memory':<16} {rss_idle / 1024:9.0f} MiB on {len(nodes)} nodes with {dormant} partitions dormant; "

@@ -172,8 +172,11 @@ pub fn send(
     let gateway: ActorRef<GatewayMsg> = cell.into();
     let bytes = wire::encode_request(request).map_err(|e| RemoteError::Unsendable(node, e))?;
     let (tx, rx) = oneshot::channel();
+    // The port carries the timeout across the mesh: ractor_cluster's bridge task for the
+    // answer (and its pending-request entry) then ends with it. Without one, an answer that
+    // never comes (a session that broke with the request in it) kept both forever.
     gateway
-        .send_message(GatewayMsg::Call(bytes, RpcReplyPort::from(tx)))
+        .send_message(GatewayMsg::Call(bytes, RpcReplyPort::from((tx, timeout))))
         .map_err(|_| RemoteError::Unreachable(node))?;
     Ok(async move {
         match tokio::time::timeout(timeout, rx).await {
