@@ -8,9 +8,15 @@ checker compares what the clients were told with what the cluster serves.
     python3 integration/nemesis/nemesis.py --seed 11 --duration 3600 --idem-rate 500 \
         --plain-rate 100 --out soak.json        # a soak: one hour of faults at a steady rate
 
-Every `--sample-interval` seconds (60) a sampler logs each node's RSS and each producer's
-acknowledgements and ack latency p50/p99 over the interval; the summary keeps them
-("samples"), so a long run shows whether memory and latency stay flat.
+Every `--sample-interval` seconds (60) a sampler logs each node's RSS, the node gauges that
+would grow with a leak (SAMPLED_GAUGES), the row counts of the metadata tables
+(SAMPLED_TABLES), and each producer's acknowledgements and ack latency p50/p99 over the
+interval; the summary keeps them ("samples") and the slope of each over the second half of
+the run ("trend", per hour), so a long run shows whether memory and latency stay flat. A run
+for memory leaves out the faults that restart nodes and sets a small cache:
+
+    python3 integration/nemesis/nemesis.py --seed 13 --duration 3600 --cache-mib 64 \
+        --faults pause,pg-restart,pg-cut,pg-blackhole,s3-cut,s3-blackhole --out mem.json
 
 The broker binary is `$INKLESS_BIN` (see integration/tests_py/conftest.py).
 
