@@ -770,10 +770,27 @@ class Workload:
 
 
 def create_topic(bootstrap: str, partitions: int) -> None:
+    """Creates the topic, retrying what a cluster that has just started can answer: the
+    client drops its bootstrap connection (and the request on it) once Metadata names the
+    nodes (_DESTROY_BROKER), or a node is not ready yet; an earlier attempt that did create
+    the topic makes the next one TOPIC_ALREADY_EXISTS."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(60)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(60)
+            return
+        except KafkaException as e:
+            err = e.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return
+            if not (err.retriable() or err.code() in (KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT)) \
+                    or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def commit_start_offsets(bootstrap: str, partitions: int) -> None:

@@ -872,6 +872,26 @@ async fn claimed_producers(tx: &Tx<'_>, keys: &[PartitionKey]) -> TxResult<Claim
     Ok((producers, batches))
 }
 
+impl PostgresStore {
+    /// [`MetadataStore::claim_partitions`] or [`MetadataStore::reload_partitions`], by `mode`.
+    async fn claim_in(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+        mode: ClaimMode,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partitions = Arc::new(partitions);
+        self.with_tx(move |tx| {
+            let partitions = partitions.clone();
+            Box::pin(async move { claim_partitions_tx(tx, claimant, &partitions, mode).await })
+        })
+        .await
+    }
+}
+
 /// [`MetadataStore::claim_partitions`] in one transaction: the ownership decision for all
 /// rows ([`ownership::claim_partition_rows`]), then the state of those claimed. Their rows
 /// stay locked until commit, so no append can slip in between.
@@ -879,7 +899,7 @@ async fn claim_partitions_tx(
     tx: &Tx<'_>,
     claimant: Claimant,
     keys: &[PartitionKey],
-    mode: ownership::ClaimMode,
+    mode: ClaimMode,
 ) -> TxResult<Vec<MetaResult<PartitionState>>> {
     let mut sorted = keys.to_vec();
     sorted.sort_unstable();
@@ -1172,17 +1192,7 @@ impl MetadataStore for PostgresStore {
         claimant: Claimant,
         partitions: Vec<PartitionKey>,
     ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let partitions = Arc::new(partitions);
-        self.with_tx(move |tx| {
-            let partitions = partitions.clone();
-            Box::pin(async move {
-                claim_partitions_tx(tx, claimant, &partitions, ownership::ClaimMode::Take).await
-            })
-        })
-        .await
+        self.claim_in(claimant, partitions, ClaimMode::Take).await
     }
 
     async fn reload_partitions(
@@ -1190,17 +1200,7 @@ impl MetadataStore for PostgresStore {
         claimant: Claimant,
         partitions: Vec<PartitionKey>,
     ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let partitions = Arc::new(partitions);
-        self.with_tx(move |tx| {
-            let partitions = partitions.clone();
-            Box::pin(async move {
-                claim_partitions_tx(tx, claimant, &partitions, ownership::ClaimMode::Reload).await
-            })
-        })
-        .await
+        self.claim_in(claimant, partitions, ClaimMode::Reload).await
     }
 
     async fn release_partitions(

@@ -420,6 +420,34 @@ fn partition_row(
 
 /// Claims one partition of a batch: its state, or why it was refused (the outer error is
 /// a failure of the whole transaction).
+impl SqliteStore {
+    /// [`MetadataStore::claim_partitions`] or [`MetadataStore::reload_partitions`], by `mode`.
+    async fn claim_in(
+        &self,
+        claimant: Claimant,
+        partitions: Vec<PartitionKey>,
+        mode: ClaimMode,
+    ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_tx(move |tx| {
+            ownership::check_own_lease(tx, claimant)?;
+            let mut seen = std::collections::HashSet::with_capacity(partitions.len());
+            partitions
+                .into_iter()
+                .map(|key| {
+                    if !seen.insert(key) {
+                        return Ok(Err(listed_twice(key)));
+                    }
+                    claim_one(tx, key, claimant, mode)
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
 fn claim_one(
     tx: &Transaction<'_>,
     (topic_id, partition): PartitionKey,
@@ -747,23 +775,7 @@ impl MetadataStore for SqliteStore {
         claimant: Claimant,
         partitions: Vec<PartitionKey>,
     ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.with_tx(move |tx| {
-            ownership::check_own_lease(tx, claimant)?;
-            let mut seen = std::collections::HashSet::with_capacity(partitions.len());
-            partitions
-                .into_iter()
-                .map(|key| {
-                    if !seen.insert(key) {
-                        return Ok(Err(listed_twice(key)));
-                    }
-                    claim_one(tx, key, claimant, ClaimMode::Take)
-                })
-                .collect()
-        })
-        .await
+        self.claim_in(claimant, partitions, ClaimMode::Take).await
     }
 
     async fn reload_partitions(
@@ -771,23 +783,7 @@ impl MetadataStore for SqliteStore {
         claimant: Claimant,
         partitions: Vec<PartitionKey>,
     ) -> MetaResult<Vec<MetaResult<PartitionState>>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.with_tx(move |tx| {
-            ownership::check_own_lease(tx, claimant)?;
-            let mut seen = std::collections::HashSet::with_capacity(partitions.len());
-            partitions
-                .into_iter()
-                .map(|key| {
-                    if !seen.insert(key) {
-                        return Ok(Err(listed_twice(key)));
-                    }
-                    claim_one(tx, key, claimant, ClaimMode::Reload)
-                })
-                .collect()
-        })
-        .await
+        self.claim_in(claimant, partitions, ClaimMode::Reload).await
     }
 
     async fn release_partitions(
