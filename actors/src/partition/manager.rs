@@ -218,11 +218,11 @@ impl ManagerState {
     }
 
     /// Holds `tp`, claimed under lease `generation` with state `claimed`, dormant: its
-    /// offsets are published, its actor starts on the first message.
+    /// offsets are published (the caller raises the publish signal once for a batch), its
+    /// actor starts on the first message.
     fn hold_dormant(&mut self, tp: TopicPartition, generation: i64, claimed: &PartitionState) {
         let sender = self.offsets_sender(tp);
         sender.send_replace(PartitionOffsets::claimed(claimed));
-        self.args.partitions.publish_signal().notify();
         self.args.partitions.insert_dormant(
             tp,
             sender.subscribe(),
@@ -305,6 +305,8 @@ impl ManagerState {
                 }
             }
         }
+        // Readers of many partitions wait on one signal: once for the whole batch.
+        self.args.partitions.publish_signal().notify();
         if let Some((tp, error)) = failed.first() {
             tracing::debug!(failed = failed.len(), first = ?tp, %error, "partitions did not start; retrying");
         }
