@@ -96,6 +96,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import random
 import shutil
 import signal
@@ -612,15 +613,21 @@ class OffsetMonitor(Worker):
             self.read_end_offsets()
 
 
-def rss_mib(pid: int) -> float | None:
-    """Resident set size of a process, from /proc (None when it is gone)."""
+def proc_stats(pid: int) -> dict | None:
+    """Resident set size (MiB), threads and open file descriptors of a process, from /proc
+    (None when it is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
-        pass
-    return None
+        return None
+    fields = dict(line.split(":", 1) for line in status if ":" in line)
+    try:
+        rss = round(int(fields["VmRSS"].split()[0]) / 1024, 1)
+        threads = int(fields["Threads"])
+    except (KeyError, ValueError, IndexError):
+        return None
+    return {"rss_mib": rss, "threads": threads, "fds": fds}
 
 
 # Gauges sampled from each node's /metrics over a soak: what would grow if something leaked.
@@ -662,10 +669,13 @@ class Sampler(Worker):
             self.samples.append(self.sample())
 
     def sample(self) -> dict:
-        rss = {}
+        stats = {}
         for node_id, node in self.infra.nodes.items():
             proc = node.proc
-            rss[node_id] = rss_mib(proc.pid) if proc is not None and proc.poll() is None else None
+            stats[node_id] = proc_stats(proc.pid) if proc is not None and proc.poll() is None else None
+        rss = {k: v and v["rss_mib"] for k, v in stats.items()}
+        fds = {k: v and v["fds"] for k, v in stats.items()}
+        threads = {k: v and v["threads"] for k, v in stats.items()}
         acks = {}
         for p in self.producers:
             taken, p.latencies = p.latencies, []
@@ -675,10 +685,11 @@ class Sampler(Worker):
                 return round(1000 * taken[min(len(taken) - 1, int(q * len(taken)))], 1) if taken else None
             acks[p.pname] = {"acked": len(p.acked), "p50_ms": ms(0.5), "p99_ms": ms(0.99)}
         gauges = {node_id: self.node_gauges(node) for node_id, node in self.infra.nodes.items()}
-        sample = {"t": round(self.log.now(), 1), "rss_mib": rss, "producers": acks,
+        sample = {"t": round(self.log.now(), 1), "rss_mib": rss, "fds": fds, "threads": threads,
+                  "producers": acks,
                   "gauges": gauges, "rows": self.infra.row_counts()}
         live = [v for v in rss.values() if v is not None]
-        self.log(f"sample: RSS MiB {rss} (max {max(live, default=0)}); "
+        self.log(f"sample: RSS MiB {rss} (max {max(live, default=0)}); fds {fds}; threads {threads}; "
                  + "; ".join(f"{k} acked {v['acked']} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms"
                              for k, v in acks.items())
                  + f"; gauges {gauges}; rows {sample['rows']}")
@@ -1271,7 +1282,8 @@ def second_half_trends(samples: list[dict]) -> dict:
                 points = []  # down, or restarted: start again
                 continue
             gauges = (s.get("gauges") or {}).get(node_id) or {}
-            points.append((s["t"], {"rss": rss, **gauges}))
+            process = {k: s[k].get(node_id) for k in ("fds", "threads") if s.get(k, {}).get(node_id) is not None}
+            points.append((s["t"], {"rss": rss, **process, **gauges}))
         keys = sorted({k for _, v in points for k in v})
         trends[node_id] = {"samples": len(points),
                            **{f"{k}_per_hour": slope_per_hour([(t, v[k]) for t, v in points if k in v])

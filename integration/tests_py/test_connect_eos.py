@@ -81,6 +81,14 @@ def worker_config(tmp: Path, bootstrap: str, port: int, run: str) -> tuple[Path,
         # shorter than a crashed node's partitions take to move (lease TTL + claim), and a
         # task whose fencing fails stays failed. docs/operations/node-lost.md says the same.
         "worker.sync.timeout.ms": "15000",
+        # The worker's shared admin (built from these settings) caches each partition's leader
+        # and sends ListOffsets for the config topic to it until the call's deadline, even when
+        # that node is gone (a connection refused is not a reason for it to look the leader up
+        # again). Its default deadline (60 s) outlasts the fencing read above; a shorter one
+        # lets the read retry, look up the new leader and finish in time. Same advice in
+        # docs/operations/node-lost.md.
+        "request.timeout.ms": "5000",
+        "default.api.timeout.ms": "5000",
         "config.storage.topic": f"connect-eos-configs-{run}",
         "offset.storage.topic": f"connect-eos-offsets-{run}",
         "status.storage.topic": f"connect-eos-status-{run}",
@@ -262,10 +270,16 @@ def test_connect_exactly_once_source_survives_kill9_of_its_transaction_coordinat
     c = cluster
     bootstrap = c.bootstrap
 
+    seen = {}
+
     def crash(w1, run, props, log4j, port, workers):
         """kill -9 of the node coordinating the task's transactions"""
         victim = txn_coordinator(bootstrap, f"connect-eos-{run}-{CONNECTOR}-0")
+        configs = f"connect-eos-configs-{run}"
+        meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(configs, timeout=10)
+        seen["config topic led by the killed node"] = meta.topics[configs].partitions[0].leader == victim
         c.nodes[victim].kill9()
         return w1
 
     copy_through_a_crash(bootstrap, kafka_libs, tmp_path, crash)
+    measurement(f"CONNECT exactly-once source, coordinator killed: {seen}")

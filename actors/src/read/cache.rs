@@ -167,6 +167,11 @@ async fn block(r: &Reader, key: &str, index: u64, object_size: u64) -> Result<By
                 .get_range(key, start..end)
                 .await
                 .map_err(|e| ReadError::Storage(e.to_string()))?;
+            // The cache keeps its own copy, sized exactly: the bytes of a small GET are a
+            // slice of the HTTP connection's read buffer, and a cached slice would keep that
+            // whole buffer alive while the cache weighs only the slice (RSS grew several
+            // times faster than `inkless_cache_bytes` in the soak; docs/benchmarks.md).
+            let bytes = Bytes::copy_from_slice(&bytes);
             let _ = guard.insert(bytes.clone());
             m.read.data_object_store.since(started);
             m.cache.misses.inc();
@@ -277,15 +282,21 @@ impl Actor for CacheShard {
             }
             CacheMsg::Insert { key, bytes, blocks } => {
                 let bs = state.args.block_bytes as usize;
+                // A block kept as a slice keeps the whole object alive: when this shard keeps
+                // only some of the blocks, it keeps copies (weighed as what they hold).
+                let partial = blocks.len() < bytes.len().div_ceil(bs.max(1));
                 for index in blocks {
                     let at = index as usize * bs;
                     if at >= bytes.len() {
                         continue;
                     }
                     let end = (at + bs).min(bytes.len());
-                    state
-                        .cache
-                        .insert((key.clone(), index), bytes.slice(at..end));
+                    let block = if partial {
+                        Bytes::copy_from_slice(&bytes[at..end])
+                    } else {
+                        bytes.slice(at..end)
+                    };
+                    state.cache.insert((key.clone(), index), block);
                     crate::metrics::get()
                         .cache
                         .inserted_bytes
