@@ -155,8 +155,25 @@ fn lost(p: &PartReq) -> PartAnswer {
     )
 }
 
-/// Looks up the batch coordinates of one partition from its fetch offset (no object bytes).
+/// How long looking up one partition's batches may take before the partition is answered
+/// with KAFKA_STORAGE_ERROR (retriable): the owner or the metadata store not answering must
+/// not hold the whole response past the clients' request timeouts (30 s for Java).
+const LOCATE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Looks up the batch coordinates of one partition from its fetch offset (no object bytes),
+/// within [`LOCATE_DEADLINE`].
 async fn locate(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
+    match tokio::time::timeout(LOCATE_DEADLINE, locate_now(ctx, p, budget, rack)).await {
+        Ok(located) => located,
+        Err(_) => {
+            tracing::warn!(tp = ?p.tp, "fetch: no batch coordinates within {LOCATE_DEADLINE:?}");
+            let code = ResponseError::KafkaStorageError.code();
+            Located::Done((empty(p.index, code, UNKNOWN_OFFSETS), 0, -1))
+        }
+    }
+}
+
+async fn locate_now(ctx: &Ctx, p: &PartReq, budget: i64, rack: &str) -> Located {
     let unknown = UNKNOWN_OFFSETS;
     let Some(tp) = p.tp else {
         return Located::Done((
