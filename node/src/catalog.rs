@@ -470,10 +470,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// The owner epoch of a partition as of the last refresh (another node's partition:
-    /// this node's own are known exactly by its registry).
-    pub fn owner_epoch(&self, tp: &inkless_actors::TopicPartition) -> Option<i64> {
-        self.epochs.read().get(tp).copied()
+    /// The owner epochs of partitions as of the last refresh (other nodes' partitions:
+    /// this node's own are known exactly by its registry), under one lock.
+    pub fn owner_epochs<'a>(
+        &self,
+        tps: impl IntoIterator<Item = &'a inkless_actors::TopicPartition>,
+    ) -> Vec<Option<i64>> {
+        let epochs = self.epochs.read();
+        tps.into_iter().map(|tp| epochs.get(tp).copied()).collect()
     }
 
     /// Re-reads every topic from the store, picking up other nodes' creations, deletions

@@ -202,8 +202,12 @@ impl PartitionRegistry {
         tps: impl IntoIterator<Item = &'a TopicPartition>,
     ) -> Vec<Option<i64>> {
         let map = self.inner.read();
+        let generation = self.guard.serving();
         tps.into_iter()
-            .map(|tp| self.serving(&map, tp).map(|e| e.owner_epoch))
+            .map(|tp| {
+                let entry = map.get(tp).filter(|e| Some(e.generation) == generation)?;
+                Some(entry.owner_epoch)
+            })
             .collect()
     }
 

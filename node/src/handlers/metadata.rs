@@ -37,15 +37,19 @@ pub fn leader(live: &LiveSet, t: &Topic, p: i32, az: &str) -> Option<i32> {
 
 /// The partitions of a topic as Metadata reports them to a client in `az`.
 fn partitions(ctx: &Ctx, live: &LiveSet, t: &Topic, az: &str) -> Vec<MetadataResponsePartition> {
+    let tps: Vec<TopicPartition> = (0..t.record.partitions)
+        .map(|partition| TopicPartition {
+            topic_id: t.record.id,
+            partition,
+        })
+        .collect();
+    let epochs = super::leader_epochs(ctx, &tps);
     (0..t.record.partitions)
-        .map(|p| {
-            let tp = TopicPartition {
-                topic_id: t.record.id,
-                partition: p,
-            };
+        .zip(epochs)
+        .map(|(p, epoch)| {
             let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_epoch(super::leader_epoch(ctx, &tp));
+                .with_leader_epoch(epoch);
             match leader(live, t, p, az) {
                 Some(owner) => entry
                     .with_leader_id(BrokerId(owner))

@@ -153,12 +153,27 @@ pub async fn refresh_if_unknown<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &
 /// claim (a move to another node, or a restart of its actor). Exact for partitions running
 /// here; for others, as of this node's last catalog refresh.
 pub fn leader_epoch(ctx: &Ctx, tp: &inkless_actors::TopicPartition) -> i32 {
-    let epoch = ctx
-        .node
-        .local_leader_epoch(tp)
-        .or_else(|| ctx.catalog.owner_epoch(tp))
-        .unwrap_or(0);
-    epoch.clamp(0, i32::MAX as i64) as i32
+    leader_epochs(ctx, std::slice::from_ref(tp))[0]
+}
+
+/// [`leader_epoch`] of many partitions, under one lock of each map for all of them
+/// (Metadata reports every partition of the cluster).
+pub fn leader_epochs(ctx: &Ctx, tps: &[inkless_actors::TopicPartition]) -> Vec<i32> {
+    let local = ctx.node.local_leader_epochs(tps);
+    let missing: Vec<_> = tps
+        .iter()
+        .zip(&local)
+        .filter(|(_, e)| e.is_none())
+        .map(|(tp, _)| tp)
+        .collect();
+    let mut stored = ctx.catalog.owner_epochs(missing).into_iter();
+    local
+        .into_iter()
+        .map(|e| {
+            let epoch = e.or_else(|| stored.next().flatten()).unwrap_or(0);
+            epoch.clamp(0, i32::MAX as i64) as i32
+        })
+        .collect()
 }
 
 /// Kafka's check of a request's `current_leader_epoch` (KIP-320) for a partition running
