@@ -192,7 +192,12 @@ class Node(ClusterNode):
                  cache_mib: int | None = None):
         super().__init__(root, node_id, az, metadata_url, s3)
         if cache_mib is not None:
+            # The cache must hold 8 blocks (configuration.md); a small one gets small blocks,
+            # and merged rows no larger than a block.
+            block = max(4096, min(4 << 20, (cache_mib << 20) // 16))
             self.extra_env["INKLESS__FETCH__CACHE_CAPACITY_BYTES"] = str(cache_mib << 20)
+            self.extra_env["INKLESS__FETCH__CACHE_BLOCK_BYTES"] = str(block)
+            self.extra_env["INKLESS__MERGE__MAX_ROW_BYTES"] = str(min(1 << 20, block))
         self.host = f"127.0.0.{ip_base + node_id}"
         self.port = free_port(self.host)
         self.admin_port = free_port(self.host)

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The fewest blocks the fetch cache must hold (`fetch.cache_capacity_bytes` over
+/// `fetch.cache_block_bytes`).
+pub const MIN_CACHE_BLOCKS: u64 = 8;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -556,6 +560,12 @@ impl Config {
             "fetch.cache_block_bytes must be between 4096 and {}",
             inkless_actors::MAX_BLOCK_BYTES
         );
+        // A cache of a few blocks evicts each one before it is used up (one heavier than half
+        // the cache is not kept at all), so nearly every read is a GET of a whole block.
+        anyhow::ensure!(
+            self.fetch.cache_capacity_bytes / self.fetch.cache_block_bytes >= MIN_CACHE_BLOCKS,
+            "fetch.cache_capacity_bytes must hold at least {MIN_CACHE_BLOCKS} blocks of fetch.cache_block_bytes"
+        );
         anyhow::ensure!(
             self.kafka.max_in_flight_requests_per_connection >= 1,
             "kafka.max_in_flight_requests_per_connection must be at least 1"
@@ -735,5 +745,16 @@ mod tests {
         assert_eq!(c.kafka.num_partitions, 1);
         std::fs::write(&f, "[kafka]\nlisten_typo = 1\n").unwrap();
         assert!(Config::load(Some(&f)).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn the_cache_holds_at_least_eight_blocks() {
+        let mut c = Config::default();
+        c.fetch.cache_block_bytes = 4 << 20;
+        c.fetch.cache_capacity_bytes = 32 << 20;
+        assert!(c.validate().is_ok());
+        c.fetch.cache_capacity_bytes = (32 << 20) - 1;
+        let refused = c.validate().unwrap_err().to_string();
+        assert!(refused.contains("at least 8 blocks"), "{refused}");
     }
 }
