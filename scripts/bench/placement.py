@@ -21,10 +21,10 @@ its admin /metrics:
             it is reported as "leave_alone".
 3. join:    the other NODES - 1 nodes start together; from their start until all nodes
             together run every partition, each some, and the counts stop changing.
-   use:     one record produced to every partition (librdkafka, acks=all; "produce_all"),
-            then every partition read from offset 0 by one assigned consumer
-            ("fetch_all"); the nodes' RSS before (partitions dormant: placed, not used yet)
-            and after (woken by the produce).
+   use:     one record produced to every partition (franz-go, idempotent, acks=all;
+            "produce_all"), then every partition read from offset 0 by one assigned
+            consumer ("fetch_all"; `franz-client fill`); the nodes' RSS before
+            (partitions dormant: placed, not used yet) and after (woken by the produce).
 4. crash:   kill -9 of the last node; from the signal until the others run every
             partition (the lease TTL, 3 s, is part of it); then it is started again and
             "rejoin" is timed until all nodes run every partition, each some.
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,50 +130,24 @@ def topic_sizes(topics: int, total: int) -> list[tuple[str, int]]:
     return [(f"placement-{i}", per + (1 if i < extra else 0)) for i in range(topics)]
 
 
-def produce_to_all(bootstrap: str, topics: int, total: int, timeout: float) -> None:
-    """One record to every partition, acks=all; fails unless every one is acknowledged."""
-    from confluent_kafka import Producer
-
-    acked, failed = [0], []
-
-    def delivered(err, _msg) -> None:
-        if err is None:
-            acked[0] += 1
-        else:
-            failed.append(str(err))
-
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 50,
-                  "queue.buffering.max.messages": total + 1000,
-                  "message.timeout.ms": int(timeout * 1000)})
-    for name, partitions in topic_sizes(topics, total):
-        for partition in range(partitions):
-            p.produce(name, b"x", partition=partition, on_delivery=delivered)
-        p.poll(0)
-    left = p.flush(timeout)
-    if acked[0] != total:
-        raise BenchFailed(f"produce: {acked[0]} of {total} acknowledged, {left} unanswered, "
-                          f"errors {failed[:3]}")
+# franz-go puts every partition a broker leads into one Produce request; librdkafka sends
+# one request per partition, so 100,000 partitions would measure its request rate.
+FRANZ = ROOT / "integration" / "clients" / "go" / "bin" / "franz-client"
 
 
-def fetch_from_all(bootstrap: str, topics: int, total: int, timeout: float) -> None:
-    """Reads every partition from offset 0 (assigned, no group) until each gave its record."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "placement-bench",
-                  "enable.auto.commit": False, "fetch.wait.max.ms": 100})
-    try:
-        c.assign([TopicPartition(name, partition, 0)
-                  for name, partitions in topic_sizes(topics, total) for partition in range(partitions)])
-        seen: set = set()
-        t0 = time.monotonic()
-        while len(seen) < total:
-            if time.monotonic() - t0 > timeout:
-                raise BenchFailed(f"fetch: {len(seen)} of {total} partitions read within {timeout:.0f} s")
-            for m in c.consume(10_000, timeout=1.0):
-                if m.error() is None:
-                    seen.add((m.topic(), m.partition()))
-    finally:
-        c.close()
+def fill(bootstrap: str, topics: int, total: int, timeout: float) -> tuple[float, float]:
+    """One record to every partition (idempotent, acks=all), then every partition read
+    from offset 0 (`franz-client fill`); the seconds of each, as the client measured them."""
+    if not FRANZ.exists():
+        raise BenchFailed(f"{FRANZ} is missing: run scripts/install-test-deps.sh")
+    specs = [f"{name}:{partitions}" for name, partitions in topic_sizes(topics, total)]
+    r = subprocess.run([str(FRANZ), "fill", bootstrap, str(int(timeout)), *specs],
+                       capture_output=True, text=True, timeout=timeout + 60)
+    took = {line.split()[0]: float(line.split()[2]) for line in r.stdout.splitlines()
+            if line.startswith(("PRODUCED ", "FETCHED "))}
+    if r.returncode != 0 or len(took) != 2:
+        raise BenchFailed(f"franz-client fill exited {r.returncode}: {r.stdout.strip()} {r.stderr.strip()[-500:]}")
+    return took["PRODUCED"], took["FETCHED"]
 
 
 def phase(results: dict, name: str, seconds: float, note: str) -> None:
@@ -311,13 +286,10 @@ def use(results: dict, nodes, args) -> None:
     bootstrap = ",".join(n.bootstrap for n in nodes)
     dormant = sum(gauge(n, "inkless_partitions_dormant") or 0 for n in nodes)
     rss_idle = sum(rss_kib(n) for n in nodes)
-    t0 = time.monotonic()
-    produce_to_all(bootstrap, args.topics, total, timeout)
-    phase(results, "produce_all", time.monotonic() - t0,
+    produced, fetched = fill(bootstrap, args.topics, total, timeout)
+    phase(results, "produce_all", produced,
           f"one record to each of {total} partitions, all acknowledged ({dormant} dormant before)")
-    t0 = time.monotonic()
-    fetch_from_all(bootstrap, args.topics, total, timeout)
-    phase(results, "fetch_all", time.monotonic() - t0, f"each of {total} partitions read from offset 0")
+    phase(results, "fetch_all", fetched, f"each of {total} partitions read from offset 0")
     # Served minus dormant (both count the internal __consumer_offsets partitions too).
     awake = sum((running(n) or 0) - (gauge(n, "inkless_partitions_dormant") or 0) for n in nodes)
     rss_awake = sum(rss_kib(n) for n in nodes)

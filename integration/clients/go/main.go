@@ -409,6 +409,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "txn" {
 		os.Exit(txnMain(os.Args[2:])) // txn.go
 	}
+	if len(os.Args) > 1 && os.Args[1] == "fill" {
+		os.Exit(fillMain(os.Args[2:])) // fill.go
+	}
 	start := time.Now()
 	a, err := parseArgs()
 	if err != nil {
