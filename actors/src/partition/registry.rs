@@ -19,7 +19,7 @@ use crate::tree::mailbox::Mailbox;
 use crate::tree::registry::ActorSlot;
 use crate::{ReadError, TopicPartition};
 use inkless_storage::metadata::{BatchCoordinate, BatchRewrite, RewriteOutcome};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -85,6 +85,9 @@ pub struct PartitionRegistry {
     published: Arc<watch::Sender<u64>>,
     /// The PartitionManager, which wakes dormant partitions.
     waker: Arc<ActorSlot<ManagerMsg>>,
+    /// Partitions made waking since the manager last took them ([`Self::waking`]): it finds
+    /// them without a scan of every partition held (one per wake made it quadratic).
+    wake_queue: Arc<Mutex<Vec<TopicPartition>>>,
     /// The zero of `last_used_ms`.
     epoch: Instant,
 }
@@ -116,6 +119,7 @@ impl PartitionRegistry {
             guard,
             published: Arc::new(watch::channel(0).0),
             waker: Arc::default(),
+            wake_queue: Arc::default(),
             epoch: Instant::now(),
         }
     }
@@ -125,8 +129,11 @@ impl PartitionRegistry {
         &self.guard
     }
 
-    /// Sets the PartitionManager that wakes dormant partitions.
+    /// Sets the PartitionManager that wakes dormant partitions. A new manager takes over
+    /// every held partition, so what its predecessor left queued is dropped (a queue left
+    /// non-empty would hold back the next Wake).
     pub fn set_waker(&self, manager: Mailbox<ManagerMsg>) {
+        self.wake_queue.lock().clear();
         self.waker.set(Some(manager));
     }
 
@@ -271,14 +278,15 @@ impl PartitionRegistry {
         true
     }
 
-    /// The partitions waiting for their actor to start.
+    /// The partitions made waking since the last call, that still wait for their actor,
+    /// each once (one held dormant anew while waking is queued again when it wakes).
     pub fn waking(&self) -> Vec<TopicPartition> {
-        self.inner
-            .read()
-            .iter()
-            .filter(|(_, e)| matches!(e.run, Run::Waking(_)))
-            .map(|(tp, _)| *tp)
-            .collect()
+        let mut queued = std::mem::take(&mut *self.wake_queue.lock());
+        queued.sort_unstable();
+        queued.dedup();
+        let map = self.inner.read();
+        queued.retain(|tp| map.get(tp).is_some_and(|e| matches!(e.run, Run::Waking(_))));
+        queued
     }
 
     /// Makes the awake partitions without a message for `idle` dormant and returns their
@@ -326,11 +334,19 @@ impl PartitionRegistry {
             }
             Run::Dormant => {
                 e.run = Run::Waking(vec![msg]);
+                // One Wake per batch: the manager takes every queued partition at once.
+                let first = {
+                    let mut queue = self.wake_queue.lock();
+                    queue.push(*tp);
+                    queue.len() == 1
+                };
                 drop(map);
                 // A manager that is down takes over every held partition when it restarts,
                 // which drops the waiting messages: their senders see the partition gone.
-                if let Some(manager) = self.waker.get() {
-                    let _ = manager.post(ManagerMsg::Wake);
+                if first {
+                    if let Some(manager) = self.waker.get() {
+                        let _ = manager.post(ManagerMsg::Wake);
+                    }
                 }
                 Ok(())
             }
@@ -478,5 +494,46 @@ impl PartitionRegistry {
     /// Number of partitions held here, awake or dormant.
     pub fn len(&self) -> usize {
         self.inner.read().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(token: u64) -> PartitionMsg {
+        PartitionMsg::Committed {
+            token,
+            outcome: Err("test".into()),
+        }
+    }
+
+    #[test]
+    fn waking_partitions_are_taken_once_without_a_scan() {
+        let r = PartitionRegistry::default();
+        let tp = |partition| TopicPartition {
+            topic_id: uuid::Uuid::nil(),
+            partition,
+        };
+        let (_offsets, rx) = watch::channel(PartitionOffsets::default());
+        for p in 0..3 {
+            r.insert_dormant(tp(p), rx.clone(), 0, 1);
+        }
+        r.post(&tp(1), committed(1)).unwrap();
+        r.post(&tp(1), committed(2)).unwrap();
+        // Held dormant anew while it waits (a new claim), then used again: queued twice.
+        r.insert_dormant(tp(1), rx.clone(), 0, 2);
+        r.post(&tp(1), committed(3)).unwrap();
+        r.post(&tp(2), committed(4)).unwrap();
+        assert_eq!(
+            r.waking(),
+            vec![tp(1), tp(2)],
+            "each once, the untouched one not"
+        );
+        assert!(r.waking().is_empty(), "taken");
+        // Removed while queued: not handed out.
+        r.post(&tp(0), committed(5)).unwrap();
+        r.remove(&tp(0));
+        assert!(r.waking().is_empty());
     }
 }
