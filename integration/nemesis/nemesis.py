@@ -83,10 +83,11 @@ Output
     One JSON line (the summary) on stdout, logs on stderr; exit status 1 if a violation was
     found, 2 if the run could not be carried out. On a violation, a node crash or a final read
     that stalled for 20 s (it snapshots the nodes' /metrics and /actors) the work dir is kept
-    and named in the summary ("kept"): node logs, the nemesis log, details.json (examples of each violation, the fault history), metadata.txt (the PostgreSQL tables:
-    partitions, leases, producers, group offsets, the suspect partitions' batches) and
-    clients.log (librdkafka's log; for "plain" with debug=msg, so that it shows the error
-    behind each resend, e.g. "encountered error: Broker: Not leader for partition (actions
+    and named in the summary ("kept"): node logs, the nemesis log, details.json (examples of
+    each violation, the fault history), metadata.txt (the PostgreSQL tables: partitions,
+    leases, producers, group offsets, the suspect partitions' batches) and clients.log
+    (librdkafka's log; for "plain" with debug=msg, so that it shows the error behind each
+    resend, e.g. "encountered error: Broker: Not leader for partition (actions
     Refresh,MsgNotPersisted)").
 """
 

@@ -169,15 +169,22 @@ impl PartitionRegistry {
         &self,
         tps: impl IntoIterator<Item = Option<&'a TopicPartition>>,
     ) -> Vec<Option<PartitionOffsets>> {
+        self.each_served(tps, |e| *e.offsets.borrow())
+    }
+
+    /// `f` of each partition served here (`None` for one that is not, or for `None`), under
+    /// one lock of the map and one look at the lease for all of them.
+    fn each_served<'a, T>(
+        &self,
+        tps: impl IntoIterator<Item = Option<&'a TopicPartition>>,
+        f: impl Fn(&Entry) -> T,
+    ) -> Vec<Option<T>> {
         let map = self.inner.read();
-        let Some(generation) = self.guard.serving() else {
-            return tps.into_iter().map(|_| None).collect();
-        };
+        let generation = self.guard.serving();
         tps.into_iter()
             .map(|tp| {
-                tp.and_then(|tp| map.get(tp))
-                    .filter(|e| e.generation == generation)
-                    .map(|e| *e.offsets.borrow())
+                let e = map.get(tp?)?;
+                (Some(e.generation) == generation).then(|| f(e))
             })
             .collect()
     }
@@ -208,14 +215,7 @@ impl PartitionRegistry {
         &self,
         tps: impl IntoIterator<Item = &'a TopicPartition>,
     ) -> Vec<Option<i64>> {
-        let map = self.inner.read();
-        let generation = self.guard.serving();
-        tps.into_iter()
-            .map(|tp| {
-                let entry = map.get(tp).filter(|e| Some(e.generation) == generation)?;
-                Some(entry.owner_epoch)
-            })
-            .collect()
+        self.each_served(tps.into_iter().map(Some), |e| e.owner_epoch)
     }
 
     /// True if the partition is served here, awake or dormant.

@@ -418,8 +418,6 @@ fn partition_row(
     .map_err(db)
 }
 
-/// Claims one partition of a batch: its state, or why it was refused (the outer error is
-/// a failure of the whole transaction).
 impl SqliteStore {
     /// [`MetadataStore::claim_partitions`] or [`MetadataStore::reload_partitions`], by `mode`.
     async fn claim_in(
@@ -448,6 +446,8 @@ impl SqliteStore {
     }
 }
 
+/// Claims one partition of a batch: its state, or why it was refused (the outer error is
+/// a failure of the whole transaction).
 fn claim_one(
     tx: &Transaction<'_>,
     (topic_id, partition): PartitionKey,
