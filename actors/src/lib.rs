@@ -45,7 +45,7 @@ pub use lifecycle::compactor::{CompactConfig, CompactionPolicy};
 pub use lifecycle::merger::MergeConfig;
 pub use lifecycle::retention::RetentionLimits;
 pub use lifecycle::LifecycleStats;
-pub use node::{Node, NodeConfig, NodeError, MAX_LONG_POLL};
+pub use node::{Node, NodeConfig, NodeError, ObjectRange, MAX_LONG_POLL};
 pub use partition::actor::{AppendAck, PartitionOffsets};
 pub use partition::error::StartError;
 pub use tree::registry::ActorKindStats;

@@ -8,6 +8,7 @@ mod read;
 mod txn;
 
 pub use config::{NodeConfig, NodeError, MAX_LONG_POLL};
+pub use read::ObjectRange;
 
 use crate::cluster::gateway::{self, Request, Response};
 use crate::cluster::lease::LeaseGuard;

@@ -5,8 +5,71 @@ use crate::cluster::gateway::{self, Request, Response};
 use crate::partition::actor::PartitionOffsets;
 use crate::{ReadError, TopicPartition};
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use inkless_storage::metadata::BatchCoordinate;
+use std::collections::HashMap;
+use std::ops::Range;
 use std::time::Duration;
+
+/// Bytes `start..end` of an object of `object_size` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectRange<'a> {
+    /// The object's key.
+    pub key: &'a str,
+    /// Size of the whole object.
+    pub object_size: u64,
+    /// First byte wanted.
+    pub start: u64,
+    /// One past the last byte wanted.
+    pub end: u64,
+}
+
+/// The blocks a range touches, each with the part of the range inside it.
+fn pieces(r: &ObjectRange<'_>, block: u64) -> impl Iterator<Item = (u64, Range<u64>)> {
+    let (start, end) = (r.start, r.end);
+    let first = start / block;
+    let last = end.saturating_sub(1) / block;
+    (first..=last)
+        .filter(move |_| start < end)
+        .map(move |i| (i, start.max(i * block)..end.min((i + 1) * block)))
+}
+
+/// One range's bytes from the blocks' answers (each answer holds the union range asked of
+/// its block).
+fn assemble(
+    r: &ObjectRange<'_>,
+    block: u64,
+    wanted: &HashMap<(&str, u64), (u64, Range<u64>)>,
+    arrived: &HashMap<(&str, u64), Result<Bytes, ReadError>>,
+) -> Option<Result<Bytes, ReadError>> {
+    let mut parts = Vec::new();
+    for (index, piece) in pieces(r, block) {
+        let union = &wanted.get(&(r.key, index))?.1;
+        let bytes = match arrived.get(&(r.key, index))? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.clone())),
+        };
+        let at = (piece.start - union.start) as usize;
+        let to = (piece.end - union.start) as usize;
+        if to > bytes.len() {
+            let e = format!("short read of {} at {}..{}", r.key, piece.start, piece.end);
+            return Some(Err(ReadError::Storage(e)));
+        }
+        parts.push(bytes.slice(at..to));
+    }
+    Some(Ok(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.remove(0),
+        _ => {
+            let mut out = bytes::BytesMut::with_capacity((r.end - r.start) as usize);
+            for p in parts {
+                out.extend_from_slice(&p);
+            }
+            out.freeze()
+        }
+    }))
+}
 
 impl Node {
     /// Coordinates of committed batches of `tp` from `offset`, and the partition's offsets
@@ -70,8 +133,8 @@ impl Node {
             .await
     }
 
-    /// Bytes `start..end` of an object, through the cache shards of this node's AZ: each
-    /// block is read by the shard that placement gives it, here or on a node of the AZ.
+    /// Bytes `start..end` of an object, through the cache shards of this node's AZ (see
+    /// [`Node::read_ranges`]).
     pub async fn object_range(
         &self,
         key: &str,
@@ -79,36 +142,69 @@ impl Node {
         start: u64,
         end: u64,
     ) -> Result<Bytes, ReadError> {
+        let range = ObjectRange {
+            key,
+            object_size,
+            start,
+            end,
+        };
+        match self.read_ranges(&[range], None).await.pop().flatten() {
+            Some(read) => read,
+            None => Err(ReadError::Storage(format!("read of {key} not answered"))),
+        }
+    }
+
+    /// Reads many byte ranges of objects together (a fetch's batches of many partitions):
+    /// each block they touch is asked of the cache shard that placement gives it (here or
+    /// on a node of the AZ) once, for the union of the bytes wanted from it. One answer then
+    /// carries at most a block, which the mesh's frame limit (two blocks and headers) always
+    /// lets through. Answers each range in order: its bytes, the error of a block it needs,
+    /// or `None` when one of its blocks had not arrived by `deadline`.
+    pub async fn read_ranges(
+        &self,
+        ranges: &[ObjectRange<'_>],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Vec<Option<Result<Bytes, ReadError>>> {
+        let block = self.config.cache_block_bytes.max(1);
+        let mut wanted: HashMap<(&str, u64), (u64, Range<u64>)> = HashMap::new();
+        for r in ranges {
+            for (index, piece) in pieces(r, block) {
+                wanted
+                    .entry((r.key, index))
+                    .and_modify(|(_, u)| *u = u.start.min(piece.start)..u.end.max(piece.end))
+                    .or_insert((r.object_size, piece));
+            }
+        }
         let live = self.live();
         let az = live.my_az();
-        let block = self.config.cache_block_bytes;
-        // Split the range where the shard changes, and at every block for another node's
-        // shard: one answer then carries at most a block, which the mesh's frame limit
-        // (two blocks and headers) always lets through.
-        let mut pieces: Vec<(i32, u64, u64)> = Vec::new();
-        let mut at = start;
-        while at < end {
-            let index = at / block;
-            let piece_end = ((index + 1) * block).min(end);
-            let shard = live.cache_owner(key, index, az).unwrap_or(live.me);
-            match pieces.last_mut() {
-                Some(last) if last.0 == shard && shard == live.me => last.2 = piece_end,
-                _ => pieces.push((shard, at, piece_end)),
-            }
-            at = piece_end;
+        let mut reads: FuturesUnordered<_> = wanted
+            .iter()
+            .map(|(&(key, index), (object_size, union))| {
+                let shard = live.cache_owner(key, index, az).unwrap_or(live.me);
+                let read = self.cache_read(shard, key, *object_size, union.clone());
+                read.map(move |bytes| ((key, index), bytes))
+            })
+            .collect();
+        let mut arrived = HashMap::with_capacity(wanted.len());
+        loop {
+            let next = match deadline {
+                Some(d) => tokio::time::timeout_at(d, reads.next())
+                    .await
+                    .ok()
+                    .flatten(),
+                None => reads.next().await,
+            };
+            let Some((block_key, bytes)) = next else {
+                break;
+            };
+            arrived.insert(block_key, bytes);
         }
-        let reads = pieces
-            .into_iter()
-            .map(|(shard, from, to)| self.cache_read(shard, key, object_size, from..to));
-        let mut parts = futures::future::try_join_all(reads).await?;
-        if parts.len() == 1 {
-            return Ok(parts.remove(0));
-        }
-        let mut out = bytes::BytesMut::with_capacity(end.saturating_sub(start) as usize);
-        for p in parts {
-            out.extend_from_slice(&p);
-        }
-        Ok(out.freeze())
+        // Reads still running are dropped here, not stopped: the cache shards finish their
+        // GETs and keep the blocks.
+        ranges
+            .iter()
+            .map(|r| assemble(r, block, &wanted, &arrived))
+            .collect()
     }
 
     async fn cache_read(
@@ -154,5 +250,52 @@ impl Node {
                 _ => Err(ReadError::NotOwner),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(key: &str, start: u64, end: u64) -> ObjectRange<'_> {
+        ObjectRange {
+            key,
+            object_size: 100,
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn a_range_is_cut_at_block_edges() {
+        let cut: Vec<_> = pieces(&range("k", 5, 25), 10).collect();
+        assert_eq!(cut, vec![(0, 5..10), (1, 10..20), (2, 20..25)]);
+        assert_eq!(pieces(&range("k", 10, 20), 10).count(), 1);
+        assert_eq!(pieces(&range("k", 7, 7), 10).count(), 0);
+    }
+
+    #[test]
+    fn ranges_sharing_a_block_are_cut_from_its_one_answer() {
+        let object: Vec<u8> = (0..100).collect();
+        let block = 10;
+        let ranges = [range("k", 2, 4), range("k", 6, 13), range("j", 0, 3)];
+        let mut wanted: HashMap<(&str, u64), (u64, Range<u64>)> = HashMap::new();
+        wanted.insert(("k", 0), (100, 2..10));
+        wanted.insert(("k", 1), (100, 10..13));
+        wanted.insert(("j", 0), (100, 0..3));
+        let mut arrived = HashMap::new();
+        arrived.insert(("k", 0), Ok(Bytes::copy_from_slice(&object[2..10])));
+        arrived.insert(("k", 1), Ok(Bytes::copy_from_slice(&object[10..13])));
+        let read = |r| assemble(r, block, &wanted, &arrived);
+        assert_eq!(read(&ranges[0]), Some(Ok(Bytes::from_static(&[2, 3]))));
+        let across = Bytes::copy_from_slice(&object[6..13]);
+        assert_eq!(read(&ranges[1]), Some(Ok(across)));
+        assert_eq!(read(&ranges[2]), None, "its block has not arrived");
+        arrived.insert(("j", 0), Err(ReadError::Storage("down".into())));
+        let read = |r| assemble(r, block, &wanted, &arrived);
+        assert!(matches!(read(&ranges[2]), Some(Err(_))));
+        arrived.insert(("j", 0), Ok(Bytes::from_static(&[0, 1])));
+        let read = |r| assemble(r, block, &wanted, &arrived);
+        assert!(matches!(read(&ranges[2]), Some(Err(_))), "a short answer");
     }
 }

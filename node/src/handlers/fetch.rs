@@ -14,8 +14,7 @@ use super::Ctx;
 use super::NONE;
 use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, select_all, FutureExt};
-use futures::stream::{FuturesOrdered, StreamExt};
-use inkless_actors::{PartitionOffsets, ReadError, TopicPartition, MAX_LONG_POLL};
+use inkless_actors::{ObjectRange, PartitionOffsets, ReadError, TopicPartition, MAX_LONG_POLL};
 use inkless_protocol::batch::{set_base_offset, stored_base_offset};
 use inkless_protocol::kafka_protocol::error::ResponseError;
 use inkless_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
@@ -332,59 +331,90 @@ fn spans(coords: &[BatchCoordinate]) -> Vec<Span<'_>> {
     spans
 }
 
-/// The reads' results in order, as far as they arrived by `deadline` or until one failed
-/// (its error is returned with what came before it). Reads still running are dropped
-/// here, not stopped: the cache shards finish their GETs and keep the blocks.
-async fn in_order_until<F>(
-    reads: impl IntoIterator<Item = F>,
+/// Reads the located partitions' batches and answers each: every partition's spans go into
+/// one [`inkless_actors::Node::read_ranges`], so a block many partitions share (a wide
+/// fetch of one upload's batches) is read once. A partition's answer holds its batches
+/// whose bytes arrived by `deadline`, from the first one on: a slow object store shortens
+/// answers rather than holding them past the client's timeout.
+async fn read_located(
+    ctx: &Ctx,
+    parts: &[&PartReq],
+    located: Vec<Located>,
     deadline: tokio::time::Instant,
-) -> (Vec<Bytes>, Option<ReadError>)
-where
-    F: std::future::Future<Output = Result<Bytes, ReadError>>,
-{
-    let mut pending: FuturesOrdered<F> = reads.into_iter().collect();
-    let mut arrived = Vec::with_capacity(pending.len());
-    loop {
-        match tokio::time::timeout_at(deadline, pending.next()).await {
-            Ok(Some(Ok(bytes))) => arrived.push(bytes),
-            Ok(Some(Err(e))) => return (arrived, Some(e)),
-            Ok(None) | Err(_) => return (arrived, None),
-        }
+) -> Vec<PartAnswer> {
+    let mut ranges = Vec::new();
+    // Per partition, the number of batches in each of its spans.
+    let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(located.len());
+    for l in &located {
+        let spans = match l {
+            Located::Batches(coords, ..) => spans(coords),
+            Located::Done(_) => Vec::new(),
+        };
+        shapes.push(spans.iter().map(|s| s.batches).collect());
+        ranges.extend(spans.into_iter().map(|s| ObjectRange {
+            key: s.key,
+            object_size: s.object_size,
+            start: s.start,
+            end: s.end,
+        }));
     }
+    let mut reads = ctx
+        .node
+        .read_ranges(&ranges, Some(deadline))
+        .await
+        .into_iter();
+    located
+        .into_iter()
+        .zip(parts)
+        .zip(&shapes)
+        .map(|((l, p), shape)| {
+            let chunks: Vec<_> = reads.by_ref().take(shape.len()).collect();
+            match l {
+                Located::Done(answer) => answer,
+                Located::Batches(coords, offsets, aborted) => {
+                    answer_batches(ctx, p, &coords, shape, chunks, offsets, aborted)
+                }
+            }
+        })
+        .collect()
 }
 
-/// Reads the located batches' bytes through the cache and stamps their base offsets. The
-/// answer holds the batches whose bytes arrived by `deadline`, from the first one on: a
-/// slow object store shortens answers rather than holding them past the client's timeout.
-async fn read_batches(
+/// One partition's answer from the reads of its spans (`shape`: batches per span).
+fn answer_batches(
     ctx: &Ctx,
     p: &PartReq,
     coords: &[BatchCoordinate],
+    shape: &[usize],
+    reads: Vec<Option<Result<Bytes, ReadError>>>,
     offsets: PartitionOffsets,
     aborted: Option<Vec<AbortedTxn>>,
-    deadline: tokio::time::Instant,
 ) -> PartAnswer {
-    let node = &ctx.node;
-    let tp = p.tp;
-    let spans = spans(coords);
-    let reads = spans
-        .iter()
-        .map(|s| node.object_range(s.key, s.object_size, s.start, s.end));
-    let (chunks, failed) = in_order_until(reads, deadline).await;
-    if chunks.len() < spans.len() {
+    let mut chunks = Vec::with_capacity(reads.len());
+    let mut failed = None;
+    for read in reads {
+        match read {
+            Some(Ok(bytes)) => chunks.push(bytes),
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    if chunks.len() < shape.len() {
         ctx.requests.partial_read(failed.is_some());
     }
     if chunks.is_empty() {
         let code = match failed {
             Some(e) => {
-                tracing::warn!(?tp, error = %e, "fetch read failed");
+                tracing::warn!(tp = ?p.tp, error = %e, "fetch read failed");
                 ResponseError::KafkaStorageError.code()
             }
             None => NONE,
         };
         return (empty(p.index, code, offsets), 0, offsets.high_watermark);
     }
-    let read: usize = spans[..chunks.len()].iter().map(|s| s.batches).sum();
+    let read: usize = shape[..chunks.len()].iter().sum();
     let records = stamped(chunks, &coords[..read]);
     let total = records.len();
     let aborted = aborted.map(|list| {
@@ -634,54 +664,6 @@ impl Round<'_> {
                 .map(|(p, o)| answer_at_once(p, *o))
                 .collect()
         };
-        let partition_limits: i64 = self.parts.iter().map(|p| p.max_bytes.max(0) as i64).sum();
-        let answers = if partition_limits <= self.max_bytes {
-            self.read_straight(ctx, quick, read_deadline).await
-        } else {
-            self.read_within_budget(ctx, quick, read_deadline).await
-        };
-        self.assemble(answers)
-    }
-
-    /// Every partition can be answered in full within the budget: each is located and read
-    /// on its own, so fast ones do not wait for slow ones (a consumer at the tail).
-    async fn read_straight(
-        &self,
-        ctx: &Ctx,
-        quick: Vec<Option<PartAnswer>>,
-        read_deadline: tokio::time::Instant,
-    ) -> Vec<PartAnswer> {
-        let reads = self
-            .parts
-            .iter()
-            .zip(&quick)
-            .filter(|(_, q)| q.is_none())
-            .map(|(p, _)| async move {
-                match locate(ctx, p, self.max_bytes, self.rack).await {
-                    Located::Done(answer) => answer,
-                    Located::Batches(coords, offsets, aborted) => {
-                        read_batches(ctx, p, &coords, offsets, aborted, read_deadline).await
-                    }
-                }
-            });
-        let mut read = join_all(reads).await.into_iter();
-        quick
-            .into_iter()
-            .zip(&self.parts)
-            .map(|(q, p)| q.or_else(|| read.next()).unwrap_or_else(|| lost(p)))
-            .collect()
-    }
-
-    /// The partitions may ask for more than the response holds (a catch-up read): all are
-    /// located first, the budget is applied to their coordinates in request order, and only
-    /// the batches that go into the response are read, so no block is fetched (or evicted
-    /// from the cache) for bytes that would be dropped.
-    async fn read_within_budget(
-        &self,
-        ctx: &Ctx,
-        quick: Vec<Option<PartAnswer>>,
-        read_deadline: tokio::time::Instant,
-    ) -> Vec<PartAnswer> {
         // Only the partitions without a quick answer (few, in a wide fetch) are located;
         // quick answers carry no bytes, so the budget runs over these in request order.
         let slow: Vec<&PartReq> = self
@@ -695,9 +677,25 @@ impl Round<'_> {
             .iter()
             .map(|p| locate(ctx, p, self.max_bytes, self.rack));
         let mut located: Vec<Located> = join_all(lookups).await;
+        self.keep_within_budget(&mut located, &slow);
+        let mut read = read_located(ctx, &slow, located, read_deadline)
+            .await
+            .into_iter();
+        let answers = quick
+            .into_iter()
+            .zip(&self.parts)
+            .map(|(q, p)| q.or_else(|| read.next()).unwrap_or_else(|| lost(p)))
+            .collect();
+        self.assemble(answers)
+    }
+
+    /// The partitions may ask for more than the response holds (a catch-up read): the
+    /// budget is applied to their coordinates in request order before anything is read, so
+    /// no block is fetched (or evicted from the cache) for bytes that would be dropped.
+    fn keep_within_budget(&self, located: &mut [Located], parts: &[&PartReq]) {
         let mut budget = self.max_bytes;
         let mut first = true;
-        for (l, p) in located.iter_mut().zip(&slow) {
+        for (l, p) in located.iter_mut().zip(parts) {
             let n = l.bytes() as i64;
             if n == 0 {
                 continue;
@@ -713,31 +711,10 @@ impl Round<'_> {
             first = false;
             budget -= n;
         }
-        let reads = located.iter().zip(&slow).filter_map(|(l, p)| match l {
-            Located::Batches(coords, offsets, aborted) => Some(read_batches(
-                ctx,
-                p,
-                coords,
-                *offsets,
-                aborted.clone(),
-                read_deadline,
-            )),
-            Located::Done(_) => None,
-        });
-        let mut read_back = join_all(reads).await.into_iter();
-        let mut answered = located.into_iter().zip(&slow).map(|(l, p)| match l {
-            Located::Done(answer) => answer,
-            Located::Batches(..) => read_back.next().unwrap_or_else(|| lost(p)),
-        });
-        quick
-            .into_iter()
-            .zip(&self.parts)
-            .map(|(q, p)| q.or_else(|| answered.next()).unwrap_or_else(|| lost(p)))
-            .collect()
     }
 
     /// The response from the partitions' answers, in request order; the budget as in
-    /// [`Round::read`] (a no-op after `read_within_budget`).
+    /// [`Round::read`] (a no-op after `keep_within_budget`).
     fn assemble(&self, answers: Vec<PartAnswer>) -> (FetchResponse, bool, Vec<i64>) {
         let mut answers = answers.into_iter();
         let mut budget = self.max_bytes;
