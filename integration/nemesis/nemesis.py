@@ -18,6 +18,19 @@ for memory leaves out the faults that restart nodes and sets a small cache:
     python3 integration/nemesis/nemesis.py --seed 13 --duration 3600 --cache-mib 64 \
         --faults pause,pg-restart,pg-cut,pg-blackhole,s3-cut,s3-blackhole --out mem.json
 
+Time compression (`--time-scale K`): the nodes' long timers (retention checks, merging, object
+deletion and orphan scans, producer and transactional id expiration, group offsets retention,
+idle partitions, fetch session eviction; TIMER_FLOORS) and the topic's retention.ms run K times
+faster, each down to a floor below which it would no longer cover what it waits for (an upload
+in flight, a fetch still reading, a producer's retry). Leases, sessions and request timeouts
+stay real. 30 minutes at K = 2,000 pass the timer events of 1,000 hours; the samples show
+whether tables, caches and memory stay bounded meanwhile. Records below a partition's final
+log start offset are then retired, not lost, if their timestamps were older than retention.ms
+(else: retired_early):
+
+    python3 integration/nemesis/nemesis.py --seed 33 --duration 1800 --time-scale 2000 \
+        --cache-mib 16 --faults pause,pg-restart,pg-cut,pg-blackhole,s3-cut,s3-blackhole
+
 The broker binary is `$INKLESS_BIN` (see integration/tests_py/conftest.py).
 
 Setup (all real parts, loopback only)
@@ -56,7 +69,8 @@ Nemesis
 
 Checker (Jepsen's rule: what clients were told against what is served)
     After healing, the producers flush (each record gets a final answer), the clients stop,
-    and a fresh consumer reads every partition from offset 0 to its high watermark (for as
+    and a fresh consumer reads every partition from offset 0 (with --time-scale: from its
+    log start offset) to its high watermark (for as
     long as it makes progress: it gives up after 120 s without a record, and each pause of
     20 s leaves a snapshot of every node's /metrics and /actors in the work dir):
     - every acknowledged record is served exactly at the offset of its delivery report
@@ -106,6 +120,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import traceback
 from bisect import bisect_left
 from collections import Counter, defaultdict
@@ -142,6 +157,46 @@ Acked = dict[str, dict[int, tuple[int, int, float]]]  # producer -> seq -> (part
 Served = dict[int, dict[int, bytes]]                   # partition -> offset -> value
 Op = tuple[float, float, int, int]                     # commit or read: (invoked, completed, partition, offset)
 
+# --time-scale K: the nodes' long timers, divided by K from their defaults (configs/single-node.toml)
+# but not below the floor (ms) under which a timer would no longer cover what it waits for.
+# Lease, session and request timeouts stay real: faults are real-time events.
+DEFAULTS_TOML = Path(__file__).resolve().parents[2] / "configs" / "single-node.toml"
+TIMER_FLOORS = {
+    "retention.check_interval_ms": 500,
+    "merge.interval_ms": 500,
+    "merge.min_age_ms": 10_000,               # a producer may still retry younger batches
+    "merge.max_delay_ms": 10_000,
+    "storage.collect_interval_ms": 500,
+    "storage.object_delete_delay_ms": 15_000,  # a fetch that located a batch still reads it
+    "storage.orphan_scan_interval_ms": 5_000,
+    "storage.orphan_min_age_ms": 60_000,       # an upload (20 s timeout) not committed yet
+    "produce.producer_id_expiration_ms": 30_000,
+    "transactions.id_expiration_ms": 30_000,
+    "transactions.abort_check_interval_ms": 500,
+    "partitions.idle_stop_ms": 1_000,
+    "fetch.session_eviction_ms": 1_000,
+    "groups.offsets_retention_minutes": 1,     # in minutes
+}
+# The topic's retention.ms: log.retention.ms (retention.ms in the defaults) scaled, at least 30 s
+# (more than a group member lags behind a fault: past it, the member's position is retired).
+RETENTION_FLOOR_MS = 30_000
+
+
+def default_setting(name: str) -> int:
+    section, key = name.split(".")
+    with open(DEFAULTS_TOML, "rb") as f:
+        return int(tomllib.load(f)[section][key])
+
+
+def scaled_timers(k: float) -> dict[str, str]:
+    """The environment of a node whose timers run K times faster (see TIMER_FLOORS)."""
+    return {"INKLESS__" + name.upper().replace(".", "__"): str(max(floor, round(default_setting(name) / k)))
+            for name, floor in TIMER_FLOORS.items()}
+
+
+def scaled_retention_ms(k: float) -> int:
+    return max(RETENTION_FLOOR_MS, round(default_setting("retention.ms") / k))
+
 
 @dataclass
 class Options:
@@ -158,6 +213,12 @@ class Options:
     keep: bool = False   # keep the work dir even without a violation
     sample_interval: float = 60.0  # seconds between soak samples (RSS, ack p99)
     cache_mib: int | None = None   # each node's block cache (None: the node's default)
+    time_scale: float = 1.0        # the nodes' long timers and the topic's retention.ms divided by this
+
+    @property
+    def retention_ms(self) -> int | None:
+        """The topic's retention.ms when time is scaled (else the node default, 7 days)."""
+        return scaled_retention_ms(self.time_scale) if self.time_scale > 1 else None
 
 
 class RunLog:
@@ -190,8 +251,10 @@ class Node(ClusterNode):
     """A cluster.py node moved to 127.0.0.<ip_base + id>, flushing every 100 ms."""
 
     def __init__(self, root: Path, node_id: int, az: str, ip_base: int, metadata_url: str, s3: dict,
-                 cache_mib: int | None = None):
+                 cache_mib: int | None = None, time_scale: float = 1.0):
         super().__init__(root, node_id, az, metadata_url, s3)
+        if time_scale > 1:
+            self.extra_env.update(scaled_timers(time_scale))
         if cache_mib is not None:
             # The cache must hold 8 blocks (configuration.md); a small one gets small blocks,
             # and merged rows no larger than a block.
@@ -215,10 +278,12 @@ class Node(ClusterNode):
 class Infra:
     """PostgreSQL and moto behind their proxies, and the six nodes. `close()` stops all."""
 
-    def __init__(self, root: Path, ip_base: int, log: RunLog, cache_mib: int | None = None):
+    def __init__(self, root: Path, ip_base: int, log: RunLog, cache_mib: int | None = None,
+                 time_scale: float = 1.0):
         self.root = root
         self.ip_base = ip_base
         self.cache_mib = cache_mib
+        self.time_scale = time_scale
         self.log = log
         self.pg: PgServer | None = None
         self.moto: MotoServer | None = None
@@ -239,7 +304,8 @@ class Infra:
         url = self.pg.url(DATABASE, port=self.pg_proxy.port)
         s3 = s3_env(f"http://127.0.0.1:{self.s3_proxy.port}", BUCKET, "nemesis", 20_000)
         for node_id, az in AZS.items():
-            self.nodes[node_id] = Node(self.root, node_id, az, self.ip_base, url, s3, self.cache_mib)
+            self.nodes[node_id] = Node(self.root, node_id, az, self.ip_base, url, s3, self.cache_mib,
+                                        self.time_scale)
             self.nodes[node_id].start()
         self.log(f"PostgreSQL :{self.pg.port} (proxy :{self.pg_proxy.port}), moto :{self.moto.port} "
                  f"(proxy :{self.s3_proxy.port}), nodes {self.bootstrap}")
@@ -405,7 +471,7 @@ class ProducerWorker(Worker):
     `halt`, flushes until every record has its final answer. A fatal error (from error_cb
     or raised by a call) is recorded and the producer replaced."""
 
-    def __init__(self, name: str, conf: dict, rate: int, log: RunLog, logger):
+    def __init__(self, name: str, conf: dict, rate: int, log: RunLog, logger, stamps: bool = False):
         super().__init__(f"producer-{name}", log)
         self.pname = name
         self.conf = dict(conf, logger=logger, error_cb=self._on_error)
@@ -413,6 +479,8 @@ class ProducerWorker(Worker):
         self.clock = log.now
         self.sent = 0
         self.acked: dict[int, tuple[int, int, float]] = {}  # seq -> (partition, offset, time)
+        # seq -> the record's timestamp (ms since the epoch), kept when retention retires records
+        self.stamps: dict[int, int] | None = {} if stamps else None
         self.delivery_errors: Counter = Counter()
         self.fatal: list[tuple[float, str]] = []
         self.unanswered = 0
@@ -435,6 +503,8 @@ class ProducerWorker(Worker):
         seq = parse_value(msg.value())[1]
         if err is None:
             self.acked[seq] = (msg.partition(), msg.offset(), self.clock())
+            if self.stamps is not None:
+                self.stamps[seq] = msg.timestamp()[1]
             latency = msg.latency()
             if latency is not None:
                 self.latencies.append(latency)
@@ -723,11 +793,13 @@ class Workload:
         logger = client_logger(root / "clients.log")
         common = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
                   "message.timeout.ms": MESSAGE_TIMEOUT_MS}
+        stamps = opts.retention_ms is not None
         self.producers = [
-            ProducerWorker("idem", dict(common, **{"enable.idempotence": True}), opts.idem_rate, log, logger),
+            ProducerWorker("idem", dict(common, **{"enable.idempotence": True}), opts.idem_rate, log, logger,
+                           stamps),
             ProducerWorker("plain", dict(common, **{"enable.idempotence": False, "message.send.max.retries": 0,
                                                     "max.in.flight.requests.per.connection": 1, "debug": "msg"}),
-                           opts.plain_rate, log, logger),
+                           opts.plain_rate, log, logger, stamps),
         ]
         group = {"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False,
                  "auto.offset.reset": "error", "session.timeout.ms": 10_000,
@@ -786,7 +858,7 @@ class Workload:
         return [t.failure for t in self.threads() if t.failure]
 
 
-def create_topic(bootstrap: str, partitions: int) -> None:
+def create_topic(bootstrap: str, partitions: int, retention_ms: int | None = None) -> None:
     """Creates the topic, retrying what a cluster that has just started can answer: the
     client drops its bootstrap connection (and the request on it) once Metadata names the
     nodes (_DESTROY_BROKER), or a node is not ready yet; an earlier attempt that did create
@@ -798,7 +870,9 @@ def create_topic(bootstrap: str, partitions: int) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(60)
+            config = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+            topic = NewTopic(TOPIC, num_partitions=partitions, replication_factor=1, config=config)
+            admin.create_topics([topic])[TOPIC].result(60)
             return
         except KafkaException as e:
             err = e.args[0]
@@ -992,9 +1066,22 @@ class Nemesis:
 
 # ---------------------------------------------------------------- reading what is served
 
-def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=None):
-    """(high watermarks, partition -> offset -> value, problems, read stats): every partition
-    read from offset 0 up to its high watermark by a fresh consumer. The read goes on while it
+@dataclass
+class FinalRead:
+    """What the checker's read found: per partition the log start offset (`low`, read when
+    the wall clock was below `low_read_by_ms`), the high watermark and the records served."""
+    low: dict[int, int]
+    low_read_by_ms: int
+    hw: dict[int, int]
+    served: Served
+    problems: list[str]
+    stats: dict
+
+
+def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=None,
+                retention: bool = False) -> FinalRead:
+    """Every partition read from its start (offset 0; its log start offset when `retention`
+    retires records) up to its high watermark by a fresh consumer. The read goes on while it
     makes progress and gives up after `stall` seconds without a record; `on_stall(seconds)` is
     called once per pause of 20 s or more (to snapshot the nodes while it lasts)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -1003,10 +1090,14 @@ def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=
                   "auto.offset.reset": "error", "enable.partition.eof": True})
     try:
         low, hw = watermarks(c, partitions, time.monotonic() + stall)
-        problems = [f"partition {p}: log start offset {lo}" for p, lo in low.items() if lo != 0]
+        low_read_by_ms = int(time.time() * 1000)
+        problems = []
+        if not retention:  # nothing is retired: a log start offset above 0 is a problem
+            problems = [f"partition {p}: log start offset {lo}" for p, lo in low.items() if lo != 0]
+            low = {p: 0 for p in low}
         served: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
-        left = {p for p in range(partitions) if hw[p] > 0}
-        c.assign([TopicPartition(TOPIC, p, 0) for p in sorted(left)])
+        left = {p for p in range(partitions) if hw[p] > low[p]}
+        c.assign([TopicPartition(TOPIC, p, low[p]) for p in sorted(left)])
         started = last = time.monotonic()
         longest, reported = 0.0, False
         while left and time.monotonic() - last < stall:
@@ -1022,7 +1113,7 @@ def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=
         longest = max(longest, time.monotonic() - last)
         problems += [f"partition {p}: read stopped before the high watermark {hw[p]}" for p in sorted(left)]
         stats = {"seconds": round(time.monotonic() - started, 1), "longest_pause": round(longest, 1)}
-        return hw, served, problems[:MAX_EXAMPLES], stats
+        return FinalRead(low, low_read_by_ms, hw, served, problems[:MAX_EXAMPLES], stats)
     finally:
         c.close()
 
@@ -1074,16 +1165,21 @@ def served_places(served: Served) -> dict[bytes, list[tuple[int, int]]]:
 
 
 def check_records(acked: Acked, served: Served, sent: dict[str, int],
-                  ordered: tuple[str, ...] = ("idem",)) -> dict[str, list]:
+                  ordered: tuple[str, ...] = ("idem",), low: dict[int, int] | None = None) -> dict[str, list]:
     """Acknowledged records against the served log: lost, wrong_offset, duplicates (one entry
     per extra copy), unknown_values, order_violations (of the producers in `ordered`, whose
-    client guarantees send order) and plain_reorders (of the others)."""
+    client guarantees send order) and plain_reorders (of the others). A record not served
+    below its partition's log start offset (`low`) is retired (by retention), not lost."""
     where = served_places(served)
-    out: dict[str, list] = {"lost": [], "wrong_offset": [], "duplicates": [], "unknown_values": []}
+    low = low or {}
+    out: dict[str, list] = {"lost": [], "wrong_offset": [], "duplicates": [], "unknown_values": [],
+                            "retired": []}
     for name, acks in acked.items():
         for seq, (p, o, t) in acks.items():
             places = where.get(value_of(name, seq), [])
-            if not places:
+            if not places and o < low.get(p, 0):
+                out["retired"].append({"producer": name, "seq": seq, "partition": p, "offset": o})
+            elif not places:
                 out["lost"].append({"value": f"{name}-{seq}", "partition": p, "offset": o, "acked_at": round(t, 2)})
             elif (p, o) not in places:
                 out["wrong_offset"].append({"value": f"{name}-{seq}", "acked": [p, o], "served": places})
@@ -1118,11 +1214,29 @@ def order_violations(acked: Acked, where: dict[bytes, list[tuple[int, int]]]) ->
     return out
 
 
-def check_reads(consumed: set[tuple[int, int, bytes]], served: Served) -> list[dict]:
-    """Every record a group member read must still be served at the same offset."""
+def check_reads(consumed: set[tuple[int, int, bytes]], served: Served,
+                low: dict[int, int] | None = None) -> list[dict]:
+    """Every record a group member read must still be served at the same offset (unless
+    retention retired it: below the log start offset `low`)."""
+    low = low or {}
     return [{"partition": p, "offset": o, "read": v.decode(errors="replace"),
              "served": (served.get(p, {}).get(o) or b"<nothing>").decode(errors="replace")}
-            for p, o, v in sorted(consumed) if served.get(p, {}).get(o) != v]
+            for p, o, v in sorted(consumed) if served.get(p, {}).get(o) != v and o >= low.get(p, 0)]
+
+
+def retired_early(retired: list[dict], stamps: dict[str, dict[int, int]], low_read_by_ms: int,
+                  retention_ms: int) -> list[dict]:
+    """Retired records that were not yet retention_ms old: retention retires whole batches whose
+    largest timestamp is older than retention_ms, and a record's timestamp is at most its
+    batch's, so each one retired before `low_read_by_ms` has a timestamp below that minus
+    retention_ms."""
+    limit = low_read_by_ms - retention_ms
+    out = []
+    for r in retired:
+        stamp = stamps.get(r["producer"], {}).get(r["seq"])
+        if stamp is None or stamp >= limit:
+            out.append(dict(r, timestamp=stamp, limit=limit))
+    return out
 
 
 def commit_regressions(commits: list[Op], reads: list[Op]) -> list[dict]:
@@ -1203,7 +1317,7 @@ def unavailability(faults: list[Fault], acked: Acked, horizon: float, partitions
 # ---------------------------------------------------------------- a run
 
 VIOLATION_KEYS = ("lost", "wrong_offset", "duplicates", "order_violations", "unknown_values",
-                  "read_inconsistent", "end_offset_regressions", "fatal_errors", "offset_resets",
+                  "retired_early", "read_inconsistent", "end_offset_regressions", "fatal_errors", "offset_resets",
                   "commit_regressions", "committed_above_hw", "unanswered")
 
 
@@ -1211,7 +1325,7 @@ def run(opts: Options) -> dict:
     """One nemesis run; returns the summary (see the module docstring)."""
     root = Path(tempfile.mkdtemp(prefix=f"inkless-nemesis-{opts.seed}-"))
     log = RunLog(root / "nemesis.log")
-    infra = Infra(root, opts.ip_base, log, opts.cache_mib)
+    infra = Infra(root, opts.ip_base, log, opts.cache_mib, opts.time_scale)
     keep = True
     try:
         summary, details = _run(opts, infra, log)
@@ -1234,7 +1348,7 @@ def run(opts: Options) -> dict:
 def _run(opts: Options, infra: Infra, log: RunLog) -> tuple[dict, dict]:
     log(f"seed {opts.seed}: {asdict(opts)}")
     infra.start()
-    create_topic(infra.bootstrap, opts.partitions)
+    create_topic(infra.bootstrap, opts.partitions, opts.retention_ms)
     infra.wait_ready(opts.partitions)
     commit_start_offsets(infra.bootstrap, opts.partitions)
     workload = Workload(infra.bootstrap, opts, log, infra.root)
@@ -1255,11 +1369,13 @@ def _run(opts: Options, infra: Infra, log: RunLog) -> tuple[dict, dict]:
     finally:
         sampler.halt.set()
         workload.halt()
-    hw, served, problems, read = read_served(infra.bootstrap, opts.partitions, on_stall=infra.snapshot)
-    log(f"read {sum(len(r) for r in served.values())} records in {read['seconds']} s "
-        f"(longest pause {read['longest_pause']} s); high watermarks {hw}")
-    summary, details = summarize(opts, workload, nemesis, final, hw, served, problems, log)
-    summary["final_read"] = read
+    read = read_served(infra.bootstrap, opts.partitions, on_stall=infra.snapshot,
+                       retention=opts.retention_ms is not None)
+    log(f"read {sum(len(r) for r in read.served.values())} records in {read.stats['seconds']} s "
+        f"(longest pause {read.stats['longest_pause']} s); log start offsets {read.low}, "
+        f"high watermarks {read.hw}")
+    summary, details = summarize(opts, workload, nemesis, final, read, log)
+    summary["final_read"] = read.stats
     summary["samples"] = sampler.samples
     summary["trend"] = second_half_trends(sampler.samples)
     return summary, details
@@ -1302,24 +1418,28 @@ def second_half_trends(samples: list[dict]) -> dict:
     return trends
 
 
-def find_violations(workload: Workload, final: dict[int, int], hw: dict[int, int], served: Served) -> dict[str, list]:
+def find_violations(workload: Workload, final: dict[int, int], read: FinalRead,
+                    retention_ms: int | None) -> dict[str, list]:
     """Every check of the module docstring: kind -> examples (the count is the length)."""
     sent = {p.pname: p.sent for p in workload.producers}
-    found = check_records(workload.acked(), served, sent)
-    found["read_inconsistent"] = check_reads(workload.consumed(), served)
+    found = check_records(workload.acked(), read.served, sent, low=read.low)
+    stamps = {p.pname: p.stamps or {} for p in workload.producers}
+    found["retired_early"] = [] if retention_ms is None else \
+        retired_early(found["retired"], stamps, read.low_read_by_ms, retention_ms)
+    found["read_inconsistent"] = check_reads(workload.consumed(), read.served, read.low)
     found["end_offset_regressions"] = end_offset_regressions(workload.acked(), workload.monitor.end_reads)
     found["fatal_errors"] = [f for p in workload.producers for f in p.fatal]
     found["offset_resets"] = [r for c in workload.consumers for r in c.offset_resets]
     found["commit_regressions"] = commit_regressions(workload.commits(), workload.monitor.reads)
-    found["committed_above_hw"] = committed_above_hw(final, hw)
+    found["committed_above_hw"] = committed_above_hw(final, read.hw)
     found["unanswered"] = [p.pname for p in workload.producers for _ in range(p.unanswered)]
     return found
 
 
-def summarize(opts, workload: Workload, nemesis: Nemesis, final, hw, served, problems, log) -> tuple[dict, dict]:
+def summarize(opts, workload: Workload, nemesis: Nemesis, final, read: FinalRead, log) -> tuple[dict, dict]:
     """(the summary line, the details kept with a failed run)."""
     acked = workload.acked()
-    found = find_violations(workload, final, hw, served)
+    found = find_violations(workload, final, read, opts.retention_ms)
     summary = {
         "seed": opts.seed, "duration": opts.duration,
         "faults": dict(Counter(f.kind for f in nemesis.history)),
@@ -1331,9 +1451,15 @@ def summarize(opts, workload: Workload, nemesis: Nemesis, final, hw, served, pro
         "elapsed": round(log.now(), 1),
     }
     summary["violations"] = sum(summary[k] for k in VIOLATION_KEYS)
+    if opts.time_scale > 1:
+        summary["time_scale"] = opts.time_scale
+        summary["simulated_hours"] = round(opts.duration * opts.time_scale / 3600, 1)
+        summary["retention_ms"] = opts.retention_ms
+        summary["retired"] = len(found["retired"])
+        summary["log_start_offsets"] = read.low
     summary["duplicates_by_producer"] = dict(Counter(r["value"].rsplit("-", 1)[0] for r in found["duplicates"]))
-    if problems:
-        summary["read_problems"] = len(problems)
+    if read.problems:
+        summary["read_problems"] = len(read.problems)
     if workload.failures():
         summary["harness_errors"] = workload.failures()
     details = {
@@ -1343,7 +1469,7 @@ def summarize(opts, workload: Workload, nemesis: Nemesis, final, hw, served, pro
         "by_producer": {k: dict(Counter(r["value"].rsplit("-", 1)[0] for r in found[k]))
                         for k in ("lost", "duplicates")},
         "faults": [asdict(f) for f in nemesis.history], "crashes": nemesis.crashes,
-        "read_problems": problems, "high_watermarks": hw, "final_committed": final,
+        "read_problems": read.problems, "high_watermarks": read.hw, "final_committed": final,
         "delivery_errors": {p.pname: dict(p.delivery_errors) for p in workload.producers},
         "consumer_errors": {c.cname: dict(c.errors) for c in workload.consumers},
         "monitor_failures": workload.monitor.failures,
@@ -1452,6 +1578,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="seconds between samples of node RSS and ack latency (the soak's view)")
     ap.add_argument("--cache-mib", type=int, default=None,
                     help="each node's block cache in MiB (default: the node's, 1 GiB)")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="divide the nodes' long timers (retention, merging, deletion, expirations) and the "
+                         "topic's retention.ms by this, each down to a floor; leases and timeouts stay real")
     ap.add_argument("--out", type=Path, help="also write the summary line to this file")
     ap.add_argument("--table", nargs="+", type=Path, metavar="JSON",
                     help="print the table of these summary files instead of running")
@@ -1477,7 +1606,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(seed=seed, duration=args.duration, ip_base=args.ip_base, faults=args.faults,
                    interval=args.interval, cover=args.cover, idem_rate=args.idem_rate,
                    plain_rate=args.plain_rate, keep=args.keep, sample_interval=args.sample_interval,
-                   cache_mib=args.cache_mib)
+                   cache_mib=args.cache_mib, time_scale=args.time_scale)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cleanup in `finally`
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the summary

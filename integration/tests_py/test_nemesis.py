@@ -6,8 +6,10 @@ served, no duplicate, send order kept, no fatal producer error, no offset reset,
 offsets never going backwards.
 The summary line is printed as a measurement. Longer and many-seed runs: scripts/nemesis.sh.
 
-The other tests check the checker itself on synthetic histories (it must be able to fail)
-and the proxy's cut and black-hole modes.
+A second run divides the nodes' long timers by 20,000 (--time-scale): retention retires records
+while the faults strike, and the checker accepts as retired only records below the log start
+offset that were older than retention.ms. The other tests check the checker itself on synthetic
+histories (it must be able to fail) and the proxy's cut and black-hole modes.
 """
 
 from __future__ import annotations
@@ -38,6 +40,24 @@ def test_no_client_visible_violation_under_every_fault_kind():
     assert set(summary["faults"]) == set(nm.FAULT_KINDS), f"not every fault kind ran: {summary['faults']}"
     assert "harness_errors" not in summary, summary["harness_errors"]
     assert summary["acked"] > 10_000, f"too few records acknowledged: {summary}"
+    assert summary["violations"] == 0, \
+        f"violations found; logs, details.json and metadata.txt in {summary.get('kept')}: {summary}"
+
+
+# The same with every long timer 20,000 times faster (500 simulated hours): retention (30 s, its
+# floor) retires most records while faults strike, objects are merged and deleted, producer ids expire.
+TIME_SCALED_RUN = nm.Options(seed=SEED + 1, duration=66, cover=True, interval=(8.0, 9.0), ip_base=80,
+                             time_scale=20_000)
+
+
+@pytest.mark.skipif(bool(EXTERNAL), reason="starts its own cluster")
+def test_retention_under_faults_with_time_compressed_timers_retires_only_old_records():
+    summary = nm.run(TIME_SCALED_RUN)
+    measurement(f"NEMESIS time-scaled seed {SEED + 1}: {json.dumps({k: v for k, v in summary.items() if k != 'samples'})}")
+    assert "harness_errors" not in summary, summary["harness_errors"]
+    assert summary["simulated_hours"] >= 300, summary
+    assert summary["retired"] > 10_000, f"retention retired too little: {summary}"
+    assert min(summary["log_start_offsets"].values()) > 0, "every partition retired records"
     assert summary["violations"] == 0, \
         f"violations found; logs, details.json and metadata.txt in {summary.get('kept')}: {summary}"
 
@@ -109,6 +129,33 @@ def test_checker_finds_a_read_the_log_no_longer_serves():
     assert nm.check_reads(consumed, served) == []
     del served[0][3]
     assert [(r["partition"], r["offset"]) for r in nm.check_reads(consumed, served)] == [(0, 3)]
+
+
+def test_records_below_the_log_start_are_retired_and_only_once_old_enough():
+    acked, served, sent = clean_history()
+    del served[0][0], served[0][1]
+    consumed = {(0, 0, v("idem", 0))}
+    # Below the log start offset 2: retired, not lost, and a read of them is not inconsistent.
+    found = nm.check_records(acked, served, sent, low={0: 2, 1: 0})
+    assert counts(found) == {"retired": 2}
+    assert nm.check_reads(consumed, served, {0: 2}) == []
+    # Without retention the same history loses them.
+    assert counts(nm.check_records(acked, served, sent)) == {"lost": 2}
+    # Retired within retention.ms of their timestamp: too early.
+    stamps = {"idem": {0: 1_000, 1: 5_000}}
+    retention_ms, read_by = 10_000, 14_000
+    early = nm.retired_early(found["retired"], stamps, read_by, retention_ms)
+    assert [r["seq"] for r in early] == [1]
+    assert nm.retired_early(found["retired"], stamps, 16_000, retention_ms) == []
+
+
+def test_scaled_timers_come_from_the_defaults_down_to_their_floors():
+    env = nm.scaled_timers(1000)
+    assert set(env) == {"INKLESS__" + k.upper().replace(".", "__") for k in nm.TIMER_FLOORS}
+    assert env["INKLESS__PRODUCE__PRODUCER_ID_EXPIRATION_MS"] == str(86_400_000 // 1000)
+    assert env["INKLESS__STORAGE__ORPHAN_MIN_AGE_MS"] == "60000", "a floor"
+    assert nm.scaled_retention_ms(1000) == 604_800
+    assert nm.scaled_retention_ms(1e6) == nm.RETENTION_FLOOR_MS
 
 
 def test_committed_offsets_going_backwards():
