@@ -17,9 +17,18 @@ LEASE_RENEW_MS = 1000
 LEASE_TTL_MS = 3000
 
 
+def node_host(node_id: int) -> str:
+    """127.0.0.<10 + id> up to .254, then on through 127.0.1.1, ... (all of 127/8 is loopback)."""
+    n = 10 + node_id
+    if n <= 254:
+        return f"127.0.0.{n}"
+    third, fourth = divmod(n - 255, 254)
+    return f"127.0.{1 + third}.{1 + fourth}"
+
+
 class ClusterNode(LocalBroker):
     def __init__(self, root: Path, node_id: int, az: str, metadata_url: str, s3: dict[str, str]):
-        host = f"127.0.0.{10 + node_id}"
+        host = node_host(node_id)
         super().__init__(root / f"node-{node_id}-data", free_port(), root, host=host,
                          name=f"node-{node_id}", create_data_dir=False)
         self.node_id = node_id

@@ -34,8 +34,9 @@ class PgServer:
     """The server lives in its own directory under /tmp (pytest's tmp dirs are private to
     root, and the server runs as `postgres`); `stop()` removes it."""
 
-    def __init__(self):
+    def __init__(self, max_connections: int = 300):
         self.bin = _bin_dir()
+        self.max_connections = max_connections
         self.root = Path(tempfile.mkdtemp(prefix="inkless-pg-"))
         self.data = self.root / "pgdata"
         self.port = 0
@@ -58,7 +59,7 @@ class PgServer:
         for attempt in range(3):
             self.port = free_port()
             opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+                    f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections}")
             r = subprocess.run(self._cmd("pg_ctl", "-D", str(self.data), "-l", str(log), "-w", "-t", "60",
                                          "-o", opts, "start"), capture_output=True, text=True)
             if r.returncode == 0:

@@ -5,12 +5,17 @@
 use inkless_actors::{CompactionPolicy, RetentionLimits};
 use inkless_storage::metadata::{MetaError, NewTopic, SharedMetadataStore, TopicRecord};
 use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// Largest topic name Kafka accepts.
 const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// How far before the previous read of the owner epochs (store clock) the next one starts: a
+/// change carries the time its transaction started, which may be before that read if the
+/// transaction committed after it. Longer than any claim or release transaction.
+const EPOCH_READ_OVERLAP_MS: i64 = 60_000;
 
 /// Kinds of config values, as DescribeConfigs reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,6 +420,8 @@ pub struct Catalog {
     tables: Arc<RwLock<Tables>>,
     /// Every partition's owner epoch (Kafka's leader epoch) as of the last load or refresh.
     epochs: Arc<RwLock<HashMap<inkless_actors::TopicPartition, i64>>>,
+    /// The store's clock at the last read of the epochs (None: not read yet).
+    epochs_as_of: Arc<parking_lot::Mutex<Option<i64>>>,
     defaults: BrokerDefaults,
 }
 
@@ -428,6 +435,7 @@ impl Catalog {
             store,
             tables: Arc::default(),
             epochs: Arc::default(),
+            epochs_as_of: Arc::default(),
             defaults,
         };
         for t in c.store.list_topics().await? {
@@ -450,23 +458,28 @@ impl Catalog {
         t
     }
 
-    /// Re-reads every partition's owner epoch from the store (cluster mode: a node's own
-    /// partitions' epochs are in its registry, so only other nodes' are read from here).
+    /// Reads the owner epochs that changed since the last read (all of them the first
+    /// time), so a refresh costs what changed rather than every partition of the cluster
+    /// (cluster mode: a node's own partitions' epochs are in its registry, so only other
+    /// nodes' are read from here). Epochs of deleted topics are dropped.
     pub async fn refresh_epochs(&self) -> Result<(), MetaError> {
-        let epochs = self
-            .store
-            .partition_epochs()
-            .await?
-            .into_iter()
-            .map(|((topic_id, partition), epoch)| {
-                let tp = inkless_actors::TopicPartition {
-                    topic_id,
-                    partition,
-                };
-                (tp, epoch)
-            })
-            .collect();
-        *self.epochs.write() = epochs;
+        let last = *self.epochs_as_of.lock();
+        let since = last.map_or(i64::MIN, |t| t.saturating_sub(EPOCH_READ_OVERLAP_MS));
+        let changes = self.store.partition_epochs(since).await?;
+        let topics: HashSet<Uuid> = self.tables.read().by_id.keys().copied().collect();
+        let mut epochs = self.epochs.write();
+        if last.is_none() {
+            epochs.clear();
+        }
+        for ((topic_id, partition), epoch) in changes.epochs {
+            let tp = inkless_actors::TopicPartition {
+                topic_id,
+                partition,
+            };
+            epochs.insert(tp, epoch);
+        }
+        epochs.retain(|tp, _| topics.contains(&tp.topic_id));
+        *self.epochs_as_of.lock() = Some(changes.as_of_ms);
         Ok(())
     }
 
@@ -506,6 +519,19 @@ impl Catalog {
         }
         *w = fresh;
         Ok(true)
+    }
+
+    /// Every topic's id and partition count, in id order: what placement depends on.
+    pub fn layout(&self) -> Vec<(Uuid, i32)> {
+        let mut layout: Vec<(Uuid, i32)> = self
+            .tables
+            .read()
+            .by_id
+            .values()
+            .map(|t| (t.record.id, t.record.partitions))
+            .collect();
+        layout.sort_unstable();
+        layout
     }
 
     /// Every partition of every topic.

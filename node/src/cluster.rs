@@ -9,23 +9,41 @@ use crate::catalog::Catalog;
 use inkless_actors::{Node, StartError, TopicPartition};
 use std::time::Duration;
 
-/// Runs until the node stops.
+/// Time between placements when neither the live set nor the topics changed: what those
+/// catch up with (a claim whose answer was lost, a stray holding in the store) is rare, and
+/// placing costs every partition times every node in hashes.
+const IDLE_PLACEMENT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs until the node stops: places on every live-set change, when a refresh finds the
+/// topics' partitions changed, and every [`IDLE_PLACEMENT_INTERVAL`] otherwise.
 pub async fn follow_placement(node: Node, catalog: Catalog, refresh: Duration) {
     let mut live = node.live_changes();
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut placed: Option<(Vec<(uuid::Uuid, i32)>, tokio::time::Instant)> = None;
     loop {
-        tokio::select! {
-            changed = live.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
+        let live_changed = tokio::select! {
+            changed = live.changed() => if changed.is_err() { return } else { true },
+            _ = tick.tick() => false,
             _ = node.stopped() => return,
-        }
+        };
         if let Err(e) = catalog.refresh().await {
             tracing::warn!(error = %e, "could not re-read topics; placing with the ones known");
         }
         if let Err(e) = catalog.refresh_epochs().await {
             tracing::debug!(error = %e, "could not re-read leader epochs");
         }
+        let layout = catalog.layout();
+        let due = match &placed {
+            Some((last, at)) => {
+                live_changed || *last != layout || at.elapsed() >= IDLE_PLACEMENT_INTERVAL
+            }
+            None => true,
+        };
+        if !due {
+            continue;
+        }
+        placed = Some((layout, tokio::time::Instant::now()));
         let failed = node.place(catalog.partitions()).await;
         log_not_started(&failed);
     }

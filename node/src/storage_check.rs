@@ -443,8 +443,8 @@ async fn raise_log_starts(
     if raise.is_empty() {
         return;
     }
-    let epochs: HashMap<PartitionKey, i64> = match store.partition_epochs().await {
-        Ok(e) => e.into_iter().collect(),
+    let epochs: HashMap<PartitionKey, i64> = match store.partition_epochs(i64::MIN).await {
+        Ok(e) => e.epochs.into_iter().collect(),
         Err(e) => {
             r.errors.push(format!("reading owner epochs: {e}"));
             return;

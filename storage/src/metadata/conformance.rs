@@ -533,7 +533,8 @@ async fn ownership(s: &SharedMetadataStore) {
     }
     let again = s.claim_partition(t.id, 0, ca).await.expect("reclaim a");
     assert_eq!(again.owner_epoch, first.owner_epoch + 1);
-    let epochs = s.partition_epochs().await.expect("epochs");
+    let read = s.partition_epochs(i64::MIN).await.expect("epochs");
+    let epochs = read.epochs;
     assert!(
         epochs.contains(&((t.id, 0), again.owner_epoch)),
         "{epochs:?}"
@@ -572,10 +573,23 @@ async fn ownership(s: &SharedMetadataStore) {
         s.commit_appends(vec![append]).await.expect("commit"),
         vec![AppendOutcome::Fenced]
     );
-    s.claim_partition(t.id, 0, cb)
+    let taken = s
+        .claim_partition(t.id, 0, cb)
         .await
         .expect("claim b after release");
     assert!(s.owned_partitions(ca).await.expect("owned").is_empty());
+    // Read again from the first read's clock: the partition claimed and released since, with
+    // its newest epoch; not the one never claimed.
+    let changed = s.partition_epochs(read.as_of_ms).await.expect("changes");
+    assert!(changed.as_of_ms >= read.as_of_ms, "{changed:?}");
+    assert!(
+        changed.epochs.contains(&((t.id, 0), taken.owner_epoch)),
+        "{changed:?}"
+    );
+    assert!(
+        !changed.epochs.iter().any(|(k, _)| *k == (t.id, 1)),
+        "{changed:?}"
+    );
 
     // A claim under a generation the claimant no longer holds is refused.
     let stale = Claimant {

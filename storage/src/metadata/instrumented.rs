@@ -166,8 +166,8 @@ impl MetadataStore for Instrumented {
     async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>> {
         timed!("partition_sizes", self.inner.partition_sizes(partitions))
     }
-    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {
-        timed!("partition_epochs", self.inner.partition_epochs())
+    async fn partition_epochs(&self, since_ms: i64) -> MetaResult<EpochChanges> {
+        timed!("partition_epochs", self.inner.partition_epochs(since_ms))
     }
     async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()> {
         timed!("set_partition_pins", self.inner.set_partition_pins(pins))

@@ -735,6 +735,15 @@ pub struct DeadObjects {
 /// Lease rows expired longer than this are deleted by the next renewal of any node.
 pub const EXPIRED_LEASE_KEPT_MS: i64 = 10 * 60 * 1000;
 
+/// Owner epochs read by [`MetadataStore::partition_epochs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochChanges {
+    /// Each partition read, with its owner epoch.
+    pub epochs: Vec<(PartitionKey, i64)>,
+    /// The store's clock (ms) before the read.
+    pub as_of_ms: i64,
+}
+
 /// The metadata store. All methods are safe to call concurrently.
 #[async_trait::async_trait]
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
@@ -835,8 +844,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// same order; 0 for a partition without batches or that does not exist. Summed by the
     /// database, without reading the batches out.
     async fn partition_sizes(&self, partitions: Vec<PartitionKey>) -> MetaResult<Vec<u64>>;
-    /// The owner epoch of every partition (it grows with every claim: Kafka's leader epoch).
-    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>>;
+    /// The owner epoch (it grows with every claim and release: Kafka's leader epoch) of every
+    /// partition whose epoch changed at or after `since_ms` on the store's clock (`i64::MIN`:
+    /// of every partition), and the store's clock before the read. A change carries the
+    /// time its transaction started, so a reader that asks next from `as_of_ms` minus the
+    /// longest claim transaction sees every change since this read.
+    async fn partition_epochs(&self, since_ms: i64) -> MetaResult<EpochChanges>;
     /// Pins partitions to nodes (`Some(node_id)`, replacing an earlier pin) or removes their
     /// pins (`None`; a partition without one is left alone), all in one transaction. Fails
     /// with [`MetaError::UnknownPartition`], changing nothing, if a partition does not

@@ -214,6 +214,11 @@ CREATE TABLE group_states (
     r#"
 CREATE TABLE node_drains (node_id INTEGER PRIMARY KEY, since_ms BIGINT NOT NULL);
 "#,
+    // Owner epochs are read by what changed since the last read (partition_epochs).
+    r#"
+ALTER TABLE partitions ADD COLUMN epoch_changed_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX partitions_by_epoch_change ON partitions (epoch_changed_ms);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations ("inkless" in ASCII).
@@ -1474,17 +1479,28 @@ impl MetadataStore for PostgresStore {
         .await
     }
 
-    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {
+    async fn partition_epochs(&self, since_ms: i64) -> MetaResult<EpochChanges> {
+        // One row with the clock and no partition when nothing changed.
         let rows = self
             .query(
-                "SELECT topic_id, partition, owner_epoch FROM partitions",
-                &[],
+                "SELECT c.now_ms, p.topic_id, p.partition, p.owner_epoch \
+                 FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT AS now_ms) c \
+                 LEFT JOIN partitions p ON p.epoch_changed_ms >= $1",
+                &[&since_ms],
             )
             .await?;
-        rows.iter()
-            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(pg)
+        let mut changes = EpochChanges::default();
+        for r in &rows {
+            changes.as_of_ms = r.try_get(0).map_err(pg)?;
+            if let Some(topic_id) = r.try_get::<_, Option<Uuid>>(1).map_err(pg)? {
+                let key = (topic_id, r.try_get(2).map_err(pg)?);
+                changes.epochs.push((key, r.try_get(3).map_err(pg)?));
+            }
+        }
+        if rows.is_empty() {
+            return Err(MetaError::Database("no clock reading".into()));
+        }
+        Ok(changes)
     }
 
     async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()> {

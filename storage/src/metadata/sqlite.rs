@@ -195,6 +195,11 @@ CREATE TABLE group_states (
     r#"
 CREATE TABLE node_drains (node_id INTEGER PRIMARY KEY, since_ms BIGINT NOT NULL);
 "#,
+    // Owner epochs are read by what changed since the last read (partition_epochs).
+    r#"
+ALTER TABLE partitions ADD COLUMN epoch_changed_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX partitions_by_epoch_change ON partitions (epoch_changed_ms);
+"#,
 ];
 
 /// Batches per producer kept for duplicate detection (Kafka keeps 5).
@@ -914,13 +919,17 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn partition_epochs(&self) -> MetaResult<Vec<(PartitionKey, i64)>> {
-        self.with_tx(|tx| {
+    async fn partition_epochs(&self, since_ms: i64) -> MetaResult<EpochChanges> {
+        self.with_tx(move |tx| {
+            // One writer at a time here: a change is committed before this read or after it.
+            let as_of_ms = crate::now_ms();
             let mut stmt = tx
-                .prepare_cached("SELECT topic_id, partition, owner_epoch FROM partitions")
+                .prepare_cached(
+                    "SELECT topic_id, partition, owner_epoch FROM partitions WHERE epoch_changed_ms >= ?1",
+                )
                 .map_err(db)?;
             let rows = stmt
-                .query_map([], |r| {
+                .query_map([since_ms], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, i32>(1)?,
@@ -928,12 +937,12 @@ impl MetadataStore for SqliteStore {
                     ))
                 })
                 .map_err(db)?;
-            let mut out = Vec::new();
+            let mut epochs = Vec::new();
             for row in rows {
                 let (id, partition, epoch) = row.map_err(db)?;
-                out.push(((Uuid::parse_str(&id).map_err(db)?, partition), epoch));
+                epochs.push(((Uuid::parse_str(&id).map_err(db)?, partition), epoch));
             }
-            Ok(out)
+            Ok(EpochChanges { epochs, as_of_ms })
         })
         .await
     }

@@ -117,7 +117,7 @@ pub(super) type ClaimedRow = (i64, i64, i64);
 
 const LOCK_OWNERS: &str = "SELECT p.topic_id, p.partition, p.owner_node, p.owner_generation FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition ORDER BY p.topic_id, p.partition FOR UPDATE OF p";
 const READ_PARTITIONS: &str = "SELECT p.topic_id, p.partition, p.owner_epoch, p.log_start_offset, p.high_watermark FROM partitions p JOIN UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) ON p.topic_id = k.topic_id AND p.partition = k.partition";
-const TAKE_PARTITIONS: &str = "UPDATE partitions p SET owner_epoch = p.owner_epoch + 1, owner_node = $1, owner_generation = $2 FROM UNNEST($3::uuid[], $4::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition RETURNING p.topic_id, p.partition, p.owner_epoch, p.log_start_offset, p.high_watermark";
+const TAKE_PARTITIONS: &str = "UPDATE partitions p SET owner_epoch = p.owner_epoch + 1, epoch_changed_ms = (extract(epoch FROM now()) * 1000)::BIGINT, owner_node = $1, owner_generation = $2 FROM UNNEST($3::uuid[], $4::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition RETURNING p.topic_id, p.partition, p.owner_epoch, p.log_start_offset, p.high_watermark";
 
 /// Claims the rows of `keys` (sorted, distinct) that `me` may take, in one go: locks them
 /// all (in key order, as the group commit does, so the two cannot deadlock), decides once
@@ -174,7 +174,7 @@ pub(super) async fn claim_partition_rows(
     Ok(out)
 }
 
-const RELEASE: &str = "UPDATE partitions p SET owner_node = -1, owner_generation = 0, owner_epoch = p.owner_epoch + 1 FROM UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition";
+const RELEASE: &str = "UPDATE partitions p SET owner_node = -1, owner_generation = 0, owner_epoch = p.owner_epoch + 1, epoch_changed_ms = (extract(epoch FROM now()) * 1000)::BIGINT FROM UNNEST($1::uuid[], $2::int4[]) AS k(topic_id, partition) WHERE p.topic_id = k.topic_id AND p.partition = k.partition";
 
 /// Releases the listed partitions the claimant holds. Their rows are locked first, in key
 /// order ([`lock_holders`]; an UPDATE locks in no particular order), so that a release and

@@ -114,9 +114,11 @@ pub(super) fn claim_partition_row(
     }
     take_check(tx, owner, owner_generation, me)?;
     tx.prepare_cached(
-        "UPDATE partitions SET owner_epoch = owner_epoch + 1, owner_node = ?3, owner_generation = ?4 WHERE topic_id = ?1 AND partition = ?2",
+        "UPDATE partitions SET owner_epoch = owner_epoch + 1, epoch_changed_ms = ?5, owner_node = ?3, owner_generation = ?4 WHERE topic_id = ?1 AND partition = ?2",
     )
-    .and_then(|mut s| s.execute(params![id, partition, me.node_id, generation(me)]))
+    .and_then(|mut s| {
+        s.execute(params![id, partition, me.node_id, generation(me), crate::now_ms()])
+    })
     .map_err(db)?;
     Ok(())
 }
@@ -129,17 +131,19 @@ pub(super) fn release_partitions(
 ) -> MetaResult<u64> {
     let mut stmt = tx
         .prepare_cached(
-            "UPDATE partitions SET owner_node = -1, owner_generation = 0, owner_epoch = owner_epoch + 1 WHERE topic_id = ?1 AND partition = ?2 AND owner_node = ?3 AND owner_generation = ?4",
+            "UPDATE partitions SET owner_node = -1, owner_generation = 0, owner_epoch = owner_epoch + 1, epoch_changed_ms = ?5 WHERE topic_id = ?1 AND partition = ?2 AND owner_node = ?3 AND owner_generation = ?4",
         )
         .map_err(db)?;
     let mut n = 0;
+    let now = crate::now_ms();
     for (topic_id, partition) in partitions {
         n += stmt
             .execute(params![
                 topic_id.to_string(),
                 partition,
                 me.node_id,
-                generation(me)
+                generation(me),
+                now
             ])
             .map_err(db)? as u64;
     }

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Many nodes sharing one PostgreSQL: membership, a mass crash, and what idle nodes cost.
+
+    scripts/bench/many_nodes.sh --nodes 300 --partitions 3000 --kill 10
+    BUILD=0 scripts/bench/many_nodes.sh --nodes 12 --partitions 600 --kill 3    # short
+
+Starts PostgreSQL (initdb in a temp dir, max_connections sized for the nodes) and moto's S3
+server as the cluster tests do, then NODES release `inkless serve` processes in cluster mode
+on their own loopback addresses (integration/tests_py/cluster.py: 127.0.0.11, ... then
+127.0.1.1, ...; AZs az1, az2, az3 in turn), each with a small block cache (8 MiB) and a pool
+of two metadata-store connections. Phases, each printed as one line:
+
+1. start:    every node launched together (32 at a time) until each listens, then
+             "converge": until every node's /cluster names all NODES as live.
+2. place:    one CreateTopics of PARTITIONS partitions (TOPICS topics) until the nodes
+             together run each of them exactly once (their `inkless_partitions` gauges).
+3. idle:     IDLE seconds (30) of nothing: per node CPU (% of one core) and RSS; the
+             metadata store's load (transactions, rows read and written per second, from
+             pg_stat_database) and its connections; mesh connections per node (established
+             TCP connections from or to a node's cluster listener, from `ss`).
+4. crash:    kill -9 of KILL nodes at once (the last ones started, all AZs), until the
+             others run every partition again (the lease TTL is 3 s; the target is TTL + 2 s).
+5. use:      one record to every partition and every partition read back from offset 0
+             by franz-go (`franz-client fill`), on the survivors: the data path works.
+
+Prints a RESULT_JSON line at the end. Exit status 1 if a phase timed out or a node died.
+Every process started here is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "integration" / "tests_py"
+os.environ.setdefault(
+    "INKLESS_BIN",
+    str(Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "inkless-target")
+        / "release" / "inkless"),
+)
+os.environ.setdefault("INKLESS_TEST_START_TIMEOUT", "300")
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cluster import Cluster  # noqa: E402
+from pgserver import PgServer  # noqa: E402
+from placement import BenchFailed, create_topics, fill, gauge, phase, rss_kib  # noqa: E402
+from s3server import MotoServer  # noqa: E402
+
+AZS = ("az1", "az2", "az3")
+POOL_SIZE = 2
+CACHE_BYTES = 8 << 20
+BLOCK_BYTES = 1 << 20
+PG_STATS = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "tup_inserted", "tup_updated",
+            "tup_deleted")
+
+
+def psql(pg: PgServer, db: str, sql: str) -> str:
+    r = subprocess.run(pg._cmd("psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", db,
+                               "-tAc", sql), capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise BenchFailed(f"psql failed: {r.stderr}")
+    return r.stdout.strip()
+
+
+def pg_counters(pg: PgServer, db: str) -> dict[str, int]:
+    row = psql(pg, db, f"SELECT {', '.join(PG_STATS)} FROM pg_stat_database WHERE datname = '{db}'")
+    return dict(zip(PG_STATS, (int(x) for x in row.split("|"))))
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def cluster_addr(node) -> str:
+    return node.extra_env["INKLESS__CLUSTER__LISTEN"]
+
+
+def mesh_connections(nodes) -> list[int]:
+    """Per node: established TCP connections to or from its cluster listener (each session
+    between two nodes counts once at each end)."""
+    listeners = {cluster_addr(n) for n in nodes}
+    out = subprocess.run(["ss", "-tnH", "state", "established"], capture_output=True, text=True).stdout
+    by_host: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        local, peer = parts[-2], parts[-1]
+        if local in listeners or peer in listeners:
+            host = local.rsplit(":", 1)[0]
+            by_host[host] = by_host.get(host, 0) + 1
+    return [by_host.get(n.host, 0) for n in nodes]
+
+
+def live_seen(node) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://{node.host}:{node.admin_port}/cluster", timeout=5) as r:
+            return len(json.loads(r.read())["live"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def poll(what: str, nodes, probe, done, timeout: float, interval: float = 0.5) -> float:
+    """Seconds until `done([probe(n) for n in nodes])`; BenchFailed on timeout or a dead node."""
+    t0 = time.monotonic()
+    last = None
+    with ThreadPoolExecutor(32) as pool:
+        while time.monotonic() - t0 < timeout:
+            dead = [n.name for n in nodes if not n.alive()]
+            if dead:
+                raise BenchFailed(f"{what}: {dead} died; logs in {nodes[0].log_dir}")
+            last = list(pool.map(probe, nodes))
+            if done(last):
+                return time.monotonic() - t0
+            time.sleep(interval)
+    raise BenchFailed(f"{what}: not done within {timeout:.0f} s (last {summary(last)})")
+
+
+def summary(values) -> str:
+    if not values:
+        return "nothing"
+    known = [v for v in values if v is not None]
+    return f"{len(values) - len(known)} unanswered, min {min(known, default=None)}, max {max(known, default=None)}"
+
+
+def spread(values: list[float]) -> dict:
+    return {"min": round(min(values), 2), "mean": round(sum(values) / len(values), 2), "max": round(max(values), 2)}
+
+
+def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> None:
+    n_nodes, total, timeout = args.nodes, args.partitions, args.timeout
+    for i in range(1, n_nodes + 1):
+        node = cluster.add(i, AZS[(i - 1) % len(AZS)])
+        node.extra_env.update({"INKLESS__FETCH__CACHE_CAPACITY_BYTES": str(CACHE_BYTES),
+                               "INKLESS__FETCH__CACHE_BLOCK_BYTES": str(BLOCK_BYTES),
+                               "RUST_LOG": "warn"})
+    nodes = list(cluster.nodes.values())
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda n: n.start(), nodes))
+    phase(results, "start", time.monotonic() - t0, f"{n_nodes} nodes launched until each listens")
+    took = poll("converge", nodes, live_seen, lambda seen: all(s == n_nodes for s in seen), timeout)
+    phase(results, "converge", time.monotonic() - t0, f"until every node lists all {n_nodes} as live "
+          f"({took:.2f} s after the last one listened)")
+
+    t0 = time.monotonic()
+    create_topics(nodes[0].bootstrap, args.topics, total, timeout)
+    running = lambda n: gauge(n, "inkless_partitions")  # noqa: E731
+    poll("place", nodes, running, lambda c: None not in c and sum(c) == total, timeout)
+    phase(results, "place", time.monotonic() - t0, f"{total} partitions in {args.topics} topics created until "
+          f"the nodes run each once")
+
+    idle(args, pg, db, nodes, results)
+
+    victims = nodes[-args.kill:] if args.kill else []
+    survivors = [n for n in nodes if n not in victims]
+    t0 = time.monotonic()
+    for v in victims:
+        v.proc.send_signal(9)
+    for v in victims:
+        v.proc.wait(timeout=30)
+    poll("crash", survivors, running, lambda c: None not in c and sum(c) == total, timeout, interval=0.1)
+    phase(results, "crash", time.monotonic() - t0, f"kill -9 of {len(victims)} nodes at once until the other "
+          f"{len(survivors)} run all {total} partitions (lease TTL 3 s)")
+
+    bootstrap = ",".join(n.bootstrap for n in survivors[:12])
+    produced, fetched = fill(bootstrap, args.topics, total, timeout)
+    phase(results, "produce_all", produced, f"one record to each of {total} partitions, all acknowledged")
+    phase(results, "fetch_all", fetched, f"each of {total} partitions read from offset 0")
+
+
+def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
+    """What the nodes and the metadata store do while nothing happens."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    before = {n.name: cpu_ticks(n.proc.pid) for n in nodes}
+    pg_before, t0 = pg_counters(pg, db), time.monotonic()
+    time.sleep(args.idle)
+    elapsed = time.monotonic() - t0
+    pg_after = pg_counters(pg, db)
+    cpu = [100 * (cpu_ticks(n.proc.pid) - before[n.name]) / ticks / elapsed for n in nodes]
+    rss = [rss_kib(n) / 1024 for n in nodes]
+    mesh = mesh_connections(nodes)
+    backends = int(psql(pg, db, f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"))
+    rates = {k: round((pg_after[k] - pg_before[k]) / elapsed, 1) for k in PG_STATS}
+    results["idle"] = {"cpu_percent": spread(cpu), "cpu_percent_total": round(sum(cpu), 1),
+                       "rss_mib": spread(rss), "mesh_connections": spread(mesh), "pg_per_second": rates,
+                       "pg_connections": backends}
+    print(f"{'idle':<16} {elapsed:9.2f} s   CPU per node {spread(cpu)} % of a core (all: {sum(cpu):.0f} %); "
+          f"RSS {spread(rss)} MiB", flush=True)
+    print(f"{'mesh':<16} {max(mesh):9d}     connections per node at most ({spread(mesh)}; a full mesh: "
+          f"{len(nodes) - 1})", flush=True)
+    print(f"{'metadata store':<16} {rates['xact_commit']:9.0f} /s  transactions; rows read "
+          f"{rates['tup_returned'] + rates['tup_fetched']:.0f}/s, written "
+          f"{rates['tup_inserted'] + rates['tup_updated'] + rates['tup_deleted']:.0f}/s; {backends} connections",
+          flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=300)
+    ap.add_argument("--partitions", type=int, default=3000)
+    ap.add_argument("--topics", type=int, default=10)
+    ap.add_argument("--kill", type=int, default=10, help="nodes killed at once (default 10)")
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds of the idle measurement (default 30)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds each phase may take (default 600)")
+    ap.add_argument("--out", help="directory for logs (default: a new temp dir, kept)")
+    args = ap.parse_args()
+    if not 0 <= args.kill < args.nodes:
+        ap.error("--kill must leave at least one node")
+    root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="inkless-many-nodes."))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"many_nodes: {args.nodes} nodes, {args.partitions} partitions; binary {os.environ['INKLESS_BIN']}; "
+          f"logs in {root}", flush=True)
+    results: dict = {"nodes": args.nodes, "partitions": args.partitions, "killed": args.kill}
+    pg = PgServer(max_connections=args.nodes * (POOL_SIZE + 1) + 50)
+    moto = MotoServer(root / "moto.log")
+    status = 0
+    try:
+        pg.start()
+        pg.create_database("many")
+        moto.start()
+        moto.create_bucket("many")
+        cluster = Cluster(root, pg.url("many") + f"&pool_size={POOL_SIZE}", moto.endpoint, "many")
+        try:
+            measure(args, pg, "many", cluster, results)
+        finally:
+            with ThreadPoolExecutor(32) as pool:
+                list(pool.map(lambda n: n.kill9() if n.alive() else None, cluster.nodes.values()))
+    except BenchFailed as e:
+        print(f"FAILED: {e}", flush=True)
+        status = 1
+    finally:
+        moto.stop()
+        pg.stop()
+    print("RESULT_JSON " + json.dumps(results), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
