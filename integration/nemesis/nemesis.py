@@ -1083,14 +1083,18 @@ def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=
     """Every partition read from its start (offset 0; its log start offset when `retention`
     retires records) up to its high watermark by a fresh consumer. The read goes on while it
     makes progress and gives up after `stall` seconds without a record; `on_stall(seconds)` is
-    called once per pause of 20 s or more (to snapshot the nodes while it lasts)."""
+    called once per pause of 20 s or more (to snapshot the nodes while it lasts).
+
+    Retention goes on retiring the oldest records during the read, so with `retention` the
+    consumer skips to the new log start offset when its position was retired (an offset
+    reset to "earliest"), and the log start offsets are read again after the read: what was
+    not served below them was retired, not lost."""
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "nemesis-checker", "enable.auto.commit": False,
-                  "auto.offset.reset": "error", "enable.partition.eof": True})
+                  "auto.offset.reset": "earliest" if retention else "error", "enable.partition.eof": True})
     try:
         low, hw = watermarks(c, partitions, time.monotonic() + stall)
-        low_read_by_ms = int(time.time() * 1000)
         problems = []
         if not retention:  # nothing is retired: a log start offset above 0 is a problem
             problems = [f"partition {p}: log start offset {lo}" for p, lo in low.items() if lo != 0]
@@ -1112,6 +1116,9 @@ def read_served(bootstrap: str, partitions: int, stall: float = 120.0, on_stall=
                 _take(m, hw, served, left, problems)
         longest = max(longest, time.monotonic() - last)
         problems += [f"partition {p}: read stopped before the high watermark {hw[p]}" for p in sorted(left)]
+        if retention:
+            low, _ = watermarks(c, partitions, time.monotonic() + stall)
+        low_read_by_ms = int(time.time() * 1000)
         stats = {"seconds": round(time.monotonic() - started, 1), "longest_pause": round(longest, 1)}
         return FinalRead(low, low_read_by_ms, hw, served, problems[:MAX_EXAMPLES], stats)
     finally:

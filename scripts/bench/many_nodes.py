@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,12 @@ def pg_counters(pg: PgServer, db: str) -> dict[str, int]:
     return dict(zip(PG_STATS, (int(x) for x in row.split("|"))))
 
 
+def table_reads(pg: PgServer, db: str) -> dict[str, int]:
+    """Rows read so far from each table (sequential and index scans)."""
+    out = psql(pg, db, "SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables")
+    return {name: int(n) for name, n in (line.split("|") for line in out.splitlines() if line)}
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -87,20 +94,18 @@ def cluster_addr(node) -> str:
 
 
 def mesh_connections(nodes) -> list[int]:
-    """Per node: established TCP connections to or from its cluster listener (each session
-    between two nodes counts once at each end)."""
+    """Per node: its established TCP connections to or from a cluster listener (each
+    session between two nodes counts once at each end)."""
     listeners = {cluster_addr(n) for n in nodes}
-    out = subprocess.run(["ss", "-tnH", "state", "established"], capture_output=True, text=True).stdout
-    by_host: dict[str, int] = {}
+    by_pid = {n.proc.pid: 0 for n in nodes if n.alive()}
+    out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True).stdout
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) < 4:
-            continue
-        local, peer = parts[-2], parts[-1]
-        if local in listeners or peer in listeners:
-            host = local.rsplit(":", 1)[0]
-            by_host[host] = by_host.get(host, 0) + 1
-    return [by_host.get(n.host, 0) for n in nodes]
+        local, peer = parts[2:4] if len(parts) > 4 else ("", "")
+        pid = re.search(r"pid=(\d+)", line)
+        if pid and int(pid.group(1)) in by_pid and (local in listeners or peer in listeners):
+            by_pid[int(pid.group(1))] += 1
+    return [by_pid.get(n.proc.pid, 0) for n in nodes]
 
 
 def live_seen(node) -> int | None:
@@ -184,10 +189,12 @@ def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
     """What the nodes and the metadata store do while nothing happens."""
     ticks = os.sysconf("SC_CLK_TCK")
     before = {n.name: cpu_ticks(n.proc.pid) for n in nodes}
-    pg_before, t0 = pg_counters(pg, db), time.monotonic()
+    pg_before, tables_before, t0 = pg_counters(pg, db), table_reads(pg, db), time.monotonic()
     time.sleep(args.idle)
     elapsed = time.monotonic() - t0
-    pg_after = pg_counters(pg, db)
+    pg_after, tables_after = pg_counters(pg, db), table_reads(pg, db)
+    by_table = {t: round((n - tables_before.get(t, 0)) / elapsed) for t, n in tables_after.items()}
+    by_table = dict(sorted(((t, n) for t, n in by_table.items() if n), key=lambda x: -x[1])[:6])
     cpu = [100 * (cpu_ticks(n.proc.pid) - before[n.name]) / ticks / elapsed for n in nodes]
     rss = [rss_kib(n) / 1024 for n in nodes]
     mesh = mesh_connections(nodes)
@@ -195,14 +202,15 @@ def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
     rates = {k: round((pg_after[k] - pg_before[k]) / elapsed, 1) for k in PG_STATS}
     results["idle"] = {"cpu_percent": spread(cpu), "cpu_percent_total": round(sum(cpu), 1),
                        "rss_mib": spread(rss), "mesh_connections": spread(mesh), "pg_per_second": rates,
-                       "pg_connections": backends}
+                       "pg_rows_read_per_second_by_table": by_table, "pg_connections": backends}
     print(f"{'idle':<16} {elapsed:9.2f} s   CPU per node {spread(cpu)} % of a core (all: {sum(cpu):.0f} %); "
           f"RSS {spread(rss)} MiB", flush=True)
     print(f"{'mesh':<16} {max(mesh):9d}     connections per node at most ({spread(mesh)}; a full mesh: "
           f"{len(nodes) - 1})", flush=True)
     print(f"{'metadata store':<16} {rates['xact_commit']:9.0f} /s  transactions; rows read "
           f"{rates['tup_returned'] + rates['tup_fetched']:.0f}/s, written "
-          f"{rates['tup_inserted'] + rates['tup_updated'] + rates['tup_deleted']:.0f}/s; {backends} connections",
+          f"{rates['tup_inserted'] + rates['tup_updated'] + rates['tup_deleted']:.0f}/s; {backends} connections; "
+          f"rows read per table and second {by_table}",
           flush=True)
 
 

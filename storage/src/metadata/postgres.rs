@@ -1515,8 +1515,11 @@ impl MetadataStore for PostgresStore {
     async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>> {
         let rows = self
             .query(
+                // Each pin looks up its partition's row by key: a join may scan every
+                // partition for a handful of pins (every node reads them every second).
                 "SELECT p.topic_id, p.partition, p.node_id, q.owner_node FROM partition_pins p \
-                 JOIN partitions q ON q.topic_id = p.topic_id AND q.partition = p.partition \
+                 CROSS JOIN LATERAL (SELECT owner_node FROM partitions q \
+                 WHERE q.topic_id = p.topic_id AND q.partition = p.partition) q \
                  ORDER BY p.topic_id, p.partition",
                 &[],
             )
