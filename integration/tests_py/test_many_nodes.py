@@ -23,7 +23,7 @@ NODES, PARTITIONS, KILLED = 12, 600, 3
 def test_a_dozen_nodes_converge_and_survive_losing_three_at_once(tmp_path):
     env = dict(os.environ, INKLESS_BIN=str(broker_binary()))
     r = subprocess.run([sys.executable, str(SCRIPT), "--nodes", str(NODES), "--partitions", str(PARTITIONS),
-                        "--kill", str(KILLED), "--idle", "10", "--timeout", "120", "--out", str(tmp_path)],
+                        "--kill", str(KILLED), "--idle", "10", "--settle", "0", "--timeout", "120", "--out", str(tmp_path)],
                        env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in r.stdout.splitlines() if line.startswith("RESULT_JSON ")]
     assert r.returncode == 0 and lines, f"exit {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"

@@ -17,6 +17,10 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 /// transaction committed after it. Longer than any claim or release transaction.
 const EPOCH_READ_OVERLAP_MS: i64 = 60_000;
 
+/// Time between reads of every partition's owner epoch: the backstop for a change the reads by
+/// change missed (a transaction that stayed open longer than the overlap).
+const EPOCH_FULL_READ_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Kinds of config values, as DescribeConfigs reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
@@ -420,8 +424,9 @@ pub struct Catalog {
     tables: Arc<RwLock<Tables>>,
     /// Every partition's owner epoch (Kafka's leader epoch) as of the last load or refresh.
     epochs: Arc<RwLock<HashMap<inkless_actors::TopicPartition, i64>>>,
-    /// The store's clock at the last read of the epochs (None: not read yet).
-    epochs_as_of: Arc<parking_lot::Mutex<Option<i64>>>,
+    /// The store's clock at the last read of the epochs, and when the last full read was
+    /// (None: not read yet).
+    epochs_as_of: Arc<parking_lot::Mutex<Option<(i64, std::time::Instant)>>>,
     defaults: BrokerDefaults,
 }
 
@@ -458,17 +463,24 @@ impl Catalog {
         t
     }
 
-    /// Reads the owner epochs that changed since the last read (all of them the first
-    /// time), so a refresh costs what changed rather than every partition of the cluster
+    /// Reads the owner epochs that changed since the last read (all of them the first time
+    /// and every [`EPOCH_FULL_READ_INTERVAL`]), so a refresh costs what changed rather than
+    /// every partition of the cluster
     /// (cluster mode: a node's own partitions' epochs are in its registry, so only other
     /// nodes' are read from here). Epochs of deleted topics are dropped.
     pub async fn refresh_epochs(&self) -> Result<(), MetaError> {
         let last = *self.epochs_as_of.lock();
-        let since = last.map_or(i64::MIN, |t| t.saturating_sub(EPOCH_READ_OVERLAP_MS));
+        let full_read_at = last
+            .map(|(_, at)| at)
+            .filter(|at| at.elapsed() < EPOCH_FULL_READ_INTERVAL);
+        let since = match (last, full_read_at) {
+            (Some((as_of, _)), Some(_)) => as_of.saturating_sub(EPOCH_READ_OVERLAP_MS),
+            _ => i64::MIN,
+        };
         let changes = self.store.partition_epochs(since).await?;
         let topics: HashSet<Uuid> = self.tables.read().by_id.keys().copied().collect();
         let mut epochs = self.epochs.write();
-        if last.is_none() {
+        if full_read_at.is_none() {
             epochs.clear();
         }
         for ((topic_id, partition), epoch) in changes.epochs {
@@ -479,7 +491,8 @@ impl Catalog {
             epochs.insert(tp, epoch);
         }
         epochs.retain(|tp, _| topics.contains(&tp.topic_id));
-        *self.epochs_as_of.lock() = Some(changes.as_of_ms);
+        let full_read_at = full_read_at.unwrap_or_else(std::time::Instant::now);
+        *self.epochs_as_of.lock() = Some((changes.as_of_ms, full_read_at));
         Ok(())
     }
 

@@ -14,7 +14,8 @@ of two metadata-store connections. Phases, each printed as one line:
              "converge": until every node's /cluster names all NODES as live.
 2. place:    one CreateTopics of PARTITIONS partitions (TOPICS topics) until the nodes
              together run each of them exactly once (their `inkless_partitions` gauges).
-3. idle:     IDLE seconds (30) of nothing: per node CPU (% of one core) and RSS; the
+3. idle:     after SETTLE seconds (70: longer than a node's epoch reads look back, ADR
+             0025), IDLE seconds (30) of nothing: per node CPU (% of one core) and RSS; the
              metadata store's load (transactions, rows read and written per second, from
              pg_stat_database) and its connections; mesh connections per node (established
              TCP connections from or to a node's cluster listener, from `ss`).
@@ -187,6 +188,7 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
 
 def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
     """What the nodes and the metadata store do while nothing happens."""
+    time.sleep(args.settle)
     ticks = os.sysconf("SC_CLK_TCK")
     before = {n.name: cpu_ticks(n.proc.pid) for n in nodes}
     pg_before, tables_before, t0 = pg_counters(pg, db), table_reads(pg, db), time.monotonic()
@@ -221,6 +223,8 @@ def main() -> int:
     ap.add_argument("--topics", type=int, default=10)
     ap.add_argument("--kill", type=int, default=10, help="nodes killed at once (default 10)")
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of the idle measurement (default 30)")
+    ap.add_argument("--settle", type=float, default=70.0,
+                    help="seconds between placement and the idle measurement (default 70)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds each phase may take (default 600)")
     ap.add_argument("--out", help="directory for logs (default: a new temp dir, kept)")
     args = ap.parse_args()
