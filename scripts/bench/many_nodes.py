@@ -42,20 +42,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-TESTS = ROOT / "integration" / "tests_py"
-os.environ.setdefault(
-    "INKLESS_BIN",
-    str(Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "inkless-target")
-        / "release" / "inkless"),
-)
+# Read by the test harness when placement imports it (placement also defaults INKLESS_BIN
+# to the release binary and puts the harness on the path): 300 nodes start slowly.
 os.environ.setdefault("INKLESS_TEST_START_TIMEOUT", "300")
-sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from placement import BenchFailed, create_topics, fill, gauge, phase, rss_kib  # noqa: E402
 from cluster import Cluster  # noqa: E402
 from pgserver import PgServer  # noqa: E402
-from placement import BenchFailed, create_topics, fill, gauge, phase, rss_kib  # noqa: E402
 from s3server import MotoServer  # noqa: E402
 
 AZS = ("az1", "az2", "az3")
