@@ -109,6 +109,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -182,10 +183,15 @@ TIMER_FLOORS = {
 RETENTION_FLOOR_MS = 30_000
 
 
+@functools.cache
+def _defaults() -> dict:
+    with open(DEFAULTS_TOML, "rb") as f:
+        return tomllib.load(f)
+
+
 def default_setting(name: str) -> int:
     section, key = name.split(".")
-    with open(DEFAULTS_TOML, "rb") as f:
-        return int(tomllib.load(f)[section][key])
+    return int(_defaults()[section][key])
 
 
 def scaled_timers(k: float) -> dict[str, str]:
