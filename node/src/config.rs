@@ -622,7 +622,6 @@ impl Config {
                 .map(|listen| inkless_actors::MeshConfig {
                     listen,
                     cookie: self.cluster.cookie.clone(),
-                    reconnect_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
                 }),
             membership: inkless_actors::MembershipConfig {
                 lease,

@@ -20,7 +20,8 @@ of two metadata-store connections. Phases, each printed as one line:
              pg_stat_database) and its connections; mesh connections per node (established
              TCP connections from or to a node's cluster listener, from `ss`).
 4. crash:    kill -9 of KILL nodes at once (the last ones started, all AZs), until the
-             others run every partition again (the lease TTL is 3 s; the target is TTL + 2 s).
+             others run every partition again (the target is the lease TTL + 2 s; TTL 3 s and
+             renewal every second unless --lease-ttl-ms / --lease-renew-ms say otherwise).
 5. use:      one record to every partition and every partition read back from offset 0
              by franz-go (`franz-client fill`), on the survivors: the data path works.
 
@@ -74,9 +75,13 @@ def pg_counters(pg: PgServer, db: str) -> dict[str, int]:
 
 
 def table_reads(pg: PgServer, db: str) -> dict[str, int]:
-    """Rows read so far from each table (sequential and index scans)."""
-    out = psql(pg, db, "SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables")
-    return {name: int(n) for name, n in (line.split("|") for line in out.splitlines() if line)}
+    """Rows read so far from each table by sequential scans (`<table> seq`) and through indexes
+    (`<table> index`), and the sequential scans (`<table> scans`)."""
+    out = psql(pg, db, "SELECT relname, seq_tup_read, coalesce(idx_tup_fetch, 0), seq_scan FROM pg_stat_user_tables")
+    reads = {}
+    for name, seq, idx, scans in (line.split("|") for line in out.splitlines() if line):
+        reads.update({f"{name} seq": int(seq), f"{name} index": int(idx), f"{name} scans": int(scans)})
+    return reads
 
 
 def cpu_ticks(pid: int) -> int:
@@ -144,6 +149,8 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
         node = cluster.add(i, AZS[(i - 1) % len(AZS)])
         node.extra_env.update({"INKLESS__FETCH__CACHE_CAPACITY_BYTES": str(CACHE_BYTES),
                                "INKLESS__FETCH__CACHE_BLOCK_BYTES": str(BLOCK_BYTES),
+                               "INKLESS__CLUSTER__LEASE_RENEW_INTERVAL_MS": str(args.lease_renew_ms),
+                               "INKLESS__CLUSTER__LEASE_TTL_MS": str(args.lease_ttl_ms),
                                "RUST_LOG": "warn"})
     nodes = list(cluster.nodes.values())
     t0 = time.monotonic()
@@ -172,12 +179,16 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
         v.proc.wait(timeout=30)
     poll("crash", survivors, running, lambda c: None not in c and sum(c) == total, timeout, interval=0.1)
     phase(results, "crash", time.monotonic() - t0, f"kill -9 of {len(victims)} nodes at once until the other "
-          f"{len(survivors)} run all {total} partitions (lease TTL 3 s)")
+          f"{len(survivors)} run all {total} partitions (lease TTL {args.lease_ttl_ms / 1000:g} s)")
 
     bootstrap = ",".join(n.bootstrap for n in survivors[:12])
     produced, fetched = fill(bootstrap, args.topics, total, timeout)
     phase(results, "produce_all", produced, f"one record to each of {total} partitions, all acknowledged")
     phase(results, "fetch_all", fetched, f"each of {total} partitions read from offset 0")
+    mesh = mesh_connections(survivors)
+    results["mesh_after_traffic"] = spread(mesh)
+    print(f"{'mesh':<16} {max(mesh):9d}     connections per node at most after the traffic ({spread(mesh)}; "
+          f"a full mesh: {len(survivors) - 1})", flush=True)
 
 
 def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
@@ -190,7 +201,7 @@ def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
     elapsed = time.monotonic() - t0
     pg_after, tables_after = pg_counters(pg, db), table_reads(pg, db)
     by_table = {t: round((n - tables_before.get(t, 0)) / elapsed) for t, n in tables_after.items()}
-    by_table = dict(sorted(((t, n) for t, n in by_table.items() if n), key=lambda x: -x[1])[:6])
+    by_table = dict(sorted(((t, n) for t, n in by_table.items() if n), key=lambda x: -x[1])[:8])
     cpu = [100 * (cpu_ticks(n.proc.pid) - before[n.name]) / ticks / elapsed for n in nodes]
     rss = [rss_kib(n) / 1024 for n in nodes]
     mesh = mesh_connections(nodes)
@@ -220,6 +231,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=70.0,
                     help="seconds between placement and the idle measurement (default 70)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds each phase may take (default 600)")
+    ap.add_argument("--lease-renew-ms", type=int, default=1000, help="lease renewal interval (default 1000)")
+    ap.add_argument("--lease-ttl-ms", type=int, default=3000, help="lease TTL (default 3000)")
     ap.add_argument("--out", help="directory for logs (default: a new temp dir, kept)")
     args = ap.parse_args()
     if not 0 <= args.kill < args.nodes:
@@ -228,7 +241,8 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     print(f"many_nodes: {args.nodes} nodes, {args.partitions} partitions; binary {os.environ['INKLESS_BIN']}; "
           f"logs in {root}", flush=True)
-    results: dict = {"nodes": args.nodes, "partitions": args.partitions, "killed": args.kill}
+    results: dict = {"nodes": args.nodes, "partitions": args.partitions, "killed": args.kill,
+                     "lease_renew_ms": args.lease_renew_ms, "lease_ttl_ms": args.lease_ttl_ms}
     pg = PgServer(max_connections=args.nodes * (POOL_SIZE + 1) + 50)
     moto = MotoServer(root / "moto.log")
     status = 0

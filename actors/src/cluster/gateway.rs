@@ -1,5 +1,5 @@
-//! Gateway: the one actor of a node that other nodes send to, and the client side that
-//! sends to other nodes' gateways.
+//! Gateway: the one actor of a node that other nodes send to (the side that sends is
+//! [`crate::cluster::peers`]).
 //!
 //! Partition actors, cache shards and the rest are never visible to other nodes
 //! (ractor_cluster would create a stub per remote actor per peer); only the gateway is, in
@@ -24,7 +24,6 @@ use crate::{AppendError, ReadError, TopicPartition};
 use inkless_storage::metadata::BatchCoordinate;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -150,49 +149,12 @@ pub enum RemoteError {
 }
 
 /// Reads `node`'s answer: a refusal becomes [`RemoteError::Unsupported`].
-fn read_answer(node: i32, bytes: &[u8]) -> Result<Response, RemoteError> {
+pub(crate) fn read_answer(node: i32, bytes: &[u8]) -> Result<Response, RemoteError> {
     match wire::decode_response(bytes) {
         Ok(Reply::Answered(response)) => Ok(response),
         Ok(Reply::Unsupported { understood }) => Err(RemoteError::Unsupported { node, understood }),
         Err(e) => Err(RemoteError::BadAnswer(node, e)),
     }
-}
-
-/// Sends `request` to `node`'s gateway now (so that requests to one node keep their
-/// order) and returns the future answer.
-pub fn send(
-    node: i32,
-    request: &Request,
-    timeout: Duration,
-) -> Result<impl Future<Output = Result<Response, RemoteError>>, RemoteError> {
-    let cell = ractor::pg::get_members(&group_name(node))
-        .into_iter()
-        .next()
-        .ok_or(RemoteError::Unreachable(node))?;
-    let gateway: ActorRef<GatewayMsg> = cell.into();
-    let bytes = wire::encode_request(request).map_err(|e| RemoteError::Unsendable(node, e))?;
-    let (tx, rx) = oneshot::channel();
-    // The port carries the timeout across the mesh: ractor_cluster's bridge task for the
-    // answer (and its pending-request entry) then ends with it. Without one, an answer that
-    // never comes (a session that broke with the request in it) kept both forever.
-    gateway
-        .send_message(GatewayMsg::Call(bytes, RpcReplyPort::from((tx, timeout))))
-        .map_err(|_| RemoteError::Unreachable(node))?;
-    Ok(async move {
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(bytes)) => read_answer(node, &bytes),
-            _ => Err(RemoteError::NoAnswer(node)),
-        }
-    })
-}
-
-/// Sends and waits.
-pub async fn call(
-    node: i32,
-    request: &Request,
-    timeout: Duration,
-) -> Result<Response, RemoteError> {
-    send(node, request, timeout)?.await
 }
 
 /// Arguments of the [`Gateway`].

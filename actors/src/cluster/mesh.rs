@@ -1,10 +1,12 @@
-//! Mesh: this node's ractor_cluster server and its sessions to every other live node.
+//! Mesh: this node's ractor_cluster server and its sessions to the peers it talks to.
 //!
-//! ractor_cluster has no reconnection and no dead-peer timeout of its own, so every
-//! `reconnect_interval`, and whenever the live set changes, the mesh asks its server which
-//! peers have a session and dials the live nodes that have none. Peers authenticate with
-//! the shared cookie. Failure detection is the lease's job, not the mesh's: a node without a
-//! session is only unreachable for remote calls, which then fail and are retried by clients.
+//! Sessions are opened on demand (ADR 0026): [`crate::cluster::peers`] asks the mesh to dial
+//! a live node when it has a request for it and no session, so a node holds sessions only to
+//! the peers it sends to or that send to it, however many nodes are live. ractor_cluster has
+//! no reconnection of its own; a session that breaks is dialled again by the next request.
+//! Peers authenticate with the shared cookie. Failure detection is the lease's job, not the
+//! mesh's: a node without a session is only unreachable for remote calls, which then fail
+//! and are retried by clients.
 //!
 //! Nodes are named `inkless-<node id>` on the mesh (ractor_cluster's own node ids are
 //! per-session counters and mean nothing across nodes).
@@ -22,6 +24,9 @@ use tokio::sync::watch;
 /// Largest cache block a node may be configured with (`fetch.cache_block_bytes`); it sizes
 /// the mesh's frames.
 pub const MAX_BLOCK_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Longest a dial (TCP connect and the cookie handshake) may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Room in a frame beside the cache block it may carry: envelopes, and the coordinates of a
 /// Read answer (at most [`super::gateway::MAX_COORDINATES_PER_READ`], ~100 bytes each).
@@ -41,15 +46,13 @@ pub struct MeshConfig {
     pub listen: SocketAddr,
     /// Shared secret of the cluster.
     pub cookie: String,
-    /// How often missing sessions are dialled again.
-    pub reconnect_interval: Duration,
 }
 
 /// Messages of the [`Mesh`].
 #[derive(Debug)]
 pub enum MeshMsg {
-    /// Dial the live nodes without a session.
-    Reconnect,
+    /// Dial this live node unless a session to it exists.
+    Dial(i32),
 }
 
 impl ractor::Message for MeshMsg {}
@@ -109,32 +112,32 @@ impl MeshState {
         }
     }
 
-    async fn reconnect(&self) {
+    async fn dial(&self, node: i32) {
         let live = self.args.live.borrow().clone();
-        let connected = self.connected_peers().await;
-        for peer in &live.nodes {
-            if peer.node_id == self.args.node_id
-                || peer.cluster_addr.is_empty()
-                || connected.contains(&peer.node_id)
-            {
-                continue;
-            }
-            let server = self.server.clone();
-            let addr = peer.cluster_addr.clone();
-            let id = peer.node_id;
-            tokio::spawn(async move {
-                match tokio::time::timeout(
-                    Duration::from_secs(2),
-                    ractor_cluster::client_connect(&server, addr.as_str()),
-                )
-                .await
-                {
-                    Ok(Ok(())) => tracing::info!(peer = id, %addr, "mesh session opened"),
-                    Ok(Err(e)) => tracing::debug!(peer = id, %addr, error = %e, "mesh dial failed"),
-                    Err(_) => tracing::debug!(peer = id, %addr, "mesh dial timed out"),
-                }
-            });
+        let Some(peer) = live.nodes.iter().find(|n| n.node_id == node) else {
+            tracing::debug!(peer = node, "not dialled: not a live node");
+            return;
+        };
+        if node == self.args.node_id
+            || peer.cluster_addr.is_empty()
+            || self.connected_peers().await.contains(&node)
+        {
+            return;
         }
+        let server = self.server.clone();
+        let addr = peer.cluster_addr.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(
+                DIAL_TIMEOUT,
+                ractor_cluster::client_connect(&server, addr.as_str()),
+            )
+            .await
+            {
+                Ok(Ok(())) => tracing::info!(peer = node, %addr, "mesh session opened"),
+                Ok(Err(e)) => tracing::debug!(peer = node, %addr, error = %e, "mesh dial failed"),
+                Err(_) => tracing::debug!(peer = node, %addr, "mesh dial timed out"),
+            }
+        });
     }
 }
 
@@ -161,18 +164,6 @@ impl Actor for Mesh {
         .with_max_inbound_frame_size(frame_limit(args.block_bytes));
         let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
         let me = Mailbox::new(myself, args.queued.clone());
-        me.post_interval(c.reconnect_interval, || MeshMsg::Reconnect);
-        // Dial at once when the live set changes.
-        let mut live = args.live.clone();
-        let dialer = me.clone();
-        tokio::spawn(async move {
-            while live.changed().await.is_ok() {
-                if dialer.post(MeshMsg::Reconnect).is_err() {
-                    break;
-                }
-            }
-        });
-        let _ = me.post(MeshMsg::Reconnect);
         Ok(MeshState { me, args, server })
     }
 
@@ -184,7 +175,7 @@ impl Actor for Mesh {
     ) -> Result<(), ActorProcessingErr> {
         state.me.taken();
         match msg {
-            MeshMsg::Reconnect => state.reconnect().await,
+            MeshMsg::Dial(node) => state.dial(node).await,
         }
         Ok(())
     }

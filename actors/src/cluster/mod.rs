@@ -6,5 +6,6 @@ pub(crate) mod gateway;
 pub(crate) mod lease;
 pub(crate) mod membership;
 pub(crate) mod mesh;
+pub(crate) mod peers;
 pub(crate) mod placement;
 pub(crate) mod wire;

@@ -104,9 +104,6 @@ impl Node {
             let _ = handle.await;
             let _ = tx.send(true);
         });
-        if config.cluster_mode {
-            tokio::spawn(announce_join(live.clone()));
-        }
         Ok(Node {
             directory,
             config,
@@ -198,28 +195,38 @@ impl Node {
         {
             tracing::warn!(error = %e, "could not release the lease; it will expire");
         }
-        // Tell the others, so they re-read the leases now rather than at their next renewal,
-        // and wait (at most a second) until they heard it: a process that exits right away
-        // would close its sessions with the notices still unsent.
-        let live = self.live();
-        let mut answers = Vec::new();
-        for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
-            match gateway::send(
-                peer.node_id,
-                &Request::MembershipChanged,
-                Duration::from_secs(1),
-            ) {
-                Ok(answer) => answers.push(answer),
-                Err(e) => {
-                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce the leave")
-                }
-            }
-        }
+        // Tell the peers it talks to, so they re-read the leases now rather than at their
+        // next renewal, and wait (at most a second) until they heard it: a process that
+        // exits right away would close its sessions with the notices still unsent.
+        let answers = self.announce_membership_change();
         for answer in futures::future::join_all(answers).await {
             if let Err(e) = answer {
                 tracing::debug!(error = %e, "a peer did not acknowledge the leave");
             }
         }
+    }
+
+    /// Sends `MembershipChanged` to every live peer this node has a session with (the others
+    /// learn it at their next renewal); returns their answers.
+    fn announce_membership_change(
+        &self,
+    ) -> Vec<impl std::future::Future<Output = Result<Response, gateway::RemoteError>> + use<>>
+    {
+        let live = self.live();
+        live.nodes
+            .iter()
+            .filter(|n| n.node_id != live.me)
+            .filter_map(|peer| {
+                self.slots
+                    .peers
+                    .send_if_connected(
+                        peer.node_id,
+                        &Request::MembershipChanged,
+                        Duration::from_secs(1),
+                    )
+                    .ok()
+            })
+            .collect()
     }
 
     /// Pins partitions to nodes (`Some`) or removes their pins (`None`) in the metadata
@@ -247,26 +254,15 @@ impl Node {
         Ok(changed)
     }
 
-    /// Renews this node's lease now (which re-reads pins and drain marks) and sends every
-    /// peer `MembershipChanged`, which makes them do the same.
+    /// Renews this node's lease now (which re-reads pins and drain marks) and sends the
+    /// peers it has sessions with `MembershipChanged`, which makes them do the same (the
+    /// others do at their next renewal).
     fn announce_placement_inputs(&self) {
         if let Some(m) = self.slots.membership.get() {
             let _ = m.post(MembershipMsg::Renew);
         }
-        let live = self.live();
-        for peer in live.nodes.iter().filter(|n| n.node_id != live.me) {
-            match gateway::send(
-                peer.node_id,
-                &Request::MembershipChanged,
-                Duration::from_secs(1),
-            ) {
-                Ok(answer) => {
-                    tokio::spawn(answer);
-                }
-                Err(e) => {
-                    tracing::debug!(peer = peer.node_id, error = %e, "could not announce a placement change")
-                }
-            }
+        for answer in self.announce_membership_change() {
+            tokio::spawn(answer);
         }
     }
 
@@ -428,7 +424,9 @@ impl Node {
     }
 
     async fn remote(&self, owner: i32, request: Request) -> Result<Response, ReadError> {
-        gateway::call(owner, &request, self.config.remote_timeout)
+        self.slots
+            .peers
+            .call(owner, &request, self.config.remote_timeout)
             .await
             .map_err(|e| {
                 tracing::debug!(owner, error = %e, "remote partition call failed");
@@ -496,33 +494,5 @@ impl Node {
     pub async fn stop(&self) {
         self.supervisor.stop(Some("shutdown".into()));
         self.stopped().await;
-    }
-}
-
-/// Tells the peers that this node joined, so that they re-read the leases (and hand over
-/// its partitions) now rather than at their next renewal. The mesh dials them in the
-/// background, so this tries for about two seconds.
-async fn announce_join(live: watch::Receiver<Arc<LiveSet>>) {
-    let mut told = std::collections::HashSet::new();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let set = live.borrow().clone();
-        let peers: Vec<i32> = set
-            .nodes
-            .iter()
-            .map(|n| n.node_id)
-            .filter(|id| *id != set.me && !told.contains(id))
-            .collect();
-        if peers.is_empty() && !told.is_empty() {
-            return;
-        }
-        for peer in peers {
-            if let Ok(answer) =
-                gateway::send(peer, &Request::MembershipChanged, Duration::from_secs(1))
-            {
-                tokio::spawn(answer);
-                told.insert(peer);
-            }
-        }
     }
 }

@@ -221,7 +221,11 @@ impl Node {
                 start: range.start,
                 end: range.end,
             };
-            let answer = gateway::call(shard, &request, self.config.remote_timeout).await;
+            let answer = self
+                .slots
+                .peers
+                .call(shard, &request, self.config.remote_timeout)
+                .await;
             match answer {
                 Ok(Response::CacheRead(r)) => return r.map(Bytes::from),
                 Ok(other) => tracing::warn!(shard, ?other, "unexpected cache answer"),

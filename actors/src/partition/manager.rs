@@ -32,7 +32,8 @@
 //! Ensure and Place answer with exactly the owned partitions that do not run afterwards,
 //! each with why ([`StartError`]).
 
-use crate::cluster::gateway::{self, Request};
+use crate::cluster::gateway::Request;
+use crate::cluster::peers::Peers;
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{
     PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets, PartitionStart,
@@ -133,6 +134,8 @@ pub struct ManagerArgs {
     pub live: watch::Receiver<Arc<LiveSet>>,
     /// A partition actor without a message this long goes dormant (`None`: never).
     pub idle_stop: Option<Duration>,
+    /// Tells new owners of released partitions.
+    pub peers: Peers,
 }
 
 /// The backoff of a partition whose start failed.
@@ -588,7 +591,7 @@ impl ManagerState {
         self.stop_all(&taken_over).await;
         if live.me_live {
             self.release(keys(&moved)).await;
-            tell_new_owners(&live, moved);
+            tell_new_owners(&self.args.peers, &live, moved);
         }
         let failed = self.ensure(owned.into_iter().collect()).await;
         if live.me_live {
@@ -638,7 +641,7 @@ async fn drain_all(actors: Vec<Mailbox<PartitionMsg>>) -> Vec<ActorId> {
 
 /// Tells each new owner which of its partitions were just released, so it claims them now
 /// instead of at its next retry (best effort: the retry gets there anyway).
-fn tell_new_owners(live: &LiveSet, released: Vec<TopicPartition>) {
+fn tell_new_owners(peers: &Peers, live: &LiveSet, released: Vec<TopicPartition>) {
     let mut by_owner: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
     for tp in released {
         if let Some(owner) = live.partition_owner(&tp).filter(|o| *o != live.me) {
@@ -646,7 +649,7 @@ fn tell_new_owners(live: &LiveSet, released: Vec<TopicPartition>) {
         }
     }
     for (owner, tps) in by_owner {
-        let sent = gateway::send(owner, &Request::Released(tps), RELEASE_NOTICE_TIMEOUT);
+        let sent = peers.send(owner, &Request::Released(tps), RELEASE_NOTICE_TIMEOUT);
         match sent {
             Ok(answer) => {
                 tokio::spawn(answer);

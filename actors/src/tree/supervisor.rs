@@ -12,6 +12,7 @@
 use crate::cluster::gateway::{Gateway, GatewayArgs};
 use crate::cluster::membership::{Membership, MembershipArgs, MembershipMsg};
 use crate::cluster::mesh::{Mesh, MeshArgs};
+use crate::cluster::peers::Peers;
 use crate::cluster::placement::LiveSet;
 use crate::group::consumer::SharedTopicLookup;
 use crate::group::manager::{GroupManager, GroupManagerArgs, GroupManagerMsg};
@@ -136,6 +137,8 @@ pub(crate) struct Slots {
     pub(crate) groups: Arc<ActorSlot<GroupManagerMsg>>,
     pub(crate) buffer: Arc<ActorSlot<BufferMsg>>,
     pub(crate) txn: Arc<ActorSlot<TxnMsg>>,
+    /// Sends to other nodes (and holds the mesh's slot).
+    pub(crate) peers: Peers,
 }
 
 pub(crate) struct SupervisorArgs {
@@ -177,6 +180,10 @@ impl SupervisorState {
                     live: a.live.subscribe(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Mesh, args, me).await?;
+                a.slots
+                    .peers
+                    .mesh_slot()
+                    .set(Some(Mailbox::new(r.clone(), queued.clone())));
                 r.get_cell()
             }
             Child::Gateway => {
@@ -240,6 +247,7 @@ impl SupervisorState {
                     upload_timeout: c.upload_timeout,
                     block_bytes: c.cache_block_bytes,
                     live: a.live.subscribe(),
+                    peers: a.slots.peers.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, ObjectUploader, args, me).await?;
                 a.slots
@@ -260,6 +268,7 @@ impl SupervisorState {
                     directory: a.directory.clone(),
                     live: a.live.subscribe(),
                     idle_stop: c.partition_idle_stop,
+                    peers: a.slots.peers.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, PartitionManager, args, me).await?;
                 a.slots

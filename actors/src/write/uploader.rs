@@ -11,7 +11,8 @@
 //! Its mailbox count is its backlog: an `Upload` is counted out when its object is
 //! delivered or given up, so the ProduceBuffer can hold back at `max_objects_waiting`.
 
-use crate::cluster::gateway::{self, Request, Response};
+use crate::cluster::gateway::{Request, Response};
+use crate::cluster::peers::Peers;
 use crate::cluster::placement::LiveSet;
 use crate::partition::actor::{AppendReply, IncomingBatch, PartitionMsg};
 use crate::partition::registry::{NotPosted, PartitionRegistry};
@@ -85,6 +86,8 @@ pub struct UploaderArgs {
     pub block_bytes: u64,
     /// The live set: owners of partitions that do not run here.
     pub live: watch::Receiver<Arc<LiveSet>>,
+    /// Sends to those owners.
+    pub peers: Peers,
 }
 
 struct Tracked {
@@ -195,9 +198,14 @@ impl UploaderState {
                 // Relayed only while this node's lease holds (its view may be stale else).
                 let relay = self.args.partitions.guard().is_valid();
                 match live.partition_owner(&p.tp) {
-                    Some(owner) if owner != live.me && relay => {
-                        append_remote(owner, &t.key, size, p, self.args.upload_timeout)
-                    }
+                    Some(owner) if owner != live.me && relay => append_remote(
+                        &self.args.peers,
+                        owner,
+                        &t.key,
+                        size,
+                        p,
+                        self.args.upload_timeout,
+                    ),
                     _ => {
                         let _ = p.reply.send(Err(AppendError::NotOwner));
                     }
@@ -222,14 +230,21 @@ impl UploaderState {
 
 /// Hands a partition's slice to its owner on another node. The request is sent before this
 /// returns, so slices reach the owner in seal order.
-fn append_remote(owner: i32, key: &str, object_size: u64, p: SealedPart, timeout: Duration) {
+fn append_remote(
+    peers: &Peers,
+    owner: i32,
+    key: &str,
+    object_size: u64,
+    p: SealedPart,
+    timeout: Duration,
+) {
     let request = Request::Append {
         tp: p.tp,
         object_key: key.to_string(),
         object_size,
         batches: p.batches,
     };
-    match gateway::send(owner, &request, timeout) {
+    match peers.send(owner, &request, timeout) {
         Err(e) => {
             tracing::debug!(owner, error = %e, "partition owner unreachable");
             let _ = p.reply.send(Err(AppendError::NotOwner));

@@ -176,6 +176,7 @@ impl Rig {
             upload_timeout,
             block_bytes: 4 << 20,
             live: watch::channel(Arc::new(LiveSet::single(me))).1,
+            peers: Default::default(),
         };
         let (uploader, _) = spawn_for_test(ObjectUploader, args).await;
         Rig {
