@@ -225,16 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_requests_fail_unsent_when_no_session_comes() {
-        let peers = Peers::default();
-        // A mesh that takes the dial request and never dials.
-        let (mesh, _handle) = ractor::Actor::spawn(None, NullMesh, ()).await.unwrap();
-        peers
-            .inner
-            .mesh
-            .set(Some(crate::tree::mailbox::Mailbox::new(
-                mesh.clone(),
-                Default::default(),
-            )));
+        let (peers, mesh) = with_null_mesh().await;
         let first = peers
             .send(
                 987_655,
@@ -259,15 +250,7 @@ mod tests {
     #[tokio::test]
     async fn requests_queued_behind_a_dial_are_sent_in_order_once_the_session_is_ready() {
         let node = 987_656;
-        let peers = Peers::default();
-        let (mesh, _) = ractor::Actor::spawn(None, NullMesh, ()).await.unwrap();
-        peers
-            .inner
-            .mesh
-            .set(Some(crate::tree::mailbox::Mailbox::new(
-                mesh.clone(),
-                Default::default(),
-            )));
+        let (peers, mesh) = with_null_mesh().await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (gateway, _) = ractor::Actor::spawn(None, FakeGateway, seen.clone())
             .await
@@ -333,6 +316,15 @@ mod tests {
             let _ = port.send(wire::encode_answer(Response::Ack, wire::SENT_VERSION));
             Ok(())
         }
+    }
+
+    /// Peers whose mesh takes dial requests and never dials.
+    async fn with_null_mesh() -> (Peers, ActorRef<MeshMsg>) {
+        let peers = Peers::default();
+        let (mesh, _) = ractor::Actor::spawn(None, NullMesh, ()).await.unwrap();
+        let mailbox = crate::tree::mailbox::Mailbox::new(mesh.clone(), Default::default());
+        peers.inner.mesh.set(Some(mailbox));
+        (peers, mesh)
     }
 
     struct NullMesh;

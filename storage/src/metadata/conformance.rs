@@ -110,6 +110,25 @@ async fn leases(s: &SharedMetadataStore) {
     s.release_lease(1, a2.incarnation).await.expect("release");
     s.release_lease(2, b.incarnation).await.expect("release");
     assert!(s.nodes().await.expect("nodes").is_empty());
+
+    // A renewal neither lists nor keeps a row that expired longer ago than rows are kept.
+    let d = lease(4, "az-a");
+    s.renew_lease(&d, 60_000).await.expect("register d");
+    let old = lease(3, "az-c");
+    let long_ago = -super::EXPIRED_LEASE_KEPT_MS - 60_000;
+    s.renew_lease(&old, long_ago).await.expect("register old");
+    let seen = s.renew_lease(&d, 60_000).await.expect("renew d").nodes;
+    let ids: Vec<i32> = seen.iter().map(|n| n.lease.node_id).collect();
+    assert_eq!(ids, vec![4]);
+    let ids: Vec<i32> = s
+        .nodes()
+        .await
+        .expect("nodes")
+        .iter()
+        .map(|n| n.lease.node_id)
+        .collect();
+    assert_eq!(ids, vec![4]);
+    s.release_lease(4, d.incarnation).await.expect("release");
 }
 
 async fn group_offsets(s: &SharedMetadataStore) {

@@ -15,6 +15,7 @@
 //! statement per table, pipelined on one connection.
 
 mod check;
+mod lease;
 mod lifecycle;
 mod ownership;
 mod txn;
@@ -1748,10 +1749,22 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn renew_lease(&self, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
+        let held = self
+            .query(
+                lease::RENEW_HELD,
+                &[&lease.node_id, &lease.incarnation, &ttl_ms],
+            )
+            .await?;
+        if let Some(renewal) = lease::held_view(lease, ttl_ms, &held).map_err(pg)? {
+            if let Some(before) = renewal.prune_before {
+                self.query(lease::PRUNE_EXPIRED, &[&before]).await?;
+            }
+            return Ok(renewal.view);
+        }
         let lease = lease.clone();
         self.with_tx(move |tx| {
             let lease = lease.clone();
-            Box::pin(async move { renew_lease_tx(tx, &lease, ttl_ms).await })
+            Box::pin(async move { lease::renew_lease_tx(tx, &lease, ttl_ms).await })
         })
         .await
     }
@@ -1936,8 +1949,8 @@ impl MetadataStore for PostgresStore {
     async fn nodes(&self) -> MetaResult<Vec<NodeStatus>> {
         self.with_tx(|tx| {
             Box::pin(async move {
-                let now = store_now(tx).await?;
-                all_nodes(tx, now).await
+                let now = lease::store_now(tx).await?;
+                lease::all_nodes(tx, now).await
             })
         })
         .await
@@ -1947,7 +1960,7 @@ impl MetadataStore for PostgresStore {
         self.with_tx(move |tx| {
             Box::pin(async move {
                 let changed = if draining {
-                    let now = store_now(tx).await?;
+                    let now = lease::store_now(tx).await?;
                     tx.execute(
                         "INSERT INTO node_drains (node_id, since_ms) VALUES ($1, $2) \
                          ON CONFLICT (node_id) DO NOTHING",
@@ -1973,138 +1986,6 @@ impl MetadataStore for PostgresStore {
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(pg)
     }
-}
-
-/// Registers or renews a lease. The row is locked by the update, so a claim that breaks this
-/// lease either commits first (and the renewal returns the new generation) or waits and
-/// finds the lease renewed. A row is taken over by a new incarnation only when expired, and
-/// gets a new generation; a renewal of the same incarnation keeps its generation.
-async fn renew_lease_tx(tx: &Tx<'_>, lease: &NodeLease, ttl_ms: i64) -> TxResult<LeaseView> {
-    // The database's clock, so that nodes with skewed clocks agree on expiry.
-    let now = store_now(tx).await?;
-    tx.execute(
-        "DELETE FROM node_leases WHERE expires_ms < $1",
-        &[&(now - EXPIRED_LEASE_KEPT_MS)],
-    )
-    .await?;
-    let before = tx
-        .query_opt(
-            "SELECT incarnation, expires_ms, generation FROM node_leases WHERE node_id = $1 FOR UPDATE",
-            &[&lease.node_id],
-        )
-        .await?;
-    // The row stays locked: the generation read here is the one a takeover left.
-    let (kept, lapsed) = match &before {
-        Some(r) => {
-            let (incarnation, expires, generation): (Uuid, i64, i64) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            if incarnation != lease.incarnation && expires > now {
-                return Err(MetaError::LeaseHeld {
-                    node_id: lease.node_id,
-                    expires_in_ms: expires - now,
-                }
-                .into());
-            }
-            let mine = incarnation == lease.incarnation;
-            (
-                (mine && generation > 0).then_some(generation),
-                mine && expires <= now,
-            )
-        }
-        None => (None, false),
-    };
-    let generation: i64 = match kept {
-        Some(g) => g,
-        None => tx
-            .query_one("SELECT nextval('lease_generations')", &[])
-            .await?
-            .try_get(0)?,
-    };
-    let row = tx
-        .query_opt(
-            "INSERT INTO node_leases (node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms, generation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, az = excluded.az,
-                 kafka_addr = excluded.kafka_addr, cluster_addr = excluded.cluster_addr,
-                 admin_addr = excluded.admin_addr, renewed_ms = excluded.renewed_ms,
-                 expires_ms = excluded.expires_ms, generation = excluded.generation
-             WHERE node_leases.incarnation = excluded.incarnation OR node_leases.expires_ms <= $7
-             RETURNING generation",
-            &[
-                &lease.node_id,
-                &lease.incarnation,
-                &lease.az,
-                &lease.kafka_addr,
-                &lease.cluster_addr,
-                &lease.admin_addr,
-                &now,
-                &(now + ttl_ms),
-                &generation,
-            ],
-        )
-        .await?
-        // Another incarnation registered between our read and our write.
-        .ok_or(MetaError::LeaseHeld {
-            node_id: lease.node_id,
-            expires_in_ms: ttl_ms,
-        })?;
-    Ok(LeaseView {
-        generation: row.try_get(0)?,
-        lapsed,
-        nodes: all_nodes(tx, now).await?,
-        draining: draining_tx(tx).await?,
-    })
-}
-
-/// The node ids marked draining, in order.
-async fn draining_tx(tx: &Tx<'_>) -> TxResult<Vec<i32>> {
-    let stmt = tx
-        .prepare_cached("SELECT node_id FROM node_drains ORDER BY node_id")
-        .await?;
-    let rows = tx.query(&stmt, &[]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?)
-}
-
-/// Milliseconds since the Unix epoch on the database's clock.
-async fn store_now(tx: &Tx<'_>) -> TxResult<i64> {
-    Ok(tx
-        .query_one(
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
-            &[],
-        )
-        .await?
-        .try_get(0)?)
-}
-
-async fn all_nodes(tx: &Tx<'_>, now: i64) -> TxResult<Vec<NodeStatus>> {
-    let rows = tx
-        .query(
-            "SELECT node_id, incarnation, az, kafka_addr, cluster_addr, admin_addr, renewed_ms, expires_ms
-             FROM node_leases ORDER BY node_id",
-            &[],
-        )
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let lease = NodeLease {
-            node_id: r.try_get(0)?,
-            incarnation: r.try_get(1)?,
-            az: r.try_get(2)?,
-            kafka_addr: r.try_get(3)?,
-            cluster_addr: r.try_get(4)?,
-            admin_addr: r.try_get(5)?,
-        };
-        out.push(NodeStatus::from_row(
-            lease,
-            r.try_get(6)?,
-            r.try_get(7)?,
-            now,
-        ));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
