@@ -51,14 +51,7 @@ pub(super) fn held_view(
     let mut nodes = Vec::with_capacity(rows.len());
     let mut prune = false;
     for r in rows {
-        let node = NodeLease {
-            node_id: r.try_get(3)?,
-            incarnation: r.try_get(4)?,
-            az: r.try_get(5)?,
-            kafka_addr: r.try_get(6)?,
-            cluster_addr: r.try_get(7)?,
-            admin_addr: r.try_get(8)?,
-        };
+        let node = lease_at(r, 3)?;
         let (mut renewed, mut expires): (i64, i64) = (r.try_get(9)?, r.try_get(10)?);
         if node.node_id == lease.node_id {
             // The snapshot predates this statement's own update.
@@ -197,20 +190,25 @@ pub(super) async fn all_nodes(tx: &Tx<'_>, now: i64) -> TxResult<Vec<NodeStatus>
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let lease = NodeLease {
-            node_id: r.try_get(0)?,
-            incarnation: r.try_get(1)?,
-            az: r.try_get(2)?,
-            kafka_addr: r.try_get(3)?,
-            cluster_addr: r.try_get(4)?,
-            admin_addr: r.try_get(5)?,
-        };
         out.push(NodeStatus::from_row(
-            lease,
+            lease_at(&r, 0)?,
             r.try_get(6)?,
             r.try_get(7)?,
             now,
         ));
     }
     Ok(out)
+}
+
+/// The lease in six columns of a row from `first` on: node id, incarnation, AZ, and the
+/// Kafka, mesh and admin addresses.
+fn lease_at(r: &Row, first: usize) -> Result<NodeLease, tokio_postgres::Error> {
+    Ok(NodeLease {
+        node_id: r.try_get(first)?,
+        incarnation: r.try_get(first + 1)?,
+        az: r.try_get(first + 2)?,
+        kafka_addr: r.try_get(first + 3)?,
+        cluster_addr: r.try_get(first + 4)?,
+        admin_addr: r.try_get(first + 5)?,
+    })
 }
