@@ -120,6 +120,11 @@ def live_seen(node) -> int | None:
         return None
 
 
+def running(node) -> int | None:
+    """Partitions the node runs (its `inkless_partitions` gauge), None while it does not answer."""
+    return gauge(node, "inkless_partitions")
+
+
 def poll(what: str, nodes, probe, done, timeout: float, interval: float = 0.5) -> float:
     """Seconds until `done([probe(n) for n in nodes])`; BenchFailed on timeout or a dead node."""
     t0 = time.monotonic()
@@ -167,7 +172,6 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
 
     t0 = time.monotonic()
     create_topics(nodes[0].bootstrap, args.topics, total, timeout)
-    running = lambda n: gauge(n, "inkless_partitions")  # noqa: E731
     poll("place", nodes, running, lambda c: None not in c and sum(c) == total, timeout)
     phase(results, "place", time.monotonic() - t0, f"{total} partitions in {args.topics} topics created until "
           f"the nodes run each once")
@@ -212,7 +216,6 @@ def crash(args, pg: PgServer, db: str, victims, survivors, results: dict) -> Non
           f"of the other {len(survivors)} (store clock; lease TTL {args.lease_ttl_ms / 1000:g} s)")
     for v in victims:
         v.proc.wait(timeout=30)
-    running = lambda n: gauge(n, "inkless_partitions")  # noqa: E731
     poll("crash_running", survivors, running, lambda c: None not in c and sum(c) == total, args.timeout, 0.1)
     phase(results, "crash_running", time.monotonic() - t0, f"kill -9 until a sweep of the survivors' metrics "
           f"found all {total} partitions running (an upper bound: the sweep starts after the claims)")
