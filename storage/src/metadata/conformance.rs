@@ -49,6 +49,7 @@ pub async fn run_all(store: SharedMetadataStore) {
     ownership(&store).await;
     batch_claims(&store).await;
     pins(&store).await;
+    balancer_pins(&store).await;
     group_states(&store).await;
     drains(&store).await;
     lifecycle::lifecycle(&store).await;
@@ -965,6 +966,7 @@ async fn pins(s: &SharedMetadataStore) {
         partition: (t.id, p),
         node_id,
         holder,
+        by_balancer: false,
     };
     assert_eq!(
         s.partition_pins().await.expect("pins"),
@@ -1000,6 +1002,96 @@ async fn pins(s: &SharedMetadataStore) {
 
     s.delete_topic("pinned").await.expect("delete");
     assert_eq!(s.partition_pins().await.expect("pins"), vec![]);
+}
+
+/// The balancer's pins (ADR 0022): written only under the latest balancer epoch, never over
+/// or instead of an operator's pin, skipped for partitions that no longer exist; an operator's
+/// pin replaces the balancer's. Load reports are replaced per node and read back.
+async fn balancer_pins(s: &SharedMetadataStore) {
+    let t = s
+        .create_topic(NewTopic {
+            name: "balanced".into(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create");
+    let pin = |p: i32, node_id: i32, by_balancer: bool| PartitionPin {
+        partition: (t.id, p),
+        node_id,
+        holder: None,
+        by_balancer,
+    };
+    let first = s.claim_balancer_epoch().await.expect("epoch");
+    s.set_partition_pins(vec![((t.id, 0), Some(5))])
+        .await
+        .expect("operator pin");
+    let written = s
+        .set_balancer_pins(
+            first,
+            vec![
+                ((t.id, 0), Some(6)),
+                ((t.id, 1), Some(6)),
+                ((t.id, 2), Some(7)),
+                ((t.id, 9), Some(7)),
+            ],
+        )
+        .await
+        .expect("balancer pins");
+    assert_eq!(
+        written, 2,
+        "not over the operator's pin, not on a missing partition"
+    );
+    assert_eq!(
+        s.partition_pins().await.expect("pins"),
+        vec![pin(0, 5, false), pin(1, 6, true), pin(2, 7, true)]
+    );
+    // The balancer moves its own pin and removes another; it cannot remove the operator's.
+    let written = s
+        .set_balancer_pins(
+            first,
+            vec![((t.id, 0), None), ((t.id, 1), Some(8)), ((t.id, 2), None)],
+        )
+        .await
+        .expect("move and remove");
+    assert_eq!(written, 2);
+    assert_eq!(
+        s.partition_pins().await.expect("pins"),
+        vec![pin(0, 5, false), pin(1, 8, true)]
+    );
+    // A new term fences the old one.
+    let second = s.claim_balancer_epoch().await.expect("epoch");
+    assert!(second > first);
+    match s.set_balancer_pins(first, vec![((t.id, 2), Some(6))]).await {
+        Err(MetaError::BalancerFenced(e)) if e == second => {}
+        other => panic!("expected BalancerFenced({second}), got {other:?}"),
+    }
+    // An operator's pin takes the balancer's place.
+    s.set_partition_pins(vec![((t.id, 1), Some(9))])
+        .await
+        .expect("operator over balancer");
+    assert_eq!(
+        s.partition_pins().await.expect("pins"),
+        vec![pin(0, 5, false), pin(1, 9, false)]
+    );
+
+    s.report_load(3, vec![((t.id, 1), 1_000), ((t.id, 0), 7)])
+        .await
+        .expect("report");
+    s.report_load(2, vec![]).await.expect("report");
+    s.report_load(3, vec![((t.id, 2), 500)])
+        .await
+        .expect("report again");
+    let loads = s.node_loads().await.expect("loads");
+    let got: Vec<(i32, Vec<(PartitionKey, u64)>)> = loads
+        .iter()
+        .map(|l| (l.node_id, l.partitions.clone()))
+        .collect();
+    assert_eq!(got, vec![(2, vec![]), (3, vec![((t.id, 2), 500)])]);
+    assert!(loads
+        .iter()
+        .all(|l| (-1_000..60_000).contains(&l.reported_ago_ms)));
+    s.delete_topic("balanced").await.expect("delete");
 }
 
 /// Node drains (ADR 0021): marked and unmarked once (the second call changes nothing), any

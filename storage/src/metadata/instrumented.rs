@@ -175,6 +175,25 @@ impl MetadataStore for Instrumented {
     async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>> {
         timed!("partition_pins", self.inner.partition_pins())
     }
+    async fn claim_balancer_epoch(&self) -> MetaResult<i64> {
+        timed!("claim_balancer_epoch", self.inner.claim_balancer_epoch())
+    }
+    async fn set_balancer_pins(
+        &self,
+        epoch: i64,
+        pins: Vec<(PartitionKey, Option<i32>)>,
+    ) -> MetaResult<usize> {
+        timed!(
+            "set_balancer_pins",
+            self.inner.set_balancer_pins(epoch, pins)
+        )
+    }
+    async fn report_load(&self, node_id: i32, load: Vec<(PartitionKey, u64)>) -> MetaResult<()> {
+        timed!("report_load", self.inner.report_load(node_id, load))
+    }
+    async fn node_loads(&self) -> MetaResult<Vec<NodeLoad>> {
+        timed!("node_loads", self.inner.node_loads())
+    }
     async fn delete_records(
         &self,
         topic_id: Uuid,

@@ -77,6 +77,9 @@ pub enum MetaError {
     /// this commit, or it was taken for an orphan): nothing of the commit is stored.
     #[error("object {0} was deleted")]
     ObjectDeleted(String),
+    /// A newer balancer term started: this balancer's pins are refused.
+    #[error("a newer balancer (epoch {0}) places partitions now")]
+    BalancerFenced(i64),
     /// The group's offsets were written by a coordinator with a stale owner epoch.
     #[error("group {0} is coordinated under a newer epoch")]
     GroupFenced(String),
@@ -219,6 +222,43 @@ pub struct PartitionPin {
     pub node_id: i32,
     /// The node whose claim holds the partition now (`None` while it is released).
     pub holder: Option<i32>,
+    /// True if the cluster's balancer wrote it (ADR 0022), false for an operator's pin.
+    /// An operator's pin always wins: the balancer never changes or removes one.
+    pub by_balancer: bool,
+}
+
+/// What a node last reported of its partitions' load (ADR 0022), for the balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLoad {
+    /// The reporting node.
+    pub node_id: i32,
+    /// How long ago it reported, on the store's clock.
+    pub reported_ago_ms: i64,
+    /// Its busiest partitions with the bytes per second appended to each, busiest first.
+    pub partitions: Vec<(PartitionKey, u64)>,
+}
+
+/// [`NodeLoad::partitions`] as stored: `topic-id:partition:bytes-per-second`, joined by
+/// commas.
+pub(crate) fn encode_load(load: &[(PartitionKey, u64)]) -> String {
+    load.iter()
+        .map(|((t, p), bps)| format!("{t}:{p}:{bps}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The inverse of [`encode_load`].
+pub(crate) fn decode_load(s: &str) -> MetaResult<Vec<(PartitionKey, u64)>> {
+    let bad = |x: &str| MetaError::Invalid(format!("bad partition load {x}"));
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            let (key, bps) = x.rsplit_once(':').ok_or_else(|| bad(x))?;
+            let bps = bps.parse().map_err(|_| bad(x))?;
+            let key = decode_partitions(key)?.pop().ok_or_else(|| bad(x))?;
+            Ok((key, bps))
+        })
+        .collect()
 }
 
 /// The refusal of a partition listed again in one [`MetadataStore::claim_partitions`].
@@ -857,6 +897,22 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()>;
     /// Every pin, in partition order, with the node holding each partition now.
     async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>>;
+    /// Starts a new balancer term (ADR 0022): returns its epoch, higher than any before.
+    /// Pins written under an older epoch are refused from then on.
+    async fn claim_balancer_epoch(&self) -> MetaResult<i64>;
+    /// The balancer's pins (`Some(node_id)`) and removals of its pins (`None`), in one
+    /// transaction, if `epoch` is still the latest ([`MetaError::BalancerFenced`] if not).
+    /// An operator's pin is never changed or removed, and a partition that no longer exists
+    /// is skipped. Returns how many pins were written or removed.
+    async fn set_balancer_pins(
+        &self,
+        epoch: i64,
+        pins: Vec<(PartitionKey, Option<i32>)>,
+    ) -> MetaResult<usize>;
+    /// Replaces what `node_id` last reported of its partitions' load.
+    async fn report_load(&self, node_id: i32, load: Vec<(PartitionKey, u64)>) -> MetaResult<()>;
+    /// Every node's last load report, by node id.
+    async fn node_loads(&self) -> MetaResult<Vec<NodeLoad>>;
     /// Raises the log start offset to `offset` (bounded by the high watermark) and drops
     /// batches wholly below it. Returns the new log start offset.
     async fn delete_records(

@@ -18,6 +18,7 @@ mod check;
 mod lease;
 mod lifecycle;
 mod ownership;
+mod pins;
 mod txn;
 
 use super::sqlite::PRODUCER_BATCHES_KEPT;
@@ -219,6 +220,11 @@ CREATE TABLE node_drains (node_id INTEGER PRIMARY KEY, since_ms BIGINT NOT NULL)
     r#"
 ALTER TABLE partitions ADD COLUMN epoch_changed_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX partitions_by_epoch_change ON partitions (epoch_changed_ms);
+"#,
+    // Balanced placement (ADR 0022): the balancer's pins, and the nodes' load reports.
+    r#"
+ALTER TABLE partition_pins ADD COLUMN by_balancer BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE node_loads (node_id INTEGER PRIMARY KEY, reported_ms BIGINT NOT NULL, load TEXT NOT NULL);
 "#,
 ];
 
@@ -990,36 +996,6 @@ async fn delete_records_tx(
     Ok(new_start)
 }
 
-/// Sets (`Some`) or removes (`None`) pins, in partition order. Each partition's row is
-/// share-locked first, so a pin never outlives a topic deleted concurrently.
-async fn set_pins_tx(tx: &Tx<'_>, mut pins: Vec<(PartitionKey, Option<i32>)>) -> TxResult<()> {
-    pins.sort_by_key(|(key, _)| *key);
-    let lock = tx
-        .prepare_cached(
-            "SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2 FOR KEY SHARE",
-        )
-        .await?;
-    let upsert = tx
-        .prepare_cached(
-            "INSERT INTO partition_pins (topic_id, partition, node_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (topic_id, partition) DO UPDATE SET node_id = EXCLUDED.node_id",
-        )
-        .await?;
-    let delete = tx
-        .prepare_cached("DELETE FROM partition_pins WHERE topic_id = $1 AND partition = $2")
-        .await?;
-    for ((id, partition), node) in pins {
-        if tx.query_opt(&lock, &[&id, &partition]).await?.is_none() {
-            return Err(MetaError::UnknownPartition(id, partition).into());
-        }
-        match node {
-            Some(node) => tx.execute(&upsert, &[&id, &partition, &node]).await?,
-            None => tx.execute(&delete, &[&id, &partition]).await?,
-        };
-    }
-    Ok(())
-}
-
 async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
     let t = topic_by_name(tx, name, true).await?;
     // Partitions first: this waits for any group commit holding their rows, whose batches
@@ -1508,34 +1484,43 @@ impl MetadataStore for PostgresStore {
         let pins = Arc::new(pins);
         self.with_tx(move |tx| {
             let pins = pins.as_ref().clone();
-            Box::pin(async move { set_pins_tx(tx, pins).await })
+            Box::pin(async move { pins::set_operator_pins(tx, pins).await })
         })
         .await
     }
 
     async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>> {
-        let rows = self
-            .query(
-                // Each pin looks up its partition's row by key: a join may scan every
-                // partition for a handful of pins (every node reads them every second).
-                "SELECT p.topic_id, p.partition, p.node_id, q.owner_node FROM partition_pins p \
-                 CROSS JOIN LATERAL (SELECT owner_node FROM partitions q \
-                 WHERE q.topic_id = p.topic_id AND q.partition = p.partition) q \
-                 ORDER BY p.topic_id, p.partition",
-                &[],
-            )
+        let rows = self.query(pins::ALL_PINS, &[]).await?;
+        pins::pins_from_rows(&rows)
+    }
+
+    async fn claim_balancer_epoch(&self) -> MetaResult<i64> {
+        let rows = self.query(pins::CLAIM_BALANCER_EPOCH, &[]).await?;
+        pins::epoch_from_rows(&rows)
+    }
+
+    async fn set_balancer_pins(
+        &self,
+        epoch: i64,
+        pins: Vec<(PartitionKey, Option<i32>)>,
+    ) -> MetaResult<usize> {
+        let pins = Arc::new(pins);
+        self.with_tx(move |tx| {
+            let pins = pins.as_ref().clone();
+            Box::pin(async move { pins::set_balancer_pins(tx, epoch, pins).await })
+        })
+        .await
+    }
+
+    async fn report_load(&self, node_id: i32, load: Vec<(PartitionKey, u64)>) -> MetaResult<()> {
+        self.query(pins::REPORT_LOAD, &[&node_id, &encode_load(&load)])
             .await?;
-        rows.iter()
-            .map(|r| {
-                let owner: i32 = r.try_get(3)?;
-                Ok(PartitionPin {
-                    partition: (r.try_get(0)?, r.try_get(1)?),
-                    node_id: r.try_get(2)?,
-                    holder: (owner >= 0).then_some(owner),
-                })
-            })
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(pg)
+        Ok(())
+    }
+
+    async fn node_loads(&self) -> MetaResult<Vec<NodeLoad>> {
+        let rows = self.query(pins::NODE_LOADS, &[]).await?;
+        pins::loads_from_rows(&rows)
     }
 
     async fn delete_records(

@@ -8,6 +8,7 @@
 mod check;
 mod lifecycle;
 mod ownership;
+mod pins;
 mod txn;
 
 use super::*;
@@ -199,6 +200,11 @@ CREATE TABLE node_drains (node_id INTEGER PRIMARY KEY, since_ms BIGINT NOT NULL)
     r#"
 ALTER TABLE partitions ADD COLUMN epoch_changed_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX partitions_by_epoch_change ON partitions (epoch_changed_ms);
+"#,
+    // Balanced placement (ADR 0022): the balancer's pins, and the nodes' load reports.
+    r#"
+ALTER TABLE partition_pins ADD COLUMN by_balancer INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE node_loads (node_id INTEGER PRIMARY KEY, reported_ms BIGINT NOT NULL, load TEXT NOT NULL);
 "#,
 ];
 
@@ -948,46 +954,34 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn set_partition_pins(&self, pins: Vec<(PartitionKey, Option<i32>)>) -> MetaResult<()> {
-        self.with_tx(move |tx| {
-            for ((id, partition), node) in pins {
-                set_pin(tx, id, partition, node)?;
-            }
-            Ok(())
-        })
-        .await
+        self.with_tx(move |tx| pins::set_operator_pins(tx, pins))
+            .await
     }
 
     async fn partition_pins(&self) -> MetaResult<Vec<PartitionPin>> {
-        self.with_tx(|tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT p.topic_id, p.partition, p.node_id, q.owner_node FROM partition_pins p \
-                     JOIN partitions q ON q.topic_id = p.topic_id AND q.partition = p.partition \
-                     ORDER BY p.topic_id, p.partition",
-                )
-                .map_err(db)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i32>(1)?,
-                        r.get::<_, i32>(2)?,
-                        r.get::<_, i32>(3)?,
-                    ))
-                })
-                .map_err(db)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, partition, node_id, owner) = row.map_err(db)?;
-                out.push(PartitionPin {
-                    partition: (Uuid::parse_str(&id).map_err(db)?, partition),
-                    node_id,
-                    holder: (owner >= 0).then_some(owner),
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.with_tx(pins::all_pins).await
+    }
+
+    async fn claim_balancer_epoch(&self) -> MetaResult<i64> {
+        self.with_tx(pins::claim_balancer_epoch).await
+    }
+
+    async fn set_balancer_pins(
+        &self,
+        epoch: i64,
+        pins: Vec<(PartitionKey, Option<i32>)>,
+    ) -> MetaResult<usize> {
+        self.with_tx(move |tx| pins::set_balancer_pins(tx, epoch, pins))
+            .await
+    }
+
+    async fn report_load(&self, node_id: i32, load: Vec<(PartitionKey, u64)>) -> MetaResult<()> {
+        self.with_tx(move |tx| pins::report_load(tx, node_id, &load))
+            .await
+    }
+
+    async fn node_loads(&self) -> MetaResult<Vec<NodeLoad>> {
+        self.with_tx(pins::node_loads).await
     }
 
     async fn delete_records(
@@ -1396,34 +1390,6 @@ impl MetadataStore for SqliteStore {
 }
 
 /// Registers or renews a lease (see PostgreSQL's `renew_lease_tx` for the rules).
-/// Sets (`Some`) or removes (`None`) the pin of one partition, which must exist.
-fn set_pin(tx: &Transaction<'_>, id: Uuid, partition: i32, node: Option<i32>) -> MetaResult<()> {
-    let key = id.to_string();
-    let exists = tx
-        .query_row(
-            "SELECT 1 FROM partitions WHERE topic_id = ?1 AND partition = ?2",
-            params![key, partition],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(db)?;
-    if exists.is_none() {
-        return Err(MetaError::UnknownPartition(id, partition));
-    }
-    match node {
-        Some(node) => tx.execute(
-            "INSERT INTO partition_pins (topic_id, partition, node_id) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (topic_id, partition) DO UPDATE SET node_id = excluded.node_id",
-            params![key, partition, node],
-        ),
-        None => tx.execute(
-            "DELETE FROM partition_pins WHERE topic_id = ?1 AND partition = ?2",
-            params![key, partition],
-        ),
-    }
-    .map_err(db)?;
-    Ok(())
-}
 
 fn renew_lease_tx(tx: &Transaction<'_>, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
     let now = crate::now_ms();
