@@ -32,6 +32,7 @@ mod tree;
 mod txn;
 mod write;
 
+pub use cluster::balancer::BalancerConfig;
 pub use cluster::membership::MembershipConfig;
 pub use cluster::mesh::{MeshConfig, MAX_BLOCK_BYTES};
 pub use cluster::placement::LiveSet;

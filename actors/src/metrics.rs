@@ -10,7 +10,7 @@ use inkless_storage::metrics::prometheus_client::metrics::family::Family;
 use inkless_storage::metrics::prometheus_client::metrics::gauge::Gauge;
 use inkless_storage::metrics::prometheus_client::registry::Registry;
 use inkless_storage::metrics::{Histogram, HistogramFamily, Label};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 /// The stages of a produce request, each a series of
@@ -74,6 +74,17 @@ pub(crate) struct ClusterCounters {
     pub(crate) partitions_released: Counter,
 }
 
+/// The balancer's view of placement (ADR 0022), kept by the node that balances.
+#[derive(Debug)]
+pub(crate) struct BalanceGauges {
+    /// Partitions moved by the balancer.
+    pub(crate) moves: Counter,
+    /// Most partitions on a node over the mean.
+    pub(crate) by_count: Gauge<f64, AtomicU64>,
+    /// Most bytes/s on a node over the mean.
+    pub(crate) by_load: Gauge<f64, AtomicU64>,
+}
+
 /// Every family of this crate.
 pub(crate) struct Metrics {
     stages: HistogramFamily,
@@ -82,6 +93,8 @@ pub(crate) struct Metrics {
     pub(crate) read: FetchSources,
     pub(crate) cache: CacheCounters,
     pub(crate) cluster: ClusterCounters,
+    pub(crate) balance: BalanceGauges,
+    imbalance: Family<Label, Gauge<f64, AtomicU64>>,
     restarts: Family<Label, Counter>,
     ownership: Family<Label, Counter>,
 }
@@ -111,7 +124,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         partitions_acquired: change("acquired"),
         partitions_released: change("released"),
     };
+    let imbalance: Family<Label, Gauge<f64, AtomicU64>> = Family::default();
+    // One series at a time: the family's lock guard ends with each call.
+    let by = |what| imbalance.get_or_create(&[("by", what)]).clone();
+    let balance = BalanceGauges {
+        moves: Counter::default(),
+        by_count: by("count"),
+        by_load: by("load"),
+    };
     Metrics {
+        balance,
+        imbalance,
         produce: ProduceStages {
             buffer_wait: stage(&stages, "buffer_wait"),
             object_put: stage(&stages, "object_put"),
@@ -192,6 +215,16 @@ pub fn register(r: &mut Registry) {
     );
     register_cache(r, &m.cache);
     register_cluster(r, &m.cluster);
+    r.register(
+        "inkless_placement_imbalance",
+        "Most partitions (by=count) or bytes/s (by=load) on a node over the mean per node, as the balancer last saw them (0 on nodes that do not balance)",
+        m.imbalance.clone(),
+    );
+    r.register(
+        "inkless_balancer_moves",
+        "Partitions the balancer moved from this node's term",
+        m.balance.moves.clone(),
+    );
 }
 
 fn register_cache(r: &mut Registry, c: &CacheCounters) {

@@ -446,6 +446,13 @@ pub struct ClusterSection {
     /// How often topics are re-read from the metadata store, to place partitions created
     /// or deleted through other nodes.
     pub topic_refresh_interval_ms: u64,
+    /// Move partitions to even out the nodes' partition counts and load (ADR 0022).
+    pub balance: bool,
+    /// Time between the balancer's rounds and the nodes' load reports.
+    pub balance_interval_ms: u64,
+    /// A node is balanced while it carries at most this times the mean (partitions, and
+    /// bytes/s appended).
+    pub balance_max_imbalance: f64,
 }
 
 impl Default for ClusterSection {
@@ -459,6 +466,9 @@ impl Default for ClusterSection {
             lease_renew_interval_ms: 1_000,
             lease_ttl_ms: 3_000,
             topic_refresh_interval_ms: 1_000,
+            balance: true,
+            balance_interval_ms: 30_000,
+            balance_max_imbalance: 1.1,
         }
     }
 }
@@ -575,6 +585,10 @@ impl Config {
                 && self.cluster.lease_ttl_ms >= 2 * self.cluster.lease_renew_interval_ms,
             "cluster.lease_ttl_ms must be at least twice cluster.lease_renew_interval_ms (>= 10)"
         );
+        anyhow::ensure!(
+            self.cluster.balance_interval_ms >= 100 && self.cluster.balance_max_imbalance >= 1.0,
+            "cluster.balance_interval_ms must be at least 100 and cluster.balance_max_imbalance at least 1.0"
+        );
         if self.cluster.enabled {
             anyhow::ensure!(
                 self.cluster.listen.parse::<std::net::SocketAddr>().is_ok(),
@@ -627,6 +641,11 @@ impl Config {
                 lease,
                 renew_interval: Duration::from_millis(self.cluster.lease_renew_interval_ms),
                 ttl: Duration::from_millis(self.cluster.lease_ttl_ms),
+            },
+            balancer: inkless_actors::BalancerConfig {
+                enabled: self.cluster.balance,
+                interval: Duration::from_millis(self.cluster.balance_interval_ms),
+                max_imbalance: self.cluster.balance_max_imbalance,
             },
             max_object_bytes: self.produce.max_object_bytes,
             flush_interval: Duration::from_millis(self.produce.flush_interval_ms),

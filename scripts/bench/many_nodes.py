@@ -14,16 +14,20 @@ of two metadata-store connections. Phases, each printed as one line:
              "converge": until every node's /cluster names all NODES as live.
 2. place:    one CreateTopics of PARTITIONS partitions (TOPICS topics) until the nodes
              together run each of them exactly once (their `inkless_partitions` gauges).
-3. idle:     after SETTLE seconds (70: longer than a node's epoch reads look back, ADR
+3. balance:  the spread rendezvous hashing gave (most partitions on a node over the mean,
+             from the store), then until the balancer (ADR 0022; a round every
+             --balance-interval-ms, 5 s here) brought it to 1.1 or less: its rounds' moves are
+             its pins (`partition_pins.by_balancer`). --balance-interval-ms 0 turns it off.
+4. idle:     after SETTLE seconds (70: longer than a node's epoch reads look back, ADR
              0025), IDLE seconds (30) of nothing: per node CPU (% of one core) and RSS; the
              metadata store's load (transactions, rows read and written per second, from
              pg_stat_database) and its connections; mesh connections per node (established
              TCP connections from or to a node's cluster listener, from `ss`).
-4. crash:    kill -9 of KILL nodes at once (the last ones started, all AZs), until the
+5. crash:    kill -9 of KILL nodes at once (the last ones started, all AZs), until the
              last of their partitions is claimed by a survivor, on the store's clock, then until
              the survivors run every partition (the target is the lease TTL + 2 s; TTL 3 s and
              renewal every second unless --lease-ttl-ms / --lease-renew-ms say otherwise).
-5. use:      one record to every partition and every partition read back from offset 0
+6. use:      one record to every partition and every partition read back from offset 0
              by franz-go (`franz-client fill`), on the survivors: the data path works.
 
 Prints a RESULT_JSON line at the end. Exit status 1 if a phase timed out or a node died.
@@ -160,6 +164,8 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
                                "INKLESS__FETCH__CACHE_BLOCK_BYTES": str(BLOCK_BYTES),
                                "INKLESS__CLUSTER__LEASE_RENEW_INTERVAL_MS": str(args.lease_renew_ms),
                                "INKLESS__CLUSTER__LEASE_TTL_MS": str(args.lease_ttl_ms),
+                               "INKLESS__CLUSTER__BALANCE": str(args.balance_interval_ms > 0).lower(),
+                               "INKLESS__CLUSTER__BALANCE_INTERVAL_MS": str(max(args.balance_interval_ms, 100)),
                                "RUST_LOG": "warn"})
     nodes = list(cluster.nodes.values())
     t0 = time.monotonic()
@@ -175,6 +181,7 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
     poll("place", nodes, running, lambda c: None not in c and sum(c) == total, timeout)
     phase(results, "place", time.monotonic() - t0, f"{total} partitions in {args.topics} topics created until "
           f"the nodes run each once")
+    balance(args, pg, db, results)
 
     idle(args, pg, db, nodes, results)
 
@@ -190,6 +197,37 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
     results["mesh_after_traffic"] = spread(mesh)
     print(f"{'mesh':<16} {max(mesh):9d}     connections per node at most after the traffic ({spread(mesh)}; "
           f"a full mesh: {len(survivors) - 1})", flush=True)
+
+
+def count_spread(pg: PgServer, db: str, n_nodes: int) -> tuple[float, int, int]:
+    """(most partitions held by one node over the mean, the most, the fewest), from the store."""
+    rows = psql(pg, db, "SELECT owner_node, count(*) FROM partitions WHERE owner_node >= 0 GROUP BY owner_node")
+    counts = [int(line.split("|")[1]) for line in rows.splitlines() if "|" in line]
+    counts += [0] * (n_nodes - len(counts))
+    return max(counts) / (sum(counts) / n_nodes), max(counts), min(counts)
+
+
+def balance(args, pg: PgServer, db: str, results: dict) -> None:
+    """The spread hashing gave, then the balancer's work until the most loaded node holds at
+    most 1.1 times the mean."""
+    ratio, most, fewest = count_spread(pg, db, args.nodes)
+    results["hashed_count_max_over_mean"] = round(ratio, 3)
+    print(f"{'hashed':<16} {ratio:9.2f}     most partitions on a node over the mean ({most} most, {fewest} fewest, "
+          f"mean {args.partitions / args.nodes:g})", flush=True)
+    if args.balance_interval_ms <= 0:
+        return
+    t0 = time.monotonic()
+    while ratio > 1.1:
+        if time.monotonic() - t0 > args.timeout:
+            raise BenchFailed(f"balance: still {ratio:.2f} after {args.timeout:.0f} s")
+        time.sleep(1)
+        ratio, most, fewest = count_spread(pg, db, args.nodes)
+    pins = int(psql(pg, db, "SELECT count(*) FROM partition_pins WHERE by_balancer"))
+    results["balanced_count_max_over_mean"] = round(ratio, 3)
+    results["balancer_pins"] = pins
+    phase(results, "balance", time.monotonic() - t0, f"until the most partitions on a node were {ratio:.2f} "
+          f"times the mean ({most} most, {fewest} fewest; rounds every {args.balance_interval_ms / 1000:g} s); "
+          f"{pins} balancer pins")
 
 
 def crash(args, pg: PgServer, db: str, victims, survivors, results: dict) -> None:
@@ -263,6 +301,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds each phase may take (default 600)")
     ap.add_argument("--lease-renew-ms", type=int, default=1000, help="lease renewal interval (default 1000)")
     ap.add_argument("--lease-ttl-ms", type=int, default=3000, help="lease TTL (default 3000)")
+    ap.add_argument("--balance-interval-ms", type=int, default=5000,
+                    help="the balancer's round interval (default 5000; 0 turns the balancer off)")
     ap.add_argument("--out", help="directory for logs (default: a new temp dir, kept)")
     args = ap.parse_args()
     if not 0 <= args.kill < args.nodes:
@@ -272,7 +312,8 @@ def main() -> int:
     print(f"many_nodes: {args.nodes} nodes, {args.partitions} partitions; binary {os.environ['INKLESS_BIN']}; "
           f"logs in {root}", flush=True)
     results: dict = {"nodes": args.nodes, "partitions": args.partitions, "killed": args.kill,
-                     "lease_renew_ms": args.lease_renew_ms, "lease_ttl_ms": args.lease_ttl_ms}
+                     "lease_renew_ms": args.lease_renew_ms, "lease_ttl_ms": args.lease_ttl_ms,
+                     "balance_interval_ms": args.balance_interval_ms}
     pg = PgServer(max_connections=args.nodes * (POOL_SIZE + 1) + 50)
     moto = MotoServer(root / "moto.log")
     status = 0

@@ -10,7 +10,8 @@
 //! A partition an operator pinned to a node (Kafka's AlterPartitionReassignments, ADR 0013)
 //! belongs to that node while it is live, and falls back to rendezvous hashing while it is
 //! not. The pins are read from the metadata store with the leases, so every node places
-//! with the same ones.
+//! with the same ones. The cluster's balancer (ADR 0022, [`crate::cluster::balancer`])
+//! moves partitions with pins of its own, which work the same way.
 //!
 //! A node an operator marked draining (`inkless cluster drain`, ADR 0021) is live but no
 //! candidate: hashing, zone leaders and cache shards skip it and its pins are dormant, so it
@@ -180,6 +181,11 @@ impl LiveSet {
     /// The node that runs the cluster's object collector.
     pub fn collector_owner(&self) -> Option<i32> {
         owner(fnv1a(b"object-collector", b""), self.candidate_ids())
+    }
+
+    /// The node that runs the cluster's balancer (ADR 0022).
+    pub fn balancer_owner(&self) -> Option<i32> {
+        owner(fnv1a(b"balancer", b""), self.candidate_ids())
     }
 
     /// This node's availability zone.

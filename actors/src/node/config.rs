@@ -1,5 +1,6 @@
 //! What a node is started with.
 
+use crate::cluster::balancer::BalancerConfig;
 use crate::cluster::membership::MembershipConfig;
 use crate::cluster::mesh::MeshConfig;
 use crate::group::coordinator::GroupLimits;
@@ -59,6 +60,8 @@ pub struct NodeConfig {
     pub retention_check_interval: Duration,
     /// Timing and pace of object deletion.
     pub collector: CollectorConfig,
+    /// Balanced placement (ADR 0022; in a cluster only).
+    pub balancer: BalancerConfig,
     /// What merging does and how fast.
     pub merge: MergeConfig,
     /// Kafka's `producer.id.expiration.ms`: an idempotent producer that has not written to
@@ -97,6 +100,7 @@ impl Default for NodeConfig {
             remote_timeout: Duration::from_secs(10),
             retention_check_interval: Duration::from_secs(30),
             collector: CollectorConfig::default(),
+            balancer: BalancerConfig::default(),
             merge: MergeConfig::default(),
             producer_id_expiration: Duration::from_secs(24 * 3600),
             compact: CompactConfig::default(),

@@ -59,6 +59,19 @@ struct Entry {
     owner_epoch: i64,
     /// Milliseconds since the registry was made, at the last message posted.
     last_used_ms: AtomicU64,
+    /// Bytes of the batches appended to it since it was claimed here: its load, which the
+    /// balancer weighs (ADR 0022).
+    appended_bytes: AtomicU64,
+}
+
+/// Bytes of the batches a message appends (0 for every other message).
+fn appended_by(msg: &PartitionMsg) -> u64 {
+    match msg {
+        PartitionMsg::Append { batches, .. } => {
+            batches.iter().map(|b| u64::from(b.position.len)).sum()
+        }
+        _ => 0,
+    }
 }
 
 /// A message [`PartitionRegistry::post`] could not deliver: the partition is not served
@@ -249,6 +262,7 @@ impl PartitionRegistry {
             generation,
             owner_epoch,
             last_used_ms: AtomicU64::new(self.now_ms()),
+            appended_bytes: AtomicU64::new(0),
         };
         if self.inner.write().insert(tp, entry).is_none() {
             crate::metrics::get().cluster.partitions_acquired.inc();
@@ -310,6 +324,7 @@ impl PartitionRegistry {
     /// then waits in order with any others). Posting happens under the registry's lock, so
     /// a partition put to sleep or moved away never gets a message after its last one.
     pub fn post(&self, tp: &TopicPartition, msg: PartitionMsg) -> Result<(), NotPosted> {
+        let appended = appended_by(&msg);
         {
             let map = self.inner.read();
             let Some(e) = self.serving(&map, tp) else {
@@ -317,6 +332,7 @@ impl PartitionRegistry {
             };
             if let Run::Awake(actor) = &e.run {
                 e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+                e.appended_bytes.fetch_add(appended, Ordering::Relaxed);
                 return post_to(actor, msg);
             }
         }
@@ -326,6 +342,7 @@ impl PartitionRegistry {
             return Err(NotPosted(Some(msg)));
         };
         e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        e.appended_bytes.fetch_add(appended, Ordering::Relaxed);
         match &mut e.run {
             Run::Awake(actor) => post_to(actor, msg),
             Run::Waking(waiting) => {
@@ -386,6 +403,17 @@ impl PartitionRegistry {
             .iter()
             .filter(|(_, e)| !matches!(e.run, Run::Awake(_)))
             .map(|(tp, _)| *tp)
+            .collect()
+    }
+
+    /// The partitions held here that were appended to since they were claimed here, with
+    /// the bytes appended to each (a counter that only grows while the partition stays).
+    pub fn appended_bytes(&self) -> Vec<(TopicPartition, u64)> {
+        self.inner
+            .read()
+            .iter()
+            .map(|(tp, e)| (*tp, e.appended_bytes.load(Ordering::Relaxed)))
+            .filter(|(_, bytes)| *bytes > 0)
             .collect()
     }
 

@@ -1,7 +1,8 @@
 //! NodeSupervisor: the root of a node's supervision tree. [`crate::Node`] starts it; it only
 //! builds the tree and restarts what fails.
 //!
-//! The supervisor starts the IndexWriter, CacheShard, ObjectUploader, PartitionManager,
+//! The supervisor starts (in a cluster) Membership, Gateway, Mesh and Balancer, then the
+//! IndexWriter, CacheShard, ObjectUploader, PartitionManager,
 //! GroupManager, ProduceBuffer, Retention, ObjectCollector, Merger, Compactor and
 //! TxnCoordinator, publishes
 //! their references in slots, and restarts any that fails. Losing one of them never loses
@@ -9,6 +10,7 @@
 //! retry. More than `max_restarts` failures within a minute stop
 //! the node (the process exits non-zero so an orchestrator restarts it).
 
+use crate::cluster::balancer::{Balancer, BalancerArgs};
 use crate::cluster::gateway::{Gateway, GatewayArgs};
 use crate::cluster::membership::{Membership, MembershipArgs, MembershipMsg};
 use crate::cluster::mesh::{Mesh, MeshArgs};
@@ -43,6 +45,7 @@ enum Child {
     Membership,
     Mesh,
     Gateway,
+    Balancer,
     IndexWriter,
     Cache,
     Uploader,
@@ -62,6 +65,7 @@ impl Child {
             Child::Membership => "membership",
             Child::Mesh => "mesh",
             Child::Gateway => "gateway",
+            Child::Balancer => "balancer",
             Child::IndexWriter => "index-writer",
             Child::Cache => "cache-shard",
             Child::Uploader => "object-uploader",
@@ -184,6 +188,17 @@ impl SupervisorState {
                     .peers
                     .mesh_slot()
                     .set(Some(Mailbox::new(r.clone(), queued.clone())));
+                r.get_cell()
+            }
+            Child::Balancer => {
+                let args = BalancerArgs {
+                    queued: queued.clone(),
+                    store: a.store.clone(),
+                    live: a.live.subscribe(),
+                    partitions: a.partitions.clone(),
+                    config: c.balancer.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Balancer, args, me).await?;
                 r.get_cell()
             }
             Child::Gateway => {
@@ -407,6 +422,7 @@ impl Actor for NodeSupervisor {
             if state.args.config.mesh.is_some() {
                 state.spawn(myself.get_cell(), Child::Mesh).await?;
             }
+            state.spawn(myself.get_cell(), Child::Balancer).await?;
         }
         for child in [
             Child::IndexWriter,

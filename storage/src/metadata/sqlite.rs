@@ -1390,7 +1390,6 @@ impl MetadataStore for SqliteStore {
 }
 
 /// Registers or renews a lease (see PostgreSQL's `renew_lease_tx` for the rules).
-
 fn renew_lease_tx(tx: &Transaction<'_>, lease: &NodeLease, ttl_ms: i64) -> MetaResult<LeaseView> {
     let now = crate::now_ms();
     tx.execute(
