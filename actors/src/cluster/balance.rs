@@ -3,8 +3,8 @@
 //! A pure function of the live set, the pins, every partition and the load the owners
 //! reported. Load first: while the busiest node carries more than `max_imbalance` times the
 //! mean bytes per second, the partition that best evens it out with the idlest node moves
-//! there (only if that lowers the busiest by more than the imbalance allowed, so noise in
-//! the measured rates moves nothing). Then count: while the fullest node runs more
+//! there (only if that lowers the busiest by more than the imbalance allowed and more than
+//! [`LOAD_FLOOR_BPS`], so noise in the measured rates moves nothing). Then count: while the fullest node runs more
 //! than `max_imbalance` times the mean number of partitions (rounded up), its idlest
 //! partition moves to the emptiest node, unless that would make a node busier than the
 //! busiest is. At most `max_moves` moves in all. An operator's pin is never moved. The balancer's own pins are
@@ -14,6 +14,10 @@
 use crate::cluster::placement::LiveSet;
 use crate::TopicPartition;
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A move by load must lower the busiest node by more than this many bytes/s: less is
+/// not worth a client's metadata refresh, and is within the noise of one interval's rates.
+pub(crate) const LOAD_FLOOR_BPS: f64 = 1_048_576.0;
 
 /// How far a round may go.
 #[derive(Debug, Clone, Copy)]
@@ -187,9 +191,10 @@ fn moves(
         moved.insert(tp, lo);
     };
     // By load: the partition nearest half the gap from the busiest node to the idlest, if
-    // moving it lowers the busiest by a margin (what the busiest may carry over the mean),
-    // so that the noise of measured rates does not move partitions back and forth.
-    let margin = (limits.max_imbalance - 1.0) * mean_bps;
+    // moving it lowers the busiest by a margin (what the busiest may carry over the mean,
+    // and at least LOAD_FLOOR_BPS), so that the noise of measured rates, and differences
+    // too small to matter, do not move partitions back and forth.
+    let margin = ((limits.max_imbalance - 1.0) * mean_bps).max(LOAD_FLOOR_BPS);
     let mut moves_left = limits.max_moves;
     while moves_left > 0 && mean_bps > 0.0 {
         let hi = extreme(&work, |w| w.bps, true);
@@ -358,7 +363,7 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(on_2.len(), 3);
-        let load: HashMap<TopicPartition, u64> = on_2.iter().map(|tp| (*tp, 1_000_000)).collect();
+        let load: HashMap<TopicPartition, u64> = on_2.iter().map(|tp| (*tp, 10_000_000)).collect();
         let plan = plan(&set, &all, &load, &HashSet::new(), &none, LIMITS);
         let pins = apply(&none, &plan);
         let after = live(&nodes, &pins);
@@ -468,14 +473,14 @@ mod tests {
         );
         let pins = apply(&none, &first);
         let set = live(&nodes, &pins);
-        // Equal partitions, measured 1,000 ± 150 bytes/s: four per node, one node 14 % over.
+        // Equal partitions, measured 10 MB/s ± 15 %: four per node, one node 14 % over.
         let load: HashMap<TopicPartition, u64> = all
             .iter()
             .map(|tp| {
                 let noise = match set.partition_owner(tp) {
-                    Some(1) => 1_150,
-                    Some(2) => 850,
-                    _ => 1_000,
+                    Some(1) => 11_500_000,
+                    Some(2) => 8_500_000,
+                    _ => 10_000_000,
                 };
                 (*tp, noise)
             })
@@ -483,5 +488,10 @@ mod tests {
         let again = plan(&set, &all, &load, &HashSet::new(), &pins, LIMITS);
         assert_eq!(again.moves, 0, "{again:?}");
         assert!(again.before.by_load > 1.1);
+        // Hot partitions of a few KB/s are not worth moving either.
+        let small: HashMap<TopicPartition, u64> =
+            all.iter().take(4).map(|tp| (*tp, 5_000)).collect();
+        let idle = plan(&set, &all, &small, &HashSet::new(), &pins, LIMITS);
+        assert_eq!(idle.moves, 0, "{idle:?}");
     }
 }
