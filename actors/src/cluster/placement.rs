@@ -20,7 +20,7 @@
 
 use crate::TopicPartition;
 use inkless_storage::metadata::NodeLease;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Partitions pinned to a node by an operator, with the node each is pinned to.
@@ -113,7 +113,7 @@ impl LiveSet {
         owner(partition_key(tp), self.candidate_ids())
     }
 
-    fn candidate_ids(&self) -> impl Iterator<Item = i32> + Clone + '_ {
+    pub(crate) fn candidate_ids(&self) -> impl Iterator<Item = i32> + Clone + '_ {
         self.candidates().map(|n| n.node_id)
     }
 
@@ -194,6 +194,110 @@ impl LiveSet {
     }
 }
 
+/// The rendezvous winners of many partitions, kept across live-set changes (ADR 0022), so
+/// that a placement after a change costs work in proportion to the change: when nodes leave,
+/// only the partitions they won are hashed again over all candidates; when nodes join, each
+/// kept winner is compared with the newcomers only. Pins and drains are not in it: callers
+/// ask [`LiveSet::pinned_owner`] first, and a drain mark changes the candidates.
+#[derive(Debug, Default)]
+pub struct HashedOwners {
+    /// The candidates the winners were computed over, by node id, each with its mixed id.
+    candidates: Vec<(i32, u64)>,
+    /// Partition -> (weight, node) of its winner among `candidates`.
+    winners: HashMap<TopicPartition, (u64, i32)>,
+}
+
+impl HashedOwners {
+    /// Brings the kept winners up to date with `live`'s candidates.
+    pub fn update(&mut self, live: &LiveSet) {
+        let mut now: Vec<(i32, u64)> = live.candidate_ids().map(|id| (id, mix_node(id))).collect();
+        now.sort_unstable();
+        if now == self.candidates {
+            return;
+        }
+        let gone: HashSet<i32> = self
+            .candidates
+            .iter()
+            .filter(|c| now.binary_search(c).is_err())
+            .map(|(id, _)| *id)
+            .collect();
+        let joined: Vec<(i32, u64)> = now
+            .iter()
+            .filter(|c| self.candidates.binary_search(c).is_err())
+            .copied()
+            .collect();
+        self.candidates = now;
+        if self.candidates.is_empty() {
+            self.winners.clear();
+            return;
+        }
+        for (tp, winner) in self.winners.iter_mut() {
+            let key = partition_key(tp);
+            *winner = if gone.contains(&winner.1) {
+                // Not empty (checked above): there is a winner.
+                heaviest(key, &self.candidates).unwrap_or(*winner)
+            } else {
+                heaviest(key, &joined).map_or(*winner, |w| w.max_by_weight(*winner))
+            };
+        }
+    }
+
+    /// The node rendezvous hashing gives `tp` among the candidates of the last
+    /// [`Self::update`] (computed once, then kept).
+    pub fn owner(&mut self, tp: &TopicPartition) -> Option<i32> {
+        if let Some((_, node)) = self.winners.get(tp) {
+            return Some(*node);
+        }
+        let (weight, node) = heaviest(partition_key(tp), &self.candidates)?;
+        self.winners.insert(*tp, (weight, node));
+        Some(node)
+    }
+
+    /// True if `live` gives `tp` to this node: its pin if it has a live one, else the kept
+    /// winner (`live` must be the set of the last [`Self::update`]).
+    pub fn owned_by_me(&mut self, live: &LiveSet, tp: &TopicPartition) -> bool {
+        live.me_live && live.pinned_owner(tp).or_else(|| self.owner(tp)) == Some(live.me)
+    }
+
+    /// Forgets the partitions not in `all` (deleted topics) once it keeps more than `all`.
+    pub fn retain(&mut self, all: &[TopicPartition]) {
+        if self.winners.len() > all.len() {
+            let keep: HashSet<&TopicPartition> = all.iter().collect();
+            self.winners.retain(|tp, _| keep.contains(tp));
+        }
+    }
+}
+
+/// A winner's (weight, node), compared as [`owner`] does: the heavier wins, ties go to the
+/// lower node id.
+trait Winner {
+    fn max_by_weight(self, other: Self) -> Self;
+}
+
+impl Winner for (u64, i32) {
+    fn max_by_weight(self, other: Self) -> Self {
+        let rank = |(w, n): (u64, i32)| (w, std::cmp::Reverse(n));
+        if rank(self) >= rank(other) {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+/// The winner of `key` among `candidates` (node id, mixed id), as [`owner`] computes it.
+fn heaviest(key: u64, candidates: &[(i32, u64)]) -> Option<(u64, i32)> {
+    candidates
+        .iter()
+        .map(|&(node, mixed)| (mix(key ^ mixed), node))
+        .reduce(Winner::max_by_weight)
+}
+
+/// A node id as [`owner`] mixes it.
+fn mix_node(node: i32) -> u64 {
+    mix(node as u32 as u64)
+}
+
 /// The hash key of a partition.
 pub fn partition_key(tp: &TopicPartition) -> u64 {
     fnv1a(tp.topic_id.as_bytes(), &tp.partition.to_be_bytes())
@@ -203,7 +307,7 @@ pub fn partition_key(tp: &TopicPartition) -> u64 {
 /// the lower node id).
 pub fn owner(key: u64, candidates: impl Iterator<Item = i32>) -> Option<i32> {
     candidates
-        .map(|node| (mix(key ^ mix(node as u32 as u64)), std::cmp::Reverse(node)))
+        .map(|node| (mix(key ^ mix_node(node)), std::cmp::Reverse(node)))
         .max()
         .map(|(_, std::cmp::Reverse(node))| node)
 }
@@ -404,5 +508,44 @@ mod tests {
             assert_eq!(s.hashed_owner(tp), unmarked.hashed_owner(tp));
         }
         assert!(!s.is_draining(2));
+    }
+
+    #[test]
+    fn kept_winners_follow_joins_leaves_and_drains_as_a_full_placement_does() {
+        let all = tps(2_000);
+        let mut cache = HashedOwners::default();
+        // Node sets in turn: start, one leaves, two join, several leave and join at once,
+        // a drain, every node draining, a single node, back to many.
+        let steps: [(&[i32], &[i32]); 9] = [
+            (&[1, 2, 3, 4, 5, 6], &[]),
+            (&[1, 2, 3, 5, 6], &[]),
+            (&[1, 2, 3, 5, 6, 7, 8], &[]),
+            (&[2, 3, 7, 9, 10], &[]),
+            (&[2, 3, 7, 9, 10], &[3]),
+            (&[2, 3, 7, 9, 10], &[2, 3, 7, 9, 10]),
+            (&[4], &[]),
+            (&[], &[]),
+            (&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], &[5]),
+        ];
+        for (ids, draining) in steps {
+            let mut live = if ids.is_empty() {
+                let mut s = set(&[1]);
+                s.nodes.clear();
+                s
+            } else {
+                set(ids)
+            };
+            live.draining = draining.to_vec();
+            cache.update(&live);
+            for tp in &all {
+                assert_eq!(
+                    cache.owner(tp),
+                    live.hashed_owner(tp),
+                    "{ids:?} draining {draining:?}"
+                );
+            }
+        }
+        cache.retain(&all[..10]);
+        assert_eq!(cache.winners.len(), 10);
     }
 }

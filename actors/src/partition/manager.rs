@@ -34,7 +34,7 @@
 
 use crate::cluster::gateway::Request;
 use crate::cluster::peers::Peers;
-use crate::cluster::placement::LiveSet;
+use crate::cluster::placement::{HashedOwners, LiveSet};
 use crate::partition::actor::{
     PartitionActor, PartitionArgs, PartitionMsg, PartitionOffsets, PartitionStart,
 };
@@ -158,6 +158,9 @@ pub struct ManagerState {
     retries: HashMap<TopicPartition, Retry>,
     /// When the pending [`ManagerMsg::RetryDue`] arrives, if one is pending.
     retry_timer: Option<Instant>,
+    /// Rendezvous winners kept across placements: a placement after a membership change
+    /// hashes in proportion to the change, not to every partition times every node.
+    hashed: HashedOwners,
 }
 
 /// The actor; see the module documentation.
@@ -559,10 +562,18 @@ impl ManagerState {
     async fn place(&mut self, all: Vec<TopicPartition>) -> StartFailures {
         let live = self.args.live.borrow().clone();
         let generation = self.args.partitions.guard().generation();
+        self.hashed.update(&live);
+        self.hashed.retain(&all);
         let owned: HashSet<TopicPartition> = all
-            .into_iter()
-            .filter(|tp| live.owns_partition(tp))
+            .iter()
+            .filter(|tp| self.hashed.owned_by_me(&live, tp))
+            .copied()
             .collect();
+        debug_assert!(
+            all.iter()
+                .all(|tp| owned.contains(tp) == live.owns_partition(tp)),
+            "kept winners agree with a full placement"
+        );
         self.retries.retain(|tp, _| owned.contains(tp));
         let mut moved = Vec::new();
         let mut taken_over = Vec::new();
@@ -677,6 +688,7 @@ impl Actor for PartitionManager {
             offsets: HashMap::new(),
             retries: HashMap::new(),
             retry_timer: None,
+            hashed: HashedOwners::default(),
         };
         state.args.partitions.set_waker(state.me.clone());
         if let Some(idle) = state.args.idle_stop {
