@@ -4,8 +4,9 @@
 //! store's clock) and reads every other row; the live set is the rows with unexpired leases.
 //! It is published on a watch channel whenever it changes; placement
 //! ([`crate::cluster::placement::LiveSet`]) turns it into ownership. The partition pins
-//! (ADR 0013) are read right after each renewal and published with the live set, so every
-//! node places with the same pins, one renewal after they changed at the latest.
+//! (ADR 0013, 0022) are read right after a renewal that reports a new version of them, and
+//! published with the live set, so every node places with the same pins, one renewal after
+//! they changed at the latest.
 //!
 //! Each successful renewal also moves this node's [`LeaseGuard`] forward, which is what lets
 //! it serve. If the lease cannot be renewed, the guard runs out first (before the store's
@@ -78,6 +79,8 @@ pub struct MembershipArgs {
     pub live: Arc<watch::Sender<Arc<LiveSet>>>,
     /// This node's lease, as request handlers see it.
     pub guard: LeaseGuard,
+    /// The version of the pins in the first live set ([`register`]).
+    pub pins_version: Option<i64>,
 }
 
 /// State of the actor.
@@ -88,6 +91,8 @@ pub struct MembershipState {
     renewed_at: Instant,
     /// Until then, peers of the last view are kept although their leases ran out.
     settling_until: Option<Instant>,
+    /// The version of the pins published (`None`: read them at the next renewal).
+    pins_version: Option<i64>,
     left: bool,
 }
 
@@ -96,11 +101,12 @@ pub struct MembershipState {
 pub struct Membership;
 
 /// Registers the lease, waiting while an earlier incarnation of this node id still holds
-/// one (a restart after a crash), and returns the first live set and the lease guard.
+/// one (a restart after a crash), and returns the first live set, the lease guard and the
+/// version of the pins in it (`None` if they could not be read).
 pub async fn register(
     store: &SharedMetadataStore,
     config: &MembershipConfig,
-) -> Result<(LiveSet, LeaseGuard), MetaError> {
+) -> Result<(LiveSet, LeaseGuard, Option<i64>), MetaError> {
     let me = config.lease.node_id;
     let give_up = Instant::now() + REGISTER_DB_PATIENCE;
     loop {
@@ -112,8 +118,9 @@ pub async fn register(
             Ok(view) => {
                 let guard = LeaseGuard::leased(me, view.generation, sent, config.ttl);
                 let mut set = live_set(me, &view);
-                set.pins = read_pins(store, &set.pins, config.renew_interval).await;
-                return Ok((set, guard));
+                let pins = read_pins(store, view.pins_version, config.renew_interval).await;
+                set.pins = pins.clone().map(|(_, p)| p).unwrap_or_default();
+                return Ok((set, guard, pins.map(|(v, _)| v)));
             }
             Err(MetaError::LeaseHeld { expires_in_ms, .. }) => {
                 tracing::warn!(
@@ -137,32 +144,40 @@ pub async fn register(
 /// How long registration retries a failing metadata store before the node gives up.
 const REGISTER_DB_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Every partition pin, or `known` when the store does not answer within `patience` (the
-/// lease is renewed already; a slow read must not delay the next renewal much).
-async fn read_pins(store: &SharedMetadataStore, known: &Pins, patience: Duration) -> Pins {
+/// Every partition pin, as of `version` (or later), or `None` when the store does not
+/// answer within `patience` (the lease is renewed already; a slow read must not delay the
+/// next renewal much): the caller places with the pins it knows and reads again next time.
+async fn read_pins(
+    store: &SharedMetadataStore,
+    version: i64,
+    patience: Duration,
+) -> Option<(i64, Pins)> {
     match tokio::time::timeout(patience, store.partition_pins()).await {
-        Ok(Ok(rows)) => Arc::new(
-            rows.into_iter()
-                .map(|p| {
-                    let (topic_id, partition) = p.partition;
-                    let tp = TopicPartition {
-                        topic_id,
-                        partition,
-                    };
-                    (tp, p.node_id)
-                })
-                .collect(),
-        ),
+        Ok(Ok(rows)) => Some((
+            version,
+            Arc::new(
+                rows.into_iter()
+                    .map(|p| {
+                        let (topic_id, partition) = p.partition;
+                        let tp = TopicPartition {
+                            topic_id,
+                            partition,
+                        };
+                        (tp, p.node_id)
+                    })
+                    .collect(),
+            ),
+        )),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not read partition pins; placing with the known ones");
-            known.clone()
+            None
         }
         Err(_) => {
             tracing::warn!(
                 ?patience,
                 "reading partition pins timed out; placing with the known ones"
             );
-            known.clone()
+            None
         }
     }
 }
@@ -260,8 +275,14 @@ impl MembershipState {
                         });
                 }
                 let mut set = live_set(c.lease.node_id, &view);
-                let known = self.args.live.borrow().pins.clone();
-                set.pins = read_pins(&self.args.store, &known, c.renew_interval / 2).await;
+                set.pins = self.args.live.borrow().pins.clone();
+                if self.pins_version != Some(view.pins_version) {
+                    let read = read_pins(&self.args.store, view.pins_version, c.renew_interval / 2);
+                    if let Some((version, pins)) = read.await {
+                        self.pins_version = Some(version);
+                        set.pins = pins;
+                    }
+                }
                 if self.settling_until.is_some_and(|t| Instant::now() < t) {
                     self.keep_previous_peers(&mut set, &view.nodes);
                 }
@@ -338,6 +359,7 @@ impl Actor for Membership {
         me.post_interval(args.config.renew_interval, || MembershipMsg::Renew);
         Ok(MembershipState {
             me,
+            pins_version: args.pins_version,
             args,
             renewed_at: Instant::now(),
             settling_until: None,
@@ -393,6 +415,7 @@ mod tests {
                 row(4, 100),
             ],
             draining: vec![4],
+            pins_version: 0,
         };
         let set = live_set(1, &view);
         let ids = |v: &[NodeLease]| v.iter().map(|n| n.node_id).collect::<Vec<_>>();

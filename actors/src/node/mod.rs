@@ -67,12 +67,13 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let slots = Arc::new(Slots::default());
         let directory = ActorDirectory::default();
-        let (first, guard) = if config.cluster_mode {
+        let (first, guard, pins_version) = if config.cluster_mode {
             membership::register(&store, &config.membership).await?
         } else {
             (
                 LiveSet::single(config.membership.lease.clone()),
                 LeaseGuard::unleased(config.node_id),
+                None,
             )
         };
         let partitions = PartitionRegistry::new(guard);
@@ -88,6 +89,7 @@ impl Node {
             blob: blob.clone(),
             partitions: partitions.clone(),
             slots: slots.clone(),
+            pins_version,
         };
         let (supervisor, handle) = Actor::spawn(None, NodeSupervisor, args)
             .await

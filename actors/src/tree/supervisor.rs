@@ -155,6 +155,8 @@ pub(crate) struct SupervisorArgs {
     pub(crate) slots: Arc<Slots>,
     pub(crate) live: Arc<watch::Sender<Arc<LiveSet>>>,
     pub(crate) lifecycle: Arc<LifecycleStats>,
+    /// The version of the pins in the first live set (see [`MembershipArgs::pins_version`]).
+    pub(crate) pins_version: Option<i64>,
 }
 
 /// Root actor of a node; see the module documentation.
@@ -219,6 +221,7 @@ impl SupervisorState {
                     store: a.store.clone(),
                     live: a.live.clone(),
                     guard: a.partitions.guard().clone(),
+                    pins_version: a.pins_version,
                 };
                 let (r, _) = Actor::spawn_linked(None, Membership, args, me).await?;
                 a.slots

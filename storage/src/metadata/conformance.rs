@@ -1022,10 +1022,22 @@ async fn balancer_pins(s: &SharedMetadataStore) {
         holder: None,
         by_balancer,
     };
+    // Every renewal says which version of the pins is stored: it changes with every change.
+    let me = lease(50, "a");
+    let version = || async {
+        s.renew_lease(&me, 60_000)
+            .await
+            .expect("renew")
+            .pins_version
+    };
+    let v0 = version().await;
+    assert_eq!(version().await, v0, "a renewal changes nothing");
     let first = s.claim_balancer_epoch().await.expect("epoch");
     s.set_partition_pins(vec![((t.id, 0), Some(5))])
         .await
         .expect("operator pin");
+    let v1 = version().await;
+    assert!(v1 > v0, "an operator's pin changes the version");
     let written = s
         .set_balancer_pins(
             first,
@@ -1041,6 +1053,17 @@ async fn balancer_pins(s: &SharedMetadataStore) {
     assert_eq!(
         written, 2,
         "not over the operator's pin, not on a missing partition"
+    );
+    let v2 = version().await;
+    assert!(v2 > v1, "the balancer's pins change the version");
+    let written = s
+        .set_balancer_pins(first, vec![((t.id, 0), Some(6))])
+        .await
+        .expect("nothing to write");
+    assert_eq!(
+        (written, version().await),
+        (0, v2),
+        "no change, same version"
     );
     assert_eq!(
         s.partition_pins().await.expect("pins"),
@@ -1091,7 +1114,12 @@ async fn balancer_pins(s: &SharedMetadataStore) {
     assert!(loads
         .iter()
         .all(|l| (-1_000..60_000).contains(&l.reported_ago_ms)));
+    let before_delete = version().await;
     s.delete_topic("balanced").await.expect("delete");
+    assert!(version().await > before_delete, "a topic's pins go with it");
+    s.release_lease(me.node_id, me.incarnation)
+        .await
+        .expect("leave");
 }
 
 /// Node drains (ADR 0021): marked and unmarked once (the second call changes nothing), any

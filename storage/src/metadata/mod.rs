@@ -282,6 +282,9 @@ pub struct LeaseView {
     /// Node ids an operator marked draining ([`MetadataStore::set_node_draining`]), in
     /// order, live or not: placement gives them nothing new and moves off what they run.
     pub draining: Vec<i32>,
+    /// Changes whenever a partition pin is written or removed (0 before the first): a node
+    /// reads the pins ([`MetadataStore::partition_pins`]) only when it changed.
+    pub pins_version: i64,
 }
 
 /// State of a partition when its owner claims it.

@@ -1019,6 +1019,8 @@ async fn delete_topic_tx(tx: &Tx<'_>, name: &str) -> TxResult<TopicRecord> {
         )
         .await?;
     }
+    // Its pins went with it.
+    pins::bump_pins_version(tx).await?;
     Ok(t)
 }
 

@@ -715,6 +715,8 @@ impl MetadataStore for SqliteStore {
                 )
                 .map_err(db)?;
             }
+            // Its pins went with it.
+            pins::bump_pins_version(tx)?;
             Ok(t)
         })
         .await
@@ -1443,6 +1445,7 @@ fn renew_lease_tx(tx: &Transaction<'_>, lease: &NodeLease, ttl_ms: i64) -> MetaR
         lapsed,
         nodes: all_nodes(tx, now)?,
         draining: draining_tx(tx)?,
+        pins_version: pins::pins_version(tx)?,
     })
 }
 

@@ -21,6 +21,7 @@ pub(super) const RENEW_HELD: &str = "WITH c AS (SELECT (extract(epoch FROM clock
          WHERE l.node_id = $1 AND l.incarnation = $2 AND l.expires_ms > c.now_ms AND l.generation > 0 \
          RETURNING l.generation) \
      SELECT r.generation, c.now_ms, ARRAY(SELECT node_id FROM node_drains ORDER BY node_id), \
+         COALESCE((SELECT value::BIGINT FROM cluster_settings WHERE key = 'pins.version'), 0), \
          n.node_id, n.incarnation, n.az, n.kafka_addr, n.cluster_addr, n.admin_addr, n.renewed_ms, n.expires_ms \
      FROM c CROSS JOIN renewed r CROSS JOIN node_leases n ORDER BY n.node_id";
 
@@ -47,12 +48,13 @@ pub(super) fn held_view(
     let generation: i64 = first.try_get(0)?;
     let now: i64 = first.try_get(1)?;
     let draining: Vec<i32> = first.try_get(2)?;
+    let pins_version: i64 = first.try_get(3)?;
     let kept_since = now - EXPIRED_LEASE_KEPT_MS;
     let mut nodes = Vec::with_capacity(rows.len());
     let mut prune = false;
     for r in rows {
-        let node = lease_at(r, 3)?;
-        let (mut renewed, mut expires): (i64, i64) = (r.try_get(9)?, r.try_get(10)?);
+        let node = lease_at(r, 4)?;
+        let (mut renewed, mut expires): (i64, i64) = (r.try_get(10)?, r.try_get(11)?);
         if node.node_id == lease.node_id {
             // The snapshot predates this statement's own update.
             (renewed, expires) = (now, now + ttl_ms);
@@ -70,6 +72,7 @@ pub(super) fn held_view(
             lapsed: false,
             nodes,
             draining,
+            pins_version,
         },
         prune_before: prune.then_some(kept_since),
     }))
@@ -154,6 +157,7 @@ pub(super) async fn renew_lease_tx(
         lapsed,
         nodes: all_nodes(tx, now).await?,
         draining: draining_tx(tx).await?,
+        pins_version: super::pins::pins_version(tx).await?,
     })
 }
 

@@ -25,6 +25,28 @@ pub(super) const CLAIM_BALANCER_EPOCH: &str =
      ON CONFLICT (key) DO UPDATE SET value = (cluster_settings.value::BIGINT + 1)::TEXT \
      RETURNING value::BIGINT";
 
+/// Counts a change of the pins (see [`crate::metadata::LeaseView::pins_version`]).
+const BUMP_PINS_VERSION: &str =
+    "INSERT INTO cluster_settings (key, value) VALUES ('pins.version', '1') \
+     ON CONFLICT (key) DO UPDATE SET value = (cluster_settings.value::BIGINT + 1)::TEXT";
+
+/// Counts a change of the pins, in the transaction that made it.
+pub(super) async fn bump_pins_version(tx: &Tx<'_>) -> TxResult<()> {
+    tx.execute(BUMP_PINS_VERSION, &[]).await?;
+    Ok(())
+}
+
+/// The pins' version (see [`crate::metadata::LeaseView::pins_version`]).
+pub(super) async fn pins_version(tx: &Tx<'_>) -> TxResult<i64> {
+    let row = tx
+        .query_opt(
+            "SELECT value::BIGINT FROM cluster_settings WHERE key = 'pins.version'",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+}
+
 /// Replaces node `$1`'s load report with `$2`.
 pub(super) const REPORT_LOAD: &str = "INSERT INTO node_loads (node_id, reported_ms, load) \
      VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT, $2) \
@@ -106,7 +128,7 @@ pub(super) async fn set_operator_pins(
             None => tx.execute(&delete, &[&id, &partition]).await?,
         };
     }
-    Ok(())
+    bump_pins_version(tx).await
 }
 
 /// The balancer's pins and removals under `epoch`, in partition order (see the trait).
@@ -149,6 +171,9 @@ pub(super) async fn set_balancer_pins(
             Some(node) => tx.execute(&upsert, &[&id, &partition, &node]).await?,
             None => tx.execute(&delete, &[&id, &partition]).await?,
         };
+    }
+    if changed > 0 {
+        bump_pins_version(tx).await?;
     }
     Ok(changed as usize)
 }

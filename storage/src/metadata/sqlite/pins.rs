@@ -11,6 +11,47 @@ use uuid::Uuid;
 /// The `cluster_settings` key of the balancer's epoch.
 const BALANCER_EPOCH: &str = "balancer.epoch";
 
+/// The `cluster_settings` key of the pins' version.
+const PINS_VERSION: &str = "pins.version";
+
+/// A counter in `cluster_settings` (0 while it has no row).
+fn setting(tx: &Transaction<'_>, key: &str) -> MetaResult<i64> {
+    let value: Option<String> = tx
+        .query_row(
+            "SELECT value FROM cluster_settings WHERE key = ?1",
+            params![key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    value.map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| MetaError::Database(format!("bad {key} {v:?}")))
+    })
+}
+
+/// Adds one to a counter in `cluster_settings`; returns its new value.
+fn bump(tx: &Transaction<'_>, key: &str) -> MetaResult<i64> {
+    let next = setting(tx, key)? + 1;
+    tx.execute(
+        "INSERT INTO cluster_settings (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, next.to_string()],
+    )
+    .map_err(db)?;
+    Ok(next)
+}
+
+/// The pins' version (see [`crate::metadata::LeaseView::pins_version`]).
+pub(in crate::metadata) fn pins_version(tx: &Transaction<'_>) -> MetaResult<i64> {
+    setting(tx, PINS_VERSION)
+}
+
+/// Counts a change of the pins, in the transaction that made it.
+pub(in crate::metadata) fn bump_pins_version(tx: &Transaction<'_>) -> MetaResult<()> {
+    bump(tx, PINS_VERSION).map(|_| ())
+}
+
 /// Whether a partition exists.
 fn partition_exists(tx: &Transaction<'_>, key: &str, partition: i32) -> MetaResult<bool> {
     tx.prepare_cached("SELECT 1 FROM partitions WHERE topic_id = ?1 AND partition = ?2")
@@ -44,7 +85,7 @@ pub(super) fn set_operator_pins(
         }
         .map_err(db)?;
     }
-    Ok(())
+    bump_pins_version(tx)
 }
 
 /// Every pin, in partition order, with its partition's holder.
@@ -81,30 +122,8 @@ pub(super) fn all_pins(tx: &Transaction<'_>) -> MetaResult<Vec<PartitionPin>> {
     Ok(out)
 }
 
-fn balancer_epoch(tx: &Transaction<'_>) -> MetaResult<i64> {
-    let value: Option<String> = tx
-        .query_row(
-            "SELECT value FROM cluster_settings WHERE key = ?1",
-            params![BALANCER_EPOCH],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db)?;
-    value.map_or(Ok(0), |v| {
-        v.parse()
-            .map_err(|_| MetaError::Database(format!("bad {BALANCER_EPOCH} {v:?}")))
-    })
-}
-
 pub(super) fn claim_balancer_epoch(tx: &Transaction<'_>) -> MetaResult<i64> {
-    let epoch = balancer_epoch(tx)? + 1;
-    tx.execute(
-        "INSERT INTO cluster_settings (key, value) VALUES (?1, ?2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![BALANCER_EPOCH, epoch.to_string()],
-    )
-    .map_err(db)?;
-    Ok(epoch)
+    bump(tx, BALANCER_EPOCH)
 }
 
 /// The balancer's pins and removals under `epoch` (see the trait).
@@ -113,7 +132,7 @@ pub(super) fn set_balancer_pins(
     epoch: i64,
     pins: Vec<(PartitionKey, Option<i32>)>,
 ) -> MetaResult<usize> {
-    let current = balancer_epoch(tx)?;
+    let current = setting(tx, BALANCER_EPOCH)?;
     if current != epoch {
         return Err(MetaError::BalancerFenced(current));
     }
@@ -137,6 +156,9 @@ pub(super) fn set_balancer_pins(
             ),
         }
         .map_err(db)?;
+    }
+    if changed > 0 {
+        bump_pins_version(tx)?;
     }
     Ok(changed)
 }
