@@ -34,9 +34,11 @@ class PgServer:
     """The server lives in its own directory under /tmp (pytest's tmp dirs are private to
     root, and the server runs as `postgres`); `stop()` removes it."""
 
-    def __init__(self, max_connections: int = 300):
+    def __init__(self, max_connections: int = 300, statement_stats: bool = False):
+        """`statement_stats` loads pg_stat_statements (benchmarks: which statements read what)."""
         self.bin = _bin_dir()
         self.max_connections = max_connections
+        self.statement_stats = statement_stats
         self.root = Path(tempfile.mkdtemp(prefix="inkless-pg-"))
         self.data = self.root / "pgdata"
         self.port = 0
@@ -60,6 +62,8 @@ class PgServer:
             self.port = free_port()
             opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                     f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections}")
+            if self.statement_stats:
+                opts += " -c shared_preload_libraries=pg_stat_statements"
             r = subprocess.run(self._cmd("pg_ctl", "-D", str(self.data), "-l", str(log), "-w", "-t", "60",
                                          "-o", opts, "start"), capture_output=True, text=True)
             if r.returncode == 0:

@@ -199,6 +199,20 @@ def measure(args, pg: PgServer, db: str, cluster: Cluster, results: dict) -> Non
           f"a full mesh: {len(survivors) - 1})", flush=True)
 
 
+def top_statements(pg: PgServer, db: str, elapsed: float, n: int = 6) -> list[dict]:
+    """The statements that touched the most buffers since the reset (pg_stat_statements)."""
+    rows = psql(pg, db, "SELECT calls, shared_blks_hit + shared_blks_read, round(total_exec_time), "
+                        "regexp_replace(left(query, 140), '\\s+', ' ', 'g') FROM pg_stat_statements "
+                        f"ORDER BY shared_blks_hit + shared_blks_read DESC LIMIT {n}")
+    out = []
+    for line in rows.splitlines():
+        calls, blocks, ms, query = line.split("|", 3)
+        out.append({"calls_per_second": round(int(calls) / elapsed, 1),
+                    "blocks_per_second": round(int(blocks) / elapsed),
+                    "ms_per_second": round(float(ms) / elapsed, 1), "query": query})
+    return out
+
+
 def count_spread(pg: PgServer, db: str, n_nodes: int) -> tuple[float, int, int]:
     """(most partitions held by one node over the mean, the most, the fewest), from the store."""
     rows = psql(pg, db, "SELECT owner_node, count(*) FROM partitions WHERE owner_node >= 0 GROUP BY owner_node")
@@ -264,9 +278,11 @@ def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
     time.sleep(args.settle)
     ticks = os.sysconf("SC_CLK_TCK")
     before = {n.name: cpu_ticks(n.proc.pid) for n in nodes}
+    psql(pg, db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
     pg_before, tables_before, t0 = pg_counters(pg, db), table_reads(pg, db), time.monotonic()
     time.sleep(args.idle)
     elapsed = time.monotonic() - t0
+    statements = top_statements(pg, db, elapsed)
     pg_after, tables_after = pg_counters(pg, db), table_reads(pg, db)
     by_table = {t: round((n - tables_before.get(t, 0)) / elapsed) for t, n in tables_after.items()}
     by_table = dict(sorted(((t, n) for t, n in by_table.items() if n), key=lambda x: -x[1])[:8])
@@ -277,7 +293,8 @@ def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
     rates = {k: round((pg_after[k] - pg_before[k]) / elapsed, 1) for k in PG_STATS}
     results["idle"] = {"cpu_percent": spread(cpu), "cpu_percent_total": round(sum(cpu), 1),
                        "rss_mib": spread(rss), "mesh_connections": spread(mesh), "pg_per_second": rates,
-                       "pg_rows_read_per_second_by_table": by_table, "pg_connections": backends}
+                       "pg_rows_read_per_second_by_table": by_table, "pg_connections": backends,
+                       "pg_top_statements": statements}
     print(f"{'idle':<16} {elapsed:9.2f} s   CPU per node {spread(cpu)} % of a core (all: {sum(cpu):.0f} %); "
           f"RSS {spread(rss)} MiB", flush=True)
     print(f"{'mesh':<16} {max(mesh):9d}     connections per node at most ({spread(mesh)}; a full mesh: "
@@ -287,6 +304,9 @@ def idle(args, pg: PgServer, db: str, nodes, results: dict) -> None:
           f"{rates['tup_inserted'] + rates['tup_updated'] + rates['tup_deleted']:.0f}/s; {backends} connections; "
           f"rows read per table and second {by_table}",
           flush=True)
+    for s in statements:
+        print(f"{'  statement':<16} {s['calls_per_second']:9.1f} /s  {s['blocks_per_second']:.0f} blocks/s, "
+              f"{s['ms_per_second']:.1f} ms/s: {s['query']}", flush=True)
 
 
 def main() -> int:
@@ -314,7 +334,7 @@ def main() -> int:
     results: dict = {"nodes": args.nodes, "partitions": args.partitions, "killed": args.kill,
                      "lease_renew_ms": args.lease_renew_ms, "lease_ttl_ms": args.lease_ttl_ms,
                      "balance_interval_ms": args.balance_interval_ms}
-    pg = PgServer(max_connections=args.nodes * (POOL_SIZE + 1) + 50)
+    pg = PgServer(max_connections=args.nodes * (POOL_SIZE + 1) + 50, statement_stats=True)
     moto = MotoServer(root / "moto.log")
     status = 0
     try:

@@ -34,7 +34,7 @@ const STUCK_ROUNDS: u32 = 3;
 /// Settings of the balancer.
 #[derive(Debug, Clone)]
 pub struct BalancerConfig {
-    /// Whether the balancer moves partitions (nodes report their load either way).
+    /// Whether the balancer runs (off: nodes do not report their load either).
     pub enabled: bool,
     /// Time between load reports and between rounds.
     pub interval: Duration,
@@ -136,8 +136,7 @@ impl BalancerState {
         if (&nodes, &live.draining) != (&self.membership.0, &self.membership.1) {
             self.membership = (nodes, live.draining.clone(), Instant::now());
         }
-        let balances =
-            self.args.config.enabled && live.me_live && live.balancer_owner() == Some(live.me);
+        let balances = live.me_live && live.balancer_owner() == Some(live.me);
         if !balances {
             if self.epoch.take().is_some() {
                 tracing::info!("no longer the cluster's balancer");
@@ -302,6 +301,7 @@ impl Actor for Balancer {
     ) -> Result<(), ActorProcessingErr> {
         state.me.taken();
         match msg {
+            BalancerMsg::Tick if !state.args.config.enabled => {}
             BalancerMsg::Tick => {
                 state.report_load().await;
                 if state.due() {

@@ -10,13 +10,14 @@ use super::{pg, Tx, TxResult};
 use crate::metadata::{decode_load, MetaError, MetaResult, NodeLoad, PartitionKey, PartitionPin};
 use tokio_postgres::Row;
 
-/// Every pin, in partition order, with its partition's holder. Each pin looks up its
-/// partition's row by key: a join may scan every partition for a handful of pins (every
-/// node reads them every second).
+/// Every pin, in partition order, with its partition's holder. Each pin looks its
+/// partition's row up by key: without the `OFFSET 0` fence PostgreSQL flattens the lateral
+/// subquery into a hash join that scans every partition (a 100,000-row table for a few
+/// hundred pins).
 pub(super) const ALL_PINS: &str =
     "SELECT p.topic_id, p.partition, p.node_id, q.owner_node, p.by_balancer \
      FROM partition_pins p CROSS JOIN LATERAL (SELECT owner_node FROM partitions q \
-     WHERE q.topic_id = p.topic_id AND q.partition = p.partition) q \
+     WHERE q.topic_id = p.topic_id AND q.partition = p.partition OFFSET 0) q \
      ORDER BY p.topic_id, p.partition";
 
 /// Starts a balancer term: the epoch after the last one.
