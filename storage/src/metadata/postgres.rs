@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 /// Pool size when the URL does not set `pool_size`.
@@ -499,6 +499,24 @@ impl PostgresStore {
                     attempt += 1;
                 }
                 other => return other.map_err(MetaError::from),
+            }
+        }
+    }
+
+    /// Like [`Self::query`], as an unnamed statement that PostgreSQL plans for the values
+    /// given (in one round trip): for a statement whose best plan depends on them.
+    async fn query_planned_each_time(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> MetaResult<Vec<Row>> {
+        let client = self.client().await?;
+        let result = tokio::time::timeout(CALL_TIMEOUT, client.query_typed(sql, params)).await;
+        match result {
+            Ok(r) => r.map_err(pg),
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(timed_out())
             }
         }
     }
@@ -1459,13 +1477,16 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn partition_epochs(&self, since_ms: i64) -> MetaResult<EpochChanges> {
-        // One row with the clock and no partition when nothing changed.
+        // One row with the clock and no partition when nothing changed. Planned for each
+        // `since_ms`: a cached generic plan, chosen after reads that followed a placement
+        // (when every partition had changed), scanned every partition once per second
+        // and node for good.
         let rows = self
-            .query(
+            .query_planned_each_time(
                 "SELECT c.now_ms, p.topic_id, p.partition, p.owner_epoch \
                  FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT AS now_ms) c \
                  LEFT JOIN partitions p ON p.epoch_changed_ms >= $1",
-                &[&since_ms],
+                &[(&since_ms, Type::INT8)],
             )
             .await?;
         let mut changes = EpochChanges::default();
