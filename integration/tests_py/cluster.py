@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from conftest import LocalBroker, free_port
@@ -80,7 +81,9 @@ class Cluster:
 
     def wait_converged(self, timeout: float = 30.0, expect_nodes: int | None = None) -> float:
         """Waits until every live node lists the same live set (from its lease view, via
-        /actors ownership summing to all partitions is checked by the caller)."""
+        /actors ownership summing to all partitions is checked by the caller). If they do not,
+        every node is killed before the error is raised: a fixture failing here never reaches
+        its teardown, and a hung node would outlive the test run."""
         t0 = time.monotonic()
         want = expect_nodes or len(self.live())
         while time.monotonic() - t0 < timeout:
@@ -91,9 +94,32 @@ class Cluster:
             except OSError:
                 pass
             time.sleep(0.1)
+        for n in self.live():
+            n.kill9()
         raise AssertionError(f"cluster did not converge to {want} nodes within {timeout}s")
 
     def stop_all(self) -> None:
         for n in self.nodes.values():
             if n.alive():
                 n.stop()
+
+
+def cluster_per_test(infra, tmp_path: Path, bucket: str, azs: dict[int, str], prefix: str,
+                     env: dict[str, str] | None = None):
+    """A fixture's body: a fresh cluster (its own database and bucket prefix) of one node per
+    entry of `azs`, each with `env`, started and converged; after the test every node is
+    stopped, and one that exits non-zero fails it."""
+    pg, moto = infra
+    db = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    pg.create_database(db)
+    c = Cluster(tmp_path, pg.url(db), moto.endpoint, bucket)
+    c.s3["INKLESS__STORAGE__OBJECT_STORE"] = f"s3://{bucket}/{db}"
+    for node_id, az in azs.items():
+        n = c.add(node_id, az)
+        n.extra_env.update(env or {})
+        n.start()
+    c.wait_converged(expect_nodes=len(azs))
+    yield c
+    failed = [f"{n.name} exited with {rc}" for n in c.nodes.values() if n.alive() and (rc := n.stop()) != 0]
+    assert not failed, failed
+

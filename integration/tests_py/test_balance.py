@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from cluster import Cluster
+from cluster import Cluster, cluster_per_test
 from conftest import EXTERNAL, measurement
 from test_cluster import BUCKET, _quiet, infra, partition_owners, wait_placed  # noqa: F401 (fixture)
 from test_durable_groups import _fnv1a, _mix
@@ -34,19 +34,7 @@ PARTITIONS = 12
 @pytest.fixture
 def cluster(infra, tmp_path):
     """A fresh three-node cluster, one node per AZ, balancing every second."""
-    pg, moto = infra
-    db = f"b_{uuid.uuid4().hex[:10]}"
-    pg.create_database(db)
-    c = Cluster(tmp_path, pg.url(db), moto.endpoint, BUCKET)
-    c.s3["INKLESS__STORAGE__OBJECT_STORE"] = f"s3://{BUCKET}/{db}"
-    for node_id, az in AZS.items():
-        n = c.add(node_id, az)
-        n.extra_env["INKLESS__CLUSTER__BALANCE_INTERVAL_MS"] = "1000"
-        n.start()
-    c.wait_converged(expect_nodes=len(AZS))
-    yield c
-    failed = [f"{n.name} exited with {rc}" for n in c.nodes.values() if n.alive() and (rc := n.stop()) != 0]
-    assert not failed, failed
+    yield from cluster_per_test(infra, tmp_path, BUCKET, AZS, "b", {"INKLESS__CLUSTER__BALANCE_INTERVAL_MS": "1000"})
 
 
 def running(cluster: Cluster) -> dict[int, int]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Cluster
+from cluster import Cluster, cluster_per_test
 from conftest import EXTERNAL, ClientRunner, measurement
 from test_cluster import BUCKET, infra, partition_owners, wait_placed  # noqa: F401 (fixture)
 from test_groups import create_topic
@@ -44,23 +44,10 @@ LEADER_ERRORS = ("NOT_LEADER_OR_FOLLOWER", "FENCED_LEADER_EPOCH")
 
 @pytest.fixture
 def cluster(infra, tmp_path):
-    """A fresh three-node cluster, one node per AZ."""
-    pg, moto = infra
-    db = f"r_{uuid.uuid4().hex[:10]}"
-    pg.create_database(db)
-    c = Cluster(tmp_path, pg.url(db), moto.endpoint, BUCKET)
-    c.s3["INKLESS__STORAGE__OBJECT_STORE"] = f"s3://{BUCKET}/{db}"
-    for node_id, az in AZS.items():
-        n = c.add(node_id, az)
-        # Only the operator's moves: the balancer (test_balance.py) would add its own, and
-        # `--list` would show them as reassignments in progress, as Kafka does for Cruise
-        # Control's.
-        n.extra_env["INKLESS__CLUSTER__BALANCE"] = "false"
-        n.start()
-    c.wait_converged(expect_nodes=len(AZS))
-    yield c
-    failed = [f"{n.name} exited with {rc}" for n in c.nodes.values() if n.alive() and (rc := n.stop()) != 0]
-    assert not failed, failed
+    """A fresh three-node cluster, one node per AZ. Only the operator's moves: the balancer
+    (test_balance.py) would add its own, and `--list` would show them as reassignments in
+    progress, as Kafka does for Cruise Control's."""
+    yield from cluster_per_test(infra, tmp_path, BUCKET, AZS, "r", {"INKLESS__CLUSTER__BALANCE": "false"})
 
 
 @pytest.fixture

@@ -292,6 +292,16 @@ mod tests {
         max_moves: 1_000,
     };
 
+    /// The plan without load reports or operator pins, `pins` being the balancer's.
+    fn by_count(
+        set: &LiveSet,
+        all: &[TopicPartition],
+        pins: &BTreeMap<TopicPartition, i32>,
+        limits: Limits,
+    ) -> Plan {
+        plan(set, all, &HashMap::new(), &HashSet::new(), pins, limits)
+    }
+
     /// The pins after applying `plan` to `pins`.
     fn apply(pins: &BTreeMap<TopicPartition, i32>, plan: &Plan) -> BTreeMap<TopicPartition, i32> {
         let mut out = pins.clone();
@@ -318,14 +328,7 @@ mod tests {
         let nodes = [1, 2, 3];
         let none = BTreeMap::new();
         let hashed = counts(&live(&nodes, &none), &all);
-        let plan = plan(
-            &live(&nodes, &none),
-            &all,
-            &HashMap::new(),
-            &HashSet::new(),
-            &none,
-            LIMITS,
-        );
+        let plan = by_count(&live(&nodes, &none), &all, &none, LIMITS);
         let pins = apply(&none, &plan);
         let after = counts(&live(&nodes, &pins), &all);
         assert!(after.values().all(|&n| n == 4), "{hashed:?} -> {after:?}");
@@ -337,14 +340,7 @@ mod tests {
         assert!((plan.before.by_count - max as f64 / 4.0).abs() < 1e-9);
 
         // A balanced placement asks for nothing more.
-        let again = super::plan(
-            &live(&nodes, &pins),
-            &all,
-            &HashMap::new(),
-            &HashSet::new(),
-            &pins,
-            LIMITS,
-        );
+        let again = by_count(&live(&nodes, &pins), &all, &pins, LIMITS);
         assert_eq!(again.changes, vec![]);
         assert_eq!(again.moves, 0);
     }
@@ -399,7 +395,7 @@ mod tests {
         let mut last = f64::MAX;
         for _ in 0..20 {
             let set = live(&nodes, &pins);
-            let plan = plan(&set, &all, &HashMap::new(), &HashSet::new(), &pins, limits);
+            let plan = by_count(&set, &all, &pins, limits);
             assert!(plan.moves <= 30);
             assert!(plan.after.by_count <= plan.before.by_count + 1e-9);
             assert!(plan.before.by_count <= last + 1e-9);
@@ -424,11 +420,9 @@ mod tests {
         let mut draining = live(&[1, 2, 3, 4], &balancer);
         draining.draining = vec![4];
         let balancer = BTreeMap::from([(agrees, hashed), (all[1], 9), (all[2], 4)]);
-        let plan = plan(
+        let plan = by_count(
             &draining,
             &all,
-            &HashMap::new(),
-            &HashSet::new(),
             &balancer,
             Limits {
                 max_imbalance: 100.0,
@@ -446,14 +440,7 @@ mod tests {
     fn one_node_needs_nothing() {
         let all = tps(10);
         let none = BTreeMap::new();
-        let plan = plan(
-            &live(&[1], &none),
-            &all,
-            &HashMap::new(),
-            &HashSet::new(),
-            &none,
-            LIMITS,
-        );
+        let plan = by_count(&live(&[1], &none), &all, &none, LIMITS);
         assert_eq!((plan.changes.len(), plan.moves), (0, 0));
         assert_eq!(plan.before.by_count, 1.0);
     }
@@ -463,14 +450,7 @@ mod tests {
         let all = tps(12);
         let nodes = [1, 2, 3];
         let none = BTreeMap::new();
-        let first = plan(
-            &live(&nodes, &none),
-            &all,
-            &HashMap::new(),
-            &HashSet::new(),
-            &none,
-            LIMITS,
-        );
+        let first = by_count(&live(&nodes, &none), &all, &none, LIMITS);
         let pins = apply(&none, &first);
         let set = live(&nodes, &pins);
         // Equal partitions, measured 10 MB/s ± 15 %: four per node, one node 14 % over.
