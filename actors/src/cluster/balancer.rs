@@ -123,8 +123,9 @@ impl BalancerState {
             return;
         }
         let me = self.args.live.borrow().me;
-        match self.args.store.report_load(me, rates.clone()).await {
-            Ok(()) => self.reported_idle = rates.is_empty(),
+        let idle = rates.is_empty();
+        match self.args.store.report_load(me, rates).await {
+            Ok(()) => self.reported_idle = idle,
             Err(e) => tracing::debug!(error = %e, "could not report this node's load"),
         }
     }

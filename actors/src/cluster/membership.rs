@@ -118,9 +118,10 @@ pub async fn register(
             Ok(view) => {
                 let guard = LeaseGuard::leased(me, view.generation, sent, config.ttl);
                 let mut set = live_set(me, &view);
-                let pins = read_pins(store, view.pins_version, config.renew_interval).await;
-                set.pins = pins.clone().map(|(_, p)| p).unwrap_or_default();
-                return Ok((set, guard, pins.map(|(v, _)| v)));
+                let pins = read_pins(store, config.renew_interval).await;
+                let version = pins.is_some().then_some(view.pins_version);
+                set.pins = pins.unwrap_or_default();
+                return Ok((set, guard, version));
             }
             Err(MetaError::LeaseHeld { expires_in_ms, .. }) => {
                 tracing::warn!(
@@ -144,29 +145,22 @@ pub async fn register(
 /// How long registration retries a failing metadata store before the node gives up.
 const REGISTER_DB_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Every partition pin, as of `version` (or later), or `None` when the store does not
-/// answer within `patience` (the lease is renewed already; a slow read must not delay the
-/// next renewal much): the caller places with the pins it knows and reads again next time.
-async fn read_pins(
-    store: &SharedMetadataStore,
-    version: i64,
-    patience: Duration,
-) -> Option<(i64, Pins)> {
+/// Every partition pin, or `None` when the store does not answer within `patience` (the
+/// lease is renewed already; a slow read must not delay the next renewal much): the caller
+/// places with the pins it knows and reads again next time.
+async fn read_pins(store: &SharedMetadataStore, patience: Duration) -> Option<Pins> {
     match tokio::time::timeout(patience, store.partition_pins()).await {
-        Ok(Ok(rows)) => Some((
-            version,
-            Arc::new(
-                rows.into_iter()
-                    .map(|p| {
-                        let (topic_id, partition) = p.partition;
-                        let tp = TopicPartition {
-                            topic_id,
-                            partition,
-                        };
-                        (tp, p.node_id)
-                    })
-                    .collect(),
-            ),
+        Ok(Ok(rows)) => Some(Arc::new(
+            rows.into_iter()
+                .map(|p| {
+                    let (topic_id, partition) = p.partition;
+                    let tp = TopicPartition {
+                        topic_id,
+                        partition,
+                    };
+                    (tp, p.node_id)
+                })
+                .collect(),
         )),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not read partition pins; placing with the known ones");
@@ -277,9 +271,9 @@ impl MembershipState {
                 let mut set = live_set(c.lease.node_id, &view);
                 set.pins = self.args.live.borrow().pins.clone();
                 if self.pins_version != Some(view.pins_version) {
-                    let read = read_pins(&self.args.store, view.pins_version, c.renew_interval / 2);
-                    if let Some((version, pins)) = read.await {
-                        self.pins_version = Some(version);
+                    let read = read_pins(&self.args.store, c.renew_interval / 2).await;
+                    if let Some(pins) = read {
+                        self.pins_version = Some(view.pins_version);
                         set.pins = pins;
                     }
                 }

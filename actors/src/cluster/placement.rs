@@ -237,7 +237,7 @@ impl HashedOwners {
                 // Not empty (checked above): there is a winner.
                 heaviest(key, &self.candidates).unwrap_or(*winner)
             } else {
-                heaviest(key, &joined).map_or(*winner, |w| w.max_by_weight(*winner))
+                heaviest(key, &joined).map_or(*winner, |w| heavier(w, *winner))
             };
         }
     }
@@ -268,20 +268,13 @@ impl HashedOwners {
     }
 }
 
-/// A winner's (weight, node), compared as [`owner`] does: the heavier wins, ties go to the
-/// lower node id.
-trait Winner {
-    fn max_by_weight(self, other: Self) -> Self;
-}
-
-impl Winner for (u64, i32) {
-    fn max_by_weight(self, other: Self) -> Self {
-        let rank = |(w, n): (u64, i32)| (w, std::cmp::Reverse(n));
-        if rank(self) >= rank(other) {
-            self
-        } else {
-            other
-        }
+/// The winner of two (weight, node): the heavier, or on equal weights the lower node id.
+fn heavier(a: (u64, i32), b: (u64, i32)) -> (u64, i32) {
+    let rank = |(w, n): (u64, i32)| (w, std::cmp::Reverse(n));
+    if rank(a) >= rank(b) {
+        a
+    } else {
+        b
     }
 }
 
@@ -290,7 +283,7 @@ fn heaviest(key: u64, candidates: &[(i32, u64)]) -> Option<(u64, i32)> {
     candidates
         .iter()
         .map(|&(node, mixed)| (mix(key ^ mixed), node))
-        .reduce(Winner::max_by_weight)
+        .reduce(heavier)
 }
 
 /// A node id as [`owner`] mixes it.
@@ -307,9 +300,9 @@ pub fn partition_key(tp: &TopicPartition) -> u64 {
 /// the lower node id).
 pub fn owner(key: u64, candidates: impl Iterator<Item = i32>) -> Option<i32> {
     candidates
-        .map(|node| (mix(key ^ mix_node(node)), std::cmp::Reverse(node)))
-        .max()
-        .map(|(_, std::cmp::Reverse(node))| node)
+        .map(|node| (mix(key ^ mix_node(node)), node))
+        .reduce(heavier)
+        .map(|(_, node)| node)
 }
 
 fn fnv1a(a: &[u8], b: &[u8]) -> u64 {
